@@ -1,0 +1,62 @@
+"""genaisdk: plan and run generative-AI projects from a declarative `.genai` spec.
+
+    >>> import genaisdk
+    >>> spec = genaisdk.load("specs/legal.genai")
+    >>> plan = genaisdk.plan(spec)
+    >>> plan.memory.per_device.total
+
+The public names are imported lazily so that `import genaisdk` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> "module:attribute"
+_EXPORTS = {
+    "load": "genaisdk.spec:load",
+    "loads": "genaisdk.spec:loads",
+    "check": "genaisdk.spec:check",
+    "Spec": "genaisdk.spec.model:Spec",
+    "AUTO": "genaisdk.spec.model:AUTO",
+    "Diagnostic": "genaisdk.diagnostics:Diagnostic",
+    "SpecError": "genaisdk.diagnostics:SpecError",
+    "Span": "genaisdk.diagnostics:Span",
+    "Dimensions": "genaisdk.dims:Dimensions",
+    "hookimpl": "genaisdk.hookspecs:hookimpl",
+    "get_registry": "genaisdk.registry:get_registry",
+    "plan": "genaisdk.planner:plan",
+    "Plan": "genaisdk.plan:Plan",
+    "train": "genaisdk.backend.jax.train:train",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    target = _EXPORTS.get(name)
+    if target is None:
+        raise AttributeError(f"module 'genaisdk' has no attribute {name!r}")
+    module_name, attribute = target.split(":")
+    value = getattr(importlib.import_module(module_name), attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from genaisdk.backend.jax.train import train
+    from genaisdk.diagnostics import Diagnostic, Span, SpecError
+    from genaisdk.dims import Dimensions
+    from genaisdk.hookspecs import hookimpl
+    from genaisdk.plan import Plan
+    from genaisdk.planner import plan
+    from genaisdk.registry import get_registry
+    from genaisdk.spec import check, load, loads
+    from genaisdk.spec.model import AUTO, Spec

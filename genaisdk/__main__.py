@@ -1,0 +1,3 @@
+from genaisdk.cli import main
+
+main()

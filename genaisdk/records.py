@@ -1,0 +1,283 @@
+"""The typed records that plugins register.
+
+Every registration hook (see `genaisdk.hookspecs`) hands the registry frozen, keyword-only
+attrs records of one of these classes. The registry normalizes `name`, fills `provider`,
+rejects duplicates and sorts. Everything the planner and the JAX backend know about a task,
+a model family, a precision or a GPU comes from one of these records.
+
+Records hold data and, where a plugin must supply behaviour (an architecture's parameter
+count), plain callables. Anything that needs JAX is named by a dotted path
+("package.module:function") and imported only by the JAX backend, so that loading the
+registry never imports JAX.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from genaisdk.dims import Dimensions
+
+if TYPE_CHECKING:  # pragma: no cover
+    pass
+
+FAMILIES = ("encoder", "decoder", "encoder_decoder")
+"""The three stack layouts. Every architecture belongs to one of them."""
+
+DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4")
+"""Numeric formats a precision computes in and a hardware record quotes peak FLOP/s for."""
+
+
+def normalize_name(name: str) -> str:
+    """The registry's spelling of a name: lower case, `_` and `-` equivalent (stored as `-`)."""
+    return name.strip().lower().replace("_", "-")
+
+
+def _name(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{type(instance).__name__}.name must be a non-empty string, got {value!r}")
+
+
+def _nonneg(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value is not None and value < 0:
+        raise ValueError(f"{type(instance).__name__}.{attribute.name} must be >= 0, got {value!r}")
+
+
+def _positive(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value is not None and value <= 0:
+        raise ValueError(f"{type(instance).__name__}.{attribute.name} must be > 0, got {value!r}")
+
+
+def _family(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value not in FAMILIES:
+        raise ValueError(f"{type(instance).__name__}.{attribute.name} must be one of {FAMILIES}, got {value!r}")
+
+
+def _frozen_map(value: Mapping | None) -> dict:
+    return dict(sorted(dict(value or {}).items()))
+
+
+@attrs.frozen(kw_only=True)
+class Record:
+    """Common fields. `provider` is set by the registry to the plugin that registered it."""
+
+    name: str = attrs.field(validator=_name)
+    description: str = ""
+    source: str = ""
+    """Where the figures come from: paper and table, datasheet, or 'definition'."""
+    provider: str = ""
+
+    @property
+    def key(self) -> str:
+        return normalize_name(self.name)
+
+
+@attrs.frozen(kw_only=True)
+class Task(Record):
+    """A task a project can name (`task = summarization`) and the model it usually wants."""
+
+    family: str = attrs.field(validator=_family)
+    objective: str
+    """Name of the Objective record pretraining for this family normally uses."""
+    examples: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+
+
+@attrs.frozen(kw_only=True)
+class ParamCount:
+    """Parameter counts of one model.
+
+    `total` is what memory holds; `active` is what one token passes through (equal to total
+    except for mixture-of-experts); `embedding` is the token/position embedding share (Kaplan
+    et al. 2020 count N without it); `largest_layer` is the biggest single block, the unit an
+    FSDP all-gather materializes.
+    """
+
+    total: int = attrs.field(validator=_nonneg)
+    active: int = attrs.field(validator=_nonneg)
+    embedding: int = attrs.field(default=0, validator=_nonneg)
+    largest_layer: int = attrs.field(default=0, validator=_nonneg)
+    breakdown: Mapping[str, int] = attrs.field(factory=dict, converter=_frozen_map)
+    """Named parts that sum to `total` (e.g. {'embedding': ..., 'attention': ..., 'ffn': ...})."""
+
+
+@attrs.frozen(kw_only=True)
+class DimensionField:
+    """An extra key an architecture accepts in the spec's `model { }` block (e.g. `experts`)."""
+
+    name: str = attrs.field(validator=_name)
+    kind: str = "count"
+    """'count' (a positive integer), 'number', 'fraction' (percent), or 'name'."""
+    description: str = ""
+    default: Any = None
+
+
+@attrs.frozen(kw_only=True)
+class Architecture(Record):
+    """A model architecture: how to count, cost and (optionally) build a `Dimensions`.
+
+    The callables are pure functions of the dimensions; their formulas cite their sources.
+
+    - `count_params(dims) -> ParamCount`
+    - `flops_per_token(dims, context) -> float`: training model FLOPs per token, forward and
+      backward, including attention (PaLM appendix B: 6·N + 12·L·H·Q·T), with N the active
+      non-embedding-lookup parameters.
+    - `activation_bytes(dims, *, seq, micro_batch, recompute, flash, bytes_per_value,
+      tensor_parallel=1) -> Mapping[str, float]`: activation memory of one micro-batch held for
+      the backward pass, by part (Korthikanti et al. 2022), whole model, one device.
+    - `jax_model`: "module:function" that builds the JAX model, or None if the JAX backend
+      cannot train this architecture.
+    """
+
+    family: str = attrs.field(validator=_family)
+    count_params: Callable[[Dimensions], ParamCount]
+    flops_per_token: Callable[[Dimensions, int], float]
+    activation_bytes: Callable[..., Mapping[str, float]]
+    extra_dims: tuple[DimensionField, ...] = attrs.field(default=(), converter=tuple)
+    jax_model: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Objective(Record):
+    """A pretraining objective and the families it fits."""
+
+    families: tuple[str, ...] = attrs.field(converter=tuple)
+    noise_density: float = 0.0
+    """Fraction of tokens masked or corrupted (BERT 15%; T5 15%); 0 for causal LM."""
+    mean_span: float = 1.0
+    """Mean corrupted span length (T5: 3)."""
+    loss_fraction: float = 1.0
+    """Fraction of positions that carry loss (masked LM: the masked 15%)."""
+    jax_loss: str | None = None
+    """'module:function' building the JAX batch and loss, or None."""
+
+
+@attrs.frozen(kw_only=True)
+class Precision(Record):
+    """Bytes per element for each piece of training state, and how to run it.
+
+    Bytes are per parameter (weights, gradients, master copy) or per activation value.
+    `compute_dtype` names the hardware peak that applies (a key of Hardware.peak_flops).
+    A precision with `trainable=False` (int8, int4) is only for frozen or served weights.
+    """
+
+    weight_bytes: float = attrs.field(validator=_positive)
+    """The working copy of the weights used in forward/backward."""
+    gradient_bytes: float = attrs.field(validator=_nonneg)
+    master_bytes: float = attrs.field(default=0.0, validator=_nonneg)
+    """An extra full-precision copy kept for the optimizer step (mixed precision: 4)."""
+    activation_bytes: float = attrs.field(default=2.0, validator=_positive)
+    compute_dtype: str = "bf16"
+    param_dtype: str = "bf16"
+    """Storage dtype of the working weights (fp32, bf16, fp16, fp8, int8, int4)."""
+    loss_scaling: bool = False
+    trainable: bool = True
+    optimizer_state_dtype: str = "fp32"
+
+
+@attrs.frozen(kw_only=True)
+class Optimizer(Record):
+    """Optimizer state bytes per trainable parameter and how to build it with optax."""
+
+    state_bytes: float = attrs.field(validator=_nonneg)
+    """E.g. Adam: two fp32 moments = 8; SGD with momentum: 4; plain SGD: 0; 8-bit Adam: 2."""
+    state_note: str = ""
+    optax_factory: str | None = None
+    """'module:function(learning_rate, **options) -> optax.GradientTransformation', or None."""
+    defaults: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_map)
+
+
+@attrs.frozen(kw_only=True)
+class Strategy(Record):
+    """A data-parallel distribution strategy: what it shards and what it sends.
+
+    The ZeRO stages (Rajbhandari et al. 2020): stage 1 shards optimizer state, stage 2 also
+    gradients, stage 3 (FSDP) also weights, each over the data-parallel degree.
+
+    `partition_rules` is the JAX rule table, keyed by the kind of state ('params', 'grads',
+    'opt_state', 'batch'); each value is an ordered tuple of (logical axis, mesh axis or None)
+    pairs. A logical axis is one of 'batch', 'length', 'embed', 'heads', 'kv', 'mlp',
+    'vocab', 'layers', 'experts'. An array dimension named by a logical axis is sharded over
+    the first rule's mesh axis that divides it and is not yet used; otherwise it is replicated.
+    """
+
+    shards_optimizer: bool = False
+    shards_gradients: bool = False
+    shards_weights: bool = False
+    offload_optimizer: bool = False
+    """Optimizer state (and master weights) live in host memory (ZeRO-Offload)."""
+    offload_weights: bool = False
+    communication: float = 2.0
+    """Bytes sent per parameter-byte per step, as a multiple of Ψ: DDP and ZeRO-1/2: 2Ψ
+    (reduce-scatter + all-gather); ZeRO-3: 3Ψ (Rajbhandari et al. 2020, Sec. 7)."""
+    partition_rules: Mapping[str, tuple[tuple[str, str | None], ...]] = attrs.field(
+        factory=dict, converter=_frozen_map
+    )
+
+
+@attrs.frozen(kw_only=True)
+class Hardware(Record):
+    """An accelerator: memory, peak dense FLOP/s per dtype, bandwidth, power, price."""
+
+    vendor: str = ""
+    kind: str = "gpu"
+    """'gpu' or 'tpu'."""
+    memory_bytes: int = attrs.field(validator=_positive)
+    peak_flops: Mapping[str, float] = attrs.field(converter=_frozen_map)
+    """Dense peak FLOP/s (or OP/s for int8) keyed by DTYPES; a dtype left out is unsupported."""
+    bandwidth_bytes_per_s: float = attrs.field(validator=_positive)
+    power_watts: float = attrs.field(validator=_positive)
+    price_per_hour: float | None = attrs.field(default=None, validator=_nonneg)
+    """Indicative on-demand USD per device-hour; None where no public price is given."""
+    interconnect_bytes_per_s: float | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Preset(Record):
+    """A published model: its architecture, dimensions and published parameter count."""
+
+    architecture: str
+    """Name of the Architecture record (encoder, decoder, encoder-decoder, ...)."""
+    dims: Dimensions
+    published_params: float | None = None
+    """The parameter count the source states (may be rounded, e.g. 175e9)."""
+    note: str = ""
+    """Why the computed count differs from the published one, where it does."""
+    training_tokens: float | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Adaptation(Record):
+    """How a model is adapted: which weights train and which models stay resident.
+
+    `trainable_fraction` is None when it is computed from the spec (LoRA rank and targets).
+    `resident_models` names the model copies held in memory (RLHF with PPO: policy, value,
+    reference, reward; DPO: policy, reference); the first one trains.
+    """
+
+    trains: bool = True
+    full: bool = True
+    """All weights train (fine-tune, pretrain) rather than adapters."""
+    trainable_fraction: float | None = None
+    frozen_precision: str | None = None
+    """Precision of frozen base weights (QLoRA: int4)."""
+    default_rank: int | None = None
+    default_targets: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    resident_models: tuple[str, ...] = attrs.field(default=("policy",), converter=tuple)
+    from_scratch: bool = False
+    """Weights start random (pretraining) rather than from a base model."""
+
+
+RECORD_KINDS: dict[str, type[Record]] = {
+    "tasks": Task,
+    "architectures": Architecture,
+    "objectives": Objective,
+    "precisions": Precision,
+    "optimizers": Optimizer,
+    "strategies": Strategy,
+    "hardware": Hardware,
+    "presets": Preset,
+    "adaptations": Adaptation,
+}
+"""Catalog kind -> record class; the hook for kind K is `genaisdk_K`."""

@@ -1,0 +1,1 @@
+"""The .genai spec language: parse, check, build a Spec, format."""

@@ -1,0 +1,188 @@
+"""The Spec: what a `.genai` file says, as frozen, keyword-only attrs classes.
+
+`genaisdk.spec.build` makes these from the syntax tree after checking every name, type and
+unit against the registry; everything downstream (planner, JAX backend) reads only these.
+
+Conventions:
+- Quantities are stored as plain numbers in canonical units: tokens and parameters as
+  counts, time in seconds, memory in bytes, money in USD, percentages as fractions (0.51).
+- A value the user left to the planner is `AUTO`; a value the user did not write is the
+  field's default (often None, meaning "the planner's documented default").
+- Names (task, family, precision, ...) are stored normalized (`normalize_name`), so they
+  are registry keys.
+- `Spec.spans` maps a dotted path ("train.precision") to where it was written, so a later
+  stage can point a Diagnostic at the line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+
+@attrs.frozen
+class Auto:
+    """The `auto` keyword: the planner fills this value and says why."""
+
+    def __repr__(self) -> str:
+        return "AUTO"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+AUTO = Auto()
+
+
+def is_auto(value: Any) -> bool:
+    return isinstance(value, Auto)
+
+
+def _map(value: Mapping | None) -> dict:
+    return dict(value or {})
+
+
+@attrs.frozen(kw_only=True)
+class Requirement:
+    """`requires { genaisdk-moe = ">=0.1" }`: a plugin distribution and a version specifier."""
+
+    distribution: str
+    specifier: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class ModelSpec:
+    family: str | Auto = AUTO
+    """An Architecture name (encoder, decoder, encoder-decoder, or a plugin's), or auto."""
+    objective: str | Auto = AUTO
+    size: float | Auto = AUTO
+    """Total parameters, or auto (compute-optimal for the budget)."""
+    preset: str | None = None
+    context: int | None = None
+    """Sequence length trained on, in tokens."""
+    # Explicit dimensions override the preset's or the size-derived ones.
+    layers: int | None = None
+    decoder_layers: int | None = None
+    d_model: int | None = None
+    heads: int | None = None
+    kv_heads: int | None = None
+    head_dim: int | None = None
+    d_ff: int | None = None
+    vocab: int | None = None
+    ffn: str | None = None
+    norm: str | None = None
+    positions: str | None = None
+    tied_embeddings: bool | None = None
+    biases: bool | None = None
+    extra: Mapping[str, Any] = attrs.field(factory=dict, converter=_map)
+    """Architecture-specific keys declared by the architecture's `extra_dims` (experts, top_k)."""
+
+
+@attrs.frozen(kw_only=True)
+class DataSpec:
+    tokens: float | None = None
+    """Training tokens (after any quality filter)."""
+    raw_tokens: float | None = None
+    """Size of the raw corpus before filtering."""
+    keep: float | None = None
+    """Fraction of the raw corpus the quality filter keeps (`keep = 3%`)."""
+    mix: Mapping[str, float] = attrs.field(factory=dict, converter=_map)
+    """Domain -> fraction of tokens, e.g. {'legal': 0.51, 'web': 0.49}."""
+    source: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    """Files, globs, JSON-lines paths, 'synthetic', or a builtin corpus name; for `genai train`."""
+    vocab: int | None = None
+    """Tokenizer vocabulary size, if it differs from the model's."""
+    held_out: float | None = None
+    """Fraction held out for evaluation."""
+
+
+@attrs.frozen(kw_only=True)
+class AdaptSpec:
+    method: str = "pretrain"
+    """An Adaptation name: prompt, finetune, lora, qlora, pretrain, rlhf, dpo."""
+    base: str | None = None
+    """The preset being adapted, where it differs from model.preset."""
+    rank: int | None = None
+    targets: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+
+
+@attrs.frozen(kw_only=True)
+class TrainSpec:
+    precision: str | Auto = AUTO
+    optimizer: str = "adamw"
+    sharding: str | Auto = AUTO
+    batch: float | None = None
+    """Global batch, in tokens."""
+    micro_batch: int | Auto = AUTO
+    """Sequences per device per forward/backward pass."""
+    recompute: str | Auto = AUTO
+    """none | selective | full."""
+    attention: str = "flash"
+    """flash | materialized."""
+    mfu: float | None = None
+    """Model-FLOPs utilization to assume; None = the planner's documented default."""
+    learning_rate: float | None = None
+    warmup: float | None = None
+    """Warmup steps (a count) for the JAX backend."""
+    steps: int | None = None
+    seed: int = 0
+    grad_clip: float | None = 1.0
+    weight_decay: float | None = None
+    eval_every: int | None = None
+    checkpoint_every: int | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Bound:
+    """A budget limit: `time <= 30 days` (op '<=') or `time = 30 days` (op '=')."""
+
+    value: float
+    op: str = "<="
+
+
+@attrs.frozen(kw_only=True)
+class BudgetSpec:
+    hardware: str | None = None
+    """A Hardware name."""
+    devices: int | Auto | None = None
+    """How many devices (`64 x a100-80gb`), or auto (as many as the time budget needs)."""
+    time: Bound | None = None
+    """Seconds."""
+    cost: Bound | None = None
+    """USD."""
+    price_per_hour: float | None = None
+    """USD per device-hour, overriding the hardware record's indicative price."""
+
+
+@attrs.frozen(kw_only=True)
+class ServeSpec:
+    precision: str = "bf16"
+    context: int | None = None
+    batch: int = 1
+
+
+@attrs.frozen(kw_only=True)
+class Project:
+    name: str
+    scope: str = ""
+    task: str | None = None
+    domain: str | None = None
+    model: ModelSpec = attrs.field(factory=ModelSpec)
+    data: DataSpec = attrs.field(factory=DataSpec)
+    adapt: AdaptSpec = attrs.field(factory=AdaptSpec)
+    train: TrainSpec = attrs.field(factory=TrainSpec)
+    budget: BudgetSpec = attrs.field(factory=BudgetSpec)
+    serve: ServeSpec | None = None
+    requires: tuple[Requirement, ...] = attrs.field(default=(), converter=tuple)
+
+
+@attrs.frozen(kw_only=True)
+class Spec:
+    version: int
+    project: Project
+    filename: str = "<spec>"
+    source: str = attrs.field(default="", eq=False, repr=False)
+    spans: Mapping[str, Any] = attrs.field(factory=dict, converter=_map, eq=False, repr=False)
+    """Dotted path -> genaisdk.diagnostics.Span of where it was written."""

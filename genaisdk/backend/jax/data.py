@@ -1,0 +1,237 @@
+"""Token batches for training and evaluation: packing, a held-out split, seeded shuffling.
+
+The training batch of optimizer step ``s`` is a pure function of ``(sources, seed, s)``:
+
+- Text is tokenized byte by byte, each document followed by EOS, concatenated, and cut
+  into sequences of exactly ``seq_len`` tokens (*sequence packing*: no padding, documents
+  share sequences; the tail shorter than one sequence is dropped). This is how GPT-2/GPT-3
+  style pretraining fills its context (Brown et al. 2020, Sec. 2.2; Raffel et al. 2020,
+  Sec. 3.1.2 packs T5's inputs the same way).
+- A seeded permutation of the packed sequences sets a fraction (``data.held_out``,
+  default 5%) aside for evaluation.
+- Training sequence ``g = s * rows + r`` (row ``r`` of step ``s``) is sequence
+  ``perm_e[g mod n]`` of epoch ``e = g // n``, where ``perm_e`` is a permutation seeded by
+  ``(seed, e)``: every epoch sees every sequence once, in a fresh order.
+
+Because nothing depends on what happened before, a run resumed at step ``s`` reads exactly
+the batches an uninterrupted run would, and every host of a multi-host run builds the
+same global batch without talking to the others. Synthetic sources are endless and
+addressed the same way (sequence ``g`` of the training stream).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+
+from genaisdk.backend.jax import synthetic
+from genaisdk.backend.jax.sources import (
+    DataError,
+    corpus_fingerprint,
+    is_synthetic,
+    read_documents,
+    resolve_files,
+)
+from genaisdk.backend.jax.tokenizer import BYTE_OFFSET, BYTE_VOCAB, TOKEN_DTYPE, ByteTokenizer
+
+DEFAULT_HELD_OUT = 0.05
+_SPLIT_STREAM = 11
+_SHUFFLE_STREAM = 12
+
+
+def _fraction(instance: Any, attribute: attrs.Attribute, value: float) -> None:
+    if not 0.0 <= value < 1.0:
+        raise DataError(f"data.held_out must be a fraction in [0, 1), got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class DataSettings:
+    """What the pipeline needs to know: sources, shapes and the seed."""
+
+    sources: tuple[str, ...] = attrs.field(converter=tuple)
+    seq_len: int
+    """Tokens per sequence handed to the objective's batch builder."""
+    rows_per_step: int
+    """Sequences per optimizer step (the global batch, all hosts, all micro-batches)."""
+    vocab_size: int
+    seed: int = 0
+    held_out: float = attrs.field(default=DEFAULT_HELD_OUT, validator=_fraction)
+    base_dir: Path | None = None
+    """Folder that relative source paths are resolved against (the spec file's)."""
+
+
+class DataPipeline:
+    """Training and held-out token batches, each a pure function of its step or index."""
+
+    def __init__(self, settings: DataSettings):
+        if not settings.sources:
+            raise DataError(
+                "the spec names no training data: add `data { source = \"synthetic\" }` or "
+                "a list of files and globs"
+            )
+        if settings.seq_len < 1 or settings.rows_per_step < 1:
+            raise DataError(
+                f"batches need at least one row of one token (got {settings.rows_per_step} x {settings.seq_len})"
+            )
+        self.settings = settings
+        self.seq_len = settings.seq_len
+        self.rows = settings.rows_per_step
+        self._permutations: OrderedDict[int, np.ndarray] = OrderedDict()
+        synthetic_entries = [e for e in settings.sources if is_synthetic(e)]
+        if synthetic_entries:
+            if len(synthetic_entries) != len(settings.sources) or len(synthetic_entries) > 1:
+                raise DataError(
+                    "a synthetic source stands alone: use `source = \"synthetic\"` (or "
+                    "\"synthetic:pattern\", \"synthetic:uniform\") without other entries"
+                )
+            self._init_synthetic(synthetic.parse_kind(synthetic_entries[0]))
+        else:
+            self._init_corpus()
+
+    # -- sources ---------------------------------------------------------------------------
+
+    def _init_synthetic(self, kind: str) -> None:
+        highest = BYTE_VOCAB - 1 if kind == "uniform" else (
+            BYTE_OFFSET + synthetic.ALPHABET_FIRST_BYTE + synthetic.ALPHABET_SIZE - 1
+        )
+        if self.settings.vocab_size <= highest:
+            raise DataError(
+                f"synthetic:{kind} uses token ids up to {highest}, beyond the model's "
+                f"vocabulary of {self.settings.vocab_size}"
+            )
+        self._synthetic = synthetic.SyntheticSequences(kind, seq_len=self.seq_len, seed=self.settings.seed)
+        self._train = None
+        self._held = None
+        self.fingerprint = self._synthetic.fingerprint
+        self.description = f"synthetic {kind} sequences of {self.seq_len} tokens (endless)"
+        self.total_tokens: int | None = None
+
+    def _init_corpus(self) -> None:
+        self._synthetic = None
+        tokenizer = ByteTokenizer(vocab_size=self.settings.vocab_size)
+        files = resolve_files(self.settings.sources, self.settings.base_dir)
+        documents = list(read_documents(files))
+        stream = tokenizer.encode_documents(d.data for d in documents)
+        n = len(stream) // self.seq_len
+        if n < 2:
+            raise DataError(
+                f"the data sources hold {len(stream)} tokens, fewer than two sequences of "
+                f"{self.seq_len}: add text or lower `model {{ context }}`"
+            )
+        storage = np.uint16 if self.settings.vocab_size <= np.iinfo(np.uint16).max + 1 else TOKEN_DTYPE
+        packed = stream[: n * self.seq_len].reshape(n, self.seq_len).astype(storage)
+        held = int(round(self.settings.held_out * n))
+        if self.settings.held_out > 0:
+            held = min(max(held, 1), n - 1)
+        order = np.random.default_rng([self.settings.seed, _SPLIT_STREAM]).permutation(n)
+        self._held = packed[np.sort(order[:held])]
+        self._train = packed[np.sort(order[held:])]
+        self.fingerprint = corpus_fingerprint(documents)
+        self.total_tokens = int(len(stream))
+        self.description = (
+            f"{len(stream):,} tokens from {len(files)} file(s), {len(documents)} document(s): "
+            f"{len(self._train):,} training and {len(self._held):,} held-out sequences of {self.seq_len}"
+        )
+
+    # -- sizes -----------------------------------------------------------------------------
+
+    @property
+    def num_train_sequences(self) -> int | None:
+        """Packed training sequences, or None for an endless synthetic stream."""
+        return None if self._train is None else len(self._train)
+
+    @property
+    def num_held_out_sequences(self) -> int | None:
+        return None if self._synthetic is not None else len(self._held)
+
+    def held_out_batches(self, limit: int) -> int:
+        """How many distinct held-out batches an evaluation reads (at most `limit`)."""
+        held = self.num_held_out_sequences
+        if held is None:
+            return limit
+        if held == 0:
+            return 0
+        return min(limit, -(-held // self.rows))
+
+    # -- batches ---------------------------------------------------------------------------
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        cached = self._permutations.get(epoch)
+        if cached is None:
+            rng = np.random.default_rng([self.settings.seed, _SHUFFLE_STREAM, epoch])
+            cached = rng.permutation(len(self._train))
+            self._permutations[epoch] = cached
+            while len(self._permutations) > 2:
+                self._permutations.popitem(last=False)
+        return cached
+
+    def train_indices(self, step: int) -> np.ndarray:
+        """Global training-sequence numbers of step `step`'s rows."""
+        return step * self.rows + np.arange(self.rows, dtype=np.int64)
+
+    def batch(self, step: int) -> np.ndarray:
+        """Token ids of optimizer step `step` (0-based), shape [rows_per_step, seq_len]."""
+        if step < 0:
+            raise ValueError(f"step must be >= 0, got {step}")
+        numbers = self.train_indices(step)
+        if self._synthetic is not None:
+            return self._synthetic.rows(numbers, stream=synthetic.TRAIN_STREAM)
+        n = len(self._train)
+        epochs, positions = np.divmod(numbers, n)
+        picked = np.empty(len(numbers), dtype=np.int64)
+        for epoch in np.unique(epochs):
+            where = epochs == epoch
+            picked[where] = self._permutation(int(epoch))[positions[where]]
+        return self._train[picked].astype(TOKEN_DTYPE)
+
+    def held_out_batch(self, index: int) -> np.ndarray:
+        """Held-out batch `index`, shape [rows_per_step, seq_len]; the same on every call.
+
+        A held-out split smaller than one batch is repeated to fill it, so every evaluation
+        runs the step's one compiled shape.
+        """
+        numbers = index * self.rows + np.arange(self.rows, dtype=np.int64)
+        if self._synthetic is not None:
+            return self._synthetic.rows(numbers, stream=synthetic.HELD_OUT_STREAM)
+        if len(self._held) == 0:
+            raise DataError("no held-out data: set `data { held_out = 5% }` to evaluate")
+        return self._held[numbers % len(self._held)].astype(TOKEN_DTYPE)
+
+    def position(self, step: int) -> dict[str, Any]:
+        """Where step `step` starts reading, for checkpoint metadata and messages."""
+        consumed = step * self.rows
+        n = self.num_train_sequences
+        position: dict[str, Any] = {"step": int(step), "sequences_consumed": int(consumed), "fingerprint": self.fingerprint}
+        if n:
+            position["epoch"] = int(consumed // n)
+            position["offset_in_epoch"] = int(consumed % n)
+        return position
+
+
+def build_pipeline(
+    sources: Sequence[str],
+    *,
+    seq_len: int,
+    rows_per_step: int,
+    vocab_size: int,
+    seed: int = 0,
+    held_out: float | None = None,
+    base_dir: Path | None = None,
+) -> DataPipeline:
+    """A `DataPipeline` from the spec's data entries (None `held_out` means 5%)."""
+    return DataPipeline(
+        DataSettings(
+            sources=tuple(sources),
+            seq_len=seq_len,
+            rows_per_step=rows_per_step,
+            vocab_size=vocab_size,
+            seed=seed,
+            held_out=DEFAULT_HELD_OUT if held_out is None else held_out,
+            base_dir=base_dir,
+        )
+    )

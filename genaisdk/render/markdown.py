@@ -1,0 +1,128 @@
+"""A Plan as Markdown (GitHub tables): for design documents, pull requests and wikis."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from genaisdk.render.units import fmt_bytes, fmt_count, fmt_fraction, fmt_ratio, fmt_sci, fmt_seconds, fmt_usd
+
+if TYPE_CHECKING:  # pragma: no cover
+    from genaisdk.plan import Plan
+
+
+def _cell(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(header: list[str], rows: list[list[object]], align: str | None = None) -> list[str]:
+    align = align or "l" * len(header)
+    marks = {"l": "---", "r": "---:", "c": ":---:"}
+    out = ["| " + " | ".join(_cell(h) for h in header) + " |", "|" + "|".join(marks[a] for a in align) + "|"]
+    out += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return out
+
+
+def _why(plan: Plan, field: str) -> str:
+    r = plan.reason(field)
+    return r.reason if r else ""
+
+
+def to_markdown(plan: Plan) -> str:
+    m, d, s, c, t, mem = plan.model, plan.data, plan.scaling, plan.compute, plan.train, plan.memory
+    lines = [f"# Plan: {plan.project.name}", ""]
+    if plan.project.scope:
+        lines += [f"_{plan.project.scope}_", ""]
+    lines += [f"Spec: `{plan.spec_file}`", "", "## Select", ""]
+    lines += _table(
+        ["", "value", "why"],
+        [
+            ["task", plan.project.task or "-", ""],
+            ["architecture", m.family, _why(plan, "model.family")],
+            ["objective", m.objective, _why(plan, "model.objective")],
+            ["size", fmt_count(m.params, "params") + (f" ({m.preset})" if m.preset else ""), _why(plan, "model.size")],
+            [
+                "shape",
+                f"{m.layers} layers, d_model {m.d_model}, {m.heads} heads ({m.kv_heads} kv), d_ff {m.d_ff}, vocab {m.vocab}",
+                _why(plan, "model.dims"),
+            ],
+            ["context", f"{m.context} tokens", _why(plan, "model.context")],
+            ["data", fmt_count(d.tokens, "tokens"), _why(plan, "data.tokens")],
+            ["compute-optimal", f"{fmt_count(s.optimal_params, 'params')} on {fmt_count(s.optimal_tokens, 'tokens')}", "Chinchilla"],
+            ["tokens per parameter", f"{s.tokens_per_param:.1f}", "about 20 is compute-optimal"],
+            ["predicted loss", f"{s.predicted_loss:.3f}", "Chinchilla approach 3"],
+        ],
+    )
+    lines += ["", "## Fit", ""]
+    lines += _table(
+        ["", "value", "why"],
+        [
+            ["hardware", f"{t.devices} x {t.hardware}", _why(plan, "budget.devices")],
+            ["precision", t.precision, _why(plan, "train.precision")],
+            ["strategy", t.strategy, _why(plan, "train.sharding")],
+            ["micro-batch", t.micro_batch, _why(plan, "train.micro_batch")],
+            ["recompute", t.recompute, _why(plan, "train.recompute")],
+        ],
+    )
+    lines += [""]
+    b = mem.per_device
+    rows = [[k, fmt_bytes(v)] for k, v in (("weights", b.weights), ("gradients", b.gradients), ("optimizer", b.optimizer), ("activations", b.activations))]
+    rows += [[f"overhead: {k}", fmt_bytes(v)] for k, v in b.overheads.items()]
+    rows += [["**peak total**", f"**{fmt_bytes(b.total)}** of {fmt_bytes(mem.device_capacity)} ({'fits' if mem.fits else 'does not fit'})"]]
+    lines += _table(["per device", "bytes"], rows, "lr")
+    if mem.options:
+        lines += ["", "Memory per device by strategy and precision:", ""]
+        lines += _table(
+            ["strategy", "precision", "recompute", "micro", "weights", "grads", "optimizer", "activations", "total", "fits"],
+            [
+                [
+                    o.strategy + (" (chosen)" if o.chosen else ""),
+                    o.precision,
+                    o.recompute,
+                    o.micro_batch,
+                    fmt_bytes(o.per_device.weights),
+                    fmt_bytes(o.per_device.gradients),
+                    fmt_bytes(o.per_device.optimizer),
+                    fmt_bytes(o.per_device.activations),
+                    fmt_bytes(o.per_device.total),
+                    "yes" if o.fits else "no",
+                ]
+                for o in mem.options
+            ],
+            "lllrrrrrrc",
+        )
+    bud = plan.budget
+    lines += ["", "## Cost", ""]
+    lines += _table(
+        ["", "value", "note"],
+        [
+            ["training FLOPs (6·N·D)", fmt_sci(c.flops), ""],
+            ["model FLOPs", fmt_sci(c.model_flops), "with attention, PaLM appendix B"],
+            ["hardware FLOPs", fmt_sci(c.hardware_flops), "with recomputation"],
+            ["petaflop/s-days", f"{c.pf_days:,.1f}", ""],
+            ["MFU assumed", fmt_fraction(t.mfu), _why(plan, "train.mfu")],
+            ["wall-clock", fmt_seconds(plan.time.seconds), f"budget {fmt_seconds(bud.time_seconds)} ({fmt_ratio(bud.time_ratio)})" if bud.time_seconds else ""],
+            ["device-hours", f"{plan.time.gpu_hours:,.0f}", ""],
+            ["cost", fmt_usd(plan.cost.usd), f"budget {fmt_usd(bud.cost_usd)} ({fmt_ratio(bud.cost_ratio)})" if bud.cost_usd else ""],
+        ],
+    )
+    i = plan.inference
+    lines += ["", "## Serve", ""]
+    lines += _table(
+        ["", "bytes"],
+        [
+            [f"weights ({i.precision})", fmt_bytes(i.memory.weights)],
+            [f"KV cache (context {i.context}, batch {i.batch})", fmt_bytes(i.memory.kv_cache)],
+            ["total per replica", fmt_bytes(i.memory.total) + ("" if i.fits else f" ({i.devices_per_replica} devices)")],
+        ],
+        "lr",
+    )
+    if plan.reasons:
+        lines += ["", "## Why", ""]
+        lines += _table(["field", "value", "reason"], [[r.field, r.value, r.reason] for r in plan.reasons])
+    if plan.diagnostics:
+        lines += ["", "## Diagnostics", ""]
+        for diag in plan.diagnostics:
+            where = f"line {diag.span.line}: " if diag.span else ""
+            hint = f" ({diag.hint})" if diag.hint else ""
+            lines.append(f"- **{diag.severity}** `{diag.code}` {where}{diag.message}{hint}")
+    return "\n".join(lines) + "\n"

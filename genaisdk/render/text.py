@@ -1,0 +1,269 @@
+"""The terminal view of a Plan: sections Select, Fit, Cost, Serve, then the reasons and the
+diagnostics, as rich tables. rich is imported here only, when a plan is printed."""
+
+from __future__ import annotations
+
+from typing import IO, TYPE_CHECKING
+
+from genaisdk.render.units import (
+    fmt_bytes,
+    fmt_count,
+    fmt_fraction,
+    fmt_ratio,
+    fmt_sci,
+    fmt_seconds,
+    fmt_usd,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.console import Console
+
+    from genaisdk.plan import Plan
+
+_SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+def _kv_table():
+    from rich import box
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD, show_header=False, pad_edge=False, expand=False)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(no_wrap=True)
+    table.add_column(style="dim", overflow="fold")
+    return table
+
+
+def _why(plan: Plan, field: str) -> str:
+    reason = plan.reason(field)
+    return reason.reason if reason else ""
+
+
+def _select(plan: Plan) -> object:
+    m, s, d = plan.model, plan.scaling, plan.data
+    table = _kv_table()
+    table.add_row("task", plan.project.task or "-", "")
+    table.add_row("architecture", m.family, _why(plan, "model.family"))
+    table.add_row("objective", m.objective, _why(plan, "model.objective"))
+    size = fmt_count(m.params, "params")
+    if m.preset:
+        size += f" ({m.preset})"
+    table.add_row("size", size, _why(plan, "model.size"))
+    dims = f"{m.layers} layers" + (f" + {m.decoder_layers} decoder" if m.decoder_layers else "")
+    dims += f", d_model {m.d_model}, {m.heads} heads"
+    if m.kv_heads != m.heads:
+        dims += f" ({m.kv_heads} kv)"
+    dims += f", d_ff {m.d_ff} ({m.ffn}), vocab {m.vocab}"
+    table.add_row("shape", dims, _why(plan, "model.dims"))
+    table.add_row("context", f"{m.context} tokens", _why(plan, "model.context"))
+    if m.trainable_params and abs(m.trainable_params - m.params) > 0.5:
+        table.add_row("trainable", fmt_count(m.trainable_params, "params"), f"{plan.train.adaptation}")
+    data = fmt_count(d.tokens, "tokens")
+    if d.mix:
+        data += "  (" + ", ".join(f"{k} {fmt_fraction(v)}" for k, v in d.mix.items()) + ")"
+    table.add_row("data", data, _why(plan, "data.tokens"))
+    if d.raw_tokens_needed:
+        table.add_row("raw text", fmt_count(d.raw_tokens_needed, "tokens"), f"for the optimal D at keep = {fmt_fraction(d.keep)}")
+    table.add_row(
+        "compute-optimal",
+        f"{fmt_count(s.optimal_params, 'params')} on {fmt_count(s.optimal_tokens, 'tokens')}",
+        f"Chinchilla, for the {fmt_sci(plan.compute.flops)} FLOPs of this run",
+    )
+    table.add_row("tokens/param", f"{s.tokens_per_param:.1f}", "about 20 is compute-optimal (Hoffmann et al. 2022)")
+    table.add_row("predicted loss", f"{s.predicted_loss:.3f} nats/token", "L(N, D) = E + A/N^α + B/D^β, Chinchilla approach 3")
+    return table
+
+
+def _memory_table(plan: Plan) -> object:
+    from rich import box
+    from rich.table import Table
+
+    mem = plan.memory.per_device
+    table = Table(box=box.SIMPLE_HEAD, title=None, pad_edge=False)
+    table.add_column("per device", style="bold")
+    table.add_column("bytes", justify="right")
+    table.add_column("share", justify="right", style="dim")
+    total = mem.total or 1.0
+    for name, value in (
+        ("weights", mem.weights),
+        ("gradients", mem.gradients),
+        ("optimizer", mem.optimizer),
+        ("activations", mem.activations),
+        *((f"overhead: {k}", v) for k, v in mem.overheads.items()),
+    ):
+        table.add_row(name, fmt_bytes(value), fmt_fraction(value / total))
+    fits = plan.memory.fits
+    table.add_row(
+        "peak total",
+        f"[{'green' if fits else 'bold red'}]{fmt_bytes(mem.total)}[/]",
+        f"of {fmt_bytes(plan.memory.device_capacity)}",
+        end_section=True,
+    )
+    if mem.host:
+        table.add_row("host (offloaded)", fmt_bytes(mem.host), "")
+    return table
+
+
+def _options_table(plan: Plan) -> object | None:
+    if not plan.memory.options:
+        return None
+    from rich import box
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD, title="memory per device by strategy and precision", title_justify="left")
+    for col, justify in (
+        ("strategy", "left"),
+        ("precision", "left"),
+        ("recompute", "left"),
+        ("micro", "right"),
+        ("weights", "right"),
+        ("grads", "right"),
+        ("optimizer", "right"),
+        ("activations", "right"),
+        ("overheads", "right"),
+        ("total", "right"),
+        ("fits", "center"),
+    ):
+        table.add_column(col, justify=justify, no_wrap=True)
+    for o in plan.memory.options:
+        b = o.per_device
+        mark = "[green]yes[/]" if o.fits else "[red]no[/]"
+        style = "bold" if o.chosen else None
+        table.add_row(
+            o.strategy + (" *" if o.chosen else ""),
+            o.precision,
+            o.recompute,
+            str(o.micro_batch),
+            fmt_bytes(b.weights),
+            fmt_bytes(b.gradients),
+            fmt_bytes(b.optimizer),
+            fmt_bytes(b.activations),
+            fmt_bytes(sum(b.overheads.values())),
+            fmt_bytes(b.total),
+            mark,
+            style=style,
+        )
+    return table
+
+
+def _fit(plan: Plan) -> object:
+    t = plan.train
+    table = _kv_table()
+    table.add_row("hardware", f"{t.devices} x {t.hardware}", _why(plan, "budget.devices"))
+    table.add_row("precision", t.precision, _why(plan, "train.precision"))
+    table.add_row("optimizer", t.optimizer, _why(plan, "train.optimizer"))
+    table.add_row("strategy", t.strategy, _why(plan, "train.sharding"))
+    table.add_row("micro-batch", f"{t.micro_batch} sequences", _why(plan, "train.micro_batch"))
+    table.add_row("recompute", t.recompute, _why(plan, "train.recompute"))
+    if t.global_batch_sequences:
+        table.add_row(
+            "global batch",
+            f"{t.global_batch_sequences} sequences ({fmt_count(t.global_batch_tokens, 'tokens')})",
+            f"{t.grad_accumulation} accumulation step(s) of {t.micro_batch} x {t.devices}",
+        )
+    return table
+
+
+def _cost(plan: Plan) -> object:
+    c, tm, co, b = plan.compute, plan.time, plan.cost, plan.budget
+    table = _kv_table()
+    table.add_row("training FLOPs", fmt_sci(c.flops), "6·N·D")
+    table.add_row("model FLOPs", fmt_sci(c.model_flops), "(6·N + 12·L·H·Q·T)·D, PaLM appendix B")
+    table.add_row("hardware FLOPs", fmt_sci(c.hardware_flops), "model FLOPs + recomputation")
+    table.add_row("petaflop/s-days", f"{c.pf_days:,.1f}", "1 PF-day = 8.64e19 FLOPs")
+    table.add_row("MFU assumed", fmt_fraction(plan.train.mfu), _why(plan, "train.mfu"))
+    over_time = b.time_ratio is not None and b.time_ratio > 1
+    time_text = fmt_seconds(tm.seconds)
+    if b.time_seconds is not None:
+        time_text = f"[{'bold red' if over_time else 'green'}]{time_text}[/]"
+        limit = f"budget {fmt_seconds(b.time_seconds)}: {fmt_ratio(b.time_ratio)}"
+    else:
+        limit = ""
+    table.add_row("wall-clock", time_text, limit)
+    table.add_row("device-hours", f"{tm.gpu_hours:,.0f}", "")
+    cost_text = fmt_usd(co.usd)
+    if b.cost_usd is not None and co.usd is not None:
+        over = b.cost_ratio is not None and b.cost_ratio > 1
+        cost_text = f"[{'bold red' if over else 'green'}]{cost_text}[/]"
+        limit = f"budget {fmt_usd(b.cost_usd)}: {fmt_ratio(b.cost_ratio)}"
+    else:
+        limit = f"at {fmt_usd(co.price_per_hour)}/device-hour" if co.price_per_hour else "no price known"
+    table.add_row("cost", cost_text, limit)
+    if co.energy_kwh is not None:
+        table.add_row("energy", f"{co.energy_kwh:,.0f} kWh", "devices x power x time")
+    return table
+
+
+def _serve(plan: Plan) -> object:
+    i = plan.inference
+    table = _kv_table()
+    table.add_row("precision", i.precision, _why(plan, "serve.precision"))
+    table.add_row("weights", fmt_bytes(i.memory.weights), f"{fmt_count(plan.model.params, 'params')} at {i.precision}")
+    table.add_row("KV cache", fmt_bytes(i.memory.kv_cache), f"context {i.context} x batch {i.batch}")
+    fits = "fits one device" if i.fits else f"needs {i.devices_per_replica} devices per replica"
+    table.add_row("total", f"[{'green' if i.fits else 'yellow'}]{fmt_bytes(i.memory.total)}[/]", fits)
+    return table
+
+
+def _reasons(plan: Plan) -> object:
+    table = _kv_table()
+    for r in plan.reasons:
+        value = r.value if isinstance(r.value, str) else fmt_count(r.value) if isinstance(r.value, (int, float)) else str(r.value)
+        table.add_row(r.field, value, r.reason)
+    return table
+
+
+def _diagnostics(plan: Plan, console: Console) -> None:
+    from rich.text import Text
+
+    for d in plan.diagnostics:
+        where = f"{d.span.file}:{d.span.line}:{d.span.column}: " if d.span else ""
+        line = Text(where)
+        line.append(f"{d.severity}[{d.code}]", style=_SEVERITY_STYLE.get(d.severity, ""))
+        line.append(f": {d.message}")
+        console.print(line)
+        if d.hint:
+            console.print(Text(f"    = help: {d.hint}", style="dim"))
+
+
+def render_text(plan: Plan, console: Console) -> None:
+    """Print the plan to a rich Console."""
+    from rich.rule import Rule
+
+    p = plan.project
+    console.print(f"[bold]{p.name}[/]  [dim]{plan.spec_file}[/]")
+    if p.scope:
+        console.print(f"[dim]{p.scope}[/]")
+    console.print(Rule("Select", align="left"))
+    console.print(_select(plan))
+    console.print(Rule("Fit", align="left"))
+    console.print(_fit(plan))
+    console.print(_memory_table(plan))
+    options = _options_table(plan)
+    if options is not None:
+        console.print(options)
+    console.print(Rule("Cost", align="left"))
+    console.print(_cost(plan))
+    console.print(Rule("Serve", align="left"))
+    console.print(_serve(plan))
+    if plan.reasons:
+        console.print(Rule("Why", align="left"))
+        console.print(_reasons(plan))
+    if plan.diagnostics:
+        console.print(Rule("Diagnostics", align="left"))
+        _diagnostics(plan, console)
+
+
+def make_console(file: IO[str] | None = None, *, width: int | None = None, color: bool | None = None) -> Console:
+    from rich.console import Console
+
+    return Console(file=file, width=width, force_terminal=color, no_color=color is False, highlight=False, soft_wrap=False)
+
+
+def to_text(plan: Plan, *, width: int = 120, color: bool = False) -> str:
+    """The terminal view as a string (for tests and for embedding)."""
+    import io
+
+    buffer = io.StringIO()
+    render_text(plan, make_console(buffer, width=width, color=color))
+    return buffer.getvalue()

@@ -1,0 +1,71 @@
+"""metrics.jsonl and the progress display."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from genaisdk.backend.jax.metrics import MetricsLog, read_metrics
+from genaisdk.backend.jax.progress import PlainProgress, SilentProgress, format_rate, format_seconds, make_progress
+
+
+def _entry(step, loss=1.0):
+    return {"kind": "train", "step": step, "loss": loss, "tokens_per_s": 1234.0, "lr": 1e-3, "mfu": None}
+
+
+def test_metrics_resume_keeps_entries_through_the_restored_step(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    with MetricsLog(path) as log:
+        for step in range(1, 8):
+            log.write(_entry(step))
+        log.write({"kind": "eval", "step": 4, "eval_loss": 1.0, "perplexity": 2.7})
+    with path.open("a") as handle:
+        handle.write('{"kind": "train", "step": 8, "lo')  # torn by a kill mid-write
+    with MetricsLog(path, keep_through_step=5) as log:
+        log.write(_entry(6, loss=0.5))
+    entries = read_metrics(path)
+    assert [(e["kind"], e["step"]) for e in entries] == [
+        ("train", 1), ("train", 2), ("train", 3), ("train", 4), ("train", 5), ("eval", 4), ("train", 6)
+    ]
+    assert entries[-1]["loss"] == 0.5
+
+
+def test_metrics_fresh_run_truncates_and_non_finite_values_stay_json(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1}\n')
+    with MetricsLog(path) as log:
+        log.write(_entry(1, loss=float("nan")))
+        log.write(_entry(2, loss=float("inf")))
+    lines = path.read_text().splitlines()
+    assert [json.loads(line)["loss"] for line in lines] == ["nan", "inf"]
+
+
+def test_metrics_disabled_on_other_processes_writes_nothing(tmp_path):
+    with MetricsLog(tmp_path / "m.jsonl", enabled=False) as log:
+        log.write(_entry(1))
+    assert not (tmp_path / "m.jsonl").exists()
+
+
+def test_plain_progress_prints_a_bounded_number_of_lines():
+    out = io.StringIO()
+    progress = PlainProgress(out, lines=10)
+    progress.start(first_step=0, total_steps=100)
+    for step in range(1, 101):
+        progress.step(_entry(step, loss=5.0 - step / 50))
+    progress.evaluation({"step": 100, "eval_loss": 3.0, "perplexity": 20.09})
+    lines = out.getvalue().splitlines()
+    assert 10 <= len(lines) <= 13
+    assert lines[0].startswith("step 1/100  loss 4.9800  1.2k tok/s")
+    assert lines[-2].startswith("step 100/100")
+    assert lines[-1] == "eval at step 100: held-out loss 3.0000  perplexity 20.09"
+
+
+def test_progress_choice_follows_the_output():
+    assert isinstance(make_progress(stream=io.StringIO()), PlainProgress)
+    assert isinstance(make_progress(primary=False), SilentProgress)
+    assert type(make_progress(tty=True, stream=io.StringIO())).__name__ == "RichProgress"
+
+
+def test_formats():
+    assert format_rate(2_500_000) == "2.5M tok/s" and format_rate(950) == "950 tok/s"
+    assert format_seconds(3725) == "1:02:05" and format_seconds(65) == "1:05" and format_seconds(None) == "-"

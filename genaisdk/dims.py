@@ -18,9 +18,12 @@ FFN_KINDS = ("gelu", "relu", "gated")
 NORM_KINDS = ("layernorm", "rmsnorm")
 """LayerNorm has a scale and a bias per channel; RMSNorm only a scale (Zhang & Sennrich 2019)."""
 
-POSITION_KINDS = ("learned", "rotary", "relative", "alibi", "sinusoidal")
+POSITION_KINDS = ("learned", "rotary", "relative", "alibi", "sinusoidal", "xl-relative")
 """`learned`: a context x d_model table (GPT-2, BERT). `relative`: T5's bucketed bias,
-buckets x heads in the first layer of each stack. `rotary`, `alibi`, `sinusoidal`: no parameters."""
+buckets x heads in the first layer of each stack. `xl-relative`: Transformer-XL's relative
+encoding (Dai et al. 2019, Sec. 3.3; used by Gopher and Chinchilla): per layer a projection of
+the sinusoidal relative embeddings (d_model x heads·head_dim) and two heads x head_dim biases.
+`rotary`, `alibi`, `sinusoidal`: no parameters."""
 
 
 def _positive(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
@@ -54,7 +57,23 @@ class Dimensions:
     tied_embeddings: bool = True
     """Whether the output projection reuses the token-embedding matrix."""
     biases: bool = True
-    """Whether linear layers carry biases (GPT-2, BERT: yes; T5, LLaMA: no)."""
+    """Whether linear layers (and LayerNorms) carry biases (GPT-2, BERT: yes; T5, LLaMA, PaLM: no)."""
+    position_table: int | None = attrs.field(default=None, validator=_positive)
+    """Rows of a learned position table; None means `context` (OPT and RoBERTa keep 2 more)."""
+    token_types: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    """Rows of a token-type (segment) embedding table (BERT: 2; most models: 0)."""
+    embedding_norm: bool = False
+    """A norm right after the embeddings (BERT, BLOOM, BART)."""
+    final_norm: bool = True
+    """A norm after the last block: pre-norm stacks have one (GPT-2, LLaMA); post-norm (BERT) not."""
+    parallel_block: bool = False
+    """Attention and FFN read the same normalized input, one norm per block (GPT-J, PaLM)."""
+    relative_buckets: int = attrs.field(default=32, validator=_positive)
+    """Buckets of T5's relative position bias (used when positions == 'relative')."""
+    pooler: bool = False
+    """BERT's pooler: a d_model x d_model dense layer over the first token."""
+    mlm_head: bool = False
+    """BERT's masked-LM head: a d_model x d_model transform, a norm and an output bias per token."""
     extra: Mapping[str, Any] = attrs.field(factory=dict, converter=lambda m: dict(sorted(dict(m).items())))
 
     @property

@@ -1,0 +1,281 @@
+"""Training memory per device, itemized: weights, gradients, optimizer, activations, overheads.
+
+Model state after ZeRO (Rajbhandari et al. 2020, "ZeRO: Memory Optimizations Toward Training
+Trillion Parameter Models", arXiv:1910.02054, Sec. 3.1 and 5): with Ψ parameters and
+mixed-precision Adam a data-parallel replica holds 2Ψ (16-bit weights) + 2Ψ (16-bit
+gradients) + KΨ (fp32 master weights, momentum, variance: K = 12) = 16Ψ bytes. ZeRO shards
+over the data-parallel degree N_d:
+
+    stage 1 (P_os):      2Ψ + 2Ψ + KΨ/N_d
+    stage 2 (P_os+g):    2Ψ + (2 + K)Ψ/N_d
+    stage 3 (P_os+g+p):  (2 + 2 + K)Ψ/N_d
+
+Nothing here is one "bytes per parameter": each dtype is its own argument (weight, gradient,
+master, optimizer-state bytes), so fp32 main gradients give Megatron-LM's 18 bytes per
+parameter (2 + 4 + 12) and pure-fp32 Adam the classic 16 (4 + 4 + 8).
+
+Peak = persistent state + the worst transient phase (not the largest component, and not
+the plain sum of every buffer, since some never coexist):
+
+- persistent: weights, gradients, optimizer state, the runtime context;
+- forward: stored activations, the loss buffers (logits), the all-gather buffers of a fully
+  sharded strategy;
+- backward: the same plus the unsharded gradient bucket of one layer (ZeRO-2 / FSDP
+  reduce-scatter) and the layer rebuilt by full recomputation;
+- optimizer step: the fp32 copy of the gradient partition when gradients are 16-bit and the
+  update runs on fp32 master weights (ZeRO, Sec. 5.1: the update is done in fp32).
+
+Allocator fragmentation is a documented fraction of that peak, on its own line.
+
+Offload (Ren et al. 2021, "ZeRO-Offload", Sec. 4): optimizer state and master weights, and
+the gradients when they are sharded, live in host memory; an offloaded-weights strategy
+(ZeRO-Infinity, Rajbhandari et al. 2021) keeps only the gather buffers on the device. Host
+bytes are reported separately.
+
+All numeric arguments (parameters, degrees, bytes per element, activation bytes) and the
+strategy flags may be numpy arrays; everything broadcasts, so a whole grid of configurations
+is one call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import attrs
+import numpy as np
+
+from genaisdk.estimate.constants import ALLOCATOR_FRAGMENTATION, FSDP_GATHER_LAYERS, RUNTIME_CONTEXT_BYTES
+
+FP32_BYTES = 4.0
+
+
+@attrs.frozen(kw_only=True)
+class ModelState:
+    """Per-device bytes of weights, gradients and optimizer state (moments plus any master
+    copy), and what an offload strategy moved to the host."""
+
+    weights: np.ndarray | float
+    gradients: np.ndarray | float
+    optimizer: np.ndarray | float
+    host_weights: np.ndarray | float = 0.0
+    host_gradients: np.ndarray | float = 0.0
+    host_optimizer: np.ndarray | float = 0.0
+
+    @property
+    def device(self):
+        return self.weights + self.gradients + self.optimizer
+
+    @property
+    def host(self):
+        return self.host_weights + self.host_gradients + self.host_optimizer
+
+
+@attrs.frozen(kw_only=True)
+class TrainingMemory:
+    """Bytes per device (numpy arrays when any argument was one).
+
+    `activations` is the activation footprint at its largest (start of the backward pass:
+    stored activations, loss buffers, backward-only buffers). `overheads` has one line per
+    overhead: 'runtime', 'gather_buffers', 'gradient_bucket', 'step_buffers',
+    'fragmentation'. `phases` has the transient bytes of 'forward', 'backward' and 'step'.
+    `total` is the peak: persistent + max(phases) + fragmentation. `host` is what offload
+    keeps in host memory, per device.
+    """
+
+    weights: np.ndarray | float
+    gradients: np.ndarray | float
+    optimizer: np.ndarray | float
+    activations: np.ndarray | float
+    overheads: Mapping[str, np.ndarray | float]
+    phases: Mapping[str, np.ndarray | float]
+    persistent: np.ndarray | float
+    total: np.ndarray | float
+    host: np.ndarray | float = 0.0
+    host_parts: Mapping[str, np.ndarray | float] = attrs.field(factory=dict)
+
+    @property
+    def model_state(self):
+        """Weights + gradients + optimizer: what ZeRO's Table 1 reports."""
+        return self.weights + self.gradients + self.optimizer
+
+    @property
+    def worst_phase(self) -> str | np.ndarray:
+        """Name of the phase that sets the peak ('forward', 'backward' or 'step')."""
+        names = list(self.phases)
+        stacked = np.stack(np.broadcast_arrays(*[np.asarray(self.phases[n], dtype=float) for n in names]))
+        picked = np.asarray(names)[np.argmax(stacked, axis=0)]
+        return picked.item() if picked.ndim == 0 else picked
+
+
+def _shard(value, shards, dp):
+    """`value` divided over the data-parallel degree where `shards` is true."""
+    return np.where(shards, value / dp, value)
+
+
+def model_state(
+    *,
+    params,
+    weight_bytes,
+    gradient_bytes,
+    optimizer_bytes,
+    master_bytes=0.0,
+    trainable_params=None,
+    frozen_weight_bytes=None,
+    dp=1,
+    shards_optimizer=False,
+    shards_gradients=False,
+    shards_weights=False,
+    offload_optimizer=False,
+    offload_weights=False,
+) -> ModelState:
+    """Per-device weights, gradients and optimizer state (Rajbhandari et al. 2020, Sec. 5).
+
+    - weights: trainable params x `weight_bytes` (the working copy used in forward and
+      backward) + frozen params x `frozen_weight_bytes` (QLoRA's 4-bit base), over N_d when
+      weights are sharded;
+    - gradients: trainable params x `gradient_bytes`, over N_d when gradients are sharded;
+    - optimizer: trainable params x (`optimizer_bytes` + `master_bytes`), ZeRO's K, over
+      N_d when optimizer state is sharded.
+
+    `dp` is the data-parallel degree N_d, never the world size: with tensor or pipeline
+    parallelism the caller passes world / (tp·pp) and the per-stage parameter count.
+    Offloaded state is reported in the host fields and is 0 on the device.
+    """
+    dp = np.asarray(dp, dtype=float)
+    if np.any(dp < 1):
+        raise ValueError("the data-parallel degree must be >= 1")
+    params = np.asarray(params, dtype=float)
+    trainable = params if trainable_params is None else np.asarray(trainable_params, dtype=float)
+    frozen = params - trainable
+    frozen_bytes = weight_bytes if frozen_weight_bytes is None else frozen_weight_bytes
+
+    weights = _shard(trainable * weight_bytes + frozen * frozen_bytes, shards_weights, dp)
+    gradients = _shard(trainable * gradient_bytes, shards_gradients, dp)
+    optimizer = _shard(trainable * (np.asarray(optimizer_bytes, dtype=float) + master_bytes), shards_optimizer, dp)
+
+    offload_optimizer = np.asarray(offload_optimizer, dtype=bool)
+    offload_weights = np.asarray(offload_weights, dtype=bool)
+    # ZeRO-Offload moves the sharded gradients to the host with the optimizer (Ren et al.
+    # 2021, Sec. 4.1); unsharded gradients stay on the device for the all-reduce.
+    offload_gradients = offload_optimizer & np.asarray(shards_gradients, dtype=bool)
+    zero = np.zeros_like(weights)
+    return ModelState(
+        weights=np.where(offload_weights, zero, weights),
+        gradients=np.where(offload_gradients, zero, gradients),
+        optimizer=np.where(offload_optimizer, zero, optimizer),
+        host_weights=np.where(offload_weights, weights, zero),
+        host_gradients=np.where(offload_gradients, gradients, zero),
+        host_optimizer=np.where(offload_optimizer, optimizer, zero),
+    )
+
+
+def training_memory(
+    *,
+    params,
+    weight_bytes,
+    gradient_bytes,
+    optimizer_bytes,
+    master_bytes=0.0,
+    trainable_params=None,
+    frozen_weight_bytes=None,
+    largest_layer=0.0,
+    dp=1,
+    shards_optimizer=False,
+    shards_gradients=False,
+    shards_weights=False,
+    offload_optimizer=False,
+    offload_weights=False,
+    stored_activations=0.0,
+    loss_buffers=0.0,
+    backward_buffers=0.0,
+    runtime_bytes=RUNTIME_CONTEXT_BYTES,
+    fragmentation=ALLOCATOR_FRAGMENTATION,
+    gather_layers=FSDP_GATHER_LAYERS,
+) -> TrainingMemory:
+    """Peak training memory per device, itemized (module docstring for the accounting).
+
+    `stored_activations`, `loss_buffers` and `backward_buffers` come from
+    `genaisdk.estimate.activations` (`stored_bytes`, `loss_bytes`, `backward_bytes` of
+    `activation_memory(...)`). `largest_layer` is `ParamCount.largest_layer`: a fully
+    sharded step gathers `gather_layers` (about two) of them at a time, and a sharded
+    gradient is reduce-scattered one layer-sized bucket at a time.
+    """
+    state = model_state(
+        params=params,
+        weight_bytes=weight_bytes,
+        gradient_bytes=gradient_bytes,
+        optimizer_bytes=optimizer_bytes,
+        master_bytes=master_bytes,
+        trainable_params=trainable_params,
+        frozen_weight_bytes=frozen_weight_bytes,
+        dp=dp,
+        shards_optimizer=shards_optimizer,
+        shards_gradients=shards_gradients,
+        shards_weights=shards_weights,
+        offload_optimizer=offload_optimizer,
+        offload_weights=offload_weights,
+    )
+    dp = np.asarray(dp, dtype=float)
+    params = np.asarray(params, dtype=float)
+    trainable = params if trainable_params is None else np.asarray(trainable_params, dtype=float)
+    largest = np.asarray(largest_layer, dtype=float)
+    gathers = np.asarray(shards_weights, dtype=bool) | np.asarray(offload_weights, dtype=bool)
+
+    # FSDP / ZeRO-3: the layer being computed and the prefetched one, unsharded.
+    gather = np.where(gathers, gather_layers * largest * weight_bytes, 0.0)
+    # ZeRO-2 / FSDP: one layer's full gradient exists before its reduce-scatter.
+    bucket = np.where(
+        np.asarray(shards_gradients, dtype=bool) | gathers, largest * gradient_bytes, 0.0
+    )
+    # Optimizer step on fp32 master weights reads an fp32 copy of the 16-bit gradient
+    # partition (ZeRO, Sec. 5.1). Runs on the host when the optimizer is offloaded.
+    upcast = (np.asarray(master_bytes, dtype=float) > 0) & (np.asarray(gradient_bytes, dtype=float) < FP32_BYTES)
+    step_buffers = np.where(
+        upcast & ~np.asarray(offload_optimizer, dtype=bool),
+        _shard(trainable * FP32_BYTES, shards_optimizer, dp),
+        0.0,
+    )
+
+    activations = stored_activations + loss_buffers + backward_buffers
+    forward = stored_activations + loss_buffers + gather
+    backward = activations + gather + bucket
+    step = step_buffers
+    runtime = np.asarray(runtime_bytes, dtype=float)
+    persistent = state.device + runtime
+    allocated = persistent + np.maximum(np.maximum(forward, backward), step)
+    frag = fragmentation * allocated
+    total = allocated + frag
+
+    shape = np.shape(total)
+
+    def full(value):
+        # Every field has the configuration grid's shape (a read-only view, no copy).
+        return np.broadcast_to(np.asarray(value, dtype=float), shape)
+
+    return TrainingMemory(
+        weights=full(state.weights),
+        gradients=full(state.gradients),
+        optimizer=full(state.optimizer),
+        activations=full(activations),
+        overheads={
+            "runtime": full(runtime),
+            "gather_buffers": full(gather),
+            "gradient_bucket": full(bucket),
+            "step_buffers": full(step_buffers),
+            "fragmentation": frag,
+        },
+        phases={"forward": full(forward), "backward": full(backward), "step": full(step)},
+        persistent=full(persistent),
+        total=total,
+        host=full(state.host),
+        host_parts={
+            "weights": full(state.host_weights),
+            "gradients": full(state.host_gradients),
+            "optimizer": full(state.host_optimizer),
+        },
+    )
+
+
+def weights_bytes(params, weight_bytes):
+    """Bytes of a set of weights: params x bytes per element (1B fp32 params = 4 GB)."""
+    return np.asarray(params, dtype=float) * weight_bytes

@@ -29,6 +29,10 @@ FAMILIES = ("encoder", "decoder", "encoder_decoder")
 DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4")
 """Numeric formats a precision computes in and a hardware record quotes peak FLOP/s for."""
 
+DTYPE_BYTES: dict[str, float] = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int8": 1, "int4": 0.5}
+"""Storage bytes per element of each dtype (tf32 is stored as fp32; it only computes with a
+10-bit mantissa). Scale factors of quantized formats are not included."""
+
 
 def normalize_name(name: str) -> str:
     """The registry's spelling of a name: lower case, `_` and `-` equivalent (stored as `-`)."""
@@ -59,6 +63,66 @@ def _frozen_map(value: Mapping | None) -> dict:
     return dict(sorted(dict(value or {}).items()))
 
 
+def _dtype(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value not in DTYPES:
+        raise ValueError(f"{type(instance).__name__}.{attribute.name} must be one of {DTYPES}, got {value!r}")
+
+
+def _fraction(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value is not None and not 0 <= value <= 1:
+        raise ValueError(f"{type(instance).__name__}.{attribute.name} must be in [0, 1], got {value!r}")
+
+
+def _families(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if not value:
+        raise ValueError(f"{type(instance).__name__}.{attribute.name} must name at least one family")
+    for family in value:
+        _family(instance, attribute, family)
+
+
+def _peak_flops(instance: Any, attribute: attrs.Attribute, value: Mapping[str, float]) -> None:
+    if not value:
+        raise ValueError(f"{type(instance).__name__}.peak_flops must give at least one dtype")
+    for dtype, flops in value.items():
+        if dtype not in DTYPES:
+            raise ValueError(
+                f"{type(instance).__name__}.peak_flops: unknown dtype {dtype!r}; use one of {DTYPES}"
+            )
+        if not flops > 0:
+            raise ValueError(f"{type(instance).__name__}.peak_flops[{dtype!r}] must be > 0, got {flops!r}")
+
+
+STATE_KINDS = ("params", "grads", "opt_state", "batch")
+"""The kinds of training state a Strategy's `partition_rules` may shard."""
+
+LOGICAL_AXES = ("batch", "length", "embed", "heads", "kv", "mlp", "vocab", "layers", "experts")
+"""Logical axis names model code gives array dimensions; partition rules map them to mesh axes."""
+
+
+def _partition_rules(instance: Any, attribute: attrs.Attribute, value: Mapping[str, Any]) -> None:
+    for state, rules in value.items():
+        if state not in STATE_KINDS:
+            raise ValueError(f"Strategy.partition_rules: unknown state {state!r}; use one of {STATE_KINDS}")
+        for rule in rules:
+            if not (isinstance(rule, tuple) and len(rule) == 2):
+                raise ValueError(
+                    f"Strategy.partition_rules[{state!r}]: each rule is a (logical axis, mesh axis) pair, got {rule!r}"
+                )
+            logical, mesh = rule
+            if logical not in LOGICAL_AXES:
+                raise ValueError(
+                    f"Strategy.partition_rules[{state!r}]: unknown logical axis {logical!r}; use one of {LOGICAL_AXES}"
+                )
+            if mesh is not None and not (isinstance(mesh, str) and mesh):
+                raise ValueError(
+                    f"Strategy.partition_rules[{state!r}]: mesh axis must be a name or None, got {mesh!r}"
+                )
+
+
+def _rule_table(value: Mapping | None) -> dict:
+    return {state: tuple(tuple(rule) for rule in rules) for state, rules in _frozen_map(value).items()}
+
+
 @attrs.frozen(kw_only=True)
 class Record:
     """Common fields. `provider` is set by the registry to the plugin that registered it."""
@@ -68,6 +132,8 @@ class Record:
     source: str = ""
     """Where the figures come from: paper and table, datasheet, or 'definition'."""
     provider: str = ""
+    aliases: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    """Other names `Registry.get` accepts for this record (e.g. 'h100-80gb' for 'h100-sxm')."""
 
     @property
     def key(self) -> str:
@@ -142,12 +208,12 @@ class Architecture(Record):
 class Objective(Record):
     """A pretraining objective and the families it fits."""
 
-    families: tuple[str, ...] = attrs.field(converter=tuple)
-    noise_density: float = 0.0
+    families: tuple[str, ...] = attrs.field(converter=tuple, validator=_families)
+    noise_density: float = attrs.field(default=0.0, validator=_fraction)
     """Fraction of tokens masked or corrupted (BERT 15%; T5 15%); 0 for causal LM."""
-    mean_span: float = 1.0
+    mean_span: float = attrs.field(default=1.0, validator=_positive)
     """Mean corrupted span length (T5: 3)."""
-    loss_fraction: float = 1.0
+    loss_fraction: float = attrs.field(default=1.0, validator=_fraction)
     """Fraction of positions that carry loss (masked LM: the masked 15%)."""
     jax_loss: str | None = None
     """'module:function' building the JAX batch and loss, or None."""
@@ -168,12 +234,12 @@ class Precision(Record):
     master_bytes: float = attrs.field(default=0.0, validator=_nonneg)
     """An extra full-precision copy kept for the optimizer step (mixed precision: 4)."""
     activation_bytes: float = attrs.field(default=2.0, validator=_positive)
-    compute_dtype: str = "bf16"
-    param_dtype: str = "bf16"
+    compute_dtype: str = attrs.field(default="bf16", validator=_dtype)
+    param_dtype: str = attrs.field(default="bf16", validator=_dtype)
     """Storage dtype of the working weights (fp32, bf16, fp16, fp8, int8, int4)."""
     loss_scaling: bool = False
     trainable: bool = True
-    optimizer_state_dtype: str = "fp32"
+    optimizer_state_dtype: str = attrs.field(default="fp32", validator=_dtype)
 
 
 @attrs.frozen(kw_only=True)
@@ -208,11 +274,11 @@ class Strategy(Record):
     offload_optimizer: bool = False
     """Optimizer state (and master weights) live in host memory (ZeRO-Offload)."""
     offload_weights: bool = False
-    communication: float = 2.0
+    communication: float = attrs.field(default=2.0, validator=_nonneg)
     """Bytes sent per parameter-byte per step, as a multiple of Ψ: DDP and ZeRO-1/2: 2Ψ
     (reduce-scatter + all-gather); ZeRO-3: 3Ψ (Rajbhandari et al. 2020, Sec. 7)."""
     partition_rules: Mapping[str, tuple[tuple[str, str | None], ...]] = attrs.field(
-        factory=dict, converter=_frozen_map
+        factory=dict, converter=_rule_table, validator=_partition_rules
     )
 
 
@@ -224,12 +290,15 @@ class Hardware(Record):
     kind: str = "gpu"
     """'gpu' or 'tpu'."""
     memory_bytes: int = attrs.field(validator=_positive)
-    peak_flops: Mapping[str, float] = attrs.field(converter=_frozen_map)
+    peak_flops: Mapping[str, float] = attrs.field(converter=_frozen_map, validator=_peak_flops)
     """Dense peak FLOP/s (or OP/s for int8) keyed by DTYPES; a dtype left out is unsupported."""
     bandwidth_bytes_per_s: float = attrs.field(validator=_positive)
-    power_watts: float = attrs.field(validator=_positive)
+    power_watts: float | None = attrs.field(default=None, validator=_positive)
+    """Board power (TDP) in watts; None where the vendor publishes none (say why in `description`)."""
     price_per_hour: float | None = attrs.field(default=None, validator=_nonneg)
     """Indicative on-demand USD per device-hour; None where no public price is given."""
+    price_note: str = ""
+    """Where `price_per_hour` comes from, or why it is None."""
     interconnect_bytes_per_s: float | None = None
 
 
@@ -259,12 +328,15 @@ class Adaptation(Record):
     trains: bool = True
     full: bool = True
     """All weights train (fine-tune, pretrain) rather than adapters."""
-    trainable_fraction: float | None = None
+    trainable_fraction: float | None = attrs.field(default=None, validator=_fraction)
     frozen_precision: str | None = None
     """Precision of frozen base weights (QLoRA: int4)."""
-    default_rank: int | None = None
+    default_rank: int | None = attrs.field(default=None, validator=_positive)
     default_targets: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     resident_models: tuple[str, ...] = attrs.field(default=("policy",), converter=tuple)
+    trained_models: tuple[str, ...] = attrs.field(default=("policy",), converter=tuple)
+    """Which of `resident_models` train (hold gradients and optimizer state): PPO trains the
+    policy and the value model; nothing trains when `trains` is False."""
     from_scratch: bool = False
     """Weights start random (pretraining) rather than from a base model."""
 

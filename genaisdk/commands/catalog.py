@@ -1,0 +1,267 @@
+"""`genai catalog [KIND] [--json]`: the registered records of one kind.
+
+Without KIND, the kinds and how many records each has. `presets` also show each preset's
+parameter count as its architecture computes it (`params`), next to the published one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+import click
+
+from genaisdk.records import RECORD_KINDS, Record
+
+BUILTIN_PREFIX = "genaisdk.builtins."
+
+
+def plain(value: Any) -> Any:
+    """A JSON-ready copy of a record field: attrs classes and mappings as dicts, tuples as
+    lists, callables by their dotted name ("module:qualname")."""
+    if attrs.has(type(value)):
+        return {field.name: plain(getattr(value, field.name)) for field in attrs.fields(type(value))}
+    if isinstance(value, Mapping):
+        return {str(key): plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if callable(value):
+        module = getattr(value, "__module__", None) or "?"
+        name = getattr(value, "__qualname__", None) or type(value).__name__
+        return f"{module}:{name}"
+    return repr(value)
+
+
+def preset_params(registry: Any, preset: Any) -> tuple[dict[str, int | None], str | None]:
+    """({'params': total, 'active_params': active}, error) for a preset, by its architecture."""
+    architecture = registry.get("architectures", preset.architecture)
+    if architecture is None:
+        return {"params": None, "active_params": None}, f"unknown architecture {preset.architecture!r}"
+    try:
+        counts = architecture.count_params(preset.dims)
+    except Exception as exc:  # a plugin's counting function: report, do not crash the listing
+        return {"params": None, "active_params": None}, f"{type(exc).__name__}: {exc}"
+    return {"params": int(counts.total), "active_params": int(counts.active)}, None
+
+
+def catalog_to_json(registry: Any, kind: str) -> dict[str, Any]:
+    """{'kind': kind, 'records': [...]} with every field of every record of `kind`."""
+    out = []
+    for record in registry.catalog(kind).values():
+        item = plain(record)
+        if kind == "presets":
+            counts, error = preset_params(registry, record)
+            item.update(counts)
+            if error:
+                item["params_error"] = error
+        out.append(item)
+    return {"kind": kind, "records": out}
+
+
+def _provider(record: Record) -> str:
+    return "built-in" if record.provider.startswith(BUILTIN_PREFIX) else record.provider
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}g}"
+
+
+def _count(value: float | None) -> str:
+    if value is None:
+        return "-"
+    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.4g}{suffix}"
+    return f"{value:.4g}"
+
+
+def _tflops(record: Any, dtype: str) -> str:
+    value = record.peak_flops.get(dtype)
+    return "-" if value is None else f"{value / 1e12:.4g}"
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "-"
+
+
+# kind -> (columns, row builder)
+_Row = Callable[[Any, Any], list[str]]
+
+
+def _preset_row(registry: Any, r: Any) -> list[str]:
+    counts, error = preset_params(registry, r)
+    return [
+        r.name,
+        r.architecture,
+        str(r.dims.layers),
+        str(r.dims.d_model),
+        str(r.dims.heads),
+        _count(counts["params"]) if not error else "error",
+        _count(r.published_params),
+        r.source,
+    ]
+
+
+_TABLES: dict[str, tuple[tuple[str, ...], _Row]] = {
+    "tasks": (
+        ("name", "family", "objective", "examples", "aliases"),
+        lambda reg, r: [r.name, r.family, r.objective, "; ".join(r.examples), ", ".join(r.aliases)],
+    ),
+    "architectures": (
+        ("name", "family", "extra dims", "JAX model", "description"),
+        lambda reg, r: [
+            r.name,
+            r.family,
+            ", ".join(f.name for f in r.extra_dims) or "-",
+            _yes(r.jax_model is not None),
+            r.description,
+        ],
+    ),
+    "objectives": (
+        ("name", "families", "noise", "mean span", "loss fraction", "JAX loss"),
+        lambda reg, r: [
+            r.name,
+            ", ".join(r.families),
+            _num(r.noise_density),
+            _num(r.mean_span),
+            _num(r.loss_fraction),
+            _yes(r.jax_loss is not None),
+        ],
+    ),
+    "precisions": (
+        ("name", "weights B", "grads B", "master B", "activations B", "compute", "loss scaling", "trainable"),
+        lambda reg, r: [
+            r.name,
+            _num(r.weight_bytes),
+            _num(r.gradient_bytes),
+            _num(r.master_bytes),
+            _num(r.activation_bytes),
+            r.compute_dtype,
+            _yes(r.loss_scaling),
+            _yes(r.trainable),
+        ],
+    ),
+    "optimizers": (
+        ("name", "state B/param", "state", "optax"),
+        lambda reg, r: [r.name, _num(r.state_bytes), r.state_note, _yes(r.optax_factory is not None)],
+    ),
+    "strategies": (
+        ("name", "shards optimizer", "shards grads", "shards weights", "offload", "comm (x model)"),
+        lambda reg, r: [
+            r.name,
+            _yes(r.shards_optimizer),
+            _yes(r.shards_gradients),
+            _yes(r.shards_weights),
+            ", ".join(n for n, on in (("optimizer", r.offload_optimizer), ("weights", r.offload_weights)) if on)
+            or "-",
+            _num(r.communication),
+        ],
+    ),
+    "hardware": (
+        ("name", "vendor", "memory GiB", "fp32 TF/s", "bf16 TF/s", "fp8 TF/s", "int8 TOP/s", "mem TB/s", "W", "$/h"),
+        lambda reg, r: [
+            r.name,
+            r.vendor,
+            f"{r.memory_bytes / 2**30:.4g}",
+            _tflops(r, "fp32"),
+            _tflops(r, "bf16"),
+            _tflops(r, "fp8"),
+            _tflops(r, "int8"),
+            f"{r.bandwidth_bytes_per_s / 1e12:.3g}",
+            _num(r.power_watts),
+            "-" if r.price_per_hour is None else f"{r.price_per_hour:.2f}",
+        ],
+    ),
+    "presets": (
+        ("name", "architecture", "layers", "d_model", "heads", "params", "published", "source"),
+        _preset_row,
+    ),
+    "adaptations": (
+        ("name", "trains", "weights", "rank", "targets", "frozen at", "resident"),
+        lambda reg, r: [
+            r.name,
+            ", ".join(r.trained_models) if r.trains else "-",
+            "all" if r.full else ("adapters" if r.trains else "-"),
+            "-" if r.default_rank is None else str(r.default_rank),
+            ", ".join(r.default_targets) or "-",
+            r.frozen_precision or "-",
+            ", ".join(r.resident_models),
+        ],
+    ),
+}
+
+
+def _console() -> Any:
+    """A rich console; when the output is not a terminal, wide enough not to fold tables."""
+    import sys
+
+    from rich.console import Console
+
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+
+
+def _kind_or_usage_error(kind: str) -> str:
+    key = kind.strip().lower()
+    if key in RECORD_KINDS:
+        return key
+    if key + "s" in RECORD_KINDS:  # `genai catalog preset`
+        return key + "s"
+    close = difflib.get_close_matches(key, list(RECORD_KINDS), n=1, cutoff=0.5)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise click.UsageError(f"unknown kind {kind!r}.{hint} Kinds: {', '.join(RECORD_KINDS)}.")
+
+
+@click.command(name="catalog")
+@click.argument("kind", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the records as JSON instead of a table.")
+def command(kind: str | None, as_json: bool) -> None:
+    """List the registered records of KIND: tasks, architectures, objectives, precisions,
+    optimizers, strategies, hardware, presets or adaptations. Without KIND, list the kinds.
+
+    Figures come from each record's source (see --json for every field).
+    """
+    from genaisdk.registry import get_registry
+
+    registry = get_registry()
+    if kind is None:
+        counts = {k: len(registry.catalog(k)) for k in RECORD_KINDS}
+        if as_json:
+            click.echo(json.dumps(counts, indent=2))
+        else:
+            for k, n in counts.items():
+                click.echo(f"{k:<14} {n:>4}")
+        return
+    kind = _kind_or_usage_error(kind)
+    if as_json:
+        click.echo(json.dumps(catalog_to_json(registry, kind), indent=2, allow_nan=False))
+        return
+
+    from rich.markup import escape
+    from rich.table import Table
+
+    columns, row = _TABLES[kind]
+    records = list(registry.catalog(kind).values())
+    show_provider = any(not r.provider.startswith(BUILTIN_PREFIX) for r in records)
+    table = Table(title=f"{kind} ({len(records)})", title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    if show_provider:
+        table.add_column("provider")
+    for record in records:
+        cells = [escape(str(cell)) for cell in row(registry, record)]
+        if show_provider:
+            cells.append(escape(_provider(record)))
+        table.add_row(*cells)
+    _console().print(table)
+    if kind == "hardware":
+        click.echo("Peak dense TFLOP/s (int8: TOP/s); memory in GiB (2**30 bytes); prices indicative.")

@@ -1,0 +1,69 @@
+"""`genai plugins [--json]`: every plugin the registry saw, and what became of it."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from genaisdk.hookspecs import PROJECT
+
+
+def plugins_to_json(infos: list) -> list[dict]:
+    """The JSON form of `Registry.plugins` (one object per plugin, in registry order)."""
+    return [
+        {
+            "name": info.name,
+            "distribution": info.distribution,
+            "version": info.version,
+            "status": info.status,
+            "builtin": info.builtin,
+            "target": info.target,
+            "hooks": list(info.hooks),
+            "records": dict(info.records),
+            "error": info.error,
+        }
+        for info in infos
+    ]
+
+
+@click.command(name="plugins")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+def command(as_json: bool) -> None:
+    """List the built-in and installed plugins: version, status, hooks, records, errors.
+
+    Status is `active`, `disabled` (deselected by GENAISDK_LOAD_PLUGINS,
+    GENAISDK_DISABLE_PLUGINS or --no-plugins) or `failed` (the error says why; the plugin
+    was skipped and everything else works).
+    """
+    from genaisdk.registry import get_registry
+
+    infos = get_registry().plugins
+    if as_json:
+        click.echo(json.dumps(plugins_to_json(infos), indent=2))
+        return
+
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="genaisdk plugins", title_justify="left")
+    for column in ("plugin", "distribution", "status", "hooks", "records"):
+        table.add_column(column, overflow="fold")
+    styles = {"active": "green", "disabled": "yellow", "failed": "bold red"}
+    for info in infos:
+        hooks = ", ".join(h.removeprefix(PROJECT + "_") for h in info.hooks)
+        records = ", ".join(f"{count} {kind}" for kind, count in info.records.items())
+        table.add_row(
+            escape(info.name),
+            escape(f"{info.distribution} {info.version}"),
+            f"[{styles[info.status]}]{info.status}[/]",
+            hooks or "-",
+            records or "-",
+        )
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    console.print(table)
+    for info in infos:
+        if info.error:
+            console.print(f"[bold red]{escape(info.name)}[/] failed: {escape(info.error)}")

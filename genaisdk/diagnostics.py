@@ -8,7 +8,7 @@ the span; `to_json` gives the JSON form of the plan contract.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -72,7 +72,7 @@ def sort_diagnostics(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
 class SpecError(Exception):
     """Raised when a spec has errors; `.diagnostics` holds all of them (warnings included)."""
 
-    def __init__(self, diagnostics: Sequence[Diagnostic], source: str | None = None):
+    def __init__(self, diagnostics: Sequence[Diagnostic], source: str | Mapping[str, str] | None = None):
         self.diagnostics = sort_diagnostics(diagnostics)
         self.source = source
         errors = [d for d in self.diagnostics if d.is_error]
@@ -89,13 +89,19 @@ def _headline(d: Diagnostic) -> str:
     return f"{where}{d.severity}[{d.code}]: {d.message}"
 
 
-def render(diagnostic: Diagnostic, source: str | None = None) -> str:
+def render(diagnostic: Diagnostic, source: str | Mapping[str, str] | None = None) -> str:
     """`file:line:col: severity[code]: message`, then the source line, a caret under the
-    whole span (to the end of the line for a multi-line span) and the hint."""
+    whole span (to the end of the line for a multi-line span) and the hint.
+
+    `source` is the text of the diagnostic's file, or a mapping file name -> text when the
+    diagnostics come from several (a spec and its `--set` overrides)."""
     lines = [_headline(diagnostic)]
     span = diagnostic.span
+    if isinstance(source, Mapping):
+        source = source.get(span.file) if span is not None else None
     if span is not None and source is not None:
-        text_lines = source.splitlines()
+        # Split on newlines only: line numbers count "\n" as the parser does.
+        text_lines = [line.rstrip("\r") for line in source.split("\n")]
         if 1 <= span.line <= len(text_lines):
             text = text_lines[span.line - 1].expandtabs(1)
             gutter = f"{span.line:>4} | "
@@ -114,5 +120,5 @@ def render(diagnostic: Diagnostic, source: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def render_all(diagnostics: Iterable[Diagnostic], source: str | None = None) -> str:
+def render_all(diagnostics: Iterable[Diagnostic], source: str | Mapping[str, str] | None = None) -> str:
     return "\n\n".join(render(d, source) for d in diagnostics)

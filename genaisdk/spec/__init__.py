@@ -1,1 +1,101 @@
-"""The .genai spec language: parse, check, build a Spec, format."""
+"""The .genai spec language: parse, check, build a Spec, format.
+
+    >>> from genaisdk.spec import loads
+    >>> spec = loads(text, filename="legal.genai", overrides=["train.precision=fp16"])
+
+- `load(path, *, overrides=None, registry=None) -> Spec`
+- `loads(text, filename="<spec>", overrides=None, *, registry=None) -> Spec`
+- `check(text, filename="<spec>", *, overrides=None, registry=None) -> list[Diagnostic]`
+- `format_text(text, filename="<spec>") -> str` (the canonical layout, `genai fmt`)
+
+`load` and `loads` raise `genaisdk.diagnostics.SpecError` carrying every diagnostic when the
+spec has an error; a returned Spec carries its warnings in `Spec.diagnostics`. `overrides`
+is a mapping `{"train.precision": "fp16"}` or a list of `"train.precision=fp16"` strings
+(see `genaisdk.spec.overrides.apply_overrides`); they are parsed with the spec's own value
+grammar and checked like the file, and their diagnostics point at the override (file
+`--set`). `registry` defaults to `genaisdk.registry.get_registry()`.
+
+Submodules: `parse` (text -> tree), `tree` (the syntax tree), `units` (quantities),
+`schema` (keys per block), `build` (tree -> Spec), `overrides`, `fmt` (printer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from os import PathLike
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from genaisdk.diagnostics import Diagnostic
+    from genaisdk.spec.model import Spec
+
+Overrides = Mapping[str, str] | Iterable[str] | None
+
+__all__ = ["check", "format_text", "load", "loads", "read_spec_file"]
+
+
+def read_spec_file(path: str | PathLike[str]) -> str:
+    """The text of a spec file; unreadable or non-UTF-8 files raise SpecError (GS010)."""
+    from genaisdk.diagnostics import Diagnostic, SpecError
+    from genaisdk.spec.parse import UNREADABLE
+
+    name = str(path)
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            return handle.read()
+    except UnicodeDecodeError as exc:
+        message = f"`{name}` is not UTF-8 text (byte {exc.start})"
+    except OSError as exc:
+        message = f"cannot read `{name}`: {exc.strerror or exc}"
+    raise SpecError([Diagnostic(code=UNREADABLE, severity="error", message=message)])
+
+
+def _diagnose(text: str, filename: str, overrides: Overrides, registry: Any) -> tuple[Spec | None, list[Diagnostic], Any]:
+    from genaisdk.diagnostics import SpecError
+    from genaisdk.spec.build import build
+    from genaisdk.spec.parse import parse
+
+    source: Any = text
+    try:
+        document = parse(text, filename)
+        if overrides:
+            from genaisdk.spec.overrides import OVERRIDE_FILE, apply_overrides
+
+            document, pseudo = apply_overrides(document, overrides)
+            source = {filename: text, OVERRIDE_FILE: pseudo}
+    except SpecError as exc:
+        return None, list(exc.diagnostics), exc.source if exc.source is not None else source
+    if registry is None:
+        from genaisdk.registry import get_registry
+
+        registry = get_registry()
+    spec, diagnostics = build(document, registry)
+    return spec, diagnostics, source
+
+
+def loads(text: str, filename: str = "<spec>", overrides: Overrides = None, *, registry: Any = None) -> Spec:
+    """Parse and check a spec's text; the Spec, or SpecError with every diagnostic."""
+    from genaisdk.diagnostics import SpecError
+
+    spec, diagnostics, source = _diagnose(text, filename, overrides, registry)
+    if spec is None:
+        raise SpecError(diagnostics, source)
+    return spec
+
+
+def load(path: str | PathLike[str], *, overrides: Overrides = None, registry: Any = None) -> Spec:
+    """Read, parse and check a spec file (see `loads`)."""
+    return loads(read_spec_file(path), filename=str(path), overrides=overrides, registry=registry)
+
+
+def check(text: str, filename: str = "<spec>", *, overrides: Overrides = None, registry: Any = None) -> list[Diagnostic]:
+    """Every diagnostic for a spec's text (errors and warnings), sorted by position."""
+    return _diagnose(text, filename, overrides, registry)[1]
+
+
+def format_text(text: str, filename: str = "<spec>") -> str:
+    """The spec in the canonical layout (comments kept); SpecError on a syntax error."""
+    from genaisdk.spec.fmt import format_document
+    from genaisdk.spec.parse import parse
+
+    return format_document(parse(text, filename))

@@ -154,6 +154,8 @@ class BudgetSpec:
     """USD."""
     price_per_hour: float | None = None
     """USD per device-hour, overriding the hardware record's indicative price."""
+    compute: Bound | None = None
+    """Training FLOPs limit (`compute <= 3640 pf-days`), in FLOPs."""
 
 
 @attrs.frozen(kw_only=True)
@@ -186,3 +188,5 @@ class Spec:
     source: str = attrs.field(default="", eq=False, repr=False)
     spans: Mapping[str, Any] = attrs.field(factory=dict, converter=_map, eq=False, repr=False)
     """Dotted path -> genaisdk.diagnostics.Span of where it was written."""
+    diagnostics: tuple[Any, ...] = attrs.field(default=(), converter=tuple, eq=False, repr=False)
+    """Warnings found while loading (genaisdk.diagnostics.Diagnostic); errors raise SpecError."""

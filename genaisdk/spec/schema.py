@@ -1,0 +1,308 @@
+"""What each block of a `.genai` file may say: keys, types, units, allowed words, docs.
+
+The grammar is generic; this table gives it meaning. For every block it lists each key,
+the kind of value it takes (a registered name, a quantity of some dimension, a word from a
+fixed list, a string, ...), which registry catalog validates a name, and one line of
+documentation. Every field of `genaisdk.spec.model` is reached from exactly one key here
+(a test checks it). Architectures add keys to `model { }` through their `extra_dims`
+(`extra_keys`); plugins never add grammar.
+
+Value kinds:
+- `name`: one registered name (`registry` says which catalog), or `auto` where allowed.
+- `choice`: one word from `words`.
+- `word`: any one word or string (free: `domain = legal`).
+- `string`: a double-quoted string.
+- `bool`: `true` or `false`.
+- `quantity`: a number with a unit of `dimension` (see `genaisdk.spec.units`).
+- `hardware`: `64 x a100-80gb`, `auto x h100-sxm` or `a100-80gb`.
+- `mix`: an inline map of free words to percentages that add up to 100%.
+- `sources`: a string, a word, or a list of them (files, globs, `synthetic`).
+- `words`: a word or a list of words.
+- `specifier`: a version specifier string (`">=0.1"`), in `requires`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from genaisdk.dims import FFN_KINDS, NORM_KINDS, POSITION_KINDS
+
+VALUE_KINDS = ("name", "choice", "word", "string", "bool", "quantity", "hardware", "mix", "sources", "words", "specifier")
+
+
+@attrs.frozen(kw_only=True)
+class Key:
+    name: str
+    kind: str = attrs.field(validator=attrs.validators.in_(VALUE_KINDS))
+    doc: str
+    field: str = ""
+    """The attribute of the block's Spec class it fills (default: `name`)."""
+    registry: str | None = None
+    """For `name`: the catalog (a key of genaisdk.records.RECORD_KINDS) that validates it."""
+    words: tuple[str, ...] = ()
+    """For `choice`: the allowed words."""
+    dimension: str | None = None
+    """For `quantity`: a key of genaisdk.spec.units.DIMENSIONS."""
+    integer: bool = False
+    unit_required: bool = False
+    """A bare number is refused (time, bytes, money and global batch need their unit)."""
+    minimum: float | None = None
+    maximum: float | None = None
+    positive: bool = False
+    """Strictly greater than zero."""
+    auto: bool = False
+    """`auto` is accepted: the planner fills the value."""
+    none: bool = False
+    """`none` is accepted and means "switched off" (stored as None)."""
+    strings: bool = False
+    """For `name`: a quoted string is accepted too (`preset = "flan-t5-xl"`)."""
+    ops: tuple[str, ...] = ("=",)
+    """Operators allowed: budgets take `<=` as well as `=`."""
+
+    @property
+    def target(self) -> str:
+        return self.field or self.name
+
+    def describe(self) -> str:
+        """The expected value in words, for messages and docs."""
+        from genaisdk.spec.units import DIMENSIONS
+
+        if self.kind == "name":
+            text = f"a {_singular(self.registry or 'name')} name"
+        elif self.kind == "choice":
+            text = " | ".join(self.words)
+        elif self.kind == "quantity":
+            text = DIMENSIONS[self.dimension or "count"]
+            if self.integer:
+                text += " (a whole number)"
+        else:
+            text = {
+                "word": "a word",
+                "string": "a string in double quotes",
+                "bool": "true or false",
+                "hardware": "hardware, e.g. `64 x a100-80gb`",
+                "mix": "a map of percentages, e.g. `{ legal = 51%, web = 49% }`",
+                "sources": "a path, a glob, `synthetic`, or a list of them",
+                "words": "a word or a list of words",
+                "specifier": 'a version specifier string, e.g. ">=0.1"',
+            }[self.kind]
+        if self.auto:
+            text += ", or auto"
+        return text
+
+
+def _singular(kind: str) -> str:
+    return {
+        "tasks": "task",
+        "architectures": "architecture",
+        "objectives": "objective",
+        "precisions": "precision",
+        "optimizers": "optimizer",
+        "strategies": "strategy",
+        "presets": "preset",
+        "adaptations": "adaptation",
+        "hardware": "hardware",
+    }.get(kind, kind)
+
+
+@attrs.frozen(kw_only=True)
+class BlockSchema:
+    name: str
+    doc: str
+    keys: Mapping[str, Key] = attrs.field(factory=dict)
+    blocks: tuple[str, ...] = ()
+    """Blocks allowed directly inside this one."""
+    label: bool = False
+    """Whether the block takes (and requires) a string label: `project "name" { }`."""
+    free_keys: Key | None = None
+    """If set, any key is allowed and takes this kind of value (`requires`, `mix`)."""
+    spec_class: str = ""
+    """The class in genaisdk.spec.model this block builds."""
+
+
+def _keys(*keys: Key) -> dict[str, Key]:
+    return {k.name: k for k in keys}
+
+
+def _count(name: str, doc: str, **kw: Any) -> Key:
+    return Key(name=name, kind="quantity", dimension="count", integer=True, doc=doc, **kw)
+
+
+BLOCKS: dict[str, BlockSchema] = {
+    "": BlockSchema(
+        name="",
+        doc="The file: a `genai 1` line, an optional `requires` block and one `project` block.",
+        blocks=("requires", "project"),
+    ),
+    "project": BlockSchema(
+        name="project",
+        spec_class="Project",
+        label=True,
+        doc='The project: `project "name" { ... }`, what it is for and how to build it.',
+        blocks=("model", "data", "adapt", "train", "budget", "serve", "requires"),
+        keys=_keys(
+            Key(name="scope", kind="string", doc="What the project is for, in a sentence."),
+            Key(name="task", kind="name", registry="tasks", doc="The task; picks the model family and objective unless set."),
+            Key(name="domain", kind="word", doc="The subject area (free word), e.g. legal, finance."),
+        ),
+    ),
+    "model": BlockSchema(
+        name="model",
+        spec_class="ModelSpec",
+        doc="The model: family, size or preset, and any explicit dimensions.",
+        keys=_keys(
+            Key(name="family", kind="name", registry="architectures", auto=True,
+                doc="The architecture: encoder, decoder, encoder-decoder (or a plugin's); auto follows the task."),
+            Key(name="objective", kind="name", registry="objectives", auto=True,
+                doc="The pretraining objective: masked-lm, causal-lm, span-corruption; auto follows the family."),
+            Key(name="size", kind="quantity", dimension="params", auto=True, positive=True,
+                doc="Total parameters (`7B`); auto = compute-optimal for the budget."),
+            Key(name="preset", kind="name", registry="presets", strings=True,
+                doc="A published model whose dimensions to use, e.g. llama-7b."),
+            Key(name="context", kind="quantity", dimension="tokens", integer=True, positive=True,
+                doc="Sequence length trained on, in tokens."),
+            _count("layers", "Transformer blocks (the encoder's, for an encoder-decoder).", positive=True),
+            _count("decoder_layers", "Decoder blocks of an encoder-decoder (default: `layers`).", positive=True),
+            _count("d_model", "Hidden size.", positive=True),
+            _count("heads", "Attention heads.", positive=True),
+            _count("kv_heads", "Key/value heads: 1 = multi-query, fewer than heads = grouped-query.", positive=True),
+            _count("head_dim", "Size of one head (default d_model / heads).", positive=True),
+            _count("d_ff", "Feed-forward inner size.", positive=True),
+            _count("vocab", "Vocabulary size.", positive=True),
+            Key(name="ffn", kind="choice", words=FFN_KINDS, doc="Feed-forward kind: gelu, relu (two matrices) or gated (three)."),
+            Key(name="norm", kind="choice", words=NORM_KINDS, doc="Normalization: layernorm or rmsnorm."),
+            Key(name="positions", kind="choice", words=POSITION_KINDS, doc="Position encoding."),
+            Key(name="tied_embeddings", kind="bool", doc="The output projection reuses the token embedding."),
+            Key(name="biases", kind="bool", doc="Linear layers carry biases."),
+        ),
+    ),
+    "data": BlockSchema(
+        name="data",
+        spec_class="DataSpec",
+        doc="The training data: how many tokens, from where, in what mix.",
+        keys=_keys(
+            Key(name="tokens", kind="quantity", dimension="tokens", positive=True, doc="Training tokens (after filtering)."),
+            Key(name="raw_tokens", kind="quantity", dimension="tokens", positive=True, doc="Size of the raw corpus before filtering."),
+            Key(name="keep", kind="quantity", dimension="fraction", minimum=0, maximum=1, positive=True,
+                doc="Share of the raw corpus the quality filter keeps, e.g. 3%."),
+            Key(name="mix", kind="mix", doc="Share of tokens per domain, e.g. { legal = 51%, web = 49% }."),
+            Key(name="source", kind="sources", doc="Files, globs, JSON-lines paths or `synthetic`, for `genai train`."),
+            _count("vocab", "Tokenizer vocabulary size, where it differs from the model's.", positive=True),
+            Key(name="held_out", kind="quantity", dimension="fraction", minimum=0, maximum=1,
+                doc="Share held out for evaluation."),
+        ),
+    ),
+    "adapt": BlockSchema(
+        name="adapt",
+        spec_class="AdaptSpec",
+        doc="How the model is adapted: prompt, finetune, lora, qlora, pretrain, rlhf, dpo.",
+        keys=_keys(
+            Key(name="method", kind="name", registry="adaptations", doc="The adaptation method."),
+            Key(name="base", kind="name", registry="presets", strings=True,
+                doc="The preset being adapted, where it differs from model.preset."),
+            _count("rank", "LoRA rank.", positive=True),
+            Key(name="targets", kind="words", doc="Modules that get adapters, e.g. [q, v] or [attention, mlp]."),
+        ),
+    ),
+    "train": BlockSchema(
+        name="train",
+        spec_class="TrainSpec",
+        doc="How training runs: precision, optimizer, sharding, batch, recomputation.",
+        keys=_keys(
+            Key(name="precision", kind="name", registry="precisions", auto=True, doc="Training precision, e.g. bf16."),
+            Key(name="optimizer", kind="name", registry="optimizers", doc="The optimizer, e.g. adamw."),
+            Key(name="sharding", kind="name", registry="strategies", auto=True,
+                doc="Distribution strategy: ddp, zero1, zero2, fsdp (+ offload variants), or auto."),
+            Key(name="batch", kind="quantity", dimension="tokens", unit_required=True, positive=True,
+                doc="Global batch in tokens, e.g. 1M tokens."),
+            _count("micro_batch", "Sequences per device per step; auto = the largest that fits.", auto=True, positive=True),
+            Key(name="recompute", kind="choice", words=("none", "selective", "full"), auto=True,
+                doc="Activation recomputation: none, selective or full."),
+            Key(name="attention", kind="choice", words=("flash", "materialized"),
+                doc="Attention kernel: flash (no score matrix kept) or materialized."),
+            Key(name="mfu", kind="quantity", dimension="fraction", minimum=0, maximum=1, positive=True,
+                doc="Model-FLOPs utilization to assume, e.g. 40%."),
+            Key(name="learning_rate", kind="quantity", dimension="count", positive=True, doc="Peak learning rate, e.g. 3e-4."),
+            _count("warmup", "Warmup steps.", minimum=0),
+            _count("steps", "Optimizer steps to run (JAX backend).", positive=True),
+            _count("seed", "Random seed.", minimum=0),
+            Key(name="grad_clip", kind="quantity", dimension="count", positive=True, none=True,
+                doc="Global gradient-norm clip, or none."),
+            Key(name="weight_decay", kind="quantity", dimension="count", minimum=0, doc="Decoupled weight decay."),
+            _count("eval_every", "Evaluate every N steps.", positive=True),
+            _count("checkpoint_every", "Save a checkpoint every N steps.", positive=True),
+        ),
+    ),
+    "budget": BlockSchema(
+        name="budget",
+        spec_class="BudgetSpec",
+        doc="What the project may spend: hardware, time, money, compute.",
+        keys=_keys(
+            Key(name="hardware", kind="hardware", registry="hardware",
+                doc="Devices: `64 x a100-80gb`, `auto x h100-sxm` (as many as the time allows) or `a100-80gb`."),
+            _count("devices", "How many devices, or auto (as many as the time budget needs).", auto=True, positive=True),
+            Key(name="time", kind="quantity", dimension="seconds", unit_required=True, positive=True, ops=("=", "<="),
+                doc="Wall-clock limit, e.g. `time <= 30 days`."),
+            Key(name="cost", kind="quantity", dimension="usd", unit_required=True, positive=True, ops=("=", "<="),
+                doc="Money limit, e.g. `cost <= $250k`."),
+            Key(name="compute", kind="quantity", dimension="flops", unit_required=True, positive=True, ops=("=", "<="),
+                doc="Training compute limit, e.g. `compute <= 3640 pf-days`."),
+            Key(name="price_per_hour", kind="quantity", dimension="usd", unit_required=True, positive=True,
+                doc="USD per device-hour, overriding the hardware record's price, e.g. $2.50."),
+        ),
+    ),
+    "serve": BlockSchema(
+        name="serve",
+        spec_class="ServeSpec",
+        doc="How the model is served: precision, context, batch.",
+        keys=_keys(
+            Key(name="precision", kind="name", registry="precisions", doc="Serving precision of the weights, e.g. int8."),
+            Key(name="context", kind="quantity", dimension="tokens", integer=True, positive=True,
+                doc="Longest sequence served, in tokens (sets the KV cache)."),
+            _count("batch", "Sequences served at once.", positive=True),
+        ),
+    ),
+    "requires": BlockSchema(
+        name="requires",
+        spec_class="Requirement",
+        doc='Plugin distributions this spec needs: `genaisdk-moe = ">=0.1"`.',
+        free_keys=Key(name="*", kind="specifier", doc="A distribution name and a version specifier (\"\" for any)."),
+    ),
+}
+"""Block name -> schema. "" is the file itself."""
+
+MIX_ENTRY = Key(name="*", kind="quantity", dimension="fraction", minimum=0, maximum=1,
+                doc="Share of the training tokens from this domain.")
+
+EXTRA_KINDS: dict[str, dict[str, Any]] = {
+    "count": {"kind": "quantity", "dimension": "count", "integer": True, "positive": True},
+    "number": {"kind": "quantity", "dimension": "count"},
+    "fraction": {"kind": "quantity", "dimension": "fraction", "minimum": 0, "maximum": 1},
+    "name": {"kind": "word"},
+}
+"""DimensionField.kind -> Key settings, for architecture `extra_dims`."""
+
+
+def extra_keys(architecture: Any) -> dict[str, Key]:
+    """The keys an architecture record adds to `model { }` (its `extra_dims`)."""
+    keys = {}
+    for field in getattr(architecture, "extra_dims", ()) or ():
+        settings = EXTRA_KINDS.get(field.kind, EXTRA_KINDS["number"])
+        keys[field.name] = Key(name=field.name, doc=field.description or f"{field.name} ({architecture.name})", **settings)
+    return keys
+
+
+def homes_of(key: str) -> list[str]:
+    """The blocks in which `key` is valid (for "belongs in `train`" messages)."""
+    return [name for name, block in BLOCKS.items() if key in block.keys]
+
+
+def parent_of(block: str) -> str | None:
+    """The block a block belongs directly inside (`model` -> `project`)."""
+    for name, schema in BLOCKS.items():
+        if block in schema.blocks and name != "":
+            return name
+    return "" if block in BLOCKS[""].blocks else None

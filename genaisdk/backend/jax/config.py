@@ -1,0 +1,394 @@
+"""`RunConfig`: everything one training run needs, resolved to records and plain numbers.
+
+A run is built from a Spec by `RunConfig.from_spec`, which looks every name up in the plugin
+registry (architecture, objective, optimizer, precision, strategy) and fills each `auto` the
+spec left with a small-run default (`fill_defaults`, one function, so a better filler from
+the planner can replace it in one place). Tests and programs can also build one directly
+with `RunConfig.from_names`.
+
+This module does not import JAX: a configuration can be built, checked and printed before
+the JAX runtime is initialized (multi-host runs must call `jax.distributed.initialize`
+first).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from genaisdk.dims import Dimensions
+from genaisdk.records import Architecture, Objective, Optimizer, Precision, Strategy
+
+DP_IMPLS = ("jit", "shard_map")
+"""How data parallelism is expressed: `jax.jit` over a sharded batch (the compiler inserts
+the gradient all-reduce), or `jax.shard_map` with an explicit `psum` of the gradients."""
+
+RECOMPUTE = ("none", "selective", "full")
+
+DEFAULT_LEARNING_RATE = 6e-4
+"""GPT-3 Small's peak learning rate (Brown et al. 2020, Table 2.1): a safe default for the
+small models this backend usually trains from a spec that names none."""
+
+DEFAULT_MIN_LR_RATIO = 0.1
+"""Cosine decay to 10% of the peak (Hoffmann et al. 2022, Sec. 3 / Appendix B; GPT-3 Sec. 2.3)."""
+
+DEFAULT_WEIGHT_DECAY = 0.1
+"""GPT-3's weight decay (Brown et al. 2020, Appendix B)."""
+
+DEFAULT_TOKENS_PER_BATCH = 16_384
+"""Global batch for a spec that names none: small enough for a laptop CPU run."""
+
+
+class BackendError(Exception):
+    """A problem with the run's configuration, worded for the user (no traceback shown)."""
+
+
+class UnsupportedError(BackendError, NotImplementedError):
+    """Something the planner models but the JAX backend cannot run."""
+
+
+def _positive_int(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise BackendError(f"{attribute.name} must be a positive integer, got {value!r}")
+
+
+def _in(options: tuple[str, ...]):
+    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if value not in options:
+            raise BackendError(f"{attribute.name} must be one of {', '.join(options)}; got {value!r}")
+
+    return check
+
+
+@attrs.frozen(kw_only=True)
+class RunConfig:
+    """One run. Batch sizes are in sequences of `seq_len` tokens.
+
+    `global_batch = micro_batch × devices × accumulation`: each optimizer step runs
+    `accumulation` micro-steps of `micro_batch` sequences on each of `devices` devices.
+    """
+
+    dims: Dimensions
+    architecture: Architecture
+    objective: Objective
+    optimizer: Optimizer
+    precision: Precision
+    strategy: Strategy
+    devices: int = attrs.field(default=1, validator=_positive_int)
+    global_batch: int = attrs.field(validator=_positive_int)
+    micro_batch: int = attrs.field(validator=_positive_int)
+    accumulation: int = attrs.field(default=1, validator=_positive_int)
+    seq_len: int = attrs.field(validator=_positive_int)
+    learning_rate: float = DEFAULT_LEARNING_RATE
+    warmup_steps: int = 0
+    total_steps: int = attrs.field(default=1000, validator=_positive_int)
+    min_lr_ratio: float = DEFAULT_MIN_LR_RATIO
+    weight_decay: float = 0.0
+    grad_clip: float | None = 1.0
+    seed: int = 0
+    dp_impl: str = attrs.field(default="jit", validator=_in(DP_IMPLS))
+    recompute: str = attrs.field(default="none", validator=_in(RECOMPUTE))
+    optimizer_options: Mapping[str, Any] = attrs.field(factory=dict, converter=lambda m: dict(m or {}))
+    """Extra keyword arguments for the optax factory (b1, b2, eps, ...), over the record's defaults."""
+
+    def __attrs_post_init__(self) -> None:
+        expected = self.micro_batch * self.devices * self.accumulation
+        if self.global_batch != expected:
+            raise BackendError(
+                f"global batch {self.global_batch} must equal micro_batch × devices × accumulation = "
+                f"{self.micro_batch} × {self.devices} × {self.accumulation} = {expected}"
+            )
+        if self.seq_len > self.dims.context and self.dims.positions == "learned":
+            raise BackendError(
+                f"sequences of {self.seq_len} tokens do not fit the learned position table of "
+                f"{self.dims.context} positions; raise model.context or shorten the sequences"
+            )
+        if not 0 <= self.warmup_steps <= self.total_steps:
+            raise BackendError(f"warmup_steps must be in [0, total_steps], got {self.warmup_steps}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise BackendError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.dp_impl == "shard_map" and (
+            self.strategy.shards_weights or self.strategy.shards_gradients or self.strategy.shards_optimizer
+        ):
+            raise BackendError(
+                f"dp_impl='shard_map' is plain data parallelism (replicated state); strategy "
+                f"'{self.strategy.name}' shards state, use dp_impl='jit'"
+            )
+        _check_objective_family(self.objective, self.architecture)
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.global_batch * self.seq_len
+
+    @property
+    def rows_per_micro_step(self) -> int:
+        """Sequences in one micro-step, all devices together."""
+        return self.micro_batch * self.devices
+
+    def evolve(self, **changes: Any) -> RunConfig:
+        return attrs.evolve(self, **changes)
+
+    @classmethod
+    def from_names(
+        cls,
+        *,
+        dims: Dimensions,
+        architecture: str = "decoder",
+        objective: str | None = None,
+        optimizer: str = "adamw",
+        precision: str = "fp32",
+        strategy: str = "ddp",
+        registry: Any = None,
+        **fields: Any,
+    ) -> RunConfig:
+        """A config from registry names; `objective=None` takes the family's usual one."""
+        registry = registry if registry is not None else _get_registry()
+        arch = _lookup(registry, "architectures", architecture)
+        obj = _lookup(registry, "objectives", objective) if objective else _family_objective(registry, arch)
+        opt = _lookup(registry, "optimizers", optimizer)
+        fields.setdefault("weight_decay", float(opt.defaults.get("weight_decay", 0.0)))
+        return cls(
+            dims=dims,
+            architecture=arch,
+            objective=obj,
+            optimizer=opt,
+            precision=_lookup(registry, "precisions", precision),
+            strategy=_lookup(registry, "strategies", strategy),
+            **fields,
+        )
+
+    @classmethod
+    def from_spec(
+        cls,
+        spec: Any,
+        *,
+        registry: Any = None,
+        steps: int | None = None,
+        devices: int | None = None,
+    ) -> RunConfig:
+        """Resolve a `genaisdk.spec.model.Spec` into a run on `devices` devices.
+
+        `devices=None` uses every device JAX sees (this initializes the JAX runtime).
+        """
+        registry = registry if registry is not None else _get_registry()
+        if devices is None:
+            import jax
+
+            devices = jax.device_count()
+        return fill_defaults(spec, registry=registry, steps=steps, devices=devices)
+
+
+def _check_objective_family(objective: Objective, architecture: Architecture) -> None:
+    if objective.families and architecture.family not in objective.families:
+        raise BackendError(
+            f"objective '{objective.name}' trains {', '.join(objective.families)} models, "
+            f"not the {architecture.family} architecture '{architecture.name}'"
+        )
+
+
+def _get_registry() -> Any:
+    from genaisdk.registry import get_registry
+
+    return get_registry()
+
+
+def _lookup(registry: Any, kind: str, name: str) -> Any:
+    record = registry.get(kind, name)
+    if record is None:
+        known = ", ".join(registry.names(kind))
+        raise BackendError(f"unknown {kind[:-1] if kind != 'hardware' else kind} {name!r}; known: {known}")
+    return record
+
+
+def _family_objective(registry: Any, arch: Architecture) -> Objective:
+    for record in registry.catalog("objectives").values():
+        if arch.family in record.families and record.jax_loss:
+            return record
+    raise BackendError(f"no registered objective trains the {arch.family} family with the JAX backend")
+
+
+# ----------------------------------------------------------------------------- from a spec
+
+_DIM_FIELDS = (
+    "layers",
+    "decoder_layers",
+    "d_model",
+    "heads",
+    "kv_heads",
+    "head_dim",
+    "d_ff",
+    "vocab",
+    "ffn",
+    "norm",
+    "positions",
+    "tied_embeddings",
+    "biases",
+)
+
+DEFAULT_VOCAB = 384
+"""The byte tokenizer's 259 ids rounded up to a multiple of 128, leaving 125 sentinels."""
+
+
+def _is_auto(value: Any) -> bool:
+    from genaisdk.spec.model import is_auto
+
+    return is_auto(value)
+
+
+def dims_for_size(params: float, *, vocab: int, context: int) -> Dimensions:
+    """A GPT-3-shaped decoder stack of about `params` non-embedding parameters.
+
+    GPT-3's table keeps d_model ≈ 64–128 × layers and d_ff = 4·d_model with 64-wide heads
+    (Brown et al. 2020, Table 2.1); with 12·L·d² non-embedding parameters (Kaplan et al.
+    2020, Eq. 2.1) and d = 64·L this gives L = (N / 49152)^(1/3).
+    """
+    layers = max(1, round((params / 49152.0) ** (1.0 / 3.0)))
+    d_model = max(64, 64 * round(math.sqrt(params / (12.0 * layers)) / 64.0))
+    return Dimensions(
+        layers=layers, d_model=d_model, heads=d_model // 64, d_ff=4 * d_model, vocab=vocab, context=context
+    )
+
+
+def resolve_dims(spec: Any, registry: Any) -> Dimensions:
+    """The model's dimensions: the preset's, overridden by explicit `model { }` fields; or
+    a shape for `model.size`; or, with neither, the planner's choice."""
+    model = spec.project.model
+    base: Dimensions | None = None
+    if model.preset:
+        preset = _lookup(registry, "presets", model.preset)
+        base = preset.dims
+    changes = {name: getattr(model, name) for name in _DIM_FIELDS if getattr(model, name) is not None}
+    if model.context is not None:
+        changes["context"] = model.context
+    if model.extra:
+        changes["extra"] = dict(model.extra)
+    if base is not None:
+        return base.evolve(**changes)
+    needed = ("layers", "d_model", "heads", "d_ff")
+    context = changes.get("context") or 1024
+    vocab = changes.get("vocab") or spec.project.data.vocab or DEFAULT_VOCAB
+    if all(name in changes for name in needed):
+        changes.setdefault("vocab", vocab)
+        changes.setdefault("context", context)
+        return Dimensions(**changes)
+    if not _is_auto(model.size):
+        shaped = dims_for_size(float(model.size), vocab=vocab, context=context)
+        return shaped.evolve(**{k: v for k, v in changes.items() if k not in ("vocab", "context")})
+    planned = _planned_dims(spec)
+    if planned is not None:
+        return planned
+    raise BackendError(
+        "the JAX backend needs the model's shape: set `model { preset = ... }`, a `size`, or "
+        "layers, d_model, heads and d_ff"
+    )
+
+
+def _planned_dims(spec: Any) -> Dimensions | None:
+    """The dimensions the planner picked for `size = auto`, when the planner is installed."""
+    try:
+        from genaisdk.planner import plan
+    except ImportError:
+        return None
+    m = plan(spec).model
+    return Dimensions(
+        layers=m.layers,
+        decoder_layers=m.decoder_layers,
+        d_model=m.d_model,
+        heads=m.heads,
+        kv_heads=m.kv_heads,
+        head_dim=m.head_dim,
+        d_ff=m.d_ff,
+        vocab=m.vocab,
+        context=m.context,
+        ffn=m.ffn,
+        norm=m.norm,
+        positions=m.positions,
+        tied_embeddings=m.tied_embeddings,
+        biases=m.biases,
+    )
+
+
+def fill_defaults(spec: Any, *, registry: Any, steps: int | None, devices: int) -> RunConfig:
+    """The one place where a spec's `auto`s and omissions become a small-run configuration.
+
+    - family / objective: the task's, else decoder / the family's objective;
+    - precision `auto`: fp32 (a CPU computes it natively; on accelerators name bf16);
+    - sharding `auto`: ddp;
+    - batch: `train.batch` tokens (default 16k) rounded to whole sequences and to a multiple
+      of the device count;
+    - micro_batch `auto`: the whole per-device share in one micro-step, capped at 8 sequences
+      (with accumulation for the rest);
+    - steps: `steps`, else `train.steps`, else data.tokens / batch tokens;
+    - warmup: `train.warmup`, else 5% of the steps (at most 2000).
+    """
+    project = spec.project
+    model, train = project.model, project.train
+    family = None if _is_auto(model.family) else model.family
+    task = registry.get("tasks", project.task) if project.task else None
+    if family is None:
+        family = task.family if task is not None else "decoder"
+    arch = _lookup(registry, "architectures", family)
+    if arch.jax_model is None:
+        raise UnsupportedError(f"architecture '{arch.name}' has no JAX model; it can be planned but not trained")
+    if not _is_auto(model.objective):
+        objective = _lookup(registry, "objectives", model.objective)
+    elif task is not None and task.family == arch.family:
+        objective = _lookup(registry, "objectives", task.objective)
+    else:
+        objective = _family_objective(registry, arch)
+    dims = resolve_dims(spec, registry)
+    seq_len = model.context or dims.context
+    precision = "fp32" if _is_auto(train.precision) else train.precision
+    strategy = "ddp" if _is_auto(train.sharding) else train.sharding
+    optimizer = _lookup(registry, "optimizers", train.optimizer)
+
+    batch_tokens = train.batch or DEFAULT_TOKENS_PER_BATCH
+    sequences = max(devices, round(batch_tokens / seq_len))
+    per_device = max(1, math.ceil(sequences / devices))
+    if _is_auto(train.micro_batch):
+        micro = _largest_divisor_at_most(per_device, 8)
+    else:
+        micro = int(train.micro_batch)
+    accumulation = max(1, math.ceil(per_device / micro))
+    global_batch = micro * devices * accumulation
+
+    total = steps or train.steps
+    if total is None:
+        tokens = project.data.tokens
+        total = max(1, round(tokens / (global_batch * seq_len))) if tokens else 1000
+    warmup = int(train.warmup) if train.warmup is not None else min(2000, total // 20)
+    weight_decay = train.weight_decay
+    if weight_decay is None:
+        weight_decay = float(optimizer.defaults.get("weight_decay", DEFAULT_WEIGHT_DECAY))
+    recompute = "none" if _is_auto(train.recompute) else train.recompute
+    return RunConfig(
+        dims=dims,
+        architecture=arch,
+        objective=objective,
+        optimizer=optimizer,
+        precision=_lookup(registry, "precisions", precision),
+        strategy=_lookup(registry, "strategies", strategy),
+        devices=devices,
+        global_batch=global_batch,
+        micro_batch=micro,
+        accumulation=accumulation,
+        seq_len=seq_len,
+        learning_rate=train.learning_rate or DEFAULT_LEARNING_RATE,
+        warmup_steps=min(warmup, total),
+        total_steps=total,
+        min_lr_ratio=DEFAULT_MIN_LR_RATIO,
+        weight_decay=weight_decay,
+        grad_clip=train.grad_clip,
+        seed=train.seed,
+        recompute=recompute,
+    )
+
+
+def _largest_divisor_at_most(n: int, cap: int) -> int:
+    for d in range(min(n, cap), 0, -1):
+        if n % d == 0:
+            return d
+    return 1

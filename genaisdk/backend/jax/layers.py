@@ -1,0 +1,245 @@
+"""Transformer building blocks as pure functions of (parameters, activations).
+
+Shapes use one-letter axes: b batch, s query length, t key length, e embed (d_model),
+h query heads, g key/value heads, r query heads per key/value head (h = g·r), d head size,
+f feed-forward width (d_ff), v vocabulary.
+
+Numerics follow the precision policy: matrix products run in the compute dtype, while
+normalization statistics, attention softmax and logits are computed in fp32
+(Micikevicius et al. 2018, Sec. 3.3).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from genaisdk.backend.jax.precision import Policy
+
+NEG_INF = -1e30
+"""Added to masked attention scores (finite, so a fully masked row gives a uniform softmax, not NaN)."""
+
+LAYERNORM_EPS = 1e-5
+RMSNORM_EPS = 1e-6
+
+ROTARY_BASE = 10_000.0
+"""θ of rotary embeddings (Su et al. 2021, "RoFormer", Eq. 15)."""
+
+RELATIVE_MAX_DISTANCE = 128
+"""T5's relative attention bias reaches distances up to 128 (Raffel et al. 2020, Sec. 2.1;
+its bucket count, 32, is `Dimensions.relative_buckets`)."""
+
+
+def einsum(spec: str, *operands: jax.Array, policy: Policy, out: Any = None) -> jax.Array:
+    """`jnp.einsum` in the compute dtype at the policy's matmul precision; `out` sets the
+    accumulation/result dtype (fp32 for logits and attention scores)."""
+    return jnp.einsum(
+        spec,
+        *operands,
+        precision=policy.matmul_precision,
+        preferred_element_type=out if out is not None else policy.compute_dtype,
+    )
+
+
+def layer_norm(x: jax.Array, p: dict, policy: Policy) -> jax.Array:
+    """LayerNorm (Ba et al. 2016, Eq. 4), statistics in fp32; without a bias where the model
+    has none (PaLM, Chowdhery et al. 2022, Sec. 2)."""
+    x32 = x.astype(jnp.float32)
+    mean = x32.mean(-1, keepdims=True)
+    var = jnp.square(x32 - mean).mean(-1, keepdims=True)
+    y = (x32 - mean) * jax.lax.rsqrt(var + LAYERNORM_EPS)
+    y = y * p["scale"].astype(jnp.float32)
+    if "bias" in p:
+        y = y + p["bias"].astype(jnp.float32)
+    return y.astype(policy.compute_dtype)
+
+
+def rms_norm(x: jax.Array, p: dict, policy: Policy) -> jax.Array:
+    """RMSNorm (Zhang & Sennrich 2019, Eq. 4): no centring, no bias; statistics in fp32."""
+    x32 = x.astype(jnp.float32)
+    y = x32 * jax.lax.rsqrt(jnp.square(x32).mean(-1, keepdims=True) + RMSNORM_EPS)
+    return (y * p["scale"].astype(jnp.float32)).astype(policy.compute_dtype)
+
+
+def norm(kind: str, x: jax.Array, p: dict, policy: Policy) -> jax.Array:
+    return layer_norm(x, p, policy) if kind == "layernorm" else rms_norm(x, p, policy)
+
+
+# ----------------------------------------------------------------------------- positions
+
+
+def rotary(x: jax.Array, positions: jax.Array) -> jax.Array:
+    """Rotary position embedding of x[b, s, heads, d] at positions[b, s] (Su et al. 2021,
+    Eq. 34), in the half-split layout: dimension i pairs with i + d/2."""
+    d = x.shape[-1]
+    half = d // 2
+    inv_freq = ROTARY_BASE ** (-jnp.arange(half, dtype=jnp.float32) / half)
+    angles = positions.astype(jnp.float32)[:, :, None, None] * inv_freq
+    sin, cos = jnp.sin(angles), jnp.cos(angles)
+    x32 = x.astype(jnp.float32)
+    x1, x2 = x32[..., :half], x32[..., half : 2 * half]
+    rotated = [x1 * cos - x2 * sin, x2 * cos + x1 * sin]
+    if d % 2:
+        rotated.append(x32[..., 2 * half :])
+    return jnp.concatenate(rotated, axis=-1).astype(x.dtype)
+
+
+def sinusoidal(positions: jax.Array, d_model: int) -> jax.Array:
+    """Fixed sinusoidal positions (Vaswani et al. 2017, Sec. 3.5): [b, s, d_model] in fp32."""
+    half = d_model // 2
+    inv = 10_000.0 ** (-jnp.arange(half, dtype=jnp.float32) * 2.0 / d_model)
+    angles = positions.astype(jnp.float32)[..., None] * inv
+    table = jnp.stack([jnp.sin(angles), jnp.cos(angles)], axis=-1).reshape(*positions.shape, 2 * half)
+    if d_model % 2:
+        table = jnp.pad(table, [(0, 0)] * (table.ndim - 1) + [(0, 1)])
+    return table
+
+
+def relative_buckets(query_len: int, key_len: int, *, bidirectional: bool, num_buckets: int) -> jax.Array:
+    """T5's bucket of each (query i, key j) offset j − i: [s, t] int32.
+
+    Half the buckets hold exact small distances, the rest logarithmically wider ranges up
+    to `RELATIVE_MAX_DISTANCE`; a bidirectional stack spends half its buckets on each
+    direction, a causal one only looks back (Raffel et al. 2020, Sec. 2.1).
+    """
+    offset = jnp.arange(key_len)[None, :] - jnp.arange(query_len)[:, None]
+    distance = -offset
+    buckets = num_buckets
+    base = jnp.zeros_like(distance)
+    if bidirectional:
+        buckets //= 2
+        base = jnp.where(distance < 0, buckets, 0)
+        distance = jnp.abs(distance)
+    else:
+        distance = jnp.maximum(distance, 0)
+    exact = max(buckets // 2, 1)
+    log_ratio = jnp.log(jnp.maximum(distance, 1).astype(jnp.float32) / exact) / math.log(
+        RELATIVE_MAX_DISTANCE / exact
+    )
+    far = jnp.minimum(exact + (log_ratio * (buckets - exact)).astype(jnp.int32), buckets - 1)
+    return base + jnp.where(distance < exact, distance, far)
+
+
+def relative_bias(table: jax.Array, query_len: int, key_len: int, *, bidirectional: bool) -> jax.Array:
+    """Attention bias [1, heads, s, t] in fp32 from a [buckets, heads] table."""
+    buckets = relative_buckets(query_len, key_len, bidirectional=bidirectional, num_buckets=table.shape[0])
+    bias = table.astype(jnp.float32)[buckets]  # [s, t, h]
+    return jnp.transpose(bias, (2, 0, 1))[None]
+
+
+def alibi_slopes(heads: int) -> jax.Array:
+    """ALiBi's per-head slopes (Press et al. 2022, Sec. 3): the geometric sequence
+    2^(-8i/n) for n a power of two; otherwise those of the next lower power of two followed
+    by every other slope of the next higher one."""
+
+    def geometric(n: int) -> list[float]:
+        start = 2.0 ** (-8.0 / n)
+        return [start ** (i + 1) for i in range(n)]
+
+    low = 2 ** int(math.floor(math.log2(heads)))
+    slopes = geometric(low)
+    if low < heads:
+        slopes += geometric(2 * low)[0::2][: heads - low]
+    return jnp.asarray(slopes, jnp.float32)
+
+
+def alibi_bias(heads: int, query_len: int, key_len: int) -> jax.Array:
+    """−slope·|i − j| for every head: [1, heads, s, t] in fp32 (the causal half is what a
+    decoder sees; an encoder uses the symmetric distance)."""
+    distance = jnp.abs(jnp.arange(key_len)[None, :] - jnp.arange(query_len)[:, None]).astype(jnp.float32)
+    return (-alibi_slopes(heads)[:, None, None] * distance)[None]
+
+
+# ----------------------------------------------------------------------------- attention
+
+
+def attention(
+    p: dict,
+    x: jax.Array,
+    memory: jax.Array,
+    *,
+    mask: jax.Array,
+    bias: jax.Array | None,
+    q_positions: jax.Array | None,
+    k_positions: jax.Array | None,
+    use_rotary: bool,
+    policy: Policy,
+) -> jax.Array:
+    """Multi-head, grouped-query or multi-query attention of x[b, s, e] over memory[b, t, e].
+
+    q: [e, h, d], k and v: [e, g, d], o: [h, d, e]; the h query heads are split into g groups
+    of r that share one key/value head (Ainslie et al. 2023, "GQA", Sec. 2). `mask` is a
+    boolean [b, 1, s, t] (True = attend); `bias` an fp32 [1 or b, h, s, t] added to the
+    scores. Scores and softmax are fp32; scores are scaled by 1/√d (Vaswani et al. 2017, Eq. 1).
+    """
+    q = einsum("bse,ehd->bshd", x, p["q"], policy=policy)
+    k = einsum("bte,egd->btgd", memory, p["k"], policy=policy)
+    v = einsum("bte,egd->btgd", memory, p["v"], policy=policy)
+    if "q_bias" in p:
+        q = q + p["q_bias"]
+        k = k + p["k_bias"]
+        v = v + p["v_bias"]
+    if use_rotary:
+        q = rotary(q, q_positions)
+        k = rotary(k, k_positions)
+    b, s, h, d = q.shape
+    g = k.shape[2]
+    if "rel" in p:
+        scores = _xl_scores(p, q, k, policy) * (1.0 / math.sqrt(d))
+    else:
+        q = q.reshape(b, s, g, h // g, d)
+        scores = einsum("bsgrd,btgd->bgrst", q, k, policy=policy, out=jnp.float32) * (1.0 / math.sqrt(d))
+    if bias is not None:
+        scores = scores + bias.reshape(bias.shape[0], g, h // g, s, -1)
+    scores = jnp.where(mask[:, :, None], scores, NEG_INF)
+    probs = jax.nn.softmax(scores, axis=-1).astype(policy.compute_dtype)
+    out = einsum("bgrst,btgd->bsgrd", probs, v, policy=policy).reshape(b, s, h, d)
+    y = einsum("bshd,hde->bse", out, p["o"], policy=policy)
+    if "o_bias" in p:
+        y = y + p["o_bias"]
+    return y
+
+
+def _xl_scores(p: dict, q: jax.Array, k: jax.Array, policy: Policy) -> jax.Array:
+    """Transformer-XL relative attention scores (Dai et al. 2019, Sec. 3.3, Eq. (a)-(d)):
+    (q + u)·k_j for content plus (q + v)·W_R·R_{i−j} for position, R the sinusoidal
+    embedding of the offset i − j. The position term is computed once per offset
+    (2·t − 1 of them) and gathered into [s, t]. Returns [b, g, r, s, t] in fp32."""
+    b, s, h, d = q.shape
+    t, g = k.shape[1], k.shape[2]
+    r = h // g
+    offsets = jnp.arange(s - 1, -t, -1)  # i − j from s−1 down to −(t−1)
+    table = sinusoidal(offsets, p["rel"].shape[0]).astype(policy.compute_dtype)  # [K, e]
+    projected = einsum("ke,ehd->khd", table, p["rel"], policy=policy).reshape(-1, g, r, d)
+    q_content = (q + p["rel_u"]).reshape(b, s, g, r, d)
+    q_position = (q + p["rel_v"]).reshape(b, s, g, r, d)
+    content = einsum("bsgrd,btgd->bgrst", q_content, k, policy=policy, out=jnp.float32)
+    by_offset = einsum("bsgrd,kgrd->bgrsk", q_position, projected, policy=policy, out=jnp.float32)
+    index = (s - 1) - (jnp.arange(s)[:, None] - jnp.arange(t)[None, :])  # row of offset i − j
+    position = jnp.take_along_axis(by_offset, jnp.broadcast_to(index, (b, g, r, s, t)), axis=-1)
+    return content + position
+
+
+def feed_forward(p: dict, x: jax.Array, *, kind: str, policy: Policy) -> jax.Array:
+    """Position-wise FFN. gelu/relu: act(x·wi + bi)·wo + bo (Vaswani et al. 2017, Eq. 2;
+    GELU: Hendrycks & Gimpel 2016). gated: (silu(x·wi_gate) ⊙ x·wi)·wo, SwiGLU (Shazeer 2020,
+    Eq. 6)."""
+    hidden = einsum("bse,ef->bsf", x, p["wi"], policy=policy)
+    if "bi" in p:
+        hidden = hidden + p["bi"]
+    if kind == "gated":
+        gate = einsum("bse,ef->bsf", x, p["wi_gate"], policy=policy)
+        if "bi_gate" in p:
+            gate = gate + p["bi_gate"]
+        hidden = jax.nn.silu(gate) * hidden
+    elif kind == "relu":
+        hidden = jax.nn.relu(hidden)
+    else:
+        hidden = jax.nn.gelu(hidden, approximate=True)
+    y = einsum("bsf,fe->bse", hidden, p["wo"], policy=policy)
+    if "bo" in p:
+        y = y + p["bo"]
+    return y

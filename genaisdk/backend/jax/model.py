@@ -1,0 +1,426 @@
+"""The transformer as a plain JAX pytree of named parameters.
+
+One block family covers the three layouts (Vaswani et al. 2017; pre-normalization as in
+GPT-2, Radford et al. 2019, Sec. 2.3):
+
+- ``decoder``: token embedding, a causal self-attention stack, output projection (GPT);
+- ``encoder``: the same stack without the causal mask, padding keys masked (BERT);
+- ``encoder_decoder``: an encoder stack, and a causal decoder stack whose blocks add
+  cross-attention over the encoder output (T5, BART); the token embedding is shared.
+
+Parameters are nested dicts; a parameter's path names it ('decoder/layers/attn/q') and its
+`ParamSpec` names its logical axes (('layers', 'embed', 'heads', 'kv')), which
+`genaisdk.backend.jax.sharding` maps onto the device mesh through the strategy's rules.
+Every stack's blocks are stacked along a leading 'layers' axis and run with `jax.lax.scan`,
+so compile time does not grow with depth.
+
+Parameter inventory (e = d_model, h heads, g kv heads, d head size, f d_ff, V vocab,
+P position rows, B relative buckets, L layers), matching `genaisdk.estimate.params`
+part for part:
+
+==================================  ==========================  =============================
+path                                shape                       when
+==================================  ==========================  =============================
+embed/token                         V × e                       always
+embed/token_types                   types × e                   token_types > 0
+<stack>/position                    P × e                       positions = learned
+<stack>/relative_bias               B × h                       positions = relative (T5)
+<stack>/embedding_norm              e (+ e)                     embedding_norm
+<stack>/layers/attn/q, k, v, o      L × e·h·d, e·g·d ×2, h·d·e  always
+<stack>/layers/attn/*_bias          L × h·d, g·d, g·d, e        biases
+<stack>/layers/attn/rel, rel_u/v    L × e·h·d, h·d, h·d         positions = xl-relative
+<stack>/layers/cross/...            as attn                     decoder of encoder_decoder
+<stack>/layers/{attn,mlp,cross}_norm  L × e (+ e)               mlp_norm not with parallel_block
+<stack>/layers/mlp/wi, wo (wi_gate) L × e·f, f·e (e·f)          always (gated)
+<stack>/layers/mlp/bi, bo (bi_gate) L × f, e (f)                biases
+<stack>/final_norm                  e (+ e)                     final_norm
+output/kernel                       e × V                       tied_embeddings = false
+pooler/kernel, bias                 e × e, e                    pooler
+mlm_head/kernel, bias, norm,        e × e, e, e (+ e), V        mlm_head
+  output_bias
+==================================  ==========================  =============================
+
+A norm has a bias only for LayerNorm with `biases`. A stack with `final_norm` is pre-norm
+(GPT-2); one without is post-norm, normalizing after each residual addition (Vaswani et
+al. 2017; BERT). `parallel_block` feeds attention and FFN the same normalized input (GPT-J,
+PaLM, Chowdhery et al. 2022, Sec. 2). Rotary, ALiBi and sinusoidal positions have no
+parameters; T5's relative bias is one table per stack shared by its layers (Raffel et al.
+2020, Sec. 2.1). Token types: every position is segment 0 (the pretraining objectives here
+have one segment). The pooler is kept for parity with BERT checkpoints and their
+fine-tuning heads; no pretraining objective here reads it, so it receives no gradient.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from genaisdk.backend.jax import layers as nn
+from genaisdk.backend.jax.precision import Policy
+from genaisdk.backend.jax.tokenizer import PAD_ID
+from genaisdk.dims import Dimensions
+
+INIT_STD = 0.02
+"""Weight initialization std of GPT-2 and BERT (Radford et al. 2019; Devlin et al. 2019)."""
+
+FAMILY_STACKS = {"decoder": ("decoder",), "encoder": ("encoder",), "encoder_decoder": ("encoder", "decoder")}
+
+
+@attrs.frozen(kw_only=True)
+class ParamSpec:
+    """Shape, logical axis names and initializer of one parameter (no array)."""
+
+    shape: tuple[int, ...] = attrs.field(converter=tuple)
+    axes: tuple[str | None, ...] = attrs.field(converter=tuple)
+    init: str = "normal"
+    """'normal' (mean 0, `std`), 'zeros' or 'ones'."""
+    std: float = INIT_STD
+
+    def __attrs_post_init__(self) -> None:
+        if len(self.shape) != len(self.axes):
+            raise ValueError(f"shape {self.shape} and axes {self.axes} differ in rank")
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+
+def is_spec(x: Any) -> bool:
+    return isinstance(x, ParamSpec)
+
+
+def path_name(path: tuple) -> str:
+    """'decoder/layers/attn/q' for a key path of nested dicts."""
+    parts = []
+    for k in path:
+        for attr in ("key", "name", "idx"):
+            if hasattr(k, attr):
+                parts.append(str(getattr(k, attr)))
+                break
+        else:
+            parts.append(str(k))
+    return "/".join(parts)
+
+
+def _stacked(tree: dict, layers: int) -> dict:
+    return jax.tree.map(
+        lambda s: attrs.evolve(s, shape=(layers, *s.shape), axes=("layers", *s.axes)), tree, is_leaf=is_spec
+    )
+
+
+@attrs.frozen(kw_only=True)
+class Transformer:
+    """A model of one family for one `Dimensions`; see the module docstring."""
+
+    dims: Dimensions
+    family: str
+    recompute: str = "none"
+    """'none', 'selective' (recompute attention scores, keep matmul outputs) or 'full'."""
+    unroll: bool = False
+    """Unroll the layer loop (used by `measure` to let XLA count every layer's FLOPs)."""
+    pad_id: int = PAD_ID
+
+    def __attrs_post_init__(self) -> None:
+        if self.family not in FAMILY_STACKS:
+            raise ValueError(f"unknown family {self.family!r}; expected one of {sorted(FAMILY_STACKS)}")
+        dims = self.dims
+        if dims.heads % dims.n_kv_heads:
+            raise ValueError(f"heads ({dims.heads}) must be a multiple of kv_heads ({dims.n_kv_heads})")
+
+    # ------------------------------------------------------------------ parameters
+
+    def _norm_spec(self) -> dict:
+        e = self.dims.d_model
+        spec = {"scale": ParamSpec(shape=(e,), axes=("embed",), init="ones")}
+        if self.dims.norm == "layernorm" and self.dims.biases:
+            spec["bias"] = ParamSpec(shape=(e,), axes=("embed",), init="zeros")
+        return spec
+
+    def _attention_spec(self, out_std: float, *, self_attention: bool) -> dict:
+        dims = self.dims
+        e, h, g, d = dims.d_model, dims.heads, dims.n_kv_heads, dims.d_head
+        spec = {
+            "q": ParamSpec(shape=(e, h, d), axes=("embed", "heads", "kv")),
+            "k": ParamSpec(shape=(e, g, d), axes=("embed", "heads", "kv")),
+            "v": ParamSpec(shape=(e, g, d), axes=("embed", "heads", "kv")),
+            "o": ParamSpec(shape=(h, d, e), axes=("heads", "kv", "embed"), std=out_std),
+        }
+        if dims.biases:
+            spec["q_bias"] = ParamSpec(shape=(h, d), axes=("heads", "kv"), init="zeros")
+            spec["k_bias"] = ParamSpec(shape=(g, d), axes=("heads", "kv"), init="zeros")
+            spec["v_bias"] = ParamSpec(shape=(g, d), axes=("heads", "kv"), init="zeros")
+            spec["o_bias"] = ParamSpec(shape=(e,), axes=("embed",), init="zeros")
+        if self_attention and dims.positions == "xl-relative":
+            spec["rel"] = ParamSpec(shape=(e, h, d), axes=("embed", "heads", "kv"))
+            spec["rel_u"] = ParamSpec(shape=(h, d), axes=("heads", "kv"), init="zeros")
+            spec["rel_v"] = ParamSpec(shape=(h, d), axes=("heads", "kv"), init="zeros")
+        return spec
+
+    def _ffn_spec(self, out_std: float) -> dict:
+        dims = self.dims
+        e, f = dims.d_model, dims.d_ff
+        spec = {
+            "wi": ParamSpec(shape=(e, f), axes=("embed", "mlp")),
+            "wo": ParamSpec(shape=(f, e), axes=("mlp", "embed"), std=out_std),
+        }
+        if dims.ffn == "gated":
+            spec["wi_gate"] = ParamSpec(shape=(e, f), axes=("embed", "mlp"))
+        if dims.biases:
+            spec["bi"] = ParamSpec(shape=(f,), axes=("mlp",), init="zeros")
+            spec["bo"] = ParamSpec(shape=(e,), axes=("embed",), init="zeros")
+            if dims.ffn == "gated":
+                spec["bi_gate"] = ParamSpec(shape=(f,), axes=("mlp",), init="zeros")
+        return spec
+
+    def _has_cross(self, stack: str) -> bool:
+        return stack == "decoder" and self.family == "encoder_decoder"
+
+    def _stack_layers(self, stack: str) -> int:
+        return self.dims.n_decoder_layers if self._has_cross(stack) else self.dims.layers
+
+    def _stack_spec(self, stack: str) -> dict:
+        dims = self.dims
+        layers = self._stack_layers(stack)
+        # Residual projections scaled by 1/sqrt(2·layers) (Radford et al. 2019, Sec. 2.3).
+        out_std = INIT_STD / math.sqrt(2.0 * layers)
+        block = {"attn_norm": self._norm_spec(), "attn": self._attention_spec(out_std, self_attention=True)}
+        if not dims.parallel_block:
+            block["mlp_norm"] = self._norm_spec()
+        block["mlp"] = self._ffn_spec(out_std)
+        if self._has_cross(stack):
+            block["cross_norm"] = self._norm_spec()
+            block["cross"] = self._attention_spec(out_std, self_attention=False)
+        spec: dict = {"layers": _stacked(block, layers)}
+        if dims.positions == "learned":
+            rows = dims.position_table or dims.context
+            spec["position"] = ParamSpec(shape=(rows, dims.d_model), axes=("length", "embed"), std=0.01)
+        elif dims.positions == "relative":
+            spec["relative_bias"] = ParamSpec(shape=(dims.relative_buckets, dims.heads), axes=(None, "heads"))
+        if dims.embedding_norm:
+            spec["embedding_norm"] = self._norm_spec()
+        if dims.final_norm:
+            spec["final_norm"] = self._norm_spec()
+        return spec
+
+    def specs(self) -> dict:
+        """The parameter tree with a `ParamSpec` at every leaf."""
+        dims = self.dims
+        e = dims.d_model
+        embed = {"token": ParamSpec(shape=(dims.vocab, e), axes=("vocab", "embed"))}
+        if dims.token_types:
+            embed["token_types"] = ParamSpec(shape=(dims.token_types, e), axes=(None, "embed"))
+        tree: dict = {"embed": embed}
+        for stack in FAMILY_STACKS[self.family]:
+            tree[stack] = self._stack_spec(stack)
+        if not dims.tied_embeddings:
+            tree["output"] = {"kernel": ParamSpec(shape=(e, dims.vocab), axes=("embed", "vocab"))}
+        if dims.pooler:
+            tree["pooler"] = {"kernel": ParamSpec(shape=(e, e), axes=("embed", "mlp"))}
+            if dims.biases:
+                tree["pooler"]["bias"] = ParamSpec(shape=(e,), axes=("mlp",), init="zeros")
+        if dims.mlm_head:
+            head: dict = {"kernel": ParamSpec(shape=(e, e), axes=("embed", "mlp")), "norm": self._norm_spec()}
+            if dims.biases:
+                head["bias"] = ParamSpec(shape=(e,), axes=("mlp",), init="zeros")
+                head["output_bias"] = ParamSpec(shape=(dims.vocab,), axes=("vocab",), init="zeros")
+            tree["mlm_head"] = head
+        return tree
+
+    def num_params(self) -> int:
+        return int(sum(s.size for s in jax.tree.leaves(self.specs(), is_leaf=is_spec)))
+
+    def abstract(self, dtype: Any = jnp.float32) -> dict:
+        return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, dtype), self.specs(), is_leaf=is_spec)
+
+    def init(self, rng: jax.Array, dtype: Any = jnp.float32) -> dict:
+        """Random parameters. Each leaf draws from its own key, folded in from a hash of its
+        path, so a parameter's values do not depend on which others exist."""
+
+        def make(path: tuple, spec: ParamSpec) -> jax.Array:
+            if spec.init == "zeros":
+                return jnp.zeros(spec.shape, dtype)
+            if spec.init == "ones":
+                return jnp.ones(spec.shape, dtype)
+            key = jax.random.fold_in(rng, zlib.crc32(path_name(path).encode()) & 0x7FFFFFFF)
+            return (spec.std * jax.random.normal(key, spec.shape, jnp.float32)).astype(dtype)
+
+        return jax.tree_util.tree_map_with_path(make, self.specs(), is_leaf=is_spec)
+
+    # ------------------------------------------------------------------ forward
+
+    def apply(
+        self,
+        params: dict,
+        inputs: jax.Array,
+        decoder_inputs: jax.Array | None = None,
+        *,
+        policy: Policy,
+        constrain: Callable[[jax.Array], jax.Array] | None = None,
+    ) -> jax.Array:
+        """Logits [batch, length, vocab] in the policy's output dtype (fp32).
+
+        `inputs` are token ids [batch, length] (the encoder's, for encoder_decoder);
+        `decoder_inputs` the decoder's ids (encoder_decoder only). `constrain` pins the
+        sharding of the residual stream [batch, length, embed] (jit path); None inside
+        `shard_map`.
+        """
+        constrain = constrain or (lambda x: x)
+        p = policy.cast_to_compute(params)
+        if self.family == "encoder_decoder":
+            if decoder_inputs is None:
+                raise ValueError("an encoder_decoder model needs decoder_inputs")
+            encoder_valid = inputs != self.pad_id
+            memory = self._run_stack("encoder", p, inputs, policy, constrain, causal=False, key_valid=encoder_valid)
+            h = self._run_stack(
+                "decoder",
+                p,
+                decoder_inputs,
+                policy,
+                constrain,
+                causal=True,
+                memory=memory,
+                memory_valid=encoder_valid,
+            )
+        elif self.family == "decoder":
+            h = self._run_stack("decoder", p, inputs, policy, constrain, causal=True)
+        else:
+            h = self._run_stack("encoder", p, inputs, policy, constrain, causal=False, key_valid=inputs != self.pad_id)
+        if self.dims.mlm_head:
+            # BERT's transform before the output projection (Devlin et al. 2019, App. A.1).
+            head = p["mlm_head"]
+            h = nn.einsum("bse,ef->bsf", h, head["kernel"], policy=policy)
+            if "bias" in head:
+                h = h + head["bias"]
+            h = nn.norm(self.dims.norm, jax.nn.gelu(h, approximate=True), head["norm"], policy)
+        if self.dims.tied_embeddings:
+            logits = nn.einsum("bse,ve->bsv", h, p["embed"]["token"], policy=policy, out=jnp.float32)
+        else:
+            logits = nn.einsum("bse,ev->bsv", h, p["output"]["kernel"], policy=policy, out=jnp.float32)
+        if self.dims.mlm_head and "output_bias" in p["mlm_head"]:
+            logits = logits + p["mlm_head"]["output_bias"].astype(jnp.float32)
+        return logits.astype(policy.output_dtype)
+
+    def _run_stack(
+        self,
+        stack: str,
+        p: dict,
+        ids: jax.Array,
+        policy: Policy,
+        constrain: Callable[[jax.Array], jax.Array],
+        *,
+        causal: bool,
+        key_valid: jax.Array | None = None,
+        memory: jax.Array | None = None,
+        memory_valid: jax.Array | None = None,
+    ) -> jax.Array:
+        dims = self.dims
+        sp = p[stack]
+        b, s = ids.shape
+        positions = jnp.broadcast_to(jnp.arange(s, dtype=jnp.int32), (b, s))
+        h = jnp.take(p["embed"]["token"], ids, axis=0)
+        if dims.token_types:
+            h = h + p["embed"]["token_types"][0]
+        if dims.positions == "learned":
+            h = h + sp["position"][:s][None]
+        elif dims.positions == "sinusoidal":
+            h = h + nn.sinusoidal(positions, dims.d_model).astype(h.dtype)
+        if dims.embedding_norm:
+            h = nn.norm(dims.norm, h, sp["embedding_norm"], policy)
+        h = constrain(h.astype(policy.compute_dtype))
+
+        if causal:
+            mask = jnp.tril(jnp.ones((s, s), bool))[None, None]
+        else:
+            mask = key_valid[:, None, None, :] if key_valid is not None else jnp.ones((1, 1, s, s), bool)
+        if dims.positions == "relative":
+            bias = nn.relative_bias(sp["relative_bias"], s, s, bidirectional=not causal)
+        elif dims.positions == "alibi":
+            bias = nn.alibi_bias(dims.heads, s, s)
+        else:
+            bias = None
+        use_rotary = dims.positions == "rotary"
+        cross_mask = memory_valid[:, None, None, :] if memory_valid is not None else None
+        pre_norm = dims.final_norm
+
+        def self_attention(x: jax.Array, lp: dict) -> jax.Array:
+            return nn.attention(
+                lp["attn"],
+                x,
+                x,
+                mask=mask,
+                bias=bias,
+                q_positions=positions,
+                k_positions=positions,
+                use_rotary=use_rotary,
+                policy=policy,
+            )
+
+        def cross_attention(x: jax.Array, lp: dict) -> jax.Array:
+            return nn.attention(
+                lp["cross"],
+                x,
+                memory,
+                mask=cross_mask,
+                bias=None,
+                q_positions=None,
+                k_positions=None,
+                use_rotary=False,
+                policy=policy,
+            )
+
+        def ffn(x: jax.Array, lp: dict) -> jax.Array:
+            return nn.feed_forward(lp["mlp"], x, kind=dims.ffn, policy=policy)
+
+        def sublayer(h: jax.Array, lp: dict, norm_name: str, fn: Callable) -> jax.Array:
+            # Pre-norm: h + f(norm(h)) (Xiong et al. 2020); post-norm: norm(h + f(h)) (Vaswani et al. 2017).
+            if pre_norm:
+                return h + fn(nn.norm(dims.norm, h, lp[norm_name], policy), lp)
+            return nn.norm(dims.norm, h + fn(h, lp), lp[norm_name], policy)
+
+        def block(h: jax.Array, lp: dict) -> tuple[jax.Array, None]:
+            h = constrain(h)
+            if dims.parallel_block:
+                # Cross-attention (if any) first, then attention and FFN side by side.
+                if memory is not None:
+                    h = sublayer(h, lp, "cross_norm", cross_attention)
+                both = lambda x, lp: self_attention(x, lp) + ffn(x, lp)  # noqa: E731
+                h = sublayer(h, lp, "attn_norm", both)
+            else:
+                # Self-attention, cross-attention, FFN (Vaswani et al. 2017, Sec. 3.1).
+                h = sublayer(h, lp, "attn_norm", self_attention)
+                if memory is not None:
+                    h = sublayer(h, lp, "cross_norm", cross_attention)
+                h = sublayer(h, lp, "mlp_norm", ffn)
+            return h.astype(policy.compute_dtype), None
+
+        if self.recompute == "full":
+            block = jax.checkpoint(block, policy=jax.checkpoint_policies.nothing_saveable, prevent_cse=False)
+        elif self.recompute == "selective":
+            # Keep the outputs of weight matmuls, recompute what has a batch dimension on both
+            # sides (attention scores and softmax): Korthikanti et al. 2022, Sec. 5.
+            block = jax.checkpoint(
+                block, policy=jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims, prevent_cse=False
+            )
+        h, _ = jax.lax.scan(block, h, sp["layers"], unroll=True if self.unroll else 1)
+        if dims.final_norm:
+            h = nn.norm(dims.norm, h, sp["final_norm"], policy)
+        return h
+
+
+def build(dims: Dimensions, *, family: str, recompute: str = "none", unroll: bool = False, **_: Any) -> Transformer:
+    """The `Architecture.jax_model` factory of the built-in families.
+
+    A plugin architecture's factory takes the same arguments (dims, family, recompute,
+    unroll, and ignores keywords it does not know) and returns an object with `specs()`,
+    `init(rng, dtype)`, `abstract(dtype)`, `num_params()` and `apply(params, inputs,
+    decoder_inputs=None, *, policy, constrain=None)`.
+    """
+    family = family.replace("-", "_")
+    return Transformer(dims=dims, family=family, recompute=recompute, unroll=unroll)

@@ -1,0 +1,396 @@
+"""The jitted train and eval steps, and the state they carry.
+
+`Trainer(config, mesh)` assembles one run from its records: the model (architecture's
+`jax_model`), the objective (`jax_loss`), the optimizer (`optax_factory`) with a warmup +
+cosine schedule, the precision policy with its loss scaler, and the shardings that the
+strategy's rule table gives every piece of state. Its `train_step(state, batch)` is one
+optimizer step:
+
+1. the batch [accumulation, sequences, positions] is split into micro-batches along its
+   first axis, run with `jax.lax.scan`, and their gradients summed; every token weighs the
+   same (each micro-batch's summed loss is divided by the token count of the whole step);
+2. the gradients are unscaled (fp16), checked for inf/NaN, clipped by global norm;
+3. the optimizer updates parameters and state; a step with non-finite gradients under loss
+   scaling keeps the old parameters and optimizer state.
+
+Data parallelism comes in two forms that give the same numbers (`RunConfig.dp_impl`):
+'jit' lets the compiler partition the global computation over the mesh from the in/out
+shardings (it inserts the gradient all-reduce or reduce-scatter); 'shard_map' runs the
+per-device program explicitly and sums the gradients with `jax.lax.psum`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, PartitionSpec
+
+from genaisdk.backend.jax import optimizers
+from genaisdk.backend.jax.config import BackendError, RunConfig, UnsupportedError
+from genaisdk.backend.jax.loss_scale import DynamicLossScale, LossScaleState, all_finite, select
+from genaisdk.backend.jax.precision import policy_from_record
+from genaisdk.backend.jax.sharding import (
+    ACTIVATION_AXES,
+    BATCH_AXES,
+    DATA_AXIS,
+    make_mesh,
+    mirror_specs,
+    named,
+    replicated,
+    rule_table,
+    tree_shardings,
+)
+from genaisdk.diagnostics import Diagnostic
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainState:
+    """Everything a run carries from one step to the next (and checkpoints).
+
+    `step` counts optimizer steps taken, skipped ones included; `rng` is raw key data
+    (uint32) so that it checkpoints as a plain array.
+    """
+
+    step: jax.Array
+    params: Any
+    opt_state: Any
+    loss_scale: LossScaleState
+    rng: jax.Array
+
+
+jax.tree_util.register_dataclass(
+    TrainState, data_fields=["step", "params", "opt_state", "loss_scale", "rng"], meta_fields=[]
+)
+
+
+def resolve(path: str | None, what: str) -> Any:
+    """Import "package.module:attribute"."""
+    if not path or ":" not in path:
+        raise UnsupportedError(f"{what} has no JAX implementation (got {path!r})")
+    module_name, attribute = path.split(":", 1)
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise BackendError(f"{what}: cannot import {path!r}: {exc}") from exc
+
+
+class Trainer:
+    """One run's compiled steps over a mesh. See the module docstring."""
+
+    def __init__(self, config: RunConfig, mesh: Mesh | None = None, *, unroll: bool = False):
+        self.config = config
+        self.mesh = mesh if mesh is not None else make_mesh(config.devices)
+        data_size = dict(self.mesh.shape).get(DATA_AXIS, 1)
+        if data_size != config.devices:
+            raise BackendError(
+                f"the mesh has {data_size} devices on its '{DATA_AXIS}' axis but the run is configured "
+                f"for {config.devices}"
+            )
+        self.policy = policy_from_record(config.precision)
+        factory = resolve(config.architecture.jax_model, f"architecture '{config.architecture.name}'")
+        self.model = factory(
+            config.dims, family=config.architecture.family, recompute=config.recompute, unroll=unroll
+        )
+        make_objective = resolve(config.objective.jax_loss, f"objective '{config.objective.name}'")
+        self.objective = make_objective(vocab_size=config.dims.vocab, record=config.objective)
+        self.schedule = optimizers.warmup_cosine(
+            config.learning_rate,
+            warmup_steps=config.warmup_steps,
+            total_steps=config.total_steps,
+            min_ratio=config.min_lr_ratio,
+        )
+        make_optimizer = resolve(config.optimizer.optax_factory, f"optimizer '{config.optimizer.name}'")
+        options = {k: v for k, v in config.optimizer.defaults.items() if k != "weight_decay"}
+        options.update(config.optimizer_options)
+        self.optimizer = optimizers.build(
+            make_optimizer, self.schedule, weight_decay=config.weight_decay, options=options
+        )
+        self.loss_scaler = DynamicLossScale(enabled=self.policy.loss_scaling)
+        self.unroll = unroll
+
+        self.rules = rule_table(config.strategy)
+        self.param_specs = self.model.specs()
+        param_shardings, notes = tree_shardings(self.param_specs, self.rules["params"], self.mesh)
+        self.grad_shardings, grad_notes = tree_shardings(self.param_specs, self.rules["grads"], self.mesh)
+        # Optimizer state in the precision record's dtype (fp32 moments even for pure bf16
+        # weights): the optimizer is initialized on, and fed gradients in, that dtype.
+        self.opt_dtype = _STATE_DTYPES.get(config.precision.optimizer_state_dtype, jnp.float32)
+        abstract_opt = jax.eval_shape(self.optimizer.init, self.model.abstract(self.opt_dtype))
+        self.opt_specs = mirror_specs(abstract_opt, self.param_specs)
+        opt_shardings, opt_notes = tree_shardings(self.opt_specs, self.rules["opt_state"], self.mesh)
+        rep = replicated(self.mesh)
+        self.state_shardings = TrainState(
+            step=rep,
+            params=param_shardings,
+            opt_state=opt_shardings,
+            loss_scale=LossScaleState(scale=rep, good_steps=rep, skipped=rep),
+            rng=rep,
+        )
+        rows = config.micro_batch * config.devices
+        self.batch_sharding = named(
+            self.mesh, BATCH_AXES, self.rules["batch"], (config.accumulation, rows, config.seq_len)
+        )
+        self.activation_sharding = named(
+            self.mesh, ACTIVATION_AXES, self.rules["batch"], (rows, config.seq_len, config.dims.d_model)
+        )
+        self.diagnostics: list[Diagnostic] = _unique(notes + grad_notes + opt_notes)
+        for note in self.diagnostics:
+            warnings.warn(f"{note.message} [{note.code}]", stacklevel=2)
+
+        self._train = jax.jit(
+            self._train_step,
+            in_shardings=(self.state_shardings, self.batch_sharding),
+            out_shardings=(self.state_shardings, rep),
+            donate_argnums=0,
+        )
+        self._eval = jax.jit(
+            self._eval_step, in_shardings=(self.state_shardings, self.batch_sharding), out_shardings=rep
+        )
+        self._init = jax.jit(self._init_state, out_shardings=self.state_shardings)
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def row_length(self) -> int:
+        """Packed tokens per row that `make_batch` expects (the objective's raw row)."""
+        return self.objective.row_length(self.config.seq_len)
+
+    @property
+    def flops_per_step(self) -> float:
+        """Model FLOPs of one optimizer step: training FLOPs per token (forward + backward,
+        attention included; PaLM appendix B) × the tokens of the step.
+
+        Encoder and decoder-only models use the architecture record's `flops_per_token`
+        at `seq_len`. For an encoder-decoder the encoder and decoder see different lengths
+        (span corruption: the targets are about a fifth of the inputs), so the step counts
+        both with their own lengths and shares (`genaisdk.estimate.flops`).
+        """
+        config = self.config
+        shapes = self.objective.batch_shapes(1, config.seq_len)
+        if config.architecture.family == "encoder_decoder" and "decoder_inputs" in shapes:
+            from genaisdk.estimate.flops import model_flops_per_token
+
+            encoder_len = shapes["inputs"][1]
+            decoder_len = shapes["decoder_inputs"][1]
+            tokens = encoder_len + decoder_len
+            per_token = model_flops_per_token(
+                config.dims,
+                family="encoder_decoder",
+                context=encoder_len,
+                decoder_context=decoder_len,
+                decoder_fraction=decoder_len / tokens,
+            ).total
+            return float(per_token) * tokens * config.global_batch
+        per_token = config.architecture.flops_per_token(config.dims, config.seq_len)
+        return float(per_token) * config.tokens_per_step
+
+    def init(self, seed: int | None = None) -> TrainState:
+        """A fresh state, created directly in its shardings (no device holds more than its share)."""
+        seed = self.config.seed if seed is None else seed
+        return self._init(jax.random.key(seed))
+
+    def abstract_state(self) -> TrainState:
+        """The state as ShapeDtypeStructs carrying their shardings (checkpoint restore, measure)."""
+        shapes = jax.eval_shape(self._init_state, jax.random.key(0))
+        return jax.tree.map(
+            lambda s, sharding: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
+            shapes,
+            self.state_shardings,
+        )
+
+    def abstract_batch(self) -> dict[str, jax.ShapeDtypeStruct]:
+        config = self.config
+        rows = config.global_batch // config.accumulation
+        shapes = self.objective.batch_shapes(rows, config.seq_len)
+        return {
+            key: jax.ShapeDtypeStruct((config.accumulation, *shape), jnp.int32, sharding=self.batch_sharding)
+            for key, shape in shapes.items()
+        }
+
+    def make_batch(self, tokens: np.ndarray, rng: np.random.Generator | int | None = None) -> dict[str, np.ndarray]:
+        """The objective's batch for `global_batch` packed rows, laid out [accumulation, rows, ...]."""
+        config = self.config
+        tokens = np.asarray(tokens)
+        if tokens.shape[0] % config.accumulation:
+            raise BackendError(f"{tokens.shape[0]} rows do not split into {config.accumulation} micro-steps")
+        batch = self.objective.make_batch(tokens, rng)
+        return {k: v.reshape(config.accumulation, v.shape[0] // config.accumulation, *v.shape[1:]) for k, v in batch.items()}
+
+    def put_batch(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
+        """Global arrays in the batch sharding from the same host-side batch on every process."""
+        return {
+            key: jax.make_array_from_callback(value.shape, self.batch_sharding, lambda index, v=value: v[index])
+            for key, value in batch.items()
+        }
+
+    def train_step(self, state: TrainState, batch: dict) -> tuple[TrainState, dict[str, jax.Array]]:
+        """One optimizer step. `state` is donated: use only the returned one afterwards."""
+        return self._train(state, batch)
+
+    def eval_step(self, state: TrainState, batch: dict) -> dict[str, jax.Array]:
+        """Mean token loss and token count of a batch (same layout as a train batch)."""
+        return self._eval(state, batch)
+
+    def lower(self) -> Any:
+        """The train step lowered on abstract inputs (for `.compile()`, memory and cost analysis)."""
+        return self._train.lower(self.abstract_state(), self.abstract_batch())
+
+    # ------------------------------------------------------------------ traced code
+
+    def _init_state(self, key: jax.Array) -> TrainState:
+        params = self.model.init(jax.random.fold_in(key, 0), self.policy.param_dtype)
+        return TrainState(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            opt_state=self.optimizer.init(_cast(params, self.opt_dtype)),
+            loss_scale=self.loss_scaler.init(),
+            rng=jax.random.key_data(jax.random.fold_in(key, 1)),
+        )
+
+    def _constrain_activations(self, x: jax.Array) -> jax.Array:
+        if x.ndim == 3 and x.shape[0] % dict(self.mesh.shape)[DATA_AXIS] == 0:
+            return jax.lax.with_sharding_constraint(x, self.activation_sharding)
+        return x
+
+    def _accumulate(
+        self,
+        params: Any,
+        batch: dict,
+        scale: jax.Array,
+        total: jax.Array,
+        *,
+        constrain: Callable | None,
+        constrain_grads: Callable,
+        vary: Callable = lambda x: x,
+    ) -> tuple[Any, jax.Array]:
+        """Summed gradients of Σ loss · scale / total over the micro-batches, and Σ loss."""
+        apply = functools.partial(self.model.apply, constrain=constrain)
+
+        def scaled_loss(p: Any, micro: dict) -> tuple[jax.Array, jax.Array]:
+            loss_sum, _ = self.objective.loss_sum(apply, p, micro, self.policy)
+            return loss_sum * scale / total, loss_sum
+
+        grad_fn = jax.value_and_grad(scaled_loss, has_aux=True)
+        if self.config.accumulation == 1:
+            (_, loss_sum), grads = grad_fn(params, jax.tree.map(lambda x: x[0], batch))
+            return constrain_grads(grads), loss_sum
+
+        def micro_step(carry: tuple, micro: dict) -> tuple[tuple, None]:
+            acc, loss_acc = carry
+            (_, loss_sum), grads = grad_fn(params, micro)
+            acc = constrain_grads(jax.tree.map(lambda a, g: a + g.astype(a.dtype), acc, grads))
+            return (acc, loss_acc + loss_sum), None
+
+        zeros = constrain_grads(jax.tree.map(jnp.zeros_like, params))
+        (grads, loss_sum), _ = jax.lax.scan(
+            micro_step, (zeros, vary(jnp.zeros((), jnp.float32))), batch, unroll=True if self.unroll else 1
+        )
+        return grads, loss_sum
+
+    def _grads_jit(self, params: Any, batch: dict, scale: jax.Array) -> tuple[Any, jax.Array, jax.Array]:
+        total = jnp.maximum(jnp.sum(batch["weights"], dtype=jnp.float32), 1.0)
+        grads, loss_sum = self._accumulate(
+            params,
+            batch,
+            scale,
+            total,
+            constrain=self._constrain_activations,
+            constrain_grads=lambda g: jax.lax.with_sharding_constraint(g, self.grad_shardings),
+        )
+        return grads, loss_sum, total
+
+    def _grads_shard_map(self, params: Any, batch: dict, scale: jax.Array) -> tuple[Any, jax.Array, jax.Array]:
+        def per_device(params: Any, batch: dict, scale: jax.Array) -> tuple[Any, jax.Array, jax.Array]:
+            total = jnp.maximum(jax.lax.psum(jnp.sum(batch["weights"], dtype=jnp.float32), DATA_AXIS), 1.0)
+            # The replicated weights enter each device's loss as a device-varying value, so the
+            # gradients below are this device's own; their sum over devices is the explicit psum.
+            local_params = jax.lax.pcast(params, DATA_AXIS, to="varying")
+            grads, loss_sum = self._accumulate(
+                local_params,
+                batch,
+                scale,
+                total,
+                constrain=None,
+                constrain_grads=lambda g: g,
+                vary=lambda x: jax.lax.pcast(x, DATA_AXIS, to="varying"),
+            )
+            return jax.lax.psum(grads, DATA_AXIS), jax.lax.psum(loss_sum, DATA_AXIS), total
+
+        mapped = jax.shard_map(
+            per_device,
+            mesh=self.mesh,
+            in_specs=(PartitionSpec(), PartitionSpec(None, DATA_AXIS), PartitionSpec()),
+            out_specs=(PartitionSpec(), PartitionSpec(), PartitionSpec()),
+        )
+        return mapped(params, batch, scale)
+
+    def _train_step(self, state: TrainState, batch: dict) -> tuple[TrainState, dict[str, jax.Array]]:
+        scaling = self.loss_scaler.enabled
+        scale = state.loss_scale.scale
+        grads_fn = self._grads_shard_map if self.config.dp_impl == "shard_map" else self._grads_jit
+        grads, loss_sum, total = grads_fn(state.params, batch, scale)
+        if scaling:
+            grads = jax.tree.map(lambda g: (g.astype(jnp.float32) / scale).astype(g.dtype), grads)
+            finite = all_finite(grads)
+        else:
+            finite = jnp.asarray(True)
+        norm = optimizers.global_norm(grads)
+        grads = optimizers.clip_by_global_norm(grads, norm, self.config.grad_clip)
+        applied_before = state.step - state.loss_scale.skipped
+        updates, opt_state = self.optimizer.update(_cast(grads, self.opt_dtype), state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        if scaling:
+            params = select(finite, params, state.params)
+            opt_state = select(finite, opt_state, state.opt_state)
+        loss_scale = self.loss_scaler.update(state.loss_scale, finite)
+        new_state = TrainState(
+            step=state.step + 1, params=params, opt_state=opt_state, loss_scale=loss_scale, rng=state.rng
+        )
+        metrics = {
+            "loss": loss_sum / total,
+            "grad_norm": norm,
+            "lr": self.schedule(applied_before),
+            "loss_scale": scale,
+            "skipped": jnp.where(finite, 0, 1).astype(jnp.int32),
+            "skipped_total": loss_scale.skipped,
+            "tokens": total,
+        }
+        return new_state, metrics
+
+    def _eval_step(self, state: TrainState, batch: dict) -> dict[str, jax.Array]:
+        apply = functools.partial(self.model.apply, constrain=self._constrain_activations)
+
+        def micro(carry: tuple, mb: dict) -> tuple[tuple, None]:
+            loss_sum, tokens = self.objective.loss_sum(apply, state.params, mb, self.policy)
+            return (carry[0] + loss_sum, carry[1] + tokens), None
+
+        zero = jnp.zeros((), jnp.float32)
+        (loss_sum, tokens), _ = jax.lax.scan(micro, (zero, zero), batch)
+        return {"loss": loss_sum / jnp.maximum(tokens, 1.0), "tokens": tokens}
+
+
+_STATE_DTYPES = {"fp32": jnp.float32, "tf32": jnp.float32, "bf16": jnp.bfloat16, "fp16": jnp.float16}
+
+
+def _cast(tree: Any, dtype: Any) -> Any:
+    return jax.tree.map(lambda x: x.astype(dtype) if x.dtype != dtype else x, tree)
+
+
+def _unique(notes: list[Diagnostic]) -> list[Diagnostic]:
+    seen: set[str] = set()
+    out = []
+    for note in notes:
+        if note.message not in seen:
+            seen.add(note.message)
+            out.append(note)
+    return out
+

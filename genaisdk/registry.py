@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -43,6 +44,9 @@ if TYPE_CHECKING:  # pragma: no cover
 ENTRY_POINT_GROUP = hookspecs.PROJECT
 
 STATUSES = ("active", "disabled", "failed")
+
+NAME_PATTERN = re.compile(r"[a-z][a-z0-9]*(?:[-.][a-z0-9]+)*")
+"""A normalized record name or alias: a bare word of the spec language, lower case."""
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -115,7 +119,8 @@ def _report(message: str) -> None:
 
 
 def _error_text(exc: BaseException) -> str:
-    text = str(exc)
+    """One line: the exception's type and message (multi-line messages joined with '; ')."""
+    text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
@@ -485,6 +490,12 @@ def _records_from(hook_name: str, kind: str, result: Any, provider: str) -> list
             raise PluginError(
                 f"{hook_name} returned {type(item).__name__} {item!r:.80}; expected {expected.__name__} records"
             )
+        for name in (item.name, *item.aliases):
+            if not NAME_PATTERN.fullmatch(normalize_name(name)):
+                raise PluginError(
+                    f"{hook_name}: {name!r} cannot be a name: use letters, digits, '-', '_' and '.', "
+                    "starting with a letter, so that a spec can write it as a bare word"
+                )
         out.append(
             attrs.evolve(
                 item,

@@ -159,7 +159,6 @@ def genaisdk_hardware() -> Iterator[Hardware]:
         power_watts=450,
         price_note=_NO_PRICE,
         source="NVIDIA Ada Lovelace GPU architecture whitepaper (GeForce RTX 4090)",
-        aliases=("4090",),
     )
     yield Hardware(
         name="tpu-v4",

@@ -105,5 +105,5 @@ def genaisdk_optimizers() -> Iterator[Optimizer]:
         optax_factory=_OPTAX + "adam_8bit",
         defaults={"b1": 0.9, "b2": 0.999, "eps": 1e-8},
         source="Dettmers et al. 2022, '8-bit Optimizers via Block-wise Quantization', ICLR, Sec. 2",
-        aliases=("adam8bit", "8bit-adam"),
+        aliases=("adam8bit",),
     )

@@ -1,0 +1,244 @@
+"""Invariants of every built-in catalog, and the figures they must carry."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from genaisdk.builtins import BUILTIN_PLUGINS
+from genaisdk.builtins.objectives import span_corruption_target_fraction
+from genaisdk.builtins.optimizers import adafactor_state_bytes
+from genaisdk.builtins.strategies import BATCH_RULES, SHARDED_STATE_RULES
+from genaisdk.records import DTYPE_BYTES, DTYPES, FAMILIES, RECORD_KINDS
+from genaisdk.testing import registry_with
+
+PUBLISHED = json.loads((Path(__file__).parent / "published_hardware.json").read_text())
+
+EXPECTED_NAMES = {
+    "objectives": {"masked-lm", "causal-lm", "span-corruption"},
+    "precisions": {"fp32", "tf32", "fp16", "bf16", "bf16-pure", "fp8", "int8", "int4"},
+    "optimizers": {"adamw", "adam", "sgd", "sgd-momentum", "adafactor", "lion", "adam-8bit"},
+    "strategies": {"ddp", "zero1", "zero2", "fsdp", "zero1-offload", "zero2-offload", "fsdp-offload"},
+    "adaptations": {"prompt", "finetune", "lora", "qlora", "pretrain", "rlhf", "dpo"},
+    "hardware": set(PUBLISHED["devices"]),
+}
+
+
+@pytest.fixture(scope="module")
+def catalogs():
+    with registry_with(install=False) as registry:
+        return {kind: registry.catalog(kind) for kind in RECORD_KINDS}
+
+
+@pytest.mark.parametrize("kind", sorted(EXPECTED_NAMES))
+def test_the_documented_names_are_there(catalogs, kind: str) -> None:
+    assert EXPECTED_NAMES[kind] <= set(catalogs[kind])
+
+
+@pytest.mark.parametrize("kind", sorted(RECORD_KINDS))
+def test_every_builtin_record_says_where_it_comes_from(catalogs, kind: str) -> None:
+    for record in catalogs[kind].values():
+        assert record.source.strip(), record.name
+        assert record.description.strip() or kind == "presets", record.name
+        assert record.provider in BUILTIN_PLUGINS or not record.provider.startswith("genaisdk.")
+
+
+# -- precisions ---------------------------------------------------------------------------
+
+
+def test_precision_bytes_match_their_dtypes(catalogs) -> None:
+    for p in catalogs["precisions"].values():
+        assert p.weight_bytes == DTYPE_BYTES[p.param_dtype], p.name
+        # activations are stored at the compute dtype, but never below 16 bits (8-bit formats
+        # only feed matrix products; norms, softmax and residuals stay in 16 bits)
+        assert p.activation_bytes == max(DTYPE_BYTES[p.compute_dtype], 2), p.name
+        if p.trainable:
+            assert 0 < p.gradient_bytes <= 4, p.name
+            assert p.master_bytes in (0, 4), p.name
+            # a master copy only makes sense over lower-precision working weights
+            assert p.master_bytes == 0 or p.weight_bytes < 4, p.name
+        else:
+            assert p.gradient_bytes == 0 and p.master_bytes == 0, p.name
+
+
+def test_the_precisions_the_memory_math_relies_on(catalogs) -> None:
+    p = catalogs["precisions"]
+    # ZeRO's mixed-precision accounting: 2 + 2 bytes of weights and gradients, 4 of master
+    for name in ("bf16", "fp16"):
+        assert (p[name].weight_bytes, p[name].gradient_bytes, p[name].master_bytes) == (2, 2, 4)
+    assert p["fp16"].loss_scaling and not p["bf16"].loss_scaling
+    assert [name for name, rec in p.items() if rec.loss_scaling] == ["fp16"]
+    assert p["bf16-pure"].master_bytes == 0 and p["bf16-pure"].param_dtype == "bf16"
+    assert (p["fp32"].weight_bytes, p["fp32"].gradient_bytes, p["fp32"].master_bytes) == (4, 4, 0)
+    assert p["tf32"].compute_dtype == "tf32" and p["tf32"].weight_bytes == 4
+    assert p["int8"].weight_bytes == 1 and not p["int8"].trainable
+    assert p["int4"].weight_bytes == 0.5 and not p["int4"].trainable
+    assert p["fp8"].compute_dtype == "fp8" and p["fp8"].trainable
+
+
+# -- optimizers ---------------------------------------------------------------------------
+
+
+def test_optimizer_state_bytes(catalogs) -> None:
+    state = {name: o.state_bytes for name, o in catalogs["optimizers"].items()}
+    assert {k: state[k] for k in ("adamw", "adam", "sgd", "sgd-momentum", "lion", "adam-8bit")} == {
+        "adamw": 8,
+        "adam": 8,
+        "sgd": 0,
+        "sgd-momentum": 4,
+        "lion": 4,
+        "adam-8bit": 2,
+    }
+    # factored second moment: far below one fp32 value per parameter
+    assert 0 < state["adafactor"] < 0.05
+
+
+def test_adafactor_bound_is_the_factored_accounting() -> None:
+    # a 512 x 512 matrix: 1024 fp32 accumulators for 262,144 parameters
+    assert adafactor_state_bytes(min_side=512, vector_share=0) == pytest.approx(4 * 1024 / 512**2)
+    assert adafactor_state_bytes(min_side=4096, vector_share=0.01) == pytest.approx(8 / 4096 + 0.04)
+
+
+def test_optimizers_name_their_optax_factory(catalogs) -> None:
+    for key, o in catalogs["optimizers"].items():
+        assert o.optax_factory == "genaisdk.backend.jax.optimizers:" + key.replace("-", "_")
+        assert o.state_note
+
+
+# -- strategies ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, sharded",
+    [
+        ("ddp", set()),
+        ("zero1", {"opt_state"}),
+        ("zero2", {"opt_state", "grads"}),
+        ("fsdp", {"opt_state", "grads", "params"}),
+        ("zero1-offload", {"opt_state"}),
+        ("zero2-offload", {"opt_state", "grads"}),
+        ("fsdp-offload", {"opt_state", "grads", "params"}),
+    ],
+)
+def test_strategy_rule_tables(catalogs, name: str, sharded: set[str]) -> None:
+    s = catalogs["strategies"][name]
+    assert s.partition_rules["batch"] == BATCH_RULES == (("batch", "data"),)
+    assert set(s.partition_rules) == {"batch"} | sharded
+    for state in sharded:
+        assert s.partition_rules[state] == SHARDED_STATE_RULES
+    assert (s.shards_optimizer, s.shards_gradients, s.shards_weights) == (
+        "opt_state" in sharded,
+        "grads" in sharded,
+        "params" in sharded,
+    )
+    assert s.communication == (3.0 if "params" in sharded else 2.0)
+    assert s.offload_optimizer == name.endswith("-offload")
+    assert s.offload_weights == (name == "fsdp-offload")
+
+
+def test_sharded_rules_never_split_layers_or_batch_of_state() -> None:
+    logical = [axis for axis, _ in SHARDED_STATE_RULES]
+    assert "layers" not in logical and "batch" not in logical
+    assert logical == ["embed", "mlp", "vocab", "heads", "kv", "experts"]
+
+
+# -- hardware -----------------------------------------------------------------------------
+
+
+def test_hardware_sizes_are_positive_and_binary(catalogs) -> None:
+    for h in catalogs["hardware"].values():
+        assert h.memory_bytes > 0 and h.memory_bytes % 2**30 == 0, h.name
+        assert h.bandwidth_bytes_per_s > 0, h.name
+        assert h.power_watts is None or h.power_watts > 0, h.name
+        assert set(h.peak_flops) <= set(DTYPES) and h.peak_flops, h.name
+        assert h.kind in ("gpu", "tpu") and h.vendor, h.name
+        assert h.price_note, h.name  # where the price comes from, or why there is none
+
+
+def test_peak_flops_order_by_dtype(catalogs) -> None:
+    order = ("fp32", "tf32", "bf16", "fp8")
+    for h in catalogs["hardware"].values():
+        given = [h.peak_flops[d] for d in order if d in h.peak_flops]
+        assert given == sorted(given), h.name
+        if "fp32" in h.peak_flops and "bf16" in h.peak_flops:
+            assert h.peak_flops["fp32"] < h.peak_flops["bf16"], h.name
+        if "fp8" in h.peak_flops:
+            assert h.peak_flops["bf16"] < h.peak_flops["fp8"], h.name
+        if "fp16" in h.peak_flops and "bf16" in h.peak_flops:
+            assert h.peak_flops["fp16"] == h.peak_flops["bf16"], h.name
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED["devices"]))
+def test_hardware_figures_match_the_published_ones(catalogs, name: str) -> None:
+    figures = PUBLISHED["devices"][name]
+    h = catalogs["hardware"][name]
+    assert h.memory_bytes == figures["memory_gib"] * 2**30
+    assert h.bandwidth_bytes_per_s == pytest.approx(figures["bandwidth_gb_s"] * 1e9)
+    if "tdp_w" in figures:
+        assert h.power_watts == figures["tdp_w"]
+    for dtype in DTYPES:
+        if dtype in figures:
+            assert h.peak_flops[dtype] == pytest.approx(figures[dtype] * 1e12), dtype
+
+
+def test_prices_are_the_published_indicative_ones(catalogs) -> None:
+    priced = {name: h.price_per_hour for name, h in catalogs["hardware"].items() if h.price_per_hour is not None}
+    assert priced == {name: p["value"] for name, p in PUBLISHED["prices_usd_per_hour"].items()}
+
+
+# -- tasks, objectives, adaptations -------------------------------------------------------
+
+TASK_FAMILIES = {
+    "encoder": {
+        "sentence-classification",
+        "sentiment-analysis",
+        "named-entity-recognition",
+        "token-classification",
+        "extractive-qa",
+        "retrieval",
+    },
+    "decoder": {"text-generation", "essay-writing", "chat", "code-generation", "tool-calling"},
+    "encoder_decoder": {"summarization", "translation", "generative-qa"},
+}
+
+
+def test_tasks_follow_the_family_mapping(catalogs) -> None:
+    tasks, objectives = catalogs["tasks"], catalogs["objectives"]
+    for family, names in TASK_FAMILIES.items():
+        for name in names:
+            task = tasks[name]
+            assert task.family == family
+            assert task.examples
+            assert family in objectives[task.objective].families
+    assert set(tasks) == set().union(*TASK_FAMILIES.values())
+
+
+def test_objectives(catalogs) -> None:
+    o = catalogs["objectives"]
+    assert o["masked-lm"].families == ("encoder",)
+    assert (o["masked-lm"].noise_density, o["masked-lm"].loss_fraction) == (0.15, 0.15)
+    assert o["causal-lm"].families == ("decoder",) and o["causal-lm"].noise_density == 0
+    sc = o["span-corruption"]
+    assert sc.families == ("encoder_decoder",)
+    assert (sc.noise_density, sc.mean_span) == (0.15, 3.0)
+    assert sc.loss_fraction == pytest.approx(0.2) == span_corruption_target_fraction(0.15, 3)
+    for record in o.values():
+        assert set(record.families) <= set(FAMILIES)
+        assert record.jax_loss == "genaisdk.backend.jax.objectives:" + record.key.replace("-", "_")
+
+
+def test_adaptations(catalogs) -> None:
+    a, precisions = catalogs["adaptations"], catalogs["precisions"]
+    assert (a["lora"].default_rank, a["lora"].default_targets, a["lora"].full) == (8, ("q", "v"), False)
+    assert a["lora"].trainable_fraction is None  # follows from rank and targets
+    assert a["qlora"].frozen_precision == "int4" and not precisions["int4"].trainable
+    assert not a["prompt"].trains and a["prompt"].trained_models == ()
+    assert a["pretrain"].from_scratch and a["finetune"].full and not a["finetune"].from_scratch
+    assert a["rlhf"].resident_models == ("policy", "value", "reference", "reward")
+    assert a["rlhf"].trained_models == ("policy", "value")
+    assert a["dpo"].resident_models == ("policy", "reference")
+    for record in a.values():
+        assert set(record.trained_models) <= set(record.resident_models), record.name
+        assert record.resident_models[0] == "policy"

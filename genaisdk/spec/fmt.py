@@ -2,8 +2,8 @@
 
 One layout, no options:
 - two spaces of indentation per block; one statement per line (`;` splits);
-- `=` aligned within a run of consecutive attributes (a blank line or a block ends the
-  run), and trailing comments of the run aligned two spaces after its longest commented line;
+- operators aligned (on their last character) within a run of consecutive attributes (a
+  blank line or a block ends the run), and trailing comments of the run aligned two spaces after its longest commented line;
 - at most one blank line, kept where the author put one; none just inside braces; one
   after the `genai 1` line;
 - values printed with single spaces between terms, lists `[a, b]` and maps
@@ -245,13 +245,14 @@ class Printer:
         widths: dict[int, int] = {}
         for line in self.lines:
             if line.group is not None and isinstance(line.code, tuple):
-                widths[line.group] = max(widths.get(line.group, 0), len(line.code[0]))
+                widths[line.group] = max(widths.get(line.group, 0), len(line.code[0]) + len(line.code[1]))
         texts: list[tuple[_Line, str]] = []
         for line in self.lines:
             if isinstance(line.code, tuple):
                 key, op, rest = line.code
-                width = widths.get(line.group, len(key)) if line.group is not None else len(key)  # type: ignore[arg-type]
-                code = f"{key.ljust(width)} {op} {rest}"
+                # Operators end in the same column (`time    <= 30 days` under `hardware = ...`).
+                width = widths.get(line.group, 0) if line.group is not None else 0  # type: ignore[arg-type]
+                code = f"{key.ljust(width - len(op))} {op} {rest}"
             else:
                 code = line.code
             texts.append((line, INDENT * line.indent + code))

@@ -77,7 +77,7 @@ def command(files: tuple[str, ...], as_json: bool, overrides: tuple[str, ...]) -
     FILE may be `-` for standard input. Exit status 1 if any spec has an error.
     """
     from genaisdk.diagnostics import SpecError
-    from genaisdk.spec import _diagnose
+    from genaisdk.spec import diagnose
 
     colour = not as_json and use_colour(sys.stdout)
     reports = []
@@ -89,7 +89,7 @@ def command(files: tuple[str, ...], as_json: bool, overrides: tuple[str, ...]) -
         except SpecError as exc:
             diagnostics, source = list(exc.diagnostics), None
         else:
-            _, diagnostics, source = _diagnose(text, filename, list(overrides) or None, None)
+            _, diagnostics, source = diagnose(text, filename, overrides=list(overrides) or None)
         errors = sum(1 for d in diagnostics if d.is_error)
         warnings = sum(1 for d in diagnostics if d.severity == "warning")
         failed = failed or errors > 0

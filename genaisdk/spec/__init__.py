@@ -6,6 +6,8 @@
 - `load(path, *, overrides=None, registry=None) -> Spec`
 - `loads(text, filename="<spec>", overrides=None, *, registry=None) -> Spec`
 - `check(text, filename="<spec>", *, overrides=None, registry=None) -> list[Diagnostic]`
+- `diagnose(text, filename="<spec>", *, overrides=None, registry=None)
+  -> (Spec | None, diagnostics, source to render them with)`
 - `format_text(text, filename="<spec>") -> str` (the canonical layout, `genai fmt`)
 
 `load` and `loads` raise `genaisdk.diagnostics.SpecError` carrying every diagnostic when the
@@ -31,7 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 Overrides = Mapping[str, str] | Iterable[str] | None
 
-__all__ = ["check", "format_text", "load", "loads", "read_spec_file"]
+__all__ = ["check", "diagnose", "format_text", "load", "loads", "read_spec_file"]
 
 
 def read_spec_file(path: str | PathLike[str]) -> str:
@@ -50,7 +52,11 @@ def read_spec_file(path: str | PathLike[str]) -> str:
     raise SpecError([Diagnostic(code=UNREADABLE, severity="error", message=message)])
 
 
-def _diagnose(text: str, filename: str, overrides: Overrides, registry: Any) -> tuple[Spec | None, list[Diagnostic], Any]:
+def diagnose(
+    text: str, filename: str = "<spec>", *, overrides: Overrides = None, registry: Any = None
+) -> tuple[Spec | None, list[Diagnostic], str | Mapping[str, str]]:
+    """Everything `check` and `loads` need: (the Spec or None, every diagnostic, the source
+    text to render them with: the text, or a mapping file -> text when there are overrides)."""
     from genaisdk.diagnostics import SpecError
     from genaisdk.spec.build import build
     from genaisdk.spec.parse import parse
@@ -77,7 +83,7 @@ def loads(text: str, filename: str = "<spec>", overrides: Overrides = None, *, r
     """Parse and check a spec's text; the Spec, or SpecError with every diagnostic."""
     from genaisdk.diagnostics import SpecError
 
-    spec, diagnostics, source = _diagnose(text, filename, overrides, registry)
+    spec, diagnostics, source = diagnose(text, filename, overrides=overrides, registry=registry)
     if spec is None:
         raise SpecError(diagnostics, source)
     return spec
@@ -90,7 +96,7 @@ def load(path: str | PathLike[str], *, overrides: Overrides = None, registry: An
 
 def check(text: str, filename: str = "<spec>", *, overrides: Overrides = None, registry: Any = None) -> list[Diagnostic]:
     """Every diagnostic for a spec's text (errors and warnings), sorted by position."""
-    return _diagnose(text, filename, overrides, registry)[1]
+    return diagnose(text, filename, overrides=overrides, registry=registry)[1]
 
 
 def format_text(text: str, filename: str = "<spec>") -> str:

@@ -451,7 +451,7 @@ class Builder:
                 return None
         kind = key.kind
         if kind == "quantity":
-            result = self.quantity(key, value, label)
+            result = self.quantity(key, value, label, op)
             return M.Bound(value=result, op=op) if len(key.ops) > 1 else result
         if kind == "name":
             return self.name(key, value, label)
@@ -562,9 +562,10 @@ class Builder:
             raise _err(NOT_INTEGER, f"a number of devices is a whole number of at least 1, not `{atom.text}`", atom.span)
         return int(quantity.value)
 
-    def quantity(self, key: Key, value: Value, label: str) -> float | int:
+    def quantity(self, key: Key, value: Value, label: str, op: str = "=") -> float | int:
         dimension = key.dimension or "count"
-        example = EXAMPLES[dimension]
+        example = key.example or EXAMPLES[dimension]
+        for_example = f"for example `{label} {op} {example}`"
         terms = value.terms
         money = isinstance(terms[0], Atom) and terms[0].kind == "money"
         ok_shape = all(isinstance(t, Atom) for t in terms) and (
@@ -580,7 +581,7 @@ class Builder:
                 )
             raise _err(
                 WRONG_TYPE, f"`{label}` expects {DIMENSIONS[dimension]}, got `{value_source(value)}`",
-                value.span, hint=f"for example `{label} = {example}`",
+                value.span, hint=for_example,
             )
         number_atom = terms[0]
         unit_words = [t.text for t in terms[1:]]  # type: ignore[union-attr]
@@ -594,13 +595,13 @@ class Builder:
                 if key.unit_required:
                     raise _err(
                         MISSING_UNIT, f"`{label}` needs a unit: `{value_source(value)}` of what?", value.span,
-                        hint=f"for example `{label} = {example}`",
+                        hint=for_example,
                     )
             else:
                 raise _err(
                     WRONG_DIMENSION,
                     f"`{label}` expects {DIMENSIONS[dimension]}, but `{value_source(value)}` is {DIMENSIONS[quantity.dimension]}",
-                    value.span, hint=f"for example `{label} = {example}`",
+                    value.span, hint=for_example,
                 )
         number = quantity.value
         if not math.isfinite(number):
@@ -613,11 +614,11 @@ class Builder:
         percent = dimension == "fraction"
         shown = (lambda v: f"{v * 100:g}%") if percent else (lambda v: f"{v:g}")
         if key.positive and number <= 0:
-            raise _err(OUT_OF_RANGE, f"`{label}` must be more than {shown(0)}", value.span)
+            raise _err(OUT_OF_RANGE, f"`{label}` must be more than {shown(0)}", value.span, hint=for_example)
         if key.minimum is not None and number < key.minimum:
-            raise _err(OUT_OF_RANGE, f"`{label}` must be at least {shown(key.minimum)}", value.span)
+            raise _err(OUT_OF_RANGE, f"`{label}` must be at least {shown(key.minimum)}", value.span, hint=for_example)
         if key.maximum is not None and number > key.maximum:
-            hint = None
+            hint = for_example
             if percent and quantity.dimension == "count":
                 hint = f"a share is written as a percentage: `{number:g}%`"
             raise _err(OUT_OF_RANGE, f"`{label}` must be at most {shown(key.maximum)}", value.span, hint=hint)

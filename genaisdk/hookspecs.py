@@ -209,7 +209,8 @@ def genaisdk_validate(spec: Spec) -> Iterable[Diagnostic]:
 
         @hookimpl
         def genaisdk_validate(spec):
-            if spec.model.extra.get("top_k", 1) > spec.model.extra.get("experts", 1):
+            extra = spec.project.model.extra
+            if extra.get("top_k", 1) > extra.get("experts", 1):
                 yield Diagnostic(code="MOE001", severity="error",
                                  message="top_k cannot exceed the number of experts",
                                  span=spec.spans.get("model.top_k"))

@@ -219,14 +219,18 @@ def training_memory(
     params = np.asarray(params, dtype=float)
     trainable = params if trainable_params is None else np.asarray(trainable_params, dtype=float)
     largest = np.asarray(largest_layer, dtype=float)
-    gathers = np.asarray(shards_weights, dtype=bool) | np.asarray(offload_weights, dtype=bool)
+    # With one data-parallel rank nothing is actually partitioned: no gathers, no
+    # reduce-scatter. Offloaded weights and gradients still stream through device buffers.
+    split = dp > 1
+    offloaded_weights = np.asarray(offload_weights, dtype=bool)
+    offloaded_grads = np.asarray(offload_optimizer, dtype=bool) & np.asarray(shards_gradients, dtype=bool)
+    gathers = (np.asarray(shards_weights, dtype=bool) & split) | offloaded_weights
+    reduces = ((np.asarray(shards_gradients, dtype=bool) | np.asarray(shards_weights, dtype=bool)) & split) | offloaded_grads
 
     # FSDP / ZeRO-3: the layer being computed and the prefetched one, unsharded.
     gather = np.where(gathers, gather_layers * largest * weight_bytes, 0.0)
     # ZeRO-2 / FSDP: one layer's full gradient exists before its reduce-scatter.
-    bucket = np.where(
-        np.asarray(shards_gradients, dtype=bool) | gathers, largest * gradient_bytes, 0.0
-    )
+    bucket = np.where(reduces, largest * gradient_bytes, 0.0)
     # Optimizer step on fp32 master weights reads an fp32 copy of the 16-bit gradient
     # partition (ZeRO, Sec. 5.1). Runs on the host when the optimizer is offloaded.
     upcast = (np.asarray(master_bytes, dtype=float) > 0) & (np.asarray(gradient_bytes, dtype=float) < FP32_BYTES)

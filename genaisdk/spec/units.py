@@ -277,17 +277,20 @@ def _shortest(value: float, factor: Decimal) -> Decimal | None:
 
 
 def _with_prefix(value: float) -> str:
-    """A count with the largest SI prefix that leaves a number >= 1: 6e10 -> `60B`."""
+    """A count with the largest SI prefix that leaves a number >= 1 (6e10 -> `60B`,
+    1.4e12 -> `1.4T`), when that reads shorter; plain digits otherwise (2048, 65536)."""
     if value == 0:
         return "0"
-    for prefix, factor in (("T", SI_PREFIXES["T"]), ("B", SI_PREFIXES["B"]), ("M", SI_PREFIXES["M"]), ("k", SI_PREFIXES["k"])):
-        if abs(value) >= factor and abs(value) < factor * 1000 or (prefix == "T" and abs(value) >= factor):
-            scaled = _shortest(value, factor)
-            if scaled is not None:
-                text = format_decimal(scaled)
-                if "e" not in text and len(text) <= 8:
-                    return text + prefix
-            break
+    if abs(value) >= 10_000:
+        for prefix in ("T", "B", "M", "k"):
+            factor = SI_PREFIXES[prefix]
+            if abs(value) >= factor:
+                scaled = _shortest(value, factor)
+                if scaled is not None:
+                    text = format_decimal(scaled)
+                    if "e" not in text and len(text) <= 5:
+                        return text + prefix
+                break
     scaled = _shortest(value, Decimal(1))
     return format_decimal(scaled if scaled is not None else Decimal(repr(value)))
 

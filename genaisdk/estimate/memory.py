@@ -100,8 +100,9 @@ class TrainingMemory:
 
     @property
     def worst_phase(self) -> str | np.ndarray:
-        """Name of the phase that sets the peak ('forward', 'backward' or 'step')."""
-        names = list(self.phases)
+        """Name of the phase that sets the peak ('forward', 'backward' or 'step'); on a tie the
+        backward pass, which holds everything the forward pass does."""
+        names = [n for n in ("backward", "step", "forward") if n in self.phases]
         stacked = np.stack(np.broadcast_arrays(*[np.asarray(self.phases[n], dtype=float) for n in names]))
         picked = np.asarray(names)[np.argmax(stacked, axis=0)]
         return picked.item() if picked.ndim == 0 else picked

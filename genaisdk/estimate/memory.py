@@ -23,7 +23,9 @@ the plain sum of every buffer, since some never coexist):
 - backward: the same plus the unsharded gradient bucket of one layer (ZeRO-2 / FSDP
   reduce-scatter) and the layer rebuilt by full recomputation;
 - optimizer step: the fp32 copy of the gradient partition when gradients are 16-bit and the
-  update runs on fp32 master weights (ZeRO, Sec. 5.1: the update is done in fp32).
+  update runs on fp32 master weights (Micikevicius et al. 2018, Sec. 3.1: the update is
+  applied to the fp32 master copy). An assumption about the implementation: one that
+  keeps fp32 gradients throughout passes gradient_bytes = 4 instead.
 
 Allocator fragmentation is a documented fraction of that peak, on its own line.
 
@@ -233,7 +235,7 @@ def training_memory(
     # ZeRO-2 / FSDP: one layer's full gradient exists before its reduce-scatter.
     bucket = np.where(reduces, largest * gradient_bytes, 0.0)
     # Optimizer step on fp32 master weights reads an fp32 copy of the 16-bit gradient
-    # partition (ZeRO, Sec. 5.1). Runs on the host when the optimizer is offloaded.
+    # partition (Micikevicius et al. 2018, Sec. 3.1). Runs on the host when offloaded.
     upcast = (np.asarray(master_bytes, dtype=float) > 0) & (np.asarray(gradient_bytes, dtype=float) < FP32_BYTES)
     step_buffers = np.where(
         upcast & ~np.asarray(offload_optimizer, dtype=bool),

@@ -104,6 +104,10 @@ class Term:
     value: float
     unit: str = ""
     source: str = ""
+    check: float | None = None
+    """The substituted expression evaluated from its operands, where it is a plain product,
+    quotient or sum; equal to `value` unless the derivation and the estimator disagree (a
+    test asserts they never do)."""
 
     def to_json(self) -> dict[str, Any]:
         return {

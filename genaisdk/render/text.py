@@ -28,15 +28,17 @@ def _kv_table():
     from rich.table import Table
 
     table = Table(box=box.SIMPLE_HEAD, show_header=False, pad_edge=False, expand=False)
-    table.add_column(style="bold", no_wrap=True)
-    table.add_column(no_wrap=True)
-    table.add_column(style="dim", overflow="fold")
+    # Labels never wrap; values wrap only when the terminal is narrow; reasons take the rest.
+    table.add_column(style="bold", no_wrap=True, min_width=15)
+    table.add_column(min_width=12, ratio=2)
+    table.add_column(style="dim", ratio=3)
     return table
 
 
 def _why(plan: Plan, field: str) -> str:
+    """The reason's first clause; the full text (with sources) is in the Why section."""
     reason = plan.reason(field)
-    return reason.reason if reason else ""
+    return reason.reason.split("; ")[0] if reason else ""
 
 
 def _select(plan: Plan) -> object:
@@ -82,25 +84,22 @@ def _memory_table(plan: Plan) -> object:
     table = Table(box=box.SIMPLE_HEAD, title=None, pad_edge=False)
     table.add_column("per device", style="bold")
     table.add_column("bytes", justify="right")
-    table.add_column("share", justify="right", style="dim")
-    total = mem.total or 1.0
     for name, value in (
         ("weights", mem.weights),
         ("gradients", mem.gradients),
         ("optimizer", mem.optimizer),
         ("activations", mem.activations),
-        *((f"overhead: {k}", v) for k, v in mem.overheads.items()),
+        *((f"overhead: {k}", v) for k, v in mem.overheads.items() if v),
     ):
-        table.add_row(name, fmt_bytes(value), fmt_fraction(value / total))
+        table.add_row(name, fmt_bytes(value))
     fits = plan.memory.fits
     table.add_row(
         "peak total",
-        f"[{'green' if fits else 'bold red'}]{fmt_bytes(mem.total)}[/]",
-        f"of {fmt_bytes(plan.memory.device_capacity)}",
+        f"[{'green' if fits else 'bold red'}]{fmt_bytes(mem.total)}[/] of {fmt_bytes(plan.memory.device_capacity)}",
         end_section=True,
     )
     if mem.host:
-        table.add_row("host (offloaded)", fmt_bytes(mem.host), "")
+        table.add_row("host (offloaded)", fmt_bytes(mem.host))
     return table
 
 

@@ -1,0 +1,45 @@
+"""Loading the SPEC argument of `genai plan` and `genai explain`: a path or `-` (stdin),
+with `--set key=value` overrides; problems are printed as diagnostics and exit 1."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:  # pragma: no cover
+    from genaisdk.diagnostics import Diagnostic
+    from genaisdk.spec.model import Spec
+
+
+def print_diagnostics(diagnostics: Iterable[Diagnostic], source: str | None) -> None:
+    from genaisdk.diagnostics import render_all
+
+    click.echo(render_all(list(diagnostics), source), err=True)
+
+
+def load_spec_or_exit(spec_file: str, overrides: Sequence[str]) -> Spec:
+    """The built Spec, or: the rendered diagnostics on stderr and exit status 1."""
+    from genaisdk.diagnostics import SpecError
+
+    for item in overrides:
+        if "=" not in item:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--set")
+    try:
+        if spec_file == "-":
+            from genaisdk.spec import loads
+
+            spec = loads(sys.stdin.read(), filename="<stdin>", overrides=list(overrides) or None)
+        else:
+            from genaisdk.spec import load
+
+            spec = load(spec_file, overrides=list(overrides) or None)
+    except SpecError as exc:
+        print_diagnostics(exc.diagnostics, exc.source)
+        sys.exit(1)
+    except OSError as exc:
+        click.echo(f"error: cannot read {spec_file}: {exc.strerror or exc}", err=True)
+        sys.exit(1)
+    return spec

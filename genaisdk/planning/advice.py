@@ -1,0 +1,298 @@
+"""The checks a senior engineer makes of a plan, as diagnostics with stable codes
+(`planning.codes`), each pointing at the spec line it is about and saying what would help.
+
+- under-trained vs Chinchilla; data smaller than the budget's optimum; data repeated;
+- fp16 overflow risk;
+- does not fit at any setting, and what would (more devices, fsdp, offload, QLoRA, ...);
+- time, cost and compute budgets exceeded (by how much) or mostly unused;
+- pretraining from scratch where fine-tuning would do, and the domain-adaptation case where
+  pretraining pays (BloombergGPT's 51% financial mix);
+- a serving replica larger than one device.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from genaisdk.planning import codes
+from genaisdk.planning.defaults import (
+    BUDGET_UNDERUSED,
+    DOMAIN_SHARE_PAYS,
+    MAX_USEFUL_EPOCHS,
+    UNDER_TRAINED_RATIO,
+)
+from genaisdk.planning.notes import Notes
+from genaisdk.planning.resolve import Resolved
+from genaisdk.render.units import fmt_bytes, fmt_count, fmt_seconds, fmt_usd
+from genaisdk.search import RECOMPUTE_ORDER, Grid, evaluate, powers_of_two
+
+if TYPE_CHECKING:  # pragma: no cover
+    from genaisdk.plan import Plan
+    from genaisdk.spec.model import Spec
+
+CHINCHILLA_RATIO = 20.0
+
+BLOOMBERG_DOMAIN_TOKENS = 363e9
+"""BloombergGPT's financial tokens (FinPile), 51.27% of its 708.9B-token corpus (Wu et al.
+2023, Table 1)."""
+
+
+def review(plan: Plan, *, spec: Spec, resolved: Resolved, notes: Notes, planner: Any) -> Plan:
+    """Add the checks' diagnostics to `notes` (the planner copies them into the Plan)."""
+    _scaling(plan, spec, resolved, notes, planner)
+    _precision(plan, resolved, notes)
+    _fit(plan, spec, resolved, notes, planner)
+    _budget(plan, spec, notes, planner)
+    _adaptation(plan, spec, resolved, notes)
+    _serving(plan, notes)
+    return plan
+
+
+def _scaling(plan: Plan, spec: Spec, r: Resolved, notes: Notes, planner: Any) -> None:
+    if not r.adaptation.from_scratch or not plan.data.tokens:
+        return
+    n, d = plan.model.active_params or plan.model.params, plan.data.tokens
+    ratio = d / n
+    if ratio < CHINCHILLA_RATIO * UNDER_TRAINED_RATIO:
+        smaller = d / CHINCHILLA_RATIO
+        notes.diag(
+            codes.UNDER_TRAINED,
+            "warning",
+            f"under-trained: {ratio:.1f} tokens per parameter, against about 20 compute-optimal (Hoffmann et al. 2022); "
+            f"{fmt_count(n)} parameters want {fmt_count(CHINCHILLA_RATIO * n)} tokens",
+            "data.tokens" if spec.project.data.tokens else "model.size",
+            hint=f"the same data trains a {fmt_count(smaller)}-parameter model compute-optimally; or find more data",
+        )
+    budget_flops = plan.scaling.budget_flops
+    if budget_flops:
+        d_budget = float(planner_optimal_tokens(budget_flops))
+        if d < 0.8 * d_budget:
+            notes.diag(
+                codes.DATA_BELOW_OPTIMUM,
+                "warning",
+                f"the data ({fmt_count(d)} tokens) is {d / d_budget:.0%} of the {fmt_count(d_budget)} tokens "
+                f"the budget's compute-optimal model wants",
+                "data.tokens",
+                hint=f"repeat it up to ~{MAX_USEFUL_EPOCHS:.0f} epochs (Muennighoff et al. 2023), collect more, "
+                f"or train a {fmt_count(d / CHINCHILLA_RATIO)}-parameter model on it",
+            )
+    epochs = getattr(planner, "epochs", None)
+    if epochs is not None and epochs > 1.0:
+        code, severity = (codes.TOO_MANY_EPOCHS, "warning") if epochs > MAX_USEFUL_EPOCHS else (codes.REPEATED_DATA, "info")
+        notes.diag(
+            code,
+            severity,
+            f"training passes {epochs:.1f} times over the {fmt_count(plan.data.raw_tokens * plan.data.keep)} usable tokens",
+            "data.tokens",
+            hint=f"beyond ~{MAX_USEFUL_EPOCHS:.0f} epochs repeated data stops helping (Muennighoff et al. 2023)"
+            if code == codes.TOO_MANY_EPOCHS
+            else None,
+        )
+
+
+def planner_optimal_tokens(flops: float) -> float:
+    from genaisdk.estimate.scaling import tokens_per_param_optimal
+
+    return float(tokens_per_param_optimal(flops)[1])
+
+
+def _precision(plan: Plan, r: Resolved, notes: Notes) -> None:
+    if plan.train.precision != "fp16" or not r.adaptation.trains:
+        return
+    has_bf16 = "bf16" in r.hardware.peak_flops
+    notes.diag(
+        codes.FP16_OVERFLOW,
+        "warning",
+        "fp16 overflows above 65,504 and underflows small gradients: training needs dynamic loss scaling "
+        "(Micikevicius et al. 2018), and large models still diverge more often than in bf16",
+        "train.precision",
+        hint=f"use bf16: {r.hardware.key} runs it at the same speed" if has_bf16 else f"{r.hardware.key} has no bf16; keep loss scaling on and watch for skipped steps",
+    )
+
+
+def _fit(plan: Plan, spec: Spec, r: Resolved, notes: Notes, planner: Any) -> None:
+    fitted = getattr(planner, "fitted", None)
+    if fitted is None:
+        return
+    cap = plan.memory.device_capacity
+    strategy = next(s for s in r.strategies if s.key == plan.train.strategy) if plan.train.strategy != "none" else None
+    if plan.memory.fits:
+        if strategy is not None and (strategy.offload_optimizer or strategy.offload_weights):
+            notes.diag(
+                codes.OFFLOAD_ONLY,
+                "info",
+                f"it fits only with `{strategy.key}`: optimizer state moves over PCIe every step, often several times slower",
+                "train.sharding",
+                hint="more devices shard the state further: see the memory table",
+            )
+        return
+    need = fmt_bytes(plan.memory.per_device.total)
+    # Would other settings of the fixed fields fit?
+    t = spec.project.train
+    fixed = [name for name, value in (("sharding", t.sharding), ("micro_batch", t.micro_batch), ("recompute", t.recompute)) if value and not _auto(value)]
+    relaxed = _relaxed_fit(planner, fitted)
+    if fixed and relaxed is not None:
+        notes.diag(
+            codes.FIXED_SETTINGS_DO_NOT_FIT,
+            "warning",
+            f"the spec's {', '.join('train.' + f for f in fixed)} need {need} per device, more than {fmt_bytes(cap)}",
+            "train." + fixed[0],
+            hint=f"{relaxed} fits; or set these to auto",
+        )
+        notes.diag(codes.DOES_NOT_FIT, "error", f"does not fit: {need} per device of {fmt_bytes(cap)} with the spec's settings", "train." + fixed[0], hint=relaxed + " would fit")
+        return
+    notes.diag(
+        codes.DOES_NOT_FIT,
+        "error",
+        f"does not fit at any setting searched: at best {need} per device of {fmt_bytes(cap)} on {plan.train.devices} x {plan.train.hardware}",
+        "budget.hardware",
+        hint=_what_would_fit(plan, r, planner, fitted),
+    )
+
+
+def _auto(value: Any) -> bool:
+    from genaisdk.spec.model import is_auto
+
+    return is_auto(value)
+
+
+def _relaxed_fit(planner: Any, fitted: Any) -> str | None:
+    """The cheapest configuration with every train setting free, at the same devices."""
+    case = fitted.case
+    grid = Grid(
+        precisions=fitted.grid.precisions,
+        strategies=planner.r.strategies,
+        devices=fitted.grid.devices,
+        micro_batches=powers_of_two(1, max(1, math.ceil(case.global_batch_sequences / min(fitted.grid.devices)))),
+        recomputes=RECOMPUTE_ORDER,
+    )
+    from genaisdk.search import choose
+
+    result = evaluate(case, grid)
+    c = choose(result)
+    if not c.fits:
+        return None
+    return f"{c.strategy.key} with micro-batch {c.micro_batch} and {c.recompute} recomputation"
+
+
+def _what_would_fit(plan: Plan, r: Resolved, planner: Any, fitted: Any) -> str:
+    """Say what would make it fit: the devices FSDP needs, then QLoRA / int4 for a fine-tune,
+    then a larger device."""
+    case = fitted.case
+    ideas = []
+    devices = tuple(plan.train.devices * 2**k for k in range(1, 15))
+    strategies = [s for s in r.strategies if s.shards_weights]
+    if strategies:
+        grid = Grid(precisions=fitted.grid.precisions, strategies=strategies, devices=devices, micro_batches=(1,), recomputes=("full",))
+        result = evaluate(case, grid)
+        ok = result.total[..., 0, 0] <= result.capacity  # precision x strategy x devices
+        for j, s in enumerate(strategies):
+            hits = np.nonzero(ok[0, j])[0]
+            if hits.size:
+                ideas.append(f"{devices[int(hits[0])]} devices with {s.key} and full recomputation")
+                break
+    if not r.adaptation.from_scratch and r.adaptation.full:
+        ideas.append("`adapt { method = qlora }` (a 4-bit frozen base with trainable adapters)")
+    bigger = [h for h in planner.registry.catalog("hardware").values() if h.memory_bytes > r.hardware.memory_bytes]
+    if bigger:
+        largest = max(bigger, key=lambda h: h.memory_bytes)
+        ideas.append(f"a larger device ({largest.key}, {fmt_bytes(largest.memory_bytes)})")
+    return "; or ".join(ideas) if ideas else "a smaller model"
+
+
+def _budget(plan: Plan, spec: Spec, notes: Notes, planner: Any) -> None:
+    b = plan.budget
+    if b.time_ratio is not None and b.time_ratio > 1.0:
+        need = math.ceil(plan.train.devices * b.time_ratio)
+        notes.diag(
+            codes.OVER_TIME,
+            "warning",
+            f"takes {fmt_seconds(plan.time.seconds)}, {b.time_ratio:.2f}x the {fmt_seconds(b.time_seconds)} budget",
+            "budget.time",
+            hint=f"about {need} devices at the same MFU would meet it, or fewer tokens or a smaller model",
+        )
+    if b.cost_ratio is not None and b.cost_ratio > 1.0:
+        notes.diag(
+            codes.OVER_COST,
+            "warning",
+            f"costs {fmt_usd(plan.cost.usd)}, {b.cost_ratio:.2f}x the {fmt_usd(b.cost_usd)} budget",
+            "budget.cost",
+            hint="cost does not depend on the device count at fixed MFU: train fewer tokens, a smaller model, or find a lower price",
+        )
+    compute = spec.project.budget.compute
+    if compute is not None and plan.compute.flops > compute.value:
+        notes.diag(
+            codes.OVER_COMPUTE,
+            "warning",
+            f"{plan.compute.flops:.3g} training FLOPs is {plan.compute.flops / compute.value:.2f}x the compute budget",
+            "budget.compute",
+        )
+    if plan.cost.usd is None and plan.compute.model_flops > 0:
+        notes.diag(
+            codes.NO_PRICE,
+            "info",
+            f"no price per device-hour is known for {plan.train.hardware}: the plan has no cost",
+            "budget.hardware",
+            hint="write `price_per_hour = $2` in the budget block",
+        )
+    used = [x for x in (b.time_ratio, b.cost_ratio) if x is not None]
+    if used and max(used) < BUDGET_UNDERUSED and plan.compute.model_flops > 0:
+        notes.diag(
+            codes.BUDGET_UNDERUSED,
+            "info",
+            f"the run uses {max(used):.0%} of its budget",
+            "budget",
+            hint="a larger model or more data would use it (see `genai plan --sweep`)",
+        )
+
+
+def _adaptation(plan: Plan, spec: Spec, r: Resolved, notes: Notes) -> None:
+    a = r.adaptation
+    p = spec.project
+    if not a.from_scratch:
+        return
+    share = None
+    if p.domain and p.data.mix:
+        total = sum(p.data.mix.values()) or 1.0
+        share = p.data.mix.get(p.domain, 0.0) / total
+    if share is not None and share >= DOMAIN_SHARE_PAYS:
+        domain_tokens = plan.data.domain_tokens or 0.0
+        notes.diag(
+            codes.DOMAIN_PRETRAINING_PAYS,
+            "info",
+            f"{share:.0%} of the data is {p.domain}: the case where domain pretraining pays, as BloombergGPT's 51% "
+            f"financial mix did (Wu et al. 2023); {fmt_count(domain_tokens)} {p.domain} tokens here vs its {fmt_count(BLOOMBERG_DOMAIN_TOKENS)}",
+            "data.mix",
+            hint=None
+            if domain_tokens >= 0.1 * BLOOMBERG_DOMAIN_TOKENS
+            else "with this little domain text, continued pretraining of a general model (Gururangan et al. 2020) is the cheaper route",
+        )
+        return
+    generic_tasks = ("text-generation", "chat", "code-generation")
+    if r.task is not None and r.task.key not in generic_tasks:
+        reason = "no domain data in the mix" if share is None else f"only {share:.0%} of the data is {p.domain}"
+        notes.diag(
+            codes.FINETUNE_WOULD_DO,
+            "warning",
+            f"pretraining from scratch for `{r.task.key}` with {reason}: fine-tuning a pretrained "
+            f"{r.architecture.key} model costs a small fraction and usually does as well",
+            "adapt.method",
+            hint="`adapt { method = finetune }` (or lora) with `model { preset = ... }`; pretraining pays when most of a large corpus is in-domain (BloombergGPT: 51%)",
+        )
+
+
+def _serving(plan: Plan, notes: Notes) -> None:
+    i = plan.inference
+    if i.fits:
+        return
+    notes.diag(
+        codes.SERVING_DOES_NOT_FIT,
+        "warning",
+        f"one serving replica needs {fmt_bytes(i.memory.total)} ({i.precision} weights {fmt_bytes(i.memory.weights)}, "
+        f"KV cache {fmt_bytes(i.memory.kv_cache)}): {i.devices_per_replica} x {plan.train.hardware}",
+        "serve",
+        hint="a lower serving precision (int8, int4), a shorter context or a smaller batch",
+    )

@@ -1,0 +1,539 @@
+"""The derivations `genai explain` prints: each number of the plan as its formula, the
+formula with the values in, and the result.
+
+The result of every term is the number the estimators returned (the plan's own number), and
+the substituted operands are the same inputs the estimators were given; where the
+expression is a plain product, quotient or sum, `Term.check` holds it evaluated from those
+operands, so a derivation that drifted from its estimator shows up (a test asserts
+`check == value` for every term of every example spec).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from genaisdk.estimate import activations as act
+from genaisdk.estimate import params as params_math
+from genaisdk.estimate.constants import PF_DAY, SECONDS_PER_DAY, SECONDS_PER_HOUR
+from genaisdk.estimate.inference import KV_FACTOR
+from genaisdk.estimate.scaling import CHINCHILLA
+from genaisdk.plan import Term
+from genaisdk.render.units import fmt_bytes
+from genaisdk.search import activation_parts, memory_for, precision_arrays, strategy_arrays
+
+if TYPE_CHECKING:  # pragma: no cover
+    from genaisdk.plan import Plan
+
+
+def num(x: float) -> str:
+    """Operands as people write them: 2048, 6.74e9, 0.4, 1.5."""
+    x = float(x)
+    if x == 0:
+        return "0"
+    if x.is_integer() and abs(x) < 1e5:
+        return str(int(x))
+    if 1e-3 <= abs(x) < 1e5:
+        return f"{x:.4g}"
+    mantissa, exponent = f"{x:.3g}".split("e") if "e" in f"{x:.3g}" else (f"{x:.3g}", "0")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def _product(values: Sequence[float], divisors: Sequence[float] = ()) -> float:
+    out = 1.0
+    for v in values:
+        out *= float(v)
+    for v in divisors:
+        out /= float(v)
+    return out
+
+
+def product_term(
+    name: str,
+    formula: str,
+    factors: Sequence[tuple[float, str]],
+    value: float,
+    unit: str,
+    *,
+    divisors: Sequence[tuple[float, str]] = (),
+    source: str = "",
+) -> Term:
+    """A term whose value is Π factors / Π divisors; each operand with a label ("B (bf16)")."""
+    text = " × ".join(f"{num(v)}{(' ' + label) if label else ''}" for v, label in factors)
+    if divisors:
+        text += " / " + " / ".join(f"{num(v)}{(' ' + label) if label else ''}" for v, label in divisors)
+    check = _product([v for v, _ in factors], [v for v, _ in divisors])
+    return Term(name=name, formula=formula, substituted=text, value=float(value), unit=unit, source=source, check=check)
+
+
+def sum_term(name: str, formula: str, parts: Sequence[tuple[float, str]], value: float, unit: str, source: str = "") -> Term:
+    fmt = fmt_bytes if unit == "bytes" else num
+    text = " + ".join(f"{fmt(v)}{(' ' + label) if label else ''}" for v, label in parts)
+    return Term(name=name, formula=formula, substituted=text, value=float(value), unit=unit, source=source, check=float(sum(v for v, _ in parts)))
+
+
+def value_term(name: str, formula: str, value: float, unit: str, source: str = "", substituted: str = "") -> Term:
+    return Term(name=name, formula=formula, substituted=substituted or formula, value=float(value), unit=unit, source=source)
+
+
+def derivations(plan: Plan, *, planner: Any) -> dict[str, tuple[Term, ...]]:
+    out = {
+        "params": _params(plan, planner),
+        "flops": _flops(plan, planner),
+        "memory": _memory(plan, planner),
+        "activations": _activations(plan, planner),
+        "scaling": _scaling(plan),
+        "time": _time(plan, planner),
+        "cost": _cost(plan, planner),
+        "inference": _inference(plan, planner),
+    }
+    return {k: tuple(v) for k, v in out.items() if v}
+
+
+def _params(plan: Plan, planner: Any) -> list[Term]:
+    dims = planner.dims
+    m = plan.model
+    terms = []
+    family = m.family
+    if family != "encoder_decoder":
+        q, kv = dims.heads * dims.d_head, dims.n_kv_heads * dims.d_head
+        attn = params_math.attention_params(dims)
+        bias = (q + 2 * kv + dims.d_model) if dims.biases else 0
+        terms.append(
+            Term(
+                name="attention per block",
+                formula="d·H·Q + 2·d·K·Q + H·Q·d (+ biases)",
+                substituted=f"{dims.d_model}·{q} + 2·{dims.d_model}·{kv} + {q}·{dims.d_model}" + (f" + {bias}" if bias else ""),
+                value=float(attn),
+                unit="params",
+                source="Vaswani et al. 2017; K = kv heads (Ainslie et al. 2023)",
+                check=float(dims.d_model * q + 2 * dims.d_model * kv + q * dims.d_model + bias),
+            )
+        )
+        ffn = params_math.ffn_params(dims)
+        mats = 3 if dims.ffn == "gated" else 2
+        fbias = ((2 * dims.d_ff + dims.d_model) if dims.ffn == "gated" else (dims.d_ff + dims.d_model)) if dims.biases else 0
+        terms.append(
+            Term(
+                name="FFN per block",
+                formula=f"{mats}·d·d_ff (+ biases)" + (" (gated: gate, up, down)" if mats == 3 else ""),
+                substituted=f"{mats}·{dims.d_model}·{dims.d_ff}" + (f" + {fbias}" if fbias else ""),
+                value=float(ffn),
+                unit="params",
+                source="Shazeer 2020 (gated)" if mats == 3 else "Vaswani et al. 2017, Eq. 2",
+                check=float(mats * dims.d_model * dims.d_ff + fbias),
+            )
+        )
+    groups: dict[str, float] = {}
+    for key, value in m.params_breakdown.items():
+        groups[key] = groups.get(key, 0.0) + float(value)
+    parts = sorted(groups.items(), key=lambda kv: -kv[1])
+    terms.append(
+        sum_term(
+            "total parameters",
+            "Σ parts" + ("" if dims.tied_embeddings else " (untied output projection counted)"),
+            [(v, k) for k, v in parts],
+            m.params,
+            "params",
+            source="exact count, genaisdk.estimate.params",
+        )
+    )
+    if m.embedding_params:
+        terms.append(value_term("embedding parameters", "vocabulary and position tables (Kaplan et al. 2020 leave them out of N)", m.embedding_params, "params"))
+    lora = getattr(planner, "lora", None)
+    if lora:
+        terms.append(
+            value_term(
+                "trainable (adapters)",
+                "r · Σ (d_in + d_out) over adapted matrices, every block",
+                lora["params"],
+                "params",
+                source="Hu et al. 2021, Sec. 4.1",
+                substituted=f"r = {lora['rank']} on {', '.join(lora['targets'])}",
+            )
+        )
+    return terms
+
+
+def _flops(plan: Plan, planner: Any) -> list[Term]:
+    c, m, d = plan.compute, plan.model, plan.data
+    terms = []
+    if not c.model_flops:
+        return [value_term("training FLOPs", "nothing trains or no data", 0.0, "FLOPs")]
+    n = m.active_params
+    terms.append(
+        product_term(
+            "training FLOPs C", "6 · N · D", [(6, ""), (n, "params"), (d.tokens, "tokens")], c.flops, "FLOPs",
+            source="Kaplan et al. 2020, Sec. 2.1; Brown et al. 2020, Table D.1",
+        )
+    )
+    from genaisdk.estimate.flops import model_flops_per_token
+
+    itemized = model_flops_per_token(planner.dims, family=m.family, context=m.context)
+    per_token = c.model_flops / d.tokens
+    dense, attention = float(itemized.dense), float(itemized.attention)
+    if m.family != "encoder_decoder":
+        dims = planner.dims
+        terms.append(
+            product_term(
+                "attention FLOPs per token",
+                "12 · L · H · Q · T",
+                [(12, ""), (dims.layers, "layers"), (dims.heads, "heads"), (dims.d_head, "head size"), (m.context, "context")],
+                attention,
+                "FLOPs",
+                source="Chowdhery et al. 2022 (PaLM), App. B; not halved for causal masking",
+            )
+        )
+    if abs(dense + attention - per_token) <= 1e-6 * per_token:
+        terms.append(
+            sum_term("model FLOPs per token", "6·N_matmul + attention", [(dense, "dense"), (attention, "attention")], per_token, "FLOPs",
+                     source="Chowdhery et al. 2022 (PaLM), App. B")
+        )
+    else:
+        terms.append(value_term("model FLOPs per token", "the architecture's own count", per_token, "FLOPs"))
+    terms.append(product_term("model FLOPs", "per token · D", [(per_token, "FLOPs/token"), (d.tokens, "tokens")], c.model_flops, "FLOPs"))
+    extra = float(planner.hardware_per_token.recompute)
+    terms.append(
+        sum_term(
+            "hardware FLOPs",
+            f"model FLOPs + recomputation ({plan.train.recompute}) · D",
+            [(c.model_flops, "model"), (extra * d.tokens, "recomputed")],
+            c.hardware_flops,
+            "FLOPs",
+            source="Korthikanti et al. 2022, Sec. 6",
+        )
+    )
+    terms.append(product_term("petaflop/s-days", "C / 8.64e19", [(c.flops, "FLOPs")], c.pf_days, "PF-days", divisors=[(PF_DAY, "FLOPs per PF-day")],
+                              source="Brown et al. 2020, Table D.1"))
+    return terms
+
+
+def _chosen_memory(plan: Plan, planner: Any):
+    """training_memory for the chosen configuration, through the same call the grid made."""
+    f = planner.fitted
+    c = f.choice
+    prec = {k: v.reshape(1) for k, v in precision_arrays([c.precision], planner.hw, axis=0, ndim=1).items()}
+    strat = {k: v.reshape(1) for k, v in strategy_arrays([c.strategy], axis=0, ndim=1).items()}
+    mem, parts = memory_for(f.case, precision_arrays=prec, strategy_arrays=strat, dp=np.array([float(c.devices)]), micro_batch=np.array([float(c.micro_batch)]), recompute=c.recompute)
+    return mem, parts
+
+
+def _memory(plan: Plan, planner: Any) -> list[Term]:
+    f = getattr(planner, "fitted", None)
+    b = plan.memory.per_device
+    if f is None:
+        return [
+            value_term("weights", "params × bytes per weight", b.weights, "bytes"),
+            value_term("total", "one serving replica (prompting only)", b.total, "bytes"),
+        ]
+    c = f.choice
+    p, s = c.precision, c.strategy
+    mem, _ = _chosen_memory(plan, planner)
+    dp = c.devices
+    trainable, resident = f.case.trainable, f.case.params
+    frozen = resident - trainable
+    terms = []
+    w_div = [(dp, "devices (sharded)")] if s.shards_weights else []
+    if frozen > 0.5:
+        fb = f.case.frozen_weight_bytes if f.case.frozen_weight_bytes is not None else p.weight_bytes
+        terms.append(
+            Term(
+                name="weights",
+                formula="trainable × bytes + frozen × frozen bytes" + (" / devices" if s.shards_weights else ""),
+                substituted=f"({num(trainable)} × {num(p.weight_bytes)} B + {num(frozen)} × {num(fb)} B)" + (f" / {dp}" if s.shards_weights else ""),
+                value=b.weights,
+                unit="bytes",
+                check=(trainable * p.weight_bytes + frozen * fb) / (dp if s.shards_weights else 1) * (0 if s.offload_weights else 1),
+            )
+        )
+    else:
+        terms.append(
+            product_term(
+                "weights",
+                "params × bytes per weight" + (" / devices" if s.shards_weights else ""),
+                [(resident, "params"), (p.weight_bytes, f"B ({p.key})")] + ([(0, "(offloaded to host)")] if s.offload_weights else []),
+                b.weights,
+                "bytes",
+                divisors=w_div,
+                source="Rajbhandari et al. 2020 (ZeRO), Sec. 3.1" + ("; stage 3 shards it" if s.shards_weights else ""),
+            )
+        )
+    offload_grads = s.offload_optimizer and s.shards_gradients
+    terms.append(
+        product_term(
+            "gradients",
+            "trainable params × gradient bytes" + (" / devices" if s.shards_gradients else ""),
+            [(trainable, "params"), (p.gradient_bytes, f"B ({p.key} gradients)")] + ([(0, "(offloaded to host)")] if offload_grads else []),
+            b.gradients,
+            "bytes",
+            divisors=[(dp, "devices (sharded)")] if s.shards_gradients else [],
+            source="ZeRO stage 2 shards them" if s.shards_gradients else "kept whole on every device",
+        )
+    )
+    opt = planner.r.optimizer
+    terms.append(
+        product_term(
+            "optimizer",
+            "trainable params × (optimizer state + master copy) bytes" + (" / devices" if s.shards_optimizer else ""),
+            [(trainable, "params"), (opt.state_bytes + p.master_bytes, f"B ({opt.key} {num(opt.state_bytes)} + master {num(p.master_bytes)})")]
+            + ([(0, "(offloaded to host)")] if s.offload_optimizer else []),
+            b.optimizer,
+            "bytes",
+            divisors=[(dp, "devices (sharded)")] if s.shards_optimizer else [],
+            source="ZeRO's K (12 for mixed-precision Adam), Sec. 3.1" + ("; stage 1 shards it" if s.shards_optimizer else ""),
+        )
+    )
+    per_param = float(p.weight_bytes + p.gradient_bytes + opt.state_bytes + p.master_bytes)
+    terms.append(
+        sum_term(
+            "model state per parameter",
+            "weight + gradient + optimizer state + master bytes (unsharded)",
+            [(p.weight_bytes, "weight"), (p.gradient_bytes, "gradient"), (opt.state_bytes, "optimizer state"), (p.master_bytes, "master")],
+            per_param,
+            "B/param",
+            source="fp32 Adam: 4 + 4 + 8 = 16; mixed-precision Adam: 2 + 2 + 12 = 16 (ZeRO, Sec. 3.1)",
+        )
+    )
+    terms.append(
+        sum_term(
+            "activations",
+            f"stored for backward + logits buffers + backward-only buffers (micro-batch {c.micro_batch}, {c.recompute} recomputation)",
+            [(float(act_part), name) for name, act_part in _activation_groups(planner).items()],
+            b.activations,
+            "bytes",
+            source="Korthikanti et al. 2022 (see `genai explain SPEC activations`)",
+        )
+    )
+    for name, value in b.overheads.items():
+        terms.append(value_term(f"overhead: {name}", _OVERHEAD_FORMULA.get(name, name), value, "bytes"))
+    phases = {k: float(v[0]) for k, v in mem.phases.items()}
+    worst = max(phases, key=phases.get)
+    persistent = float(mem.persistent[0])
+    terms.append(
+        sum_term(
+            "persistent",
+            "weights + gradients + optimizer + runtime",
+            [(b.weights, "weights"), (b.gradients, "gradients"), (b.optimizer, "optimizer"), (b.overheads.get("runtime", 0.0), "runtime")],
+            persistent,
+            "bytes",
+        )
+    )
+    frag = b.overheads.get("fragmentation", 0.0)
+    terms.append(
+        sum_term(
+            "peak total",
+            f"persistent + worst phase ({worst}) + fragmentation; phases: "
+            + ", ".join(f"{k} {fmt_bytes(v)}" for k, v in phases.items()),
+            [(persistent, "persistent"), (phases[worst], worst), (frag, "fragmentation")],
+            b.total,
+            "bytes",
+            source="peak = persistent state + the worst transient phase, not a max of components",
+        )
+    )
+    inference_weights = plan.model.params * p.weight_bytes
+    terms.append(
+        product_term(
+            "training / inference weights",
+            f"peak total / weights alone at {p.key}",
+            [(b.total, "B")],
+            b.total / inference_weights if inference_weights else 0.0,
+            "x",
+            divisors=[(inference_weights, "B")],
+        )
+    )
+    return terms
+
+
+_OVERHEAD_FORMULA = {
+    "runtime": "CUDA context, cuBLAS and NCCL workspaces (an assumption, ~1 GB)",
+    "gather_buffers": "~2 unsharded layers × weight bytes (FSDP / ZeRO-3 all-gather and prefetch)",
+    "gradient_bucket": "one unsharded layer of gradients before its reduce-scatter",
+    "step_buffers": "fp32 copy of the gradient partition for the optimizer step",
+    "fragmentation": "5% of the allocated peak (caching allocator; an assumption)",
+}
+
+
+def _activation_groups(planner: Any) -> dict[str, float]:
+    f = planner.fitted
+    c = f.choice
+    parts = activation_parts(f.case, micro_batch=c.micro_batch, recompute=c.recompute, bytes_per_value=c.precision.activation_bytes)
+    return {
+        "stored": float(act.stored_bytes(parts)),
+        "logits": float(act.loss_bytes(parts)),
+        "backward-only": float(act.backward_bytes(parts)),
+    }
+
+
+def _activations(plan: Plan, planner: Any) -> list[Term]:
+    f = getattr(planner, "fitted", None)
+    if f is None:
+        return []
+    c = f.choice
+    dims = f.case.dims
+    parts = activation_parts(f.case, micro_batch=c.micro_batch, recompute=c.recompute, bytes_per_value=c.precision.activation_bytes)
+    terms = [
+        value_term(f"activations: {name}", _PART_FORMULA.get(name, name), float(np.asarray(value)), "bytes")
+        for name, value in parts.items()
+        if float(np.asarray(value)) > 0
+    ]
+    total = float(sum(float(np.asarray(v)) for v in parts.values()))
+    terms.append(sum_term("activations (one micro-batch)", "Σ parts", [(float(np.asarray(v)), k) for k, v in parts.items() if float(np.asarray(v)) > 0], total, "bytes"))
+    s, b, h, a = f.case.seq, c.micro_batch, dims.d_model, dims.heads
+    layers = dims.layers + (dims.n_decoder_layers if plan.model.family == "encoder_decoder" else 0)
+    closed = float(act.korthikanti_layer_bytes(seq=s, micro_batch=b, hidden=h, heads=a, recompute=c.recompute if c.recompute in act.RECOMPUTE_KINDS else "none"))
+    formula = {"none": "s·b·h·(34 + 5·a·s/h)", "selective": "34·s·b·h", "full": "2·s·b·h"}.get(c.recompute, "")
+    terms.append(
+        product_term(
+            "Korthikanti closed form (reference)",
+            f"layers × {formula} (16-bit, multi-head, 4h FFN, dropout, materialized attention)",
+            [(layers, "layers"), (closed, "B per layer")],
+            layers * closed,
+            "bytes",
+            source="Korthikanti et al. 2022, Eq. 1, Sec. 5, Table 2",
+        )
+    )
+    return terms
+
+
+_PART_FORMULA = {
+    "attention": "per layer s·b·(p·(h + 2·H·Q + 2·K·Q) + mask·h)",
+    "attention_scores": "per layer a·s²·b·(2p + 1), or flash's a·s·b fp32 statistics",
+    "ffn": "per layer s·b·(p·(h + 2·d_ff) + mask·h) (gated: h + 4·d_ff)",
+    "norms": "per layer 2·p·s·b·h",
+    "layer_inputs": "full recomputation: per layer p·s·b·h",
+    "recompute_buffer": "one layer rebuilt during the backward pass",
+    "cross_attention": "decoder cross-attention inputs and encoder K/V",
+    "cross_attention_scores": "cross-attention scores (or flash statistics)",
+    "encoder_output": "the encoder output feeding every cross-attention",
+    "embedding": "embedding dropout mask, s·b·h bytes",
+    "final_norm": "final norm input, p·s·b·h",
+    "logits": "s·b·V at the activation precision",
+    "logits_fp32": "s·b·V fp32 copy for the cross-entropy",
+}
+
+
+def _scaling(plan: Plan) -> list[Term]:
+    s, m, d, c = plan.scaling, plan.model, plan.data, plan.compute
+    n = m.active_params
+    terms = []
+    if c.flops:
+        terms.append(
+            Term(
+                name="compute-optimal N",
+                formula="sqrt(C / (6 · 20))",
+                substituted=f"sqrt({num(c.flops)} / 120)",
+                value=s.optimal_params,
+                unit="params",
+                source="Hoffmann et al. 2022, ~20 tokens per parameter (Table 3)",
+                check=math.sqrt(c.flops / 120.0),
+            )
+        )
+        terms.append(product_term("compute-optimal D", "20 · N_opt", [(20, ""), (s.optimal_params, "params")], s.optimal_tokens, "tokens"))
+    if d.tokens:
+        terms.append(product_term("tokens per parameter", "D / N", [(d.tokens, "tokens")], s.tokens_per_param, "", divisors=[(n, "params")]))
+        fit = CHINCHILLA
+        loss = fit.E + fit.A / n**fit.alpha + fit.B / d.tokens**fit.beta
+        terms.append(
+            Term(
+                name="predicted loss",
+                formula="E + A / N^α + B / D^β",
+                substituted=f"{fit.E} + {fit.A} / {num(n)}^{fit.alpha} + {fit.B} / {num(d.tokens)}^{fit.beta}",
+                value=s.predicted_loss,
+                unit="nats/token",
+                source=fit.source,
+                check=loss,
+            )
+        )
+    if s.budget_flops:
+        terms.append(value_term("budget FLOPs", "what the binding budget buys (model FLOPs)", s.budget_flops, "FLOPs"))
+    return terms
+
+
+def _time(plan: Plan, planner: Any) -> list[Term]:
+    t, c = plan.time, plan.compute
+    if not c.model_flops:
+        return [value_term("seconds", "nothing to train", 0.0, "s")]
+    return [
+        product_term(
+            "seconds",
+            "model FLOPs / (devices × peak FLOP/s × MFU)",
+            [(c.model_flops, "FLOPs")],
+            t.seconds,
+            "s",
+            divisors=[(plan.train.devices, "devices"), (planner.peak, f"FLOP/s ({planner.precision.compute_dtype} peak)"), (plan.train.mfu, "MFU")],
+            source="Chowdhery et al. 2022 (PaLM), App. B: the definition of MFU",
+        ),
+        product_term("days", "seconds / 86,400", [(t.seconds, "s")], t.days, "days", divisors=[(SECONDS_PER_DAY, "s/day")]),
+        product_term(
+            "device-hours", "seconds × devices / 3,600", [(t.seconds, "s"), (plan.train.devices, "devices")], t.gpu_hours, "h", divisors=[(SECONDS_PER_HOUR, "s/h")]
+        ),
+    ]
+
+
+def _cost(plan: Plan, planner: Any) -> list[Term]:
+    co, t = plan.cost, plan.time
+    terms = []
+    if co.usd is not None:
+        terms.append(
+            product_term("cost", "device-hours × price per device-hour", [(t.gpu_hours, "h"), (co.price_per_hour, "USD/h")], co.usd, "USD",
+                         source=planner.hw.price_note or "hardware record")
+        )
+    else:
+        terms.append(value_term("cost", "no price per device-hour known", 0.0, "USD"))
+    if co.energy_kwh is not None:
+        terms.append(
+            product_term(
+                "energy",
+                "devices × power × seconds / 3.6e6",
+                [(plan.train.devices, "devices"), (planner.hw.power_watts, "W"), (t.seconds, "s")],
+                co.energy_kwh,
+                "kWh",
+                divisors=[(3.6e6, "J/kWh")],
+                source="Patterson et al. 2021, Sec. 2 (rated power: an upper bound)",
+            )
+        )
+    return terms
+
+
+def _inference(plan: Plan, planner: Any) -> list[Term]:
+    i = plan.inference
+    dims = planner.dims
+    prec = planner.r.serve_precision
+    family = plan.model.family
+    inf = planner.inference_parts
+    terms = [
+        product_term("weights", "params × serving bytes", [(plan.model.params, "params"), (prec.weight_bytes, f"B ({prec.key})")], i.memory.weights, "bytes")
+    ]
+    layers = dims.n_decoder_layers if family == "encoder_decoder" else dims.layers
+    if family == "encoder":
+        terms.append(value_term("KV cache", "an encoder keeps none", 0.0, "bytes"))
+    else:
+        copies = 2 if family == "encoder_decoder" else 1
+        factors = [(KV_FACTOR, "(K and V)"), (layers, "layers"), (dims.n_kv_heads, "kv heads"), (dims.d_head, "head size"),
+                   (i.context, "context"), (i.batch, "batch"), (prec.activation_bytes, "B")]
+        if copies == 2:
+            factors.append((2, "(self + cross attention)"))
+        terms.append(
+            product_term(
+                "KV cache",
+                "2 · layers · kv_heads · head_dim · context · batch · bytes",
+                factors,
+                i.memory.kv_cache,
+                "bytes",
+                source="Pope et al. 2022, Sec. 3.1; kv_heads, not heads (Ainslie et al. 2023)",
+            )
+        )
+    terms.append(value_term("workspace", "one layer's prefill over the prompt + last-position logits", float(inf.workspace), "bytes"))
+    terms.append(
+        sum_term(
+            "total per replica",
+            "weights + KV cache + workspace + runtime",
+            [(i.memory.weights, "weights"), (i.memory.kv_cache, "KV cache"), (float(inf.workspace), "workspace"), (float(inf.overheads["runtime"]), "runtime")],
+            i.memory.total,
+            "bytes",
+        )
+    )
+    return terms

@@ -1,0 +1,199 @@
+"""Resolve the names of a Spec against the registry: the records a plan is made from.
+
+A Spec from `genaisdk.spec.load` has already been checked; one built in code may name
+anything, so every lookup that fails becomes a GP001 diagnostic pointing at the field.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from genaisdk.planning import codes
+from genaisdk.planning.defaults import DEFAULT_HARDWARE
+from genaisdk.planning.notes import Notes
+from genaisdk.records import (
+    Adaptation,
+    Architecture,
+    Hardware,
+    Objective,
+    Optimizer,
+    Precision,
+    Preset,
+    Strategy,
+    Task,
+    normalize_name,
+)
+from genaisdk.search import strategy_rank
+from genaisdk.spec.model import is_auto
+
+FAMILY_OBJECTIVE = {"encoder": "masked-lm", "decoder": "causal-lm", "encoder_decoder": "span-corruption"}
+"""The pretraining objective each family is known for: BERT's masked LM (Devlin et al. 2019),
+GPT's causal LM (Radford et al. 2018), T5's span corruption (Raffel et al. 2020)."""
+
+
+@attrs.frozen(kw_only=True)
+class Resolved:
+    task: Task | None
+    architecture: Architecture
+    objective: Objective
+    adaptation: Adaptation
+    optimizer: Optimizer
+    precision: Precision | None
+    """None when the spec says `auto` (chosen later from the hardware)."""
+    serve_precision: Precision
+    hardware: Hardware
+    preset: Preset | None
+    strategy: Strategy | None
+    """None when the spec says `auto`."""
+    strategies: tuple[Strategy, ...]
+    """Every registered strategy, cheapest first."""
+    precisions: tuple[Precision, ...]
+
+    @property
+    def family(self) -> str:
+        return self.architecture.family
+
+
+def _get(registry: Any, kind: str, name: str | None, notes: Notes, path: str, what: str) -> Any:
+    if name is None:
+        return None
+    record = registry.get(kind, str(name))
+    if record is None:
+        known = ", ".join(registry.names(kind)) or "none registered"
+        notes.diag(codes.UNKNOWN_NAME, "error", f"unknown {what} `{name}`", path, hint=f"known: {known}")
+    return record
+
+
+def resolve(spec: Any, registry: Any, notes: Notes) -> Resolved | None:
+    """The records of `spec`, or None after recording GP001 errors."""
+    p = spec.project
+    task = _get(registry, "tasks", p.task, notes, "task", "task") if p.task else None
+    preset_name = p.model.preset or p.adapt.base
+    preset = _get(registry, "presets", preset_name, notes, "model.preset" if p.model.preset else "adapt.base", "preset")
+
+    # Family: the spec's; else the preset's; else the task's; else decoder.
+    if not is_auto(p.model.family) and p.model.family:
+        architecture = _get(registry, "architectures", p.model.family, notes, "model.family", "model family")
+    elif preset is not None:
+        architecture = _get(registry, "architectures", preset.architecture, notes, "model.preset", "architecture")
+        if architecture is not None:
+            notes.reason("model.family", architecture.key, f"the architecture of preset `{preset.key}`")
+    elif task is not None:
+        architecture = _get(registry, "architectures", task.family, notes, "task", "model family")
+        if architecture is not None:
+            examples = f" (as for {', '.join(task.examples[:2])})" if task.examples else ""
+            notes.reason(
+                "model.family",
+                architecture.key,
+                f"task `{task.key}` is served by an {architecture.key} model{examples}; {task.source or 'task record'}",
+            )
+    else:
+        architecture = _get(registry, "architectures", "decoder", notes, "model.family", "model family")
+        if architecture is not None:
+            notes.reason("model.family", architecture.key, "no task or preset says otherwise: a decoder generates and can be prompted for most tasks")
+
+    objective = None
+    if architecture is not None:
+        if not is_auto(p.model.objective) and p.model.objective:
+            objective = _get(registry, "objectives", p.model.objective, notes, "model.objective", "objective")
+            if objective is not None and architecture.family not in objective.families:
+                notes.diag(
+                    codes.OBJECTIVE_FAMILY,
+                    "warning",
+                    f"objective `{objective.key}` is meant for {', '.join(objective.families)} models, not {architecture.family}",
+                    "model.objective",
+                    hint=f"use `{FAMILY_OBJECTIVE.get(architecture.family, 'causal-lm')}` or `auto`",
+                )
+        else:
+            candidates = []
+            if task is not None:
+                candidates.append((task.objective, f"task `{task.key}` pretrains with it"))
+            candidates.append((FAMILY_OBJECTIVE.get(architecture.family, "causal-lm"), f"the standard objective of {architecture.family} models"))
+            for name, why in candidates:
+                record = registry.get("objectives", name)
+                if record is not None and architecture.family in record.families:
+                    objective = record
+                    source = f"; {record.source}" if record.source else ""
+                    notes.reason("model.objective", record.key, why + source)
+                    break
+            if objective is None:
+                fitting = [o for o in registry.catalog("objectives").values() if architecture.family in o.families]
+                if fitting:
+                    objective = fitting[0]
+                    notes.reason("model.objective", objective.key, f"the first registered objective for {architecture.family} models")
+                else:
+                    notes.diag(codes.UNKNOWN_NAME, "error", f"no objective is registered for {architecture.family} models", "model.objective")
+
+    adaptation = _get(registry, "adaptations", p.adapt.method or "pretrain", notes, "adapt.method", "adaptation method")
+    optimizer = _get(registry, "optimizers", p.train.optimizer or "adamw", notes, "train.optimizer", "optimizer")
+    precision = None
+    if not is_auto(p.train.precision) and p.train.precision:
+        precision = _get(registry, "precisions", p.train.precision, notes, "train.precision", "precision")
+        if precision is not None and not precision.trainable and adaptation is not None and adaptation.trains:
+            notes.diag(
+                codes.UNTRAINABLE_PRECISION,
+                "error",
+                f"precision `{precision.key}` cannot train: its weights have no gradients",
+                "train.precision",
+                hint="train in bf16 (or fp16 on hardware without bf16); for a 4-bit base use `adapt { method = qlora }`",
+            )
+    serve_name = p.serve.precision if p.serve is not None else "bf16"
+    serve_precision = _get(registry, "precisions", serve_name, notes, "serve.precision", "precision")
+
+    hardware_name = p.budget.hardware
+    if hardware_name is None:
+        hardware_name = DEFAULT_HARDWARE
+        notes.diag(
+            codes.DEFAULT_HARDWARE,
+            "info",
+            f"the budget names no hardware; planning for `{DEFAULT_HARDWARE}`",
+            "budget",
+            hint="write e.g. `hardware = 8 x h100-sxm` in the budget block",
+        )
+    hardware = _get(registry, "hardware", hardware_name, notes, "budget.hardware", "hardware")
+
+    strategy = None
+    if not is_auto(p.train.sharding) and p.train.sharding:
+        strategy = _get(registry, "strategies", p.train.sharding, notes, "train.sharding", "sharding strategy")
+    strategies = tuple(sorted(registry.catalog("strategies").values(), key=strategy_rank))
+    precisions = tuple(registry.catalog("precisions").values())
+
+    required = (architecture, objective, adaptation, optimizer, serve_precision, hardware)
+    if any(r is None for r in required) or notes.has_errors:
+        return None
+    return Resolved(
+        task=task,
+        architecture=architecture,
+        objective=objective,
+        adaptation=adaptation,
+        optimizer=optimizer,
+        precision=precision,
+        serve_precision=serve_precision,
+        hardware=hardware,
+        preset=preset,
+        strategy=strategy,
+        strategies=strategies,
+        precisions=precisions,
+    )
+
+
+def auto_precision(hardware: Hardware, precisions: tuple[Precision, ...]) -> tuple[Precision | None, str]:
+    """bf16 mixed precision where the hardware computes in bf16 (same range as fp32, no loss
+    scaling; Kalamkar et al. 2019), else fp16 mixed precision with loss scaling (Micikevicius
+    et al. 2018), else fp32."""
+    by_key = {p.key: p for p in precisions}
+    for key, why in (
+        ("bf16", f"{hardware.key} computes in bf16 ({hardware.peak_flops.get('bf16', 0) / 1e12:.0f} TFLOP/s): fp32 range, no loss scaling (Kalamkar et al. 2019), fp32 master weights"),
+        ("fp16", f"{hardware.key} has no bf16: fp16 mixed precision with dynamic loss scaling (Micikevicius et al. 2018)"),
+        ("fp32", f"{hardware.key} has neither bf16 nor fp16 throughput"),
+    ):
+        record = by_key.get(key)
+        if record is not None and record.compute_dtype in hardware.peak_flops:
+            return record, why
+    return None, f"{hardware.key} quotes no peak for bf16, fp16 or fp32"
+
+
+def normalized(name: str | None) -> str | None:
+    return normalize_name(name) if name else None

@@ -1,0 +1,90 @@
+"""`genai explain`: a plan's derivations, one topic per section, each line
+
+    weights  = params × bytes per weight / shards
+             = 6.74e9 params × 2 B (bf16) / 1
+             = 13.5 GB
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from genaisdk.render.units import fmt_bytes, fmt_count, fmt_sci, fmt_seconds, fmt_usd
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.console import Console
+
+    from genaisdk.plan import Plan, Term
+
+TOPIC_TITLES = {
+    "params": "Parameters",
+    "flops": "FLOPs",
+    "memory": "Memory per device",
+    "activations": "Activations",
+    "scaling": "Scaling (Chinchilla)",
+    "time": "Time",
+    "cost": "Cost",
+    "inference": "Inference (one serving replica)",
+}
+
+
+def format_value(value: float, unit: str) -> str:
+    """A term's result in its unit: bytes as 13.5 GB, FLOPs as 3.1e23, seconds as days."""
+    if unit == "bytes":
+        return fmt_bytes(value)
+    if unit in ("params", "tokens"):
+        return fmt_count(value, unit)
+    if unit == "FLOPs":
+        return f"{fmt_sci(value)} FLOPs"
+    if unit == "FLOP/s":
+        return f"{fmt_sci(value)} FLOP/s"
+    if unit == "s":
+        return fmt_seconds(value)
+    if unit == "USD":
+        return fmt_usd(value)
+    if unit == "":
+        return f"{value:.4g}"
+    return f"{value:,.4g} {unit}"
+
+
+def term_lines(term: Term) -> list[str]:
+    """The three-line form of one term (plain text)."""
+    lines = [f"{term.name} = {term.formula}"]
+    if term.substituted and term.substituted != term.formula:
+        lines.append(f"{' ' * len(term.name)} = {term.substituted}")
+    lines.append(f"{' ' * len(term.name)} = {format_value(term.value, term.unit)}")
+    return lines
+
+
+def explain_text(plan: Plan, topics: Sequence[str]) -> str:
+    """All requested topics as plain text."""
+    out: list[str] = []
+    for topic in topics:
+        terms = plan.derivations.get(topic, ())
+        out.append(f"## {TOPIC_TITLES.get(topic, topic)}")
+        for term in terms:
+            out.extend(term_lines(term))
+            if term.source:
+                out.append(f"    ({term.source})")
+        out.append("")
+    return "\n".join(out)
+
+
+def render_explain(plan: Plan, topics: Sequence[str], console: Console) -> None:
+    from rich.rule import Rule
+    from rich.text import Text
+
+    console.print(f"[bold]{plan.project.name}[/]  [dim]{plan.spec_file}[/]")
+    for topic in topics:
+        console.print(Rule(TOPIC_TITLES.get(topic, topic), align="left"))
+        for term in plan.derivations.get(topic, ()):
+            lines = term_lines(term)
+            head = Text(lines[0])
+            head.stylize("bold", 0, len(term.name))
+            console.print(head)
+            for line in lines[1:-1]:
+                console.print(Text(line, style="dim"))
+            console.print(Text(lines[-1]))
+            if term.source:
+                console.print(Text(f"    {term.source}", style="dim italic"))

@@ -1,0 +1,454 @@
+"""Vectorized search over training configurations.
+
+One model (`ModelCase`) is evaluated over a grid of precisions x strategies x device counts
+x micro-batches x recomputation levels in a handful of numpy calls: activation bytes from the
+architecture record, per-device memory from `genaisdk.estimate.memory.training_memory`, time
+from `genaisdk.estimate.cost.training_seconds`. Nothing here has a formula of its own: the
+grid only broadcasts the estimators' arguments, so a configuration picked from the grid has
+exactly the numbers the plan then reports for it.
+
+`choose` picks the configuration the planner fills `auto` with (`PREFERENCE` says in which
+order), and `sweep` adds model sizes as a sixth axis for `genai plan --sweep`, keeping the
+Pareto front of predicted loss, wall-clock time and cost.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import numpy as np
+
+from genaisdk.dims import Dimensions
+from genaisdk.estimate import activations as act
+from genaisdk.estimate import cost as cost_math
+from genaisdk.estimate.memory import training_memory
+from genaisdk.records import Architecture, Hardware, Optimizer, ParamCount, Precision, Strategy
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.console import Console
+
+    from genaisdk.plan import Plan
+    from genaisdk.spec.model import Spec
+
+RECOMPUTE_ORDER = ("none", "selective", "full")
+"""Cheapest first: selective recomputation repeats only the attention core (a few percent of
+the step), full recomputation one whole forward pass (about a third more work; Korthikanti
+et al. 2022, Table 4)."""
+
+STRATEGY_ORDER = ("ddp", "zero1", "zero2", "fsdp", "zero1-offload", "zero2-offload", "fsdp-offload")
+"""Cheapest first. DDP, ZeRO-1 and ZeRO-2 move the same 2Ψ per step; ZeRO-3/FSDP 3Ψ
+(Rajbhandari et al. 2020, Sec. 7); offload adds host-device traffic over PCIe every step
+(Ren et al. 2021, Sec. 4). A strategy a plugin adds is ranked by its flags after these."""
+
+ARRAY_AXES = ("precision", "strategy", "devices", "micro_batch", "recompute")
+
+
+def strategy_rank(strategy: Strategy) -> tuple[int, int, int, str]:
+    """Order strategies by cost: offload last, then weight sharding (more traffic), then
+    the built-in order, then name."""
+    offload = int(strategy.offload_optimizer or strategy.offload_weights)
+    try:
+        builtin = STRATEGY_ORDER.index(strategy.key)
+    except ValueError:
+        builtin = len(STRATEGY_ORDER)
+    return (offload, int(strategy.shards_weights), builtin, strategy.key)
+
+
+@attrs.frozen(kw_only=True)
+class ModelCase:
+    """One model to train, with everything the memory and time estimates need.
+
+    `params` is every parameter resident on the devices (RLHF: all four models); `trainable`
+    those with gradients and optimizer state; `frozen_weight_bytes` the bytes per frozen
+    parameter (QLoRA's 4-bit base; None: the training precision's). `largest_layer` is the
+    unit a fully sharded step gathers. `model_flops` are the run's training model FLOPs."""
+
+    dims: Dimensions
+    family: str
+    architecture: Architecture
+    count: ParamCount
+    params: float
+    trainable: float
+    frozen_weight_bytes: float | None
+    optimizer: Optimizer
+    hardware: Hardware
+    seq: int
+    global_batch_sequences: int
+    flash: bool
+    mfu: float
+    model_flops: float
+    largest_layer: float
+    runtime_bytes: float | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Grid:
+    """The candidate values of each axis."""
+
+    precisions: tuple[Precision, ...] = attrs.field(converter=tuple)
+    strategies: tuple[Strategy, ...] = attrs.field(converter=tuple)
+    devices: tuple[int, ...] = attrs.field(converter=tuple)
+    micro_batches: tuple[int, ...] = attrs.field(converter=tuple)
+    recomputes: tuple[str, ...] = attrs.field(converter=tuple)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.precisions), len(self.strategies), len(self.devices), len(self.micro_batches), len(self.recomputes))
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+
+def _axis(values, axis: int, ndim: int = 5) -> np.ndarray:
+    shape = [1] * ndim
+    shape[axis] = -1
+    return np.asarray(values).reshape(shape)
+
+
+@attrs.frozen(kw_only=True)
+class GridResult:
+    """Per-configuration arrays of shape `grid.shape` (axes in `ARRAY_AXES` order)."""
+
+    grid: Grid
+    weights: np.ndarray
+    gradients: np.ndarray
+    optimizer: np.ndarray
+    activations: np.ndarray
+    overheads: dict[str, np.ndarray]
+    total: np.ndarray
+    host: np.ndarray
+    capacity: float
+    fits: np.ndarray
+    valid: np.ndarray
+    """The configuration is meaningful: the precision trains and the hardware runs it, and the
+    micro-batch is no larger than one device's share of the global batch."""
+    seconds: np.ndarray
+
+    def index(self, precision: str, strategy: str, devices: int, micro_batch: int, recompute: str) -> tuple[int, ...]:
+        g = self.grid
+        return (
+            [p.key for p in g.precisions].index(precision),
+            [s.key for s in g.strategies].index(strategy),
+            list(g.devices).index(devices),
+            list(g.micro_batches).index(micro_batch),
+            list(g.recomputes).index(recompute),
+        )
+
+
+def activation_parts(case: ModelCase, *, micro_batch, recompute: str, bytes_per_value) -> dict[str, Any]:
+    """The architecture's activation bytes of one micro-batch, by part (Korthikanti et al.
+    2022 accounting; see `genaisdk.estimate.activations`)."""
+    return dict(
+        case.architecture.activation_bytes(
+            case.dims,
+            seq=case.seq,
+            micro_batch=micro_batch,
+            recompute=recompute,
+            flash=case.flash,
+            bytes_per_value=bytes_per_value,
+        )
+    )
+
+
+def memory_for(
+    case: ModelCase,
+    *,
+    precision_arrays: dict[str, np.ndarray],
+    strategy_arrays: dict[str, np.ndarray],
+    dp,
+    micro_batch,
+    recompute: str,
+):
+    """`training_memory` for one recomputation level, every other argument broadcast."""
+    parts = activation_parts(case, micro_batch=micro_batch, recompute=recompute, bytes_per_value=precision_arrays["activation_bytes"])
+    extra = {} if case.runtime_bytes is None else {"runtime_bytes": case.runtime_bytes}
+    return training_memory(
+        params=case.params,
+        weight_bytes=precision_arrays["weight_bytes"],
+        gradient_bytes=precision_arrays["gradient_bytes"],
+        optimizer_bytes=case.optimizer.state_bytes,
+        master_bytes=precision_arrays["master_bytes"],
+        trainable_params=case.trainable,
+        frozen_weight_bytes=case.frozen_weight_bytes,
+        largest_layer=case.largest_layer,
+        dp=dp,
+        shards_optimizer=strategy_arrays["shards_optimizer"],
+        shards_gradients=strategy_arrays["shards_gradients"],
+        shards_weights=strategy_arrays["shards_weights"],
+        offload_optimizer=strategy_arrays["offload_optimizer"],
+        offload_weights=strategy_arrays["offload_weights"],
+        stored_activations=act.stored_bytes(parts),
+        loss_buffers=act.loss_bytes(parts),
+        backward_buffers=act.backward_bytes(parts),
+        **extra,
+    ), parts
+
+
+def precision_arrays(precisions: Sequence[Precision], hardware: Hardware, axis: int = 0, ndim: int = 5) -> dict[str, np.ndarray]:
+    peak = [hardware.peak_flops.get(p.compute_dtype, math.nan) for p in precisions]
+    return {
+        "weight_bytes": _axis([float(p.weight_bytes) for p in precisions], axis, ndim),
+        "gradient_bytes": _axis([float(p.gradient_bytes) for p in precisions], axis, ndim),
+        "master_bytes": _axis([float(p.master_bytes) for p in precisions], axis, ndim),
+        "activation_bytes": _axis([float(p.activation_bytes) for p in precisions], axis, ndim),
+        "peak": _axis(np.asarray(peak, dtype=float), axis, ndim),
+        "trainable": _axis([bool(p.trainable) for p in precisions], axis, ndim),
+    }
+
+
+def strategy_arrays(strategies: Sequence[Strategy], axis: int = 1, ndim: int = 5) -> dict[str, np.ndarray]:
+    return {
+        flag: _axis([bool(getattr(s, flag)) for s in strategies], axis, ndim)
+        for flag in ("shards_optimizer", "shards_gradients", "shards_weights", "offload_optimizer", "offload_weights")
+    }
+
+
+def evaluate(case: ModelCase, grid: Grid) -> GridResult:
+    """Memory per device, fit and wall-clock time of every configuration of `grid`."""
+    prec = precision_arrays(grid.precisions, case.hardware)
+    strat = strategy_arrays(grid.strategies)
+    dp = _axis(np.asarray(grid.devices, dtype=float), 2)
+    mb = _axis(np.asarray(grid.micro_batches, dtype=float), 3)
+
+    per_r = [
+        memory_for(case, precision_arrays=prec, strategy_arrays=strat, dp=dp, micro_batch=mb, recompute=r)[0]
+        for r in grid.recomputes
+    ]
+    shape = grid.shape
+
+    def stack(get) -> np.ndarray:
+        return np.concatenate([np.broadcast_to(get(m), shape[:4] + (1,)) for m in per_r], axis=-1)
+
+    total = stack(lambda m: m.total)
+    capacity = float(case.hardware.memory_bytes)
+    per_device_batch = np.maximum(1, np.ceil(case.global_batch_sequences / dp))
+    valid = np.broadcast_to(prec["trainable"] & np.isfinite(prec["peak"]) & (mb <= per_device_batch), shape)
+    seconds = np.broadcast_to(case.model_flops / (dp * np.where(np.isfinite(prec["peak"]), prec["peak"], np.inf) * case.mfu), shape)
+    return GridResult(
+        grid=grid,
+        weights=stack(lambda m: m.weights),
+        gradients=stack(lambda m: m.gradients),
+        optimizer=stack(lambda m: m.optimizer),
+        activations=stack(lambda m: m.activations),
+        overheads={k: stack(lambda m, k=k: m.overheads[k]) for k in per_r[0].overheads},
+        total=total,
+        host=stack(lambda m: m.host),
+        capacity=capacity,
+        fits=(total <= capacity) & valid,
+        valid=valid,
+        seconds=seconds,
+    )
+
+
+@attrs.frozen(kw_only=True)
+class Choice:
+    """A configuration picked from a grid, with its index into the result arrays."""
+
+    precision: Precision
+    strategy: Strategy
+    devices: int
+    micro_batch: int
+    recompute: str
+    index: tuple[int, ...]
+    fits: bool
+
+
+def preference_keys(result: GridResult) -> list[np.ndarray]:
+    """Sort keys, most significant first, each broadcast to the grid's shape:
+
+    1. fits (a configuration that fits beats one that does not);
+    2. no offload (host traffic every step is the slowest way to fit);
+    3. fewer devices (when the count is searched: the time budget set the floor, more
+       devices only to make the model fit);
+    4. no full recomputation (a third more compute; Korthikanti et al. 2022);
+    5. the strategy's cost rank (`strategy_rank`: ddp, zero1, zero2, fsdp);
+    6. the recomputation level (none, then selective);
+    7. the largest micro-batch (better device utilization, fewer accumulation steps);
+    8. the precision order given (the spec's or the planner's first choice).
+    """
+    g = result.grid
+    shape = g.shape
+    by_cost = sorted(range(len(g.strategies)), key=lambda i: strategy_rank(g.strategies[i]))
+    strat_rank = np.empty(len(g.strategies), dtype=np.int64)
+    strat_rank[by_cost] = np.arange(len(g.strategies))
+    offload = np.array([s.offload_optimizer or s.offload_weights for s in g.strategies])
+    rec_rank = np.array([RECOMPUTE_ORDER.index(r) if r in RECOMPUTE_ORDER else len(RECOMPUTE_ORDER) for r in g.recomputes])
+    device_rank = np.argsort(np.argsort(np.asarray(g.devices)))
+    micro_rank = np.argsort(np.argsort(-np.asarray(g.micro_batches)))
+    return [
+        np.broadcast_to(~result.fits, shape),
+        np.broadcast_to(_axis(offload, 1), shape),
+        np.broadcast_to(_axis(device_rank, 2), shape),
+        np.broadcast_to(_axis(rec_rank >= 2, 4), shape),
+        np.broadcast_to(_axis(strat_rank, 1), shape),
+        np.broadcast_to(_axis(rec_rank, 4), shape),
+        np.broadcast_to(_axis(micro_rank, 3), shape),
+        np.broadcast_to(_axis(np.arange(len(g.precisions)), 0), shape),
+    ]
+
+
+def preference_score(result: GridResult) -> np.ndarray:
+    """`preference_keys` folded into one integer per configuration (mixed radix, most
+    significant key first): lower is preferred. Invalid configurations rank last."""
+    keys = [np.asarray(k, dtype=np.int64) for k in preference_keys(result)]
+    score = np.zeros(result.grid.shape, dtype=np.int64)
+    for key in keys:
+        radix = int(key.max()) + 1 if key.size else 1
+        score = score * radix + key
+    worst = int(score.max()) + 1 if score.size else 1
+    return np.where(result.valid, score, worst)
+
+
+def choose(result: GridResult) -> Choice:
+    """The preferred configuration (`preference_keys`); among valid ones when any is."""
+    flat = int(np.argmin(preference_score(result)))
+    idx = np.unravel_index(flat, result.grid.shape)
+    g = result.grid
+    return Choice(
+        precision=g.precisions[idx[0]],
+        strategy=g.strategies[idx[1]],
+        devices=int(g.devices[idx[2]]),
+        micro_batch=int(g.micro_batches[idx[3]]),
+        recompute=g.recomputes[idx[4]],
+        index=tuple(int(i) for i in idx),
+        fits=bool(result.fits[idx]),
+    )
+
+
+def powers_of_two(lo: int, hi: int) -> tuple[int, ...]:
+    """1, 2, 4, ... from lo to hi inclusive (hi itself added when it is not a power)."""
+    out = []
+    v = 1
+    while v <= hi:
+        if v >= lo:
+            out.append(v)
+        v *= 2
+    if hi >= lo and (not out or out[-1] != hi):
+        out.append(hi)
+    return tuple(out)
+
+
+# ---------------------------------------------------------------------------------------
+# Sweep: model sizes as a sixth axis, Pareto front of loss, time and cost.
+
+
+@attrs.frozen(kw_only=True)
+class SweepRow:
+    params: float
+    layers: int
+    d_model: int
+    precision: str
+    strategy: str
+    devices: int
+    micro_batch: int
+    recompute: str
+    memory: float
+    fits: bool
+    loss: float
+    days: float
+    usd: float | None
+    tokens: float
+
+    def to_json(self) -> dict[str, Any]:
+        from genaisdk.plan import _json_value
+
+        return {k: _json_value(v) for k, v in attrs.asdict(self).items()}
+
+
+@attrs.frozen(kw_only=True)
+class SweepResult:
+    configurations: int
+    seconds: float
+    front: tuple[SweepRow, ...]
+    """Pareto-optimal configurations (loss, days, cost), best loss first."""
+    capacity: float
+    tokens_rule: str
+
+    @property
+    def rate(self) -> float:
+        return self.configurations / self.seconds if self.seconds > 0 else math.inf
+
+    def to_json(self, top: int = 10) -> dict[str, Any]:
+        return {
+            "configurations": self.configurations,
+            "seconds": self.seconds,
+            "configurations_per_second": self.rate,
+            "tokens": self.tokens_rule,
+            "front": [r.to_json() for r in self.front[:top]],
+        }
+
+    def to_markdown(self, top: int = 10) -> str:
+        from genaisdk.render.units import fmt_bytes, fmt_count, fmt_usd
+
+        lines = [
+            f"Searched {self.configurations:,} configurations in {self.seconds * 1e3:.1f} ms "
+            f"({self.rate:,.0f} per second). Tokens: {self.tokens_rule}.",
+            "",
+            "| params | shape | precision | strategy | devices | micro | recompute | memory | days | cost | loss |",
+            "|---:|---|---|---|---:|---:|---|---:|---:|---:|---:|",
+        ]
+        for r in self.front[:top]:
+            lines.append(
+                f"| {fmt_count(r.params)} | {r.layers} x {r.d_model} | {r.precision} | {r.strategy} | {r.devices} | "
+                f"{r.micro_batch} | {r.recompute} | {fmt_bytes(r.memory)} | {r.days:.1f} | {fmt_usd(r.usd)} | {r.loss:.3f} |"
+            )
+        return "\n".join(lines) + "\n"
+
+    def render(self, console: Console, top: int = 10) -> None:
+        from rich import box
+        from rich.table import Table
+
+        from genaisdk.render.units import fmt_bytes, fmt_count, fmt_usd
+
+        table = Table(
+            box=box.SIMPLE_HEAD,
+            title=f"Pareto front: predicted loss vs time vs cost ({len(self.front)} configurations, best {min(top, len(self.front))} shown)",
+            title_justify="left",
+        )
+        for col in ("params", "shape", "precision", "strategy", "devices", "micro", "recompute", "memory", "days", "cost", "loss"):
+            table.add_column(col, justify="right" if col in ("params", "devices", "micro", "memory", "days", "cost", "loss") else "left")
+        for r in self.front[:top]:
+            table.add_row(
+                fmt_count(r.params),
+                f"{r.layers} x {r.d_model}",
+                r.precision,
+                r.strategy,
+                str(r.devices),
+                str(r.micro_batch),
+                r.recompute,
+                fmt_bytes(r.memory),
+                f"{r.days:,.1f}",
+                fmt_usd(r.usd),
+                f"{r.loss:.3f}",
+            )
+        console.print(table)
+        console.print(
+            f"[dim]{self.configurations:,} configurations searched in {self.seconds * 1e3:.1f} ms "
+            f"({self.rate:,.0f} per second); tokens: {self.tokens_rule}; memory limit {fmt_bytes(self.capacity)} per device[/]"
+        )
+
+
+def pareto_mask(points: np.ndarray) -> np.ndarray:
+    """Rows of `points` (n x k, all minimized) that no other row dominates."""
+    n = len(points)
+    keep = np.ones(n, dtype=bool)
+    for i in range(n):
+        if not keep[i]:
+            continue
+        dominated = np.all(points <= points[i], axis=1) & np.any(points < points[i], axis=1)
+        if dominated.any():
+            keep[i] = False
+    return keep
+
+
+def sweep(spec: Spec, *, plan: Plan | None = None, registry: Any = None, sizes: Sequence[float] | None = None) -> SweepResult:
+    """`genai plan --sweep`: sizes x precisions x strategies x devices x micro-batches x
+    recompute around the plan's choice; returns the Pareto front of (predicted loss, days,
+    USD) among configurations that fit. Tokens: the spec's data, else 20 per parameter."""
+    from genaisdk.planning.sweep import run_sweep
+
+    return run_sweep(spec, plan=plan, registry=registry, sizes=sizes)

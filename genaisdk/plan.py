@@ -321,6 +321,8 @@ class MemoryBreakdown:
     overheads: Mapping[str, float] = attrs.field(factory=dict, converter=_frozen_map)
     host: float = 0.0
     """Bytes per device kept in host memory by an offload strategy."""
+    peak_phase: str = ""
+    """The phase that sets the peak: 'forward', 'backward' or 'step' ('' for serving)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -331,6 +333,7 @@ class MemoryBreakdown:
             "overheads": {k: _int_bytes(v) for k, v in self.overheads.items()},
             "total": _int_bytes(self.total),
             "host": _int_bytes(self.host),
+            "peak_phase": self.peak_phase,
         }
 
 
@@ -425,12 +428,22 @@ class BudgetSection:
 
 @attrs.frozen(kw_only=True)
 class InferenceMemory:
+    """Bytes of one serving replica: total = weights + kv_cache + workspace + runtime."""
+
     weights: float
     kv_cache: float
     total: float
+    workspace: float = 0.0
+    runtime: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
-        return {"weights": _int_bytes(self.weights), "kv_cache": _int_bytes(self.kv_cache), "total": _int_bytes(self.total)}
+        return {
+            "weights": _int_bytes(self.weights),
+            "kv_cache": _int_bytes(self.kv_cache),
+            "workspace": _int_bytes(self.workspace),
+            "runtime": _int_bytes(self.runtime),
+            "total": _int_bytes(self.total),
+        }
 
 
 @attrs.frozen(kw_only=True)

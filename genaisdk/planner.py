@@ -66,6 +66,7 @@ from genaisdk.planning.resolve import Resolved, auto_precision, resolve
 from genaisdk.records import Precision
 from genaisdk.render.units import fmt_count, fmt_sci
 from genaisdk.search import (
+    PHASES,
     RECOMPUTE_ORDER,
     Choice,
     Grid,
@@ -178,6 +179,7 @@ class _Planner:
             )
         self.fitted = fitted
         plan = self._assemble(fitted)
+        self._assumptions(plan)
         plan = advice.review(plan, spec=self.spec, resolved=self.r, notes=self.notes, planner=self)
         derivations = derive.derivations(plan, planner=self)
         return attrs.evolve(
@@ -187,6 +189,39 @@ class _Planner:
             assumptions=tuple(self.notes.assumptions),
             derivations=derivations,
         )
+
+    def _assumptions(self, plan: Plan) -> None:
+        """Every constant the numbers rest on, itemized (never folded into one figure)."""
+        a = self.notes.assume
+        prec, opt, dims = self.precision, self.r.optimizer, self.dims
+        a("peak_flops", self.peak, f"{self.hw.key} dense {prec.compute_dtype} peak; {self.hw.source or 'hardware record'}")
+        a("weight_bytes", prec.weight_bytes, f"precision `{prec.key}`: working copy of the weights ({prec.param_dtype})")
+        a(
+            "gradient_bytes",
+            prec.gradient_bytes,
+            f"precision `{prec.key}`",
+            "gradients in the working dtype (ZeRO's 16 B/param); fp32 main gradients would give Megatron-LM's 18",
+        )
+        a("master_bytes", prec.master_bytes, f"precision `{prec.key}`: fp32 master copy for the update" if prec.master_bytes else f"precision `{prec.key}`: no master copy")
+        a("optimizer_state_bytes", opt.state_bytes, f"optimizer `{opt.key}`", opt.state_note)
+        a("activation_bytes", prec.activation_bytes, f"precision `{prec.key}`; dropout masks 1 byte (Korthikanti et al. 2022, Sec. 4.1)")
+        a("attention", plan.train.attention, "flash attention keeps no s x s scores (Dao et al. 2022)" if plan.train.attention != "materialized" else "materialized scores: 5·a·s²·b bytes per layer")
+        a("tied_embeddings", dims.tied_embeddings, "the model's dimensions", "an untied output projection adds vocab x d_model parameters")
+        a("causal_halving", False, "Chowdhery et al. 2022 (PaLM), App. B", "attention FLOPs are not halved for the causal mask")
+        a("runtime_bytes", constants.RUNTIME_CONTEXT_BYTES, "CUDA context and library workspaces (genaisdk.estimate.constants)")
+        a("allocator_fragmentation", constants.ALLOCATOR_FRAGMENTATION, "fraction of the allocated peak (genaisdk.estimate.constants)")
+        if plan.train.strategy in ("fsdp", "fsdp-offload") or any(s.shards_weights for s in self.r.strategies if s.key == plan.train.strategy):
+            a("fsdp_gather_layers", constants.FSDP_GATHER_LAYERS, "Rajbhandari et al. 2020, Sec. 5.3; PyTorch FSDP prefetch")
+        a("tokens_per_param_optimal", constants.CHINCHILLA_TOKENS_PER_PARAM, "Hoffmann et al. 2022, Table 3")
+        fit = scaling.CHINCHILLA
+        a("loss_fit", f"E={fit.E} A={fit.A} B={fit.B} α={fit.alpha} β={fit.beta}", fit.source, "nats/token on MassiveText; a relative guide")
+        if self.price is not None:
+            source = "the spec's price_per_hour" if self.p.budget.price_per_hour is not None else (self.hw.price_note or "hardware record")
+            a("price_per_hour", self.price, source)
+        if self.hw.power_watts:
+            a("power_watts", self.hw.power_watts, f"{self.hw.key} rated board power", "energy is an upper bound for the accelerators alone")
+        serve = self.r.serve_precision
+        a("kv_cache_bytes", serve.activation_bytes, f"serving precision `{serve.key}`: keys and values stay 16-bit")
 
     def _mfu(self) -> float:
         if self.p.train.mfu is not None:
@@ -712,6 +747,7 @@ class _Planner:
             overheads={k: float(v[idx]) for k, v in result.overheads.items()},
             total=float(result.total[idx]),
             host=float(result.host[idx]),
+            peak_phase=PHASES[int(result.peak_phase[idx])],
         )
 
     def _memory_section(self, f: Fitted) -> MemorySection:
@@ -800,7 +836,13 @@ class _Planner:
             precision=precision.key,
             context=int(context),
             batch=int(batch),
-            memory=InferenceMemory(weights=float(inf.weights), kv_cache=float(inf.kv_cache), total=total),
+            memory=InferenceMemory(
+                weights=float(inf.weights),
+                kv_cache=float(inf.kv_cache),
+                workspace=float(inf.workspace),
+                runtime=float(inf.overheads.get("runtime", 0.0)),
+                total=total,
+            ),
             fits=total <= cap,
             devices_per_replica=max(1, math.ceil(total / cap)),
         )

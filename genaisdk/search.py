@@ -45,6 +45,9 @@ STRATEGY_ORDER = ("ddp", "zero1", "zero2", "fsdp", "zero1-offload", "zero2-offlo
 
 ARRAY_AXES = ("precision", "strategy", "devices", "micro_batch", "recompute")
 
+PHASES = ("forward", "backward", "step")
+"""The transient phases of a step (`genaisdk.estimate.memory.TrainingMemory.phases`)."""
+
 
 def strategy_rank(strategy: Strategy) -> tuple[int, int, int, str]:
     """Order strategies by cost: offload last, then weight sharding (more traffic), then
@@ -121,6 +124,8 @@ class GridResult:
     overheads: dict[str, np.ndarray]
     total: np.ndarray
     host: np.ndarray
+    peak_phase: np.ndarray
+    """Index into PHASES of the phase that sets the peak."""
     capacity: float
     fits: np.ndarray
     valid: np.ndarray
@@ -237,11 +242,21 @@ def evaluate(case: ModelCase, grid: Grid) -> GridResult:
         overheads={k: stack(lambda m, k=k: m.overheads[k]) for k in per_r[0].overheads},
         total=total,
         host=stack(lambda m: m.host),
+        peak_phase=stack(_peak_phase),
         capacity=capacity,
         fits=(total <= capacity) & valid,
         valid=valid,
         seconds=seconds,
     )
+
+
+def _peak_phase(memory) -> np.ndarray:
+    """Index into PHASES of the phase that sets the peak (`TrainingMemory.worst_phase`)."""
+    names = np.asarray(memory.worst_phase)
+    index = np.zeros(names.shape, dtype=np.int8)
+    for i, phase in enumerate(PHASES):
+        index[names == phase] = i
+    return index
 
 
 @attrs.frozen(kw_only=True)

@@ -36,7 +36,7 @@ def num(x: float) -> str:
         return "0"
     if x.is_integer() and abs(x) < 1e5:
         return str(int(x))
-    if 1e-3 <= abs(x) < 1e5:
+    if 1e-3 <= abs(x) < 1e4:
         return f"{x:.4g}"
     mantissa, exponent = f"{x:.3g}".split("e") if "e" in f"{x:.3g}" else (f"{x:.3g}", "0")
     return f"{mantissa}e{int(exponent)}"
@@ -310,7 +310,7 @@ def _memory(plan: Plan, planner: Any) -> list[Term]:
     for name, value in b.overheads.items():
         terms.append(value_term(f"overhead: {name}", _OVERHEAD_FORMULA.get(name, name), value, "bytes"))
     phases = {k: float(v[0]) for k, v in mem.phases.items()}
-    worst = max(phases, key=phases.get)
+    worst = str(np.asarray(mem.worst_phase).ravel()[0])
     persistent = float(mem.persistent[0])
     terms.append(
         sum_term(

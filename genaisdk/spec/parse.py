@@ -94,11 +94,35 @@ def lark_options() -> dict[str, Any]:
     }
 
 
+_OPTIONAL_LARK_EXTRAS = ("regex", "interegular")
+
+
+def _import_lark() -> Any:
+    """Import Lark without the optional extras it imports eagerly when they are installed:
+    `regex` (an alternative regex engine) and `interegular` (collision checks for strict
+    mode). The grammar needs neither at run time, and together they add 15-25 ms to every
+    cold start. They are hidden only during Lark's own import and stay importable after."""
+    if "lark" in sys.modules:
+        import lark
+
+        return lark
+    hidden = [name for name in _OPTIONAL_LARK_EXTRAS if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # makes `import name` fail fast
+    try:
+        import lark
+    finally:
+        for name in hidden:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
+    return lark
+
+
 def get_parser() -> Any:
     """The process-wide Lark parser (imports Lark on first use)."""
     global _PARSER
     if _PARSER is None:
-        from lark import Lark
+        Lark = _import_lark().Lark
 
         grammar = GRAMMAR_PATH.read_text(encoding="utf-8")
         folder = cache_dir()

@@ -3,6 +3,7 @@ built lazily and cached without ever failing on an unwritable cache."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -14,11 +15,31 @@ from genaisdk.spec.parse import GRAMMAR_PATH, TOKEN_WORDS, cache_dir, lark_optio
 
 
 def test_grammar_builds_in_strict_mode():
-    """strict=True turns shift/reduce conflicts and terminal collisions into errors."""
-    pytest.importorskip("interegular", reason="Lark's strict mode needs interegular")
-    from lark import Lark
+    """strict=True turns shift/reduce conflicts and terminal collisions into errors.
 
-    Lark(GRAMMAR_PATH.read_text(), strict=True, **lark_options())
+    In a fresh process: the parser imports Lark without its optional extras, and strict
+    mode needs one of them (interegular)."""
+    pytest.importorskip("interegular", reason="Lark's strict mode needs interegular")
+    code = (
+        "import sys, json\n"
+        "from lark import Lark\n"
+        "Lark(open(sys.argv[1]).read(), strict=True, **json.loads(sys.argv[2]))\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(GRAMMAR_PATH), json.dumps(lark_options())], check=True)
+
+
+def test_lark_extras_stay_importable_after_the_parser_loads():
+    code = (
+        "import sys\n"
+        "from genaisdk.spec.parse import get_parser\n"
+        "get_parser()\n"
+        "assert 'regex' not in sys.modules and 'interegular' not in sys.modules\n"
+        "import importlib.util\n"
+        "for name in ('regex', 'interegular'):\n"
+        "    if importlib.util.find_spec(name) is not None:\n"
+        "        __import__(name)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_every_terminal_has_words_for_messages():

@@ -1,0 +1,106 @@
+"""How fast `genai check` answers: cold as a whole process, and warm in-process.
+
+    python benchmarks/bench_check.py [--runs 21] [--spec specs/legal.genai] [--strict]
+
+Cold: the median wall time of `genai check SPEC` as a fresh process, against a bare
+`python -c pass` measured in the same run (runs interleaved, after warm-up runs that
+write the bytecode and grammar caches, as any installed copy has them). Goals: <= 150 ms
+and <= 4x the bare interpreter.
+
+Warm: the median time of `genaisdk.spec.load(SPEC)` in a process that has loaded a spec
+before (parser built, registry loaded). Goal: <= 5 ms.
+
+Prints both ratios. `--strict` exits 1 when a goal is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+COLD_LIMIT_S = 0.150
+COLD_RATIO_LIMIT = 4.0
+WARM_LIMIT_S = 0.005
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # Bytecode caching on, as in any normal install (some shells switch it off).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def _genai_command(spec: str) -> list[str]:
+    script = shutil.which("genai", path=str(Path(sys.executable).parent))
+    if script:
+        return [script, "check", spec]
+    return [sys.executable, "-m", "genaisdk", "check", spec]
+
+
+def _time(command: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    completed = subprocess.run(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    elapsed = time.perf_counter() - start
+    if completed.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{completed.stderr.decode(errors='replace')}")
+    return elapsed
+
+
+def cold(spec: str, runs: int) -> tuple[float, float]:
+    env = _child_env()
+    check = _genai_command(spec)
+    bare = [sys.executable, "-c", "pass"]
+    for _ in range(2):  # warm-up: bytecode, grammar cache, OS file cache
+        _time(check, env)
+        _time(bare, env)
+    check_times, bare_times = [], []
+    for _ in range(runs):
+        bare_times.append(_time(bare, env))
+        check_times.append(_time(check, env))
+    return statistics.median(check_times), statistics.median(bare_times)
+
+
+def warm(spec: str, runs: int) -> float:
+    from genaisdk.spec import load
+
+    path = ROOT / spec
+    load(path)  # builds the parser and loads the registry
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        load(path)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=21, help="cold runs of each command (default 21)")
+    parser.add_argument("--warm-runs", type=int, default=200, help="in-process loads (default 200)")
+    parser.add_argument("--spec", default="specs/legal.genai")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed")
+    args = parser.parse_args()
+
+    check_s, bare_s = cold(args.spec, args.runs)
+    ratio = check_s / bare_s
+    warm_s = warm(args.spec, args.warm_runs)
+    print(f"cold `genai check {args.spec}`: median {check_s * 1e3:.1f} ms over {args.runs} runs "
+          f"(goal <= {COLD_LIMIT_S * 1e3:.0f} ms: {check_s / COLD_LIMIT_S:.2f}x of the limit)")
+    print(f"bare `python -c pass`:            median {bare_s * 1e3:.1f} ms")
+    print(f"cold ratio check / bare python:   {ratio:.2f}x (goal <= {COLD_RATIO_LIMIT:.0f}x)")
+    print(f"warm in-process load:             median {warm_s * 1e3:.2f} ms over {args.warm_runs} loads "
+          f"(goal <= {WARM_LIMIT_S * 1e3:.0f} ms: {warm_s / WARM_LIMIT_S:.2f}x of the limit)")
+    missed = check_s > COLD_LIMIT_S or ratio > COLD_RATIO_LIMIT or warm_s > WARM_LIMIT_S
+    print("all goals met" if not missed else "some goals missed")
+    return 1 if (missed and args.strict) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from typing import Any
 
 import attrs
@@ -59,6 +60,7 @@ from genaisdk.plan import (
     TrainSection,
 )
 from genaisdk.planning import codes
+from genaisdk.planning.advice import domain_share
 from genaisdk.planning import model as model_choice
 from genaisdk.planning.defaults import MAX_AUTO_CONTEXT, MIN_AUTO_CONTEXT, batch_tokens_for
 from genaisdk.planning.notes import Notes
@@ -659,10 +661,11 @@ class _Planner:
         d = p.data
         mix = dict(d.mix)
         domain_tokens = None
-        if mix and p.domain and tokens:
+        found = domain_share(p.domain, mix)
+        if found and tokens:
             try:
-                domain_tokens = float(mix_tokens(tokens, mix).get(p.domain, 0.0))
-            except ValueError:
+                domain_tokens = float(mix_tokens(tokens, mix)[found[0]])
+            except ValueError:  # fractions that do not sum to one
                 domain_tokens = None
         keep = d.keep
         data = DataSection(
@@ -846,3 +849,8 @@ class _Planner:
             fits=total <= cap,
             devices_per_replica=max(1, math.ceil(total / cap)),
         )
+
+
+# Importing this module imported `genaisdk.plan`, which bound the package's `plan` attribute
+# to that module; the public `genaisdk.plan` is this function (genaisdk/__init__.py).
+sys.modules["genaisdk"].plan = plan

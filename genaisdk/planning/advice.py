@@ -40,6 +40,21 @@ BLOOMBERG_DOMAIN_TOKENS = 363e9
 2023, Table 1)."""
 
 
+def domain_share(domain: str | None, mix) -> tuple[str, float] | None:
+    """(mix key, fraction of the tokens) of the project's domain in the data mix. Mix keys are
+    free words, so `domain = finance` finds `financial`: same word, or a shared stem of at
+    least five letters."""
+    if not domain or not mix:
+        return None
+    total = sum(mix.values()) or 1.0
+    d = domain.strip().lower()
+    for key in mix:
+        k = key.strip().lower()
+        if k == d or (min(len(k), len(d)) >= 5 and (k.startswith(d[:5]) and d.startswith(k[:5]))):
+            return key, mix[key] / total
+    return None
+
+
 def review(plan: Plan, *, spec: Spec, resolved: Resolved, notes: Notes, planner: Any) -> Plan:
     """Add the checks' diagnostics to `notes` (the planner copies them into the Plan)."""
     _scaling(plan, spec, resolved, notes, planner)
@@ -254,10 +269,8 @@ def _adaptation(plan: Plan, spec: Spec, r: Resolved, notes: Notes) -> None:
     p = spec.project
     if not a.from_scratch:
         return
-    share = None
-    if p.domain and p.data.mix:
-        total = sum(p.data.mix.values()) or 1.0
-        share = p.data.mix.get(p.domain, 0.0) / total
+    found = domain_share(p.domain, p.data.mix)
+    share = found[1] if found else (0.0 if p.domain and p.data.mix else None)
     if share is not None and share >= DOMAIN_SHARE_PAYS:
         domain_tokens = plan.data.domain_tokens or 0.0
         notes.diag(

@@ -801,7 +801,7 @@ class Builder:
                     IGNORED_ADAPTER, f"`{which.split('.')[1]}` is ignored: `{adapt.method}` trains every weight",
                     span(which), hint="rank and targets apply to lora and qlora",
                 )
-        if train.batch is not None and model.context is not None and train.batch < model.context:
+        if train.batch is not None and isinstance(model.context, int) and train.batch < model.context:
             self.warn(
                 BATCH_BELOW_CONTEXT, f"a global batch of {train.batch:g} tokens is less than one sequence of {model.context}",
                 span("train.batch"), hint="the batch counts tokens: e.g. 512 sequences x 2048 tokens = 1M tokens",

@@ -60,8 +60,8 @@ class ModelSpec:
     size: float | Auto = AUTO
     """Total parameters, or auto (compute-optimal for the budget)."""
     preset: str | None = None
-    context: int | None = None
-    """Sequence length trained on, in tokens."""
+    context: int | Auto | None = None
+    """Sequence length trained on, in tokens; auto = the longest that fits."""
     # Explicit dimensions override the preset's or the size-derived ones.
     layers: int | None = None
     decoder_layers: int | None = None

@@ -165,7 +165,7 @@ BLOCKS: dict[str, BlockSchema] = {
             Key(name="preset", kind="name", registry="presets", strings=True,
                 doc="A published model whose dimensions to use, e.g. llama-7b."),
             Key(example="2048 tokens", name="context", kind="quantity", dimension="tokens", integer=True, positive=True,
-                doc="Sequence length trained on, in tokens."),
+                auto=True, doc="Sequence length trained on, in tokens; auto = the longest that fits."),
             _count("layers", "Transformer blocks (the encoder's, for an encoder-decoder).", positive=True),
             _count("decoder_layers", "Decoder blocks of an encoder-decoder (default: `layers`).", positive=True),
             _count("d_model", "Hidden size.", positive=True),

@@ -106,7 +106,7 @@ BLOCK_KEYS = {
     "model": {
         "family": st.sampled_from(["auto", "decoder", "encoder", "encoder-decoder", "encoder_decoder"]),
         "size": st.one_of(st.just("auto"), quantity("M", 1, 999), quantity("B", 1, 500).map(lambda v: v + " params")),
-        "context": st.sampled_from(["128 tokens", "2048 tokens", "4096", "8k tokens"]),
+        "context": st.sampled_from(["128 tokens", "2048 tokens", "4096", "8k tokens", "auto"]),
         "layers": st.integers(min_value=1, max_value=96).map(str),
         "d_ff": st.integers(min_value=1, max_value=50_000).map(lambda n: f"{n:_}"),
         "vocab": st.sampled_from(["384", "32_000", "50257", "256k"]),

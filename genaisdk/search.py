@@ -319,8 +319,12 @@ def preference_score(result: GridResult) -> np.ndarray:
 
 
 def choose(result: GridResult) -> Choice:
-    """The preferred configuration (`preference_keys`); among valid ones when any is."""
-    flat = int(np.argmin(preference_score(result)))
+    """The preferred configuration (`preference_keys`) among those that fit; when none
+    fits, the valid one that needs the least memory (the plan says by how much it misses)."""
+    if result.fits.any():
+        flat = int(np.argmin(preference_score(result)))
+    else:
+        flat = int(np.argmin(np.where(result.valid, result.total, np.inf)))
     idx = np.unravel_index(flat, result.grid.shape)
     g = result.grid
     return Choice(

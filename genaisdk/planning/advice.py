@@ -139,9 +139,10 @@ def _fit(plan: Plan, spec: Spec, r: Resolved, notes: Notes, planner: Any) -> Non
             notes.diag(
                 codes.OFFLOAD_ONLY,
                 "info",
-                f"it fits only with `{strategy.key}`: optimizer state moves over PCIe every step, often several times slower",
+                f"it fits only with `{strategy.key}`: {fmt_bytes(plan.memory.per_device.host)} per device live in host memory "
+                "and cross PCIe every step, often several times slower",
                 "train.sharding",
-                hint="more devices shard the state further: see the memory table",
+                hint=_what_would_fit(plan, r, planner, fitted),
             )
         return
     need = fmt_bytes(plan.memory.per_device.total)
@@ -199,7 +200,7 @@ def _what_would_fit(plan: Plan, r: Resolved, planner: Any, fitted: Any) -> str:
     case = fitted.case
     ideas = []
     devices = tuple(plan.train.devices * 2**k for k in range(1, 15))
-    strategies = [s for s in r.strategies if s.shards_weights]
+    strategies = [s for s in r.strategies if s.shards_weights and not (s.offload_optimizer or s.offload_weights)]
     if strategies:
         grid = Grid(precisions=fitted.grid.precisions, strategies=strategies, devices=devices, micro_batches=(1,), recomputes=("full",))
         result = evaluate(case, grid)

@@ -83,10 +83,13 @@ def main() -> None:
     first = statistics.median((run["import"] + run["scan"] + run["load"]) * 1e3 for run in runs)
     print(f"registry: {runs[0]['plugins']} plugins, {runs[0]['records']} records; median of {len(runs)} cold starts")
     print(f"  import genaisdk.registry  {ms['import']:7.1f} ms")
-    print(f"  entry-point scan          {ms['scan']:7.1f} ms   (importlib.metadata, import + scan: {ms['stdlib_scan']:.1f} ms)")
+    print(
+        f"  entry-point scan          {ms['scan']:7.1f} ms"
+        f"   (importlib.metadata, import + scan: {ms['stdlib_scan']:.1f} ms)"
+    )
     print(f"  load (plugins + records)  {ms['load']:7.1f} ms")
-    print(f"discovery (scan + load)     {discovery:7.1f} ms   ratio to the {LIMIT_MS:.0f} ms limit: {discovery / LIMIT_MS:.2f}")
-    print(f"first query (with import)   {first:7.1f} ms   ratio to the {LIMIT_MS:.0f} ms limit: {first / LIMIT_MS:.2f}")
+    for label, value in (("discovery (scan + load)  ", discovery), ("first query (with import)", first)):
+        print(f"{label}   {value:7.1f} ms   ratio to the {LIMIT_MS:.0f} ms limit: {value / LIMIT_MS:.2f}")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,10 @@ from genaisdk.hookspecs import hookimpl
 from genaisdk.records import Task
 
 _BERT = "Devlin et al. 2019, 'BERT', Sec. 4 (GLUE, SQuAD, CoNLL-2003 NER)"
-_T5 = "Raffel et al. 2020, 'Exploring the Limits of Transfer Learning with a Unified Text-to-Text Transformer' (T5), Sec. 2.3"
+_T5 = (
+    "Raffel et al. 2020, 'Exploring the Limits of Transfer Learning with a Unified Text-to-Text "
+    "Transformer' (T5), Sec. 2.3"
+)
 
 
 def _encoder(name: str, description: str, examples: tuple[str, ...], source: str = _BERT, **kw) -> Task:

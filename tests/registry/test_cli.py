@@ -12,6 +12,7 @@ from genaisdk.dims import Dimensions
 from genaisdk.records import RECORD_KINDS, Architecture, ParamCount, Preset
 from genaisdk.testing import fake_distribution, make_plugin, registry_with
 
+
 def broken():
     return fake_distribution(
         "broken-dist", "0.0.1", entry_points={"broken": "broken_mod"}, modules={"broken_mod": "import no_such_module"}

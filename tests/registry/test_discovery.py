@@ -7,7 +7,6 @@ import importlib.metadata
 import pytest
 
 import genaisdk
-
 from genaisdk.registry import scan_entry_points
 from genaisdk.testing import fake_distribution
 
@@ -37,7 +36,8 @@ def test_scan_reads_sections_comments_extras_and_the_first_distribution_only(tmp
         "My_Plugin-1.2.dist-info",
         "my-plugin",
         "1.2",
-        "# comment\n[console_scripts]\nx = y:z\n\n[genaisdk]\n; comment\ngpus = my_plugin.gpus:PLUGIN [cuda]\nmore=my_plugin.more\n",
+        "# comment\n[console_scripts]\nx = y:z\n\n"
+        "[genaisdk]\n; comment\ngpus = my_plugin.gpus:PLUGIN [cuda]\nmore=my_plugin.more\n",
     )
     dist(second, "my_plugin-0.9.dist-info", "my-plugin", "0.9", "[genaisdk]\nold = my_plugin.old\n")
     (tmp_path / "not-a-folder.zip").write_bytes(b"")

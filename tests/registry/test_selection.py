@@ -25,9 +25,8 @@ def _gpu_plugin(dist: str, ep: str, gpu: str):
 
 def _landmine():
     """A plugin that fails if it is ever imported: deselected plugins must not be."""
-    return fake_distribution(
-        "landmine-dist", entry_points={"landmine": "landmine_mod"}, modules={"landmine_mod": "raise SystemError('imported')"}
-    )
+    modules = {"landmine_mod": "raise SystemError('imported')"}
+    return fake_distribution("landmine-dist", entry_points={"landmine": "landmine_mod"}, modules=modules)
 
 
 def _statuses(registry) -> dict[str, str]:

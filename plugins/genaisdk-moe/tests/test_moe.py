@@ -6,14 +6,14 @@ import types
 
 import attrs
 import pytest
+from genaisdk_moe import plugin
+from genaisdk_moe.counting import moe_activation_bytes, moe_count_params, moe_flops_per_token, routing
 
 from genaisdk.diagnostics import Span
 from genaisdk.estimate.activations import activation_memory
 from genaisdk.estimate.flops import model_flops_per_token
 from genaisdk.estimate.params import count_params, ffn_params
 from genaisdk.testing import registry_with
-from genaisdk_moe import plugin
-from genaisdk_moe.counting import moe_activation_bytes, moe_count_params, moe_flops_per_token, routing
 
 
 @pytest.fixture(scope="module")

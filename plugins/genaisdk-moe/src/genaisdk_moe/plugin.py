@@ -11,7 +11,6 @@ from genaisdk import hookimpl
 from genaisdk.diagnostics import Diagnostic
 from genaisdk.dims import Dimensions
 from genaisdk.records import Architecture, Preset
-
 from genaisdk_moe.counting import (
     CAPACITY_FACTOR,
     EXPERTS,

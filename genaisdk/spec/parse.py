@@ -122,15 +122,18 @@ def get_parser() -> Any:
     """The process-wide Lark parser (imports Lark on first use)."""
     global _PARSER
     if _PARSER is None:
-        Lark = _import_lark().Lark
+        lark = _import_lark()
 
         grammar = GRAMMAR_PATH.read_text(encoding="utf-8")
         folder = cache_dir()
         cache: bool | str = False
         if folder is not None:
-            digest = hashlib.sha256(grammar.encode()).hexdigest()[:16]
+            # One file per grammar, Lark version and Python version: Lark rebuilds a cache
+            # made by another of either, so sharing one name would thrash.
+            key = f"{grammar}\0{lark.__version__}\0{sys.version_info[:2]}\0{sorted(lark_options().items())}"
+            digest = hashlib.sha256(key.encode()).hexdigest()[:16]
             cache = str(folder / f"genai-grammar-{digest}.lark.cache")
-        _PARSER = Lark(grammar, cache=cache, **lark_options())
+        _PARSER = lark.Lark(grammar, cache=cache, **lark_options())
     return _PARSER
 
 

@@ -57,26 +57,42 @@ def diagnose(
 ) -> tuple[Spec | None, list[Diagnostic], str | Mapping[str, str]]:
     """Everything `check` and `loads` need: (the Spec or None, every diagnostic, the source
     text to render them with: the text, or a mapping file -> text when there are overrides)."""
-    from genaisdk.diagnostics import SpecError
+    from genaisdk.diagnostics import SpecError, sort_diagnostics
     from genaisdk.spec.build import build
-    from genaisdk.spec.parse import parse
+    from genaisdk.spec.parse import parse_recovering
 
     source: Any = text
-    try:
-        document = parse(text, filename)
-        if overrides:
-            from genaisdk.spec.overrides import OVERRIDE_FILE, apply_overrides
+    document, syntax = parse_recovering(text, filename)
+    if document is None:
+        return None, syntax, source
+    if overrides:
+        from genaisdk.spec.overrides import OVERRIDE_FILE, apply_overrides
 
+        try:
             document, pseudo = apply_overrides(document, overrides)
-            source = {filename: text, OVERRIDE_FILE: pseudo}
-    except SpecError as exc:
-        return None, list(exc.diagnostics), exc.source if exc.source is not None else source
+        except SpecError as exc:
+            return None, sort_diagnostics([*syntax, *exc.diagnostics]), exc.source
+        source = {filename: text, OVERRIDE_FILE: pseudo}
     if registry is None:
         from genaisdk.registry import get_registry
 
         registry = get_registry()
     spec, diagnostics = build(document, registry)
+    if syntax:
+        # The lines with syntax errors were set aside; what the builder says about anything
+        # that spans them (or its warnings) may be an artefact of their absence.
+        blanked = {d.span.line for d in syntax if d.span is not None}
+        kept = [d for d in diagnostics if d.is_error and not _touches(d, blanked, filename)]
+        return None, sort_diagnostics([*syntax, *kept]), source
     return spec, diagnostics, source
+
+
+def _touches(diagnostic: Diagnostic, lines: set[int], filename: str) -> bool:
+    span = diagnostic.span
+    if span is None or span.file != filename:
+        return False
+    last = span.end_line or span.line
+    return any(span.line <= line <= last for line in lines)
 
 
 def loads(text: str, filename: str = "<spec>", overrides: Overrides = None, *, registry: Any = None) -> Spec:

@@ -331,6 +331,58 @@ def parse(text: str, filename: str = "<spec>") -> Document:
     return _Converter(filename).document(tree, text)
 
 
+# Syntax errors confined to one line: the line can be set aside and parsing go on.
+_LINE_LOCAL = {UNEXPECTED_CHARACTER, UNTERMINATED_STRING, MISSING_VALUE, MISSING_EQUALS, MISSING_SEPARATOR, UNEXPECTED_TOKEN, BAD_VERSION_LINE}
+MAX_SYNTAX_ERRORS = 20
+
+
+def parse_recovering(text: str, filename: str = "<spec>") -> tuple[Document | None, list[Diagnostic]]:
+    """Parse, reporting every syntax error that is confined to its own line.
+
+    After such an error the line is blanked (its length and the line count kept, so every
+    position stays true) and parsing starts again, so a file with three typos on three
+    lines gets three diagnostics, and the rest of it can still be checked. Errors that
+    span lines (a missing `}`) end the search: what follows them cannot be trusted.
+
+    Returns (the document of the text with the bad lines set aside, or None when the text
+    could not be recovered; the syntax diagnostics). The document's `source` is the
+    original text.
+    """
+    diagnostics: list[Diagnostic] = []
+    current = text
+    while len(diagnostics) < MAX_SYNTAX_ERRORS:
+        try:
+            document = parse(current, filename)
+        except SpecError as exc:
+            diagnostic = exc.diagnostics[0]
+            diagnostics.append(diagnostic)
+            blanked = _blank_line(current, diagnostic)
+            if blanked is None:
+                return None, diagnostics
+            current = blanked
+            continue
+        if diagnostics:
+            document = attrs.evolve(document, source=text, comments=comments_of(text, filename))
+        return document, diagnostics
+    return None, diagnostics
+
+
+def _blank_line(text: str, diagnostic: Diagnostic) -> str | None:
+    """`text` with the diagnostic's line replaced by spaces, or None if that would not be
+    safe (a multi-line error, or a line that opens or closes brackets)."""
+    if diagnostic.code not in _LINE_LOCAL or diagnostic.span is None:
+        return None
+    lines = text.split("\n")
+    index = diagnostic.span.line - 1
+    if not 0 <= index < len(lines) or not lines[index].strip():
+        return None
+    found = scan(lines[index])
+    if found.open_at_end or found.unmatched or found.pairs and any(b.is_block for b, _ in found.pairs):
+        return None
+    lines[index] = " " * len(lines[index])
+    return "\n".join(lines)
+
+
 def parse_override(text: str, filename: str = "--set", line: int = 1) -> tuple[str, Span, str, Value]:
     """Parse one `--set path=value` text (as written after `--set`). Returns (path, path
     span, operator, value); spans are on `line` of the pseudo-file `filename`."""

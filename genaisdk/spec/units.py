@@ -186,7 +186,8 @@ def unit_for(word: str) -> Unit:
         return folded[word.lower()]
     from genaisdk.spec.suggest import suggest
 
-    guess = suggest(word, list(UNIT_BY_WORD))
+    # Prefer the canonical spelling (`days`) over an alias that happens to be closer (`day`).
+    guess = suggest(word, [u.name for u in UNITS]) or suggest(word, list(UNIT_BY_WORD))
     if word.lower() in ("gb", "mb", "tb", "kb", "gib", "mib", "tib", "kib"):
         hint = "bytes are case-sensitive: GB, MB, TB (powers of 1000) or GiB, MiB, TiB (powers of 1024)"
     else:

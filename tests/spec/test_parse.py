@@ -119,3 +119,21 @@ def test_syntax_error_is_a_spec_error_with_one_diagnostic():
         parse('project "x" {\n  a = \n}\n', "f.genai")
     (diagnostic,) = info.value.diagnostics
     assert diagnostic.code == "GS005" and diagnostic.span.file == "f.genai" and diagnostic.span.line == 2
+
+
+def test_recovery_reports_each_line_local_syntax_error():
+    from genaisdk.spec.parse import parse_recovering
+
+    text = 'project "x" {\n  a =\n  b c\n  d = "open\n  e = 1\n}\n'
+    document, diagnostics = parse_recovering(text, "f.genai")
+    assert [(d.code, d.span.line) for d in diagnostics] == [("GS005", 2), ("GS006", 3), ("GS002", 4)]
+    assert [s.key for s in document.body[0].body] == ["e"]
+    assert document.source == text
+
+
+def test_recovery_stops_at_an_error_that_spans_lines():
+    from genaisdk.spec.parse import parse_recovering
+
+    document, diagnostics = parse_recovering('project "x" {\n  a =\n  model {\n}\n', "f.genai")
+    assert document is None
+    assert [d.code for d in diagnostics] == ["GS005", "GS003"]

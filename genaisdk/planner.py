@@ -335,16 +335,21 @@ class _Planner:
         what, budget_model_flops, how = min(limits, key=lambda t: t[1])
         self.budget_model_flops = budget_model_flops
         self.budget_binding = (what, how)
+        # Fixed point: N_opt(C6) with C6 = budget x 6·N / (model FLOPs per token at N).
+        # The ratio moves slowly with N; two or three rounds settle it within 2%.
         c6 = budget_model_flops
-        dims = None
+        dims, previous = None, 0.0
         for _ in range(4):
             n = float(scaling.tokens_per_param_optimal(c6)[0])
+            if dims is not None and abs(n - previous) <= 0.02 * n:
+                break
+            previous = n
             dims = model_choice.for_size(n, m, self.r, context=self.context, vocab=self.vocab)
+            if what == "compute":
+                break
             total = self.r.architecture.count_params(dims).active
             per_token = float(self.r.architecture.flops_per_token(dims, self.context))
             c6 = budget_model_flops * 6.0 * total / per_token
-            if what == "compute":
-                c6 = budget_model_flops
         assert dims is not None
         n_budget = float(self.r.architecture.count_params(dims).total)
         others = [f"the {w} budget {fmt_sci(f)}" for w, f, _ in limits if w != what]

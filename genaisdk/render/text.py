@@ -104,44 +104,49 @@ def _memory_table(plan: Plan) -> object:
 
 
 def _options_table(plan: Plan) -> object | None:
+    """Rows: strategies. Columns: the chosen precision's breakdown, then the peak total of each
+    other precision, with whether it fits (one compact table: rich lays out every cell, so
+    fewer cells keep `genai plan` fast)."""
     if not plan.memory.options:
         return None
     from rich import box
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(box=box.SIMPLE_HEAD, title="memory per device by strategy and precision", title_justify="left")
-    for col, justify in (
-        ("strategy", "left"),
-        ("precision", "left"),
-        ("recompute", "left"),
-        ("micro", "right"),
-        ("weights", "right"),
-        ("grads", "right"),
-        ("optimizer", "right"),
-        ("activations", "right"),
-        ("overheads", "right"),
-        ("total", "right"),
-        ("fits", "center"),
-    ):
-        table.add_column(col, justify=justify, no_wrap=True)
-    for o in plan.memory.options:
+    chosen = plan.train.precision
+    others = list(dict.fromkeys(o.precision for o in plan.memory.options if o.precision != chosen))
+    by = {(o.strategy, o.precision): o for o in plan.memory.options}
+    strategies = list(dict.fromkeys(o.strategy for o in plan.memory.options))
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        title=f"memory per device by strategy and precision ({plan.train.devices} devices, {plan.train.recompute} recomputation)",
+        title_justify="left",
+    )
+    table.add_column("strategy", no_wrap=True)
+    for col in ("micro", "weights", "grads", "optimizer", "activations", f"{chosen} total"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for p in others:
+        table.add_column(f"{p} total", justify="right", no_wrap=True)
+
+    def total(o) -> Text:
+        return Text(fmt_bytes(o.per_device.total) + (" ok" if o.fits else " no"), style="green" if o.fits else "red")
+
+    for name in strategies:
+        o = by.get((name, chosen))
+        if o is None:
+            continue
         b = o.per_device
-        mark = "[green]yes[/]" if o.fits else "[red]no[/]"
-        style = "bold" if o.chosen else None
-        table.add_row(
-            o.strategy + (" *" if o.chosen else ""),
-            o.precision,
-            o.recompute,
+        cells = [
+            Text(name + (" *" if o.chosen else ""), style="bold" if o.chosen else ""),
             str(o.micro_batch),
             fmt_bytes(b.weights),
             fmt_bytes(b.gradients),
             fmt_bytes(b.optimizer),
             fmt_bytes(b.activations),
-            fmt_bytes(sum(b.overheads.values())),
-            fmt_bytes(b.total),
-            mark,
-            style=style,
-        )
+            total(o),
+        ]
+        cells += [total(by[(name, p)]) if (name, p) in by else "-" for p in others]
+        table.add_row(*cells)
     return table
 
 

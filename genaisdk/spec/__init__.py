@@ -78,6 +78,10 @@ def diagnose(
 
         registry = get_registry()
     spec, diagnostics = build(document, registry)
+    if spec is not None and isinstance(source, Mapping):
+        import attrs
+
+        spec = attrs.evolve(spec, override_source=source.get("--set", ""))
     if syntax:
         # The lines with syntax errors were set aside; what the builder says about anything
         # that spans them (or its warnings) may be an artefact of their absence.

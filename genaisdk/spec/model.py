@@ -190,3 +190,14 @@ class Spec:
     """Dotted path -> genaisdk.diagnostics.Span of where it was written."""
     diagnostics: tuple[Any, ...] = attrs.field(default=(), converter=tuple, eq=False, repr=False)
     """Warnings found while loading (genaisdk.diagnostics.Diagnostic); errors raise SpecError."""
+    override_source: str = attrs.field(default="", eq=False, repr=False)
+    """The `--set` overrides applied, one `path=value` per line (spans of file `--set`)."""
+
+    @property
+    def sources(self) -> dict[str, str]:
+        """File name -> text, for `genaisdk.diagnostics.render_all(diagnostics, spec.sources)`:
+        spans may point into the spec or into its `--set` overrides."""
+        found = {self.filename: self.source}
+        if self.override_source:
+            found["--set"] = self.override_source
+        return found

@@ -277,3 +277,13 @@ def test_no_task_and_auto_family_warns(builtin_registry):
 def test_errors(change, code, builtin_registry):
     old, new = change
     assert code in codes(check(SMALL.replace(old, new), registry=builtin_registry))
+
+
+def test_spec_sources_cover_the_overrides(builtin_registry):
+    from genaisdk.diagnostics import render
+
+    spec = loads(LEGAL, "legal.genai", overrides=["train.precision=fp16"], registry=builtin_registry)
+    assert spec.sources == {"legal.genai": LEGAL, "--set": "train.precision=fp16"}
+    note = Diagnostic(code="XP1", severity="warning", message="m", span=spec.spans["train.precision"])
+    assert "   1 | train.precision=fp16" in render(note, spec.sources)
+    assert loads(LEGAL, "legal.genai", registry=builtin_registry).sources == {"legal.genai": LEGAL}

@@ -67,15 +67,21 @@ class _Comments:
 
 
 class _Line:
-    """One output line: indentation, code, and an optional trailing comment."""
+    """One output line: indentation, code, an optional trailing comment, and for an
+    attribute its key and operator (aligned across its `group` when rendered)."""
 
-    __slots__ = ("indent", "code", "comment", "group", "blank_before")
+    __slots__ = ("indent", "code", "comment", "group", "key", "op", "blank_before")
 
-    def __init__(self, indent: int, code: str, comment: str | None = None, group: int | None = None):
+    def __init__(
+        self, indent: int, code: str, comment: str | None = None, group: int | None = None,
+        key: str | None = None, op: str = "",
+    ):
         self.indent = indent
         self.code = code
         self.comment = comment
         self.group = group
+        self.key = key
+        self.op = op
         self.blank_before = False
 
 
@@ -92,11 +98,13 @@ class Printer:
     def had_blank(self, after_line: int, before_line: int) -> bool:
         return any(n in self.blank for n in range(after_line + 1, before_line))
 
-    def emit(self, indent: int, code: str, comment: Comment | None = None, group: int | None = None) -> _Line:
-        line = _Line(indent, code, comment.text if comment is not None else None, group)
+    def emit(
+        self, indent: int, code: str, comment: Comment | None = None, group: int | None = None,
+        key: str | None = None, op: str = "",
+    ) -> _Line:
+        line = _Line(indent, code, comment.text if comment is not None else None, group, key, op)
         self.lines.append(line)
         return line
-
 
     # -- document -------------------------------------------------------------------------
     def document_text(self) -> str:
@@ -175,8 +183,7 @@ class Printer:
         multi = self.multiline_term(value)
         if multi is None:
             trailing = self.comments.trailing(end) if next_start != end else None
-            line = self.emit(indent, f"{key} {op} {_inline(value)}{suffix}", trailing, group)
-            line.code = (key, op, f"{_inline(value)}{suffix}")  # type: ignore[assignment]
+            self.emit(indent, f"{_inline(value)}{suffix}", trailing, group, key, op)
             return
         # A list or map over several lines: `key = [` ... `]`.
         prefix_terms = value.terms[:-1]
@@ -184,8 +191,7 @@ class Printer:
         opener = "[" if isinstance(multi, ListNode) else "{"
         head = f"{prefix} {opener}" if prefix else opener
         open_comment = self.comments.trailing(multi.span.line)
-        line = self.emit(indent, f"{key} {op} {head}", open_comment, group)
-        line.code = (key, op, head)  # type: ignore[assignment]
+        self.emit(indent, head, open_comment, group, key, op)
         self.entries(multi, indent + 1)
         close_line = multi.span.end_line or multi.span.line
         trailing = self.comments.trailing(close_line) if next_start != close_line else None
@@ -244,15 +250,14 @@ class Printer:
         # Align `=` and trailing comments within each group of consecutive attributes.
         widths: dict[int, int] = {}
         for line in self.lines:
-            if line.group is not None and isinstance(line.code, tuple):
-                widths[line.group] = max(widths.get(line.group, 0), len(line.code[0]) + len(line.code[1]))
+            if line.group is not None and line.key is not None:
+                widths[line.group] = max(widths.get(line.group, 0), len(line.key) + len(line.op))
         texts: list[tuple[_Line, str]] = []
         for line in self.lines:
-            if isinstance(line.code, tuple):
-                key, op, rest = line.code
+            if line.key is not None:
                 # Operators end in the same column (`time    <= 30 days` under `hardware = ...`).
-                width = widths.get(line.group, 0) if line.group is not None else 0  # type: ignore[arg-type]
-                code = f"{key.ljust(width - len(op))} {op} {rest}"
+                width = widths.get(line.group, 0) if line.group is not None else 0
+                code = f"{line.key.ljust(width - len(line.op))} {line.op} {line.code}"
             else:
                 code = line.code
             texts.append((line, INDENT * line.indent + code))

@@ -616,9 +616,8 @@ class _Classifier:
                 )
 
         # A key or value that ends where a value was expected.
-        if kind in ("_NL", "$END", "SEMICOLON", "RBRACE", "RSQB", "COMMA") and expected & VALUE_START and (
-            previous_type == "OP" or "OP" not in expected
-        ) and previous_type in ("OP", "COMMA", "LSQB"):
+        value_ends = ("_NL", "$END", "SEMICOLON", "RBRACE", "RSQB", "COMMA")
+        if kind in value_ends and expected & VALUE_START and previous_type in ("OP", "COMMA", "LSQB"):
             return self.missing_value(previous)
 
         # `key value` without `=`, or a block name without `{`.

@@ -376,6 +376,13 @@ class _Planner:
             )
         else:
             self.notes.reason("model.size", n_budget, budget_why)
+            # The budget's optimum trains about 20 tokens per parameter: the tokens the
+            # budget's model FLOPs buy for this exact shape. More data than that is left
+            # over rather than spent past the budget.
+            if what == "compute":  # a compute budget is counted as 6·N·D
+                self.budget_tokens = budget_model_flops / (6.0 * float(self.r.architecture.count_params(dims).active))
+            else:
+                self.budget_tokens = budget_model_flops / float(self.r.architecture.flops_per_token(dims, self.context))
         self._shape_reason(dims)
         return dims
 
@@ -452,6 +459,15 @@ class _Planner:
     def _tokens(self) -> float:
         d = self.p.data
         a = self.r.adaptation
+        budget_tokens = getattr(self, "budget_tokens", None)
+        if d.tokens and budget_tokens and d.tokens > budget_tokens:
+            self.notes.reason(
+                "data.tokens",
+                budget_tokens,
+                f"the compute-optimal D for the budget: {fmt_count(budget_tokens)} of the {fmt_count(d.tokens)} tokens available "
+                "(about 20 per parameter, Hoffmann et al. 2022)",
+            )
+            return budget_tokens
         if d.tokens:
             return float(d.tokens)
         if d.raw_tokens and d.keep:

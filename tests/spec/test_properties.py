@@ -181,3 +181,25 @@ def test_generated_specs_survive_fmt_unchanged(builtin_registry, text):
     formatted = format_text(text)
     assert format_text(formatted) == formatted
     assert loads(formatted, registry=builtin_registry) == spec
+
+
+OVERRIDE_TEXT = st.one_of(
+    st.text(max_size=30),
+    st.tuples(
+        st.sampled_from(["train.precision", "data.mix.legal", "task", "budget.hardware", "model", "x.y.z", "project.serve.batch"]),
+        st.sampled_from(["=", "<=", " = ", ""]),
+        st.lists(st.sampled_from(SNIPPETS), max_size=4).map(" ".join),
+    ).map("".join),
+)
+
+
+@FAST
+@given(st.lists(OVERRIDE_TEXT, max_size=3))
+def test_arbitrary_overrides_raise_only_spec_errors(builtin_registry, overrides):
+    text = EXAMPLE_TEXTS[0]
+    diagnostics = check(text, "t.genai", overrides=overrides, registry=builtin_registry)
+    assert all(isinstance(d, Diagnostic) for d in diagnostics)
+    try:
+        loads(text, "t.genai", overrides=overrides, registry=builtin_registry)
+    except SpecError as exc:
+        exc.render()

@@ -93,6 +93,10 @@ class RunConfig:
     recompute: str = attrs.field(default="none", validator=_in(RECOMPUTE))
     optimizer_options: Mapping[str, Any] = attrs.field(factory=dict, converter=lambda m: dict(m or {}))
     """Extra keyword arguments for the optax factory (b1, b2, eps, ...), over the record's defaults."""
+    initial_loss_scale: float = 2.0**15
+    """Dynamic loss scaling (precisions with loss_scaling): the starting scale ..."""
+    loss_scale_interval: int = attrs.field(default=2000, validator=_positive_int)
+    """... and the finite steps after which it doubles (Micikevicius et al. 2018, Sec. 3.2)."""
 
     def __attrs_post_init__(self) -> None:
         expected = self.micro_batch * self.devices * self.accumulation

@@ -82,6 +82,8 @@ class ParamSpec:
     init: str = "normal"
     """'normal' (mean 0, `std`), 'zeros' or 'ones'."""
     std: float = INIT_STD
+    name: str = ""
+    """The parameter this spec describes, when it is not the leaf's own path (optimizer state)."""
 
     def __attrs_post_init__(self) -> None:
         if len(self.shape) != len(self.axes):

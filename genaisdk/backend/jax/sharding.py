@@ -152,7 +152,7 @@ def tree_shardings(specs: Any, rules: Rules, mesh: Mesh) -> tuple[Any, list[Diag
     notes: list[Diagnostic] = []
 
     def place(path: tuple, spec: ParamSpec) -> NamedSharding:
-        placement = partition(spec.axes, spec.shape, rules, mesh, path=path_name(path))
+        placement = partition(spec.axes, spec.shape, rules, mesh, path=spec.name or path_name(path))
         notes.extend(placement.diagnostics)
         return NamedSharding(mesh, placement.spec)
 
@@ -198,7 +198,7 @@ def mirror_specs(state: Any, param_specs: Any) -> Any:
         param = index.get(tuple(keys))
         if param is None or not shape:
             return ParamSpec(shape=shape, axes=(None,) * len(shape))
-        return ParamSpec(shape=shape, axes=_mirrored_axes(shape, param))
+        return ParamSpec(shape=shape, axes=_mirrored_axes(shape, param), name="/".join(keys))
 
     return jax.tree_util.tree_map_with_path(mirror, state)
 

@@ -114,7 +114,13 @@ class Trainer:
         self.optimizer = optimizers.build(
             make_optimizer, self.schedule, weight_decay=config.weight_decay, options=options
         )
-        self.loss_scaler = DynamicLossScale(enabled=self.policy.loss_scaling)
+        self.loss_scaler = DynamicLossScale(
+            enabled=self.policy.loss_scaling,
+            initial_scale=config.initial_loss_scale,
+            growth_interval=config.loss_scale_interval,
+            min_scale=min(1.0, config.initial_loss_scale),
+            max_scale=max(2.0**24, config.initial_loss_scale),
+        )
         self.unroll = unroll
 
         self.rules = rule_table(config.strategy)

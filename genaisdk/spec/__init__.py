@@ -43,7 +43,8 @@ def read_spec_file(path: str | PathLike[str]) -> str:
 
     name = str(path)
     try:
-        with open(path, encoding="utf-8", newline="") as handle:
+        # utf-8-sig: a byte-order mark some editors write is not part of the spec.
+        with open(path, encoding="utf-8-sig", newline="") as handle:
             return handle.read()
     except UnicodeDecodeError as exc:
         message = f"`{name}` is not UTF-8 text (byte {exc.start})"

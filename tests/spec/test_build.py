@@ -287,3 +287,9 @@ def test_spec_sources_cover_the_overrides(builtin_registry):
     note = Diagnostic(code="XP1", severity="warning", message="m", span=spec.spans["train.precision"])
     assert "   1 | train.precision=fp16" in render(note, spec.sources)
     assert loads(LEGAL, "legal.genai", registry=builtin_registry).sources == {"legal.genai": LEGAL}
+
+
+def test_a_byte_order_mark_is_not_part_of_the_spec(tmp_path, builtin_registry):
+    path = tmp_path / "bom.genai"
+    path.write_bytes(b"\xef\xbb\xbf" + SMALL.encode())
+    assert load(path, registry=builtin_registry).project.name == "p"

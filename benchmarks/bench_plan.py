@@ -60,6 +60,31 @@ def cold_start(spec: str, runs: int) -> None:
         )
 
 
+STAGES = """
+import time, sys
+t = [time.perf_counter()]
+import genaisdk.cli, click; t.append(time.perf_counter())
+import numpy; t.append(time.perf_counter())
+from genaisdk.spec import load; spec = load(sys.argv[1]); t.append(time.perf_counter())
+import genaisdk.planner; t.append(time.perf_counter())
+plan = genaisdk.planner.plan(spec); t.append(time.perf_counter())
+from genaisdk.render.json import to_json_text; to_json_text(plan); t.append(time.perf_counter())
+from genaisdk.render.text import to_text; to_text(plan); t.append(time.perf_counter())
+print(" ".join(f"{(b - a) * 1e3:.1f}" for a, b in zip(t, t[1:])))
+"""
+STAGE_NAMES = ("cli + click", "numpy", "spec: parse, registry, build", "import planner", "plan", "json", "text (rich)")
+
+
+def stages(spec: str, runs: int) -> None:
+    """Where a cold `genai plan` spends its time, each stage in a fresh process (median)."""
+    rows = []
+    for _ in range(runs):
+        out = subprocess.run([sys.executable, "-c", STAGES, spec], capture_output=True, text=True, cwd=ROOT, check=True)
+        rows.append([float(x) for x in out.stdout.split()])
+    medians = [statistics.median(col) for col in zip(*rows)]
+    print("  stages (median ms): " + ", ".join(f"{n} {m:.0f}" for n, m in zip(STAGE_NAMES, medians)))
+
+
 def no_jax(spec: str) -> None:
     out = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "genaisdk", "plan", spec, "--json"],
@@ -115,6 +140,7 @@ def main() -> None:
     args = parser.parse_args()
     spec = str(ROOT / args.spec)
     cold_start(spec, args.runs)
+    stages(spec, max(5, args.runs // 2))
     no_jax(spec)
     search_rate(spec)
 

@@ -260,6 +260,9 @@ class ScalingSection:
     optimal_params_for_budget: float | None = None
     """Compute-optimal N for budget_flops."""
     law: str = "chinchilla-approach-3"
+    loss_tokens: float | None = None
+    """The D in predicted_loss: this run's tokens when it trains from scratch, the base
+    model's pretraining tokens when it adapts a preset (None when unknown)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -270,6 +273,7 @@ class ScalingSection:
             "budget_flops": _num(self.budget_flops),
             "optimal_params_for_budget": _count(self.optimal_params_for_budget),
             "law": self.law,
+            "loss_tokens": _count(self.loss_tokens),
         }
 
 

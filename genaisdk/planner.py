@@ -668,7 +668,14 @@ class _Planner:
         # scaling
         c_opt = train_flops if train_flops > 0 else float(flops_math.training_flops(n, 20.0 * n))
         n_opt, d_opt = (float(x) for x in scaling.tokens_per_param_optimal(c_opt))
-        loss = float(scaling.chinchilla_loss(n, tokens)) if tokens > 0 else math.inf
+        # Chinchilla's L(N, D) describes pretraining: for a run from scratch D is this run's
+        # tokens; for an adaptation, the base model's pretraining tokens (a fine-tune's
+        # few million tokens do not move it along that curve).
+        if r.adaptation.from_scratch:
+            loss_tokens = tokens or None
+        else:
+            loss_tokens = r.preset.training_tokens if r.preset is not None else None
+        loss = float(scaling.chinchilla_loss(n, loss_tokens)) if loss_tokens else math.inf
         budget_flops = getattr(self, "budget_model_flops", None)
         scaling_section = ScalingSection(
             optimal_params=n_opt,
@@ -677,6 +684,7 @@ class _Planner:
             predicted_loss=loss,
             budget_flops=budget_flops,
             optimal_params_for_budget=float(scaling.tokens_per_param_optimal(budget_flops)[0]) if budget_flops else None,
+            loss_tokens=loss_tokens,
         )
 
         d = p.data

@@ -434,13 +434,15 @@ def _scaling(plan: Plan) -> list[Term]:
         terms.append(product_term("compute-optimal D", "20 · N_opt", [(20, ""), (s.optimal_params, "params")], s.optimal_tokens, "tokens"))
     if d.tokens:
         terms.append(product_term("tokens per parameter", "D / N", [(d.tokens, "tokens")], s.tokens_per_param, "", divisors=[(n, "params")]))
+    if s.loss_tokens:
         fit = CHINCHILLA
-        loss = fit.E + fit.A / n**fit.alpha + fit.B / d.tokens**fit.beta
+        loss = fit.E + fit.A / n**fit.alpha + fit.B / s.loss_tokens**fit.beta
+        basis = "" if plan.train.adaptation == "pretrain" else " (D: the base model's pretraining tokens)"
         terms.append(
             Term(
                 name="predicted loss",
-                formula="E + A / N^α + B / D^β",
-                substituted=f"{fit.E} + {fit.A} / {num(n)}^{fit.alpha} + {fit.B} / {num(d.tokens)}^{fit.beta}",
+                formula="E + A / N^α + B / D^β" + basis,
+                substituted=f"{fit.E} + {fit.A} / {num(n)}^{fit.alpha} + {fit.B} / {num(s.loss_tokens)}^{fit.beta}",
                 value=s.predicted_loss,
                 unit="nats/token",
                 source=fit.source,

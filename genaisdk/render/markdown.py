@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from genaisdk.render.units import fmt_bytes, fmt_count, fmt_fraction, fmt_ratio, fmt_sci, fmt_seconds, fmt_usd
@@ -47,10 +48,16 @@ def to_markdown(plan: Plan) -> str:
             ],
             ["context", f"{m.context} tokens", _why(plan, "model.context")],
             ["data", fmt_count(d.tokens, "tokens"), _why(plan, "data.tokens")],
-            ["compute-optimal", f"{fmt_count(s.optimal_params, 'params')} on {fmt_count(s.optimal_tokens, 'tokens')}", "Chinchilla"],
-            ["tokens per parameter", f"{s.tokens_per_param:.1f}", "about 20 is compute-optimal"],
-            ["predicted loss", f"{s.predicted_loss:.3f}", "Chinchilla approach 3"],
-        ],
+        ]
+        + (
+            [
+                ["compute-optimal", f"{fmt_count(s.optimal_params, 'params')} on {fmt_count(s.optimal_tokens, 'tokens')}", "Chinchilla"],
+                ["tokens per parameter", f"{s.tokens_per_param:.1f}", "about 20 is compute-optimal"],
+            ]
+            if t.adaptation == "pretrain" and c.flops
+            else []
+        )
+        + ([["predicted loss", f"{s.predicted_loss:.3f}", "Chinchilla approach 3"]] if math.isfinite(s.predicted_loss) else []),
     )
     lines += ["", "## Fit", ""]
     lines += _table(

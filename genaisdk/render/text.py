@@ -3,6 +3,7 @@ diagnostics, as rich tables. rich is imported here only, when a plan is printed.
 
 from __future__ import annotations
 
+import math
 from typing import IO, TYPE_CHECKING
 
 from genaisdk.render.units import (
@@ -66,13 +67,16 @@ def _select(plan: Plan) -> object:
     table.add_row("data", data, _why(plan, "data.tokens"))
     if d.raw_tokens_needed:
         table.add_row("raw text", fmt_count(d.raw_tokens_needed, "tokens"), f"for the optimal D at keep = {fmt_fraction(d.keep)}")
-    table.add_row(
-        "compute-optimal",
-        f"{fmt_count(s.optimal_params, 'params')} on {fmt_count(s.optimal_tokens, 'tokens')}",
-        f"Chinchilla, for the {fmt_sci(plan.compute.flops)} FLOPs of this run",
-    )
-    table.add_row("tokens/param", f"{s.tokens_per_param:.1f}", "about 20 is compute-optimal (Hoffmann et al. 2022)")
-    table.add_row("predicted loss", f"{s.predicted_loss:.3f} nats/token", "L(N, D) = E + A/N^α + B/D^β, Chinchilla approach 3")
+    if plan.train.adaptation == "pretrain" and plan.compute.flops:
+        table.add_row(
+            "compute-optimal",
+            f"{fmt_count(s.optimal_params, 'params')} on {fmt_count(s.optimal_tokens, 'tokens')}",
+            f"Chinchilla, for the {fmt_sci(plan.compute.flops)} FLOPs of this run",
+        )
+        table.add_row("tokens/param", f"{s.tokens_per_param:.1f}", "about 20 is compute-optimal (Hoffmann et al. 2022)")
+    if math.isfinite(s.predicted_loss):
+        basis = "this run" if plan.train.adaptation == "pretrain" else f"the base model's {fmt_count(s.loss_tokens, 'tokens')} of pretraining"
+        table.add_row("predicted loss", f"{s.predicted_loss:.3f} nats/token", f"Chinchilla approach 3, L(N, D) with D from {basis}")
     return table
 
 

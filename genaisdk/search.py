@@ -23,14 +23,12 @@ import numpy as np
 
 from genaisdk.dims import Dimensions
 from genaisdk.estimate import activations as act
-from genaisdk.estimate import cost as cost_math
 from genaisdk.estimate.memory import training_memory
 from genaisdk.records import Architecture, Hardware, Optimizer, ParamCount, Precision, Strategy
 
 if TYPE_CHECKING:  # pragma: no cover
-    from rich.console import Console
-
     from genaisdk.plan import Plan
+    from genaisdk.planning.sweep import SweepResult
     from genaisdk.spec.model import Spec
 
 RECOMPUTE_ORDER = ("none", "selective", "full")
@@ -349,106 +347,6 @@ def powers_of_two(lo: int, hi: int) -> tuple[int, ...]:
     if hi >= lo and (not out or out[-1] != hi):
         out.append(hi)
     return tuple(out)
-
-
-# ---------------------------------------------------------------------------------------
-# Sweep: model sizes as a sixth axis, Pareto front of loss, time and cost.
-
-
-@attrs.frozen(kw_only=True)
-class SweepRow:
-    params: float
-    layers: int
-    d_model: int
-    precision: str
-    strategy: str
-    devices: int
-    micro_batch: int
-    recompute: str
-    memory: float
-    fits: bool
-    loss: float
-    days: float
-    usd: float | None
-    tokens: float
-
-    def to_json(self) -> dict[str, Any]:
-        from genaisdk.plan import _json_value
-
-        return {k: _json_value(v) for k, v in attrs.asdict(self).items()}
-
-
-@attrs.frozen(kw_only=True)
-class SweepResult:
-    configurations: int
-    seconds: float
-    front: tuple[SweepRow, ...]
-    """Pareto-optimal configurations (loss, days, cost), best loss first."""
-    capacity: float
-    tokens_rule: str
-
-    @property
-    def rate(self) -> float:
-        return self.configurations / self.seconds if self.seconds > 0 else math.inf
-
-    def to_json(self, top: int = 10) -> dict[str, Any]:
-        return {
-            "configurations": self.configurations,
-            "seconds": self.seconds,
-            "configurations_per_second": self.rate,
-            "tokens": self.tokens_rule,
-            "front": [r.to_json() for r in self.front[:top]],
-        }
-
-    def to_markdown(self, top: int = 10) -> str:
-        from genaisdk.render.units import fmt_bytes, fmt_count, fmt_usd
-
-        lines = [
-            f"Searched {self.configurations:,} configurations in {self.seconds * 1e3:.1f} ms "
-            f"({self.rate:,.0f} per second). Tokens: {self.tokens_rule}.",
-            "",
-            "| params | shape | precision | strategy | devices | micro | recompute | memory | days | cost | loss |",
-            "|---:|---|---|---|---:|---:|---|---:|---:|---:|---:|",
-        ]
-        for r in self.front[:top]:
-            lines.append(
-                f"| {fmt_count(r.params)} | {r.layers} x {r.d_model} | {r.precision} | {r.strategy} | {r.devices} | "
-                f"{r.micro_batch} | {r.recompute} | {fmt_bytes(r.memory)} | {r.days:.1f} | {fmt_usd(r.usd)} | {r.loss:.3f} |"
-            )
-        return "\n".join(lines) + "\n"
-
-    def render(self, console: Console, top: int = 10) -> None:
-        from rich import box
-        from rich.table import Table
-
-        from genaisdk.render.units import fmt_bytes, fmt_count, fmt_usd
-
-        table = Table(
-            box=box.SIMPLE_HEAD,
-            title=f"Pareto front: predicted loss vs time vs cost ({len(self.front)} configurations, best {min(top, len(self.front))} shown)",
-            title_justify="left",
-        )
-        for col in ("params", "shape", "precision", "strategy", "devices", "micro", "recompute", "memory", "days", "cost", "loss"):
-            table.add_column(col, justify="right" if col in ("params", "devices", "micro", "memory", "days", "cost", "loss") else "left")
-        for r in self.front[:top]:
-            table.add_row(
-                fmt_count(r.params),
-                f"{r.layers} x {r.d_model}",
-                r.precision,
-                r.strategy,
-                str(r.devices),
-                str(r.micro_batch),
-                r.recompute,
-                fmt_bytes(r.memory),
-                f"{r.days:,.1f}",
-                fmt_usd(r.usd),
-                f"{r.loss:.3f}",
-            )
-        console.print(table)
-        console.print(
-            f"[dim]{self.configurations:,} configurations searched in {self.seconds * 1e3:.1f} ms "
-            f"({self.rate:,.0f} per second); tokens: {self.tokens_rule}; memory limit {fmt_bytes(self.capacity)} per device[/]"
-        )
 
 
 def pareto_mask(points: np.ndarray) -> np.ndarray:

@@ -13,7 +13,9 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import attrs
 
 import numpy as np
 
@@ -23,13 +25,110 @@ from genaisdk.search import (
     RECOMPUTE_ORDER,
     Grid,
     ModelCase,
-    SweepResult,
-    SweepRow,
     evaluate,
     pareto_mask,
     powers_of_two,
     preference_score,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.console import Console
+
+@attrs.frozen(kw_only=True)
+class SweepRow:
+    params: float
+    layers: int
+    d_model: int
+    precision: str
+    strategy: str
+    devices: int
+    micro_batch: int
+    recompute: str
+    memory: float
+    fits: bool
+    loss: float
+    days: float
+    usd: float | None
+    tokens: float
+
+    def to_json(self) -> dict[str, Any]:
+        from genaisdk.plan import _json_value
+
+        return {k: _json_value(v) for k, v in attrs.asdict(self).items()}
+
+
+@attrs.frozen(kw_only=True)
+class SweepResult:
+    configurations: int
+    seconds: float
+    front: tuple[SweepRow, ...]
+    """Pareto-optimal configurations (loss, days, cost), best loss first."""
+    capacity: float
+    tokens_rule: str
+
+    @property
+    def rate(self) -> float:
+        return self.configurations / self.seconds if self.seconds > 0 else math.inf
+
+    def to_json(self, top: int = 10) -> dict[str, Any]:
+        return {
+            "configurations": self.configurations,
+            "seconds": self.seconds,
+            "configurations_per_second": self.rate,
+            "tokens": self.tokens_rule,
+            "front": [r.to_json() for r in self.front[:top]],
+        }
+
+    def to_markdown(self, top: int = 10) -> str:
+        from genaisdk.render.units import fmt_bytes, fmt_count, fmt_usd
+
+        lines = [
+            f"Searched {self.configurations:,} configurations in {self.seconds * 1e3:.1f} ms "
+            f"({self.rate:,.0f} per second). Tokens: {self.tokens_rule}.",
+            "",
+            "| params | shape | precision | strategy | devices | micro | recompute | memory | days | cost | loss |",
+            "|---:|---|---|---|---:|---:|---|---:|---:|---:|---:|",
+        ]
+        for r in self.front[:top]:
+            lines.append(
+                f"| {fmt_count(r.params)} | {r.layers} x {r.d_model} | {r.precision} | {r.strategy} | {r.devices} | "
+                f"{r.micro_batch} | {r.recompute} | {fmt_bytes(r.memory)} | {r.days:.1f} | {fmt_usd(r.usd)} | {r.loss:.3f} |"
+            )
+        return "\n".join(lines) + "\n"
+
+    def render(self, console: Console, top: int = 10) -> None:
+        from rich import box
+        from rich.table import Table
+
+        from genaisdk.render.units import fmt_bytes, fmt_count, fmt_usd
+
+        table = Table(
+            box=box.SIMPLE_HEAD,
+            title=f"Pareto front: predicted loss vs time vs cost ({len(self.front)} configurations, best {min(top, len(self.front))} shown)",
+            title_justify="left",
+        )
+        for col in ("params", "shape", "precision", "strategy", "devices", "micro", "recompute", "memory", "days", "cost", "loss"):
+            table.add_column(col, justify="right" if col in ("params", "devices", "micro", "memory", "days", "cost", "loss") else "left")
+        for r in self.front[:top]:
+            table.add_row(
+                fmt_count(r.params),
+                f"{r.layers} x {r.d_model}",
+                r.precision,
+                r.strategy,
+                str(r.devices),
+                str(r.micro_batch),
+                r.recompute,
+                fmt_bytes(r.memory),
+                f"{r.days:,.1f}",
+                fmt_usd(r.usd),
+                f"{r.loss:.3f}",
+            )
+        console.print(table)
+        console.print(
+            f"[dim]{self.configurations:,} configurations searched in {self.seconds * 1e3:.1f} ms "
+            f"({self.rate:,.0f} per second); tokens: {self.tokens_rule}; memory limit {fmt_bytes(self.capacity)} per device[/]"
+        )
+
 
 SIZE_STEPS = 13
 """Sizes from 1/8x to 8x the planned one, in steps of sqrt(2)."""
@@ -101,7 +200,7 @@ def run_sweep(spec: Any, *, plan: Any = None, registry: Any = None, sizes: Seque
         elapsed += time.perf_counter() - start
         configurations += grid.size
         loss = float(scaling.chinchilla_loss(n, tokens))
-        s_n, m_n, r_n = grid.shape[1], grid.shape[3], grid.shape[4]
+        m_n, r_n = grid.shape[3], grid.shape[4]
         for i, p in enumerate(grid.precisions):
             for k, d in enumerate(grid.devices):
                 if not ok[i, k]:

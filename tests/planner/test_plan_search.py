@@ -13,11 +13,11 @@ from genaisdk.search import Grid, choose, evaluate, pareto_mask, powers_of_two
 
 @pytest.fixture(scope="module")
 def fitted():
+    import genaisdk
     from genaisdk.planner import planner_for
     from genaisdk.registry import get_registry
 
-    from .conftest import plan_text, spec_text  # noqa: F401
-    import genaisdk
+    from .conftest import spec_text
 
     spec = genaisdk.loads(spec_text(model="size = 7B\ncontext = 2048 tokens", data="tokens = 140B tokens", budget="hardware = 8 x a100-80gb"))
     return planner_for(spec, get_registry())

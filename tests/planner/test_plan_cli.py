@@ -122,3 +122,18 @@ def test_explain_topics():
 def test_python_m_entry_point_runs():
     out = subprocess.run([sys.executable, "-m", "genaisdk", "plan", LEGAL, "--json"], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
+
+
+def test_plan_accepts_a_spec_a_path_or_text():
+    import genaisdk
+    from genaisdk.registry import get_registry
+
+    text = Path(LEGAL).read_text()
+    from_path = genaisdk.plan(Path(LEGAL))
+    from_str_path = genaisdk.plan(LEGAL)
+    from_text = genaisdk.plan(text)
+    from_spec = genaisdk.plan(genaisdk.loads(text), registry=get_registry())
+    assert from_path.to_json() == from_str_path.to_json()
+    assert from_text.to_json()["memory"] == from_spec.to_json()["memory"] == from_path.to_json()["memory"]
+    with_override = genaisdk.plan(LEGAL, overrides={"train.precision": "fp32"})
+    assert with_override.train.precision == "fp32"

@@ -258,7 +258,9 @@ class ScalingSection:
     budget_flops: float | None = None
     """The FLOPs the time and money budget can buy (None without a budget)."""
     optimal_params_for_budget: float | None = None
-    """Compute-optimal N for budget_flops."""
+    """Compute-optimal N for what the budget buys (counted as 6·N·D)."""
+    optimal_tokens_for_budget: float | None = None
+    """Compute-optimal D for what the budget buys."""
     law: str = "chinchilla-approach-3"
     loss_tokens: float | None = None
     """The D in predicted_loss: this run's tokens when it trains from scratch, the base
@@ -272,6 +274,7 @@ class ScalingSection:
             "predicted_loss": _num(self.predicted_loss),
             "budget_flops": _num(self.budget_flops),
             "optimal_params_for_budget": _count(self.optimal_params_for_budget),
+            "optimal_tokens_for_budget": _count(self.optimal_tokens_for_budget),
             "law": self.law,
             "loss_tokens": _count(self.loss_tokens),
         }

@@ -352,6 +352,7 @@ class _Planner:
             c6 = budget_model_flops * 6.0 * total / per_token
         assert dims is not None
         n_budget = float(self.r.architecture.count_params(dims).total)
+        self.budget_optimum = tuple(float(x) for x in scaling.tokens_per_param_optimal(c6))
         others = [f"the {w} budget {fmt_sci(f)}" for w, f, _ in limits if w != what]
         budget_why = (
             f"the {what} budget buys {fmt_sci(budget_model_flops)} model FLOPs ({how})"
@@ -683,7 +684,8 @@ class _Planner:
             tokens_per_param=tokens / n if n else 0.0,
             predicted_loss=loss,
             budget_flops=budget_flops,
-            optimal_params_for_budget=float(scaling.tokens_per_param_optimal(budget_flops)[0]) if budget_flops else None,
+            optimal_params_for_budget=getattr(self, "budget_optimum", (None, None))[0],
+            optimal_tokens_for_budget=getattr(self, "budget_optimum", (None, None))[1],
             loss_tokens=loss_tokens,
         )
 

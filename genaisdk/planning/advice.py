@@ -81,18 +81,19 @@ def _scaling(plan: Plan, spec: Spec, r: Resolved, notes: Notes, planner: Any) ->
             "data.tokens" if spec.project.data.tokens else "model.size",
             hint=f"the same data trains a {fmt_count(smaller)}-parameter model compute-optimally; or find more data",
         )
-    budget_flops = plan.scaling.budget_flops
-    if budget_flops:
-        d_budget = float(planner_optimal_tokens(budget_flops))
+    d_budget = plan.scaling.optimal_tokens_for_budget
+    if d_budget:
         if d < 0.8 * d_budget:
+            n_budget = plan.scaling.optimal_params_for_budget or 0.0
+            sized_for_data = abs(n - d / CHINCHILLA_RATIO) <= 0.1 * n
             notes.diag(
                 codes.DATA_BELOW_OPTIMUM,
                 "warning",
                 f"the data ({fmt_count(d)} tokens) is {d / d_budget:.0%} of the {fmt_count(d_budget)} tokens "
-                f"the budget's compute-optimal model wants",
+                f"the budget's compute-optimal model ({fmt_count(n_budget)} parameters) wants",
                 "data.tokens",
-                hint=f"repeat it up to ~{MAX_USEFUL_EPOCHS:.0f} epochs (Muennighoff et al. 2023), collect more, "
-                f"or train a {fmt_count(d / CHINCHILLA_RATIO)}-parameter model on it",
+                hint=f"repeat it up to ~{MAX_USEFUL_EPOCHS:.0f} epochs (Muennighoff et al. 2023) or collect more"
+                + ("; the plan sizes the model for the data you have" if sized_for_data else f", or train a {fmt_count(d / CHINCHILLA_RATIO)}-parameter model on it"),
             )
     epochs = getattr(planner, "epochs", None)
     if epochs is not None and epochs > 1.0:
@@ -106,12 +107,6 @@ def _scaling(plan: Plan, spec: Spec, r: Resolved, notes: Notes, planner: Any) ->
             if code == codes.TOO_MANY_EPOCHS
             else None,
         )
-
-
-def planner_optimal_tokens(flops: float) -> float:
-    from genaisdk.estimate.scaling import tokens_per_param_optimal
-
-    return float(tokens_per_param_optimal(flops)[1])
 
 
 def _precision(plan: Plan, r: Resolved, notes: Notes) -> None:

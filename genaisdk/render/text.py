@@ -132,8 +132,9 @@ def _options_table(plan: Plan) -> object | None:
     for p in others:
         table.add_column(f"{p} total", justify="right", no_wrap=True)
 
-    def total(o) -> Text:
-        return Text(fmt_bytes(o.per_device.total) + (" ok" if o.fits else " no"), style="green" if o.fits else "red")
+    def total(o, *, micro: bool = False) -> Text:
+        label = fmt_bytes(o.per_device.total) + (f" (mb {o.micro_batch})" if micro else "") + (" ok" if o.fits else " no")
+        return Text(label, style="green" if o.fits else "red")
 
     for name in strategies:
         o = by.get((name, chosen))
@@ -149,7 +150,7 @@ def _options_table(plan: Plan) -> object | None:
             fmt_bytes(b.activations),
             total(o),
         ]
-        cells += [total(by[(name, p)]) if (name, p) in by else "-" for p in others]
+        cells += [total(by[(name, p)], micro=True) if (name, p) in by else "-" for p in others]
         table.add_row(*cells)
     return table
 

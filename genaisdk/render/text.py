@@ -266,7 +266,7 @@ def render_text(plan: Plan, console: Console) -> None:
 def make_console(file: IO[str] | None = None, *, width: int | None = None, color: bool | None = None) -> Console:
     from rich.console import Console
 
-    return Console(file=file, width=width, force_terminal=color, no_color=color is False, highlight=False, soft_wrap=False)
+    return Console(file=file, width=width, force_terminal=color, no_color=color is False, highlight=False, emoji=False, soft_wrap=False)
 
 
 def to_text(plan: Plan, *, width: int = 120, color: bool = False) -> str:

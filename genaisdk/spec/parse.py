@@ -423,9 +423,9 @@ def _shift_value(value: Value, lines: int) -> Value:
 
 
 def _run(text: str, start: str, filename: str, original: str, line_offset: int = 0) -> Any:
+    parser = get_parser()  # first: it imports Lark the lean way
     from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
-    parser = get_parser()
     try:
         return parser.parse(text, start=start)
     except UnexpectedCharacters as exc:

@@ -96,3 +96,13 @@ def test_parser_writes_and_reuses_its_cache(tmp_path, monkeypatch):
 def test_grammar_file_ships_with_the_package():
     assert GRAMMAR_PATH.parent == Path(parse_module.__file__).parent
     assert GRAMMAR_PATH.name == "grammar.lark"
+
+
+def test_parsing_does_not_pull_in_the_lark_extras():
+    code = (
+        "import sys\n"
+        "from genaisdk.spec.parse import parse\n"
+        "parse('a = 1\\n')\n"
+        "assert 'regex' not in sys.modules and 'interegular' not in sys.modules, 'extras imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -20,7 +20,7 @@ from typing import Any
 from genaisdk.diagnostics import Diagnostic, Span, sort_diagnostics
 from genaisdk.records import normalize_name
 from genaisdk.spec import model as M
-from genaisdk.spec.schema import BLOCKS, MIX_ENTRY, BlockSchema, Key, extra_keys, homes_of, parent_of
+from genaisdk.spec.schema import BLOCKS, MIX_ENTRY, Key, extra_keys, homes_of, parent_of
 from genaisdk.spec.suggest import one_of, suggest
 from genaisdk.spec.tree import Atom, Attribute, Block, Document, ListNode, MapNode, Value, value_source
 from genaisdk.spec.units import DIMENSIONS, QuantityError, quantity_from_words

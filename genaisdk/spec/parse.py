@@ -17,7 +17,6 @@ import hashlib
 import os
 import re
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -745,10 +744,3 @@ class _Classifier:
             self.token_span(), hint=f"expected {_words(self.expected)}" if self.expected else None,
         )
 
-
-def iter_statements(body: tuple[Statement, ...]) -> Iterator[Statement]:
-    """Every statement, depth first."""
-    for statement in body:
-        yield statement
-        if isinstance(statement, Block):
-            yield from iter_statements(statement.body)

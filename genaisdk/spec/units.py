@@ -321,7 +321,3 @@ def format_quantity(quantity: Quantity) -> str:
         return f"{_with_prefix(value)} {found.name}"
     return f"{format_decimal(scaled)} {found.name}"
 
-
-def describe(quantity: Quantity) -> str:
-    """"a time", "a token count": the dimension in words, for messages."""
-    return DIMENSIONS[quantity.dimension]

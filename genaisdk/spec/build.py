@@ -299,12 +299,10 @@ class Builder:
                 continue
             seen["requires"] = child
 
-        parts: dict[str, Any] = {}
-        model_block = seen.get("model")
-        parts["model"] = self.model(model_block)
-        for name_ in ("data", "adapt", "train", "budget", "serve"):
-            if name_ in seen:
-                parts[name_] = self.simple_block(seen[name_])
+        parts: dict[str, Any] = {"model": self.model(seen.get("model"))}
+        for child_name in ("data", "adapt", "train", "budget", "serve"):
+            if child_name in seen:
+                parts[child_name] = self.simple_block(seen[child_name])
         requirements = self.requires(seen["requires"]) if "requires" in seen else ()
         if self.has_errors:
             return None
@@ -339,8 +337,7 @@ class Builder:
                         BLOCK_OR_KEY, f"`{key_name}` is a block, not a key",
                         attribute.key_span, hint=f"write `{key_name} {{ ... }}`",
                     )
-                elif where == "model" and self.extra_dim_owner(key_name):
-                    owners = self.extra_dim_owner(key_name)
+                elif where == "model" and (owners := self.extra_dim_owners(key_name)):
                     self.error(
                         EXTRA_DIM, f"`{key_name}` is a dimension of the {one_of(owners)} architecture",
                         attribute.key_span, hint=f"set `family = {owners[0]}` to use it",
@@ -365,7 +362,8 @@ class Builder:
                 out[key.target] = value
         return out
 
-    def extra_dim_owner(self, key: str) -> list[str]:
+    def extra_dim_owners(self, key: str) -> list[str]:
+        """The architectures that declare `key` among their extra dimensions."""
         if self.registry is None:
             return []
         owners = []
@@ -538,7 +536,9 @@ class Builder:
             devices = self.device_count(atoms[0], label, usage)
             name_atom = atoms[2]
         elif len(atoms) == 2 and atoms[0].kind == "number" and atoms[0].text.endswith(("x", "X")) and atoms[1].kind == "name":
-            devices = self.device_count(attrs_evolve_text(atoms[0], atoms[0].text[:-1]), label, usage)
+            # `8x a100-80gb`: the number token swallowed the x.
+            glued = Atom(kind="number", text=atoms[0].text[:-1], span=atoms[0].span)
+            devices = self.device_count(glued, label, usage)
             name_atom = atoms[1]
         else:
             raise _err(WRONG_TYPE, f"`{label}` expects hardware, got `{value_source(value)}`", value.span, hint=usage)
@@ -877,10 +877,6 @@ def _leading_count(value: Value) -> Any:
     if len(terms) == 2 and isinstance(terms[0], Atom) and terms[0].kind == "number" and terms[0].text.endswith(("x", "X")):
         return terms[0]
     return None
-
-
-def attrs_evolve_text(atom: Atom, text: str) -> Atom:
-    return Atom(kind=atom.kind, text=text, span=atom.span)
 
 
 def _with_diagnostics(spec: M.Spec, diagnostics: list[Diagnostic]) -> M.Spec:

@@ -154,7 +154,6 @@ class Builder:
                 version=version, project=project, filename=doc.filename, source=doc.source, spans=self.spans,
             )
             self.cross_checks(spec)
-            self.check_requirements(spec)
             if not self.has_errors and self.registry is not None:
                 self.diagnostics.extend(self.registry.validate(spec))
             spec = None if self.has_errors else _with_diagnostics(spec, self.diagnostics)
@@ -304,6 +303,7 @@ class Builder:
             if child_name in seen:
                 parts[child_name] = self.simple_block(seen[child_name])
         requirements = self.requires(seen["requires"]) if "requires" in seen else ()
+        self.check_requirements(requirements)
         if self.has_errors:
             return None
         try:
@@ -807,10 +807,11 @@ class Builder:
                 span("train.batch"), hint="the batch counts tokens: e.g. 512 sequences x 2048 tokens = 1M tokens",
             )
 
-    def check_requirements(self, spec: M.Spec) -> None:
+    def check_requirements(self, requirements: tuple[M.Requirement, ...]) -> None:
         """Each `requires` entry must be installed at a matching version (the way pytest checks
-        `required_plugins`), and its plugin must have loaded."""
-        if not spec.project.requires:
+        `required_plugins`), and its plugin must have loaded. Checked whatever else is wrong:
+        a missing plugin is often why its names are unknown."""
+        if not requirements:
             return
         from importlib import metadata
 
@@ -820,7 +821,7 @@ class Builder:
                 plugins = list(self.registry.plugins)
             except Exception:  # a registry without plugin status still validates names
                 plugins = []
-        for requirement in spec.project.requires:
+        for requirement in requirements:
             dist = requirement.distribution
             where = self.spans.get(f"requires.{dist}:name")
             wanted = f"{dist}{requirement.specifier}" if requirement.specifier else dist

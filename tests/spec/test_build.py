@@ -293,3 +293,9 @@ def test_a_byte_order_mark_is_not_part_of_the_spec(tmp_path, builtin_registry):
     path = tmp_path / "bom.genai"
     path.write_bytes(b"\xef\xbb\xbf" + SMALL.encode())
     assert load(path, registry=builtin_registry).project.name == "p"
+
+
+def test_requirements_are_checked_even_when_other_things_are_wrong(builtin_registry):
+    text = SMALL.replace('project "p" {', 'requires {\n  genaisdk-not-installed-anywhere = ""\n}\nproject "p" {')
+    diagnostics = check(text.replace("bf16", "bf61"), registry=builtin_registry)
+    assert codes(diagnostics) == ["GS401", "GS301"]

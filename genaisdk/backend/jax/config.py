@@ -242,61 +242,38 @@ def _is_auto(value: Any) -> bool:
     return is_auto(value)
 
 
-def dims_for_size(params: float, *, vocab: int, context: int) -> Dimensions:
-    """A GPT-3-shaped decoder stack of about `params` non-embedding parameters.
-
-    GPT-3's table keeps d_model ≈ 64–128 × layers and d_ff = 4·d_model with 64-wide heads
-    (Brown et al. 2020, Table 2.1); with 12·L·d² non-embedding parameters (Kaplan et al.
-    2020, Eq. 2.1) and d = 64·L this gives L = (N / 49152)^(1/3).
-    """
-    layers = max(1, round((params / 49152.0) ** (1.0 / 3.0)))
-    d_model = max(64, 64 * round(math.sqrt(params / (12.0 * layers)) / 64.0))
-    return Dimensions(
-        layers=layers, d_model=d_model, heads=d_model // 64, d_ff=4 * d_model, vocab=vocab, context=context
-    )
-
-
-def resolve_dims(spec: Any, registry: Any) -> Dimensions:
-    """The model's dimensions: the preset's, overridden by explicit `model { }` fields; or
-    a shape for `model.size`; or, with neither, the planner's choice."""
+def resolve_dims(spec: Any, registry: Any, plan: Any = None) -> Dimensions:
+    """The model's dimensions, the same the plan sizes: a preset's, overridden by explicit
+    `model { }` fields; otherwise the plan's model (which keeps every explicit field and
+    fills the rest: the shape for `size`, the FFN, norm and position kinds). Only when the
+    spec cannot be planned are explicit layers, d_model, heads and d_ff completed with the
+    `Dimensions` defaults."""
     model = spec.project.model
-    base: Dimensions | None = None
-    if model.preset:
-        preset = _lookup(registry, "presets", model.preset)
-        base = preset.dims
     changes = {name: getattr(model, name) for name in _DIM_FIELDS if getattr(model, name) is not None}
     if model.context is not None:
         changes["context"] = model.context
     if model.extra:
         changes["extra"] = dict(model.extra)
-    if base is not None:
-        return base.evolve(**changes)
-    needed = ("layers", "d_model", "heads", "d_ff")
-    context = changes.get("context") or 1024
-    vocab = changes.get("vocab") or spec.project.data.vocab or DEFAULT_VOCAB
-    if all(name in changes for name in needed):
-        changes.setdefault("vocab", vocab)
-        changes.setdefault("context", context)
-        return Dimensions(**changes)
-    if not _is_auto(model.size):
-        shaped = dims_for_size(float(model.size), vocab=vocab, context=context)
-        return shaped.evolve(**{k: v for k, v in changes.items() if k not in ("vocab", "context")})
-    planned = _planned_dims(spec)
-    if planned is not None:
-        return planned
-    raise BackendError(
-        "the JAX backend needs the model's shape: set `model { preset = ... }`, a `size`, or "
-        "layers, d_model, heads and d_ff"
-    )
+    if model.preset:
+        return _lookup(registry, "presets", model.preset).dims.evolve(**changes)
+    from genaisdk.diagnostics import SpecError
 
-
-def _planned_dims(spec: Any) -> Dimensions | None:
-    """The dimensions the planner picked for `size = auto`, when the planner is installed."""
     try:
-        from genaisdk.planner import plan
-    except ImportError:
-        return None
-    m = plan(spec).model
+        if plan is None:
+            from genaisdk.planner import plan as make_plan
+
+            plan = make_plan(spec, registry=registry)
+        return dims_from_plan(plan.model).evolve(**{k: v for k, v in changes.items() if k == "extra"})
+    except SpecError:
+        if not all(name in changes for name in ("layers", "d_model", "heads", "d_ff")):
+            raise
+    changes.setdefault("vocab", spec.project.data.vocab or DEFAULT_VOCAB)
+    changes.setdefault("context", 1024)
+    return Dimensions(**changes)
+
+
+def dims_from_plan(m: Any) -> Dimensions:
+    """Dimensions from a plan's model section (`genaisdk.plan.ModelSection`)."""
     return Dimensions(
         layers=m.layers,
         decoder_layers=m.decoder_layers,
@@ -315,7 +292,7 @@ def _planned_dims(spec: Any) -> Dimensions | None:
     )
 
 
-def fill_defaults(spec: Any, *, registry: Any, steps: int | None, devices: int) -> RunConfig:
+def fill_defaults(spec: Any, *, registry: Any, steps: int | None, devices: int, plan: Any = None) -> RunConfig:
     """The one place where a spec's `auto`s and omissions become a small-run configuration.
 
     - family / objective: the task's, else decoder / the family's objective;
@@ -343,7 +320,7 @@ def fill_defaults(spec: Any, *, registry: Any, steps: int | None, devices: int) 
         objective = _lookup(registry, "objectives", task.objective)
     else:
         objective = _family_objective(registry, arch)
-    dims = resolve_dims(spec, registry)
+    dims = resolve_dims(spec, registry, plan)
     seq_len = model.context or dims.context
     precision = "fp32" if _is_auto(train.precision) else train.precision
     strategy = "ddp" if _is_auto(train.sharding) else train.sharding

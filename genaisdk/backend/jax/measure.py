@@ -1,0 +1,452 @@
+"""`genai measure`: compile the planned training step ahead of time and put XLA's own
+numbers next to the plan's.
+
+Nothing is allocated: the step is lowered on `jax.ShapeDtypeStruct`s that carry their
+shardings and compiled for N virtual CPU devices, so a 7B model on 64 devices is measured
+on a laptop. The compiled executable reports
+
+- `memory_analysis()`: bytes per device of the arguments (train state and batch), the
+  outputs (the new state, aliased onto the donated arguments), the temporaries (gradients,
+  activations, the working copy of mixed-precision weights, collectives' buffers) and the
+  generated code;
+- `cost_analysis()`: FLOPs per device. XLA counts the body of a loop once, not once per
+  iteration, so the scanned layers and micro-steps would be undercounted. The FLOPs are
+  therefore taken from the same step compiled with every loop unrolled at depth 1 and 2
+  (and 1-2 or 2-3 micro-steps): FLOPs are exactly affine in each depth and in the number
+  of micro-steps (with a depth × micro-step cross term), so a least-squares fit over those
+  points, evaluated at the real depth and micro-steps, is XLA's count for the real step.
+
+The plan is made for the same configuration (devices, strategy, precision, micro-batch,
+accumulation) with `train.attention = materialized`, since this backend computes the
+attention scores in full; its per-device memory and its hardware FLOPs per step are shown
+beside XLA's with the ratio.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import json
+import os
+import pickle
+import subprocess
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from genaisdk.backend.jax.config import (
+    BackendError,
+    RunConfig,
+    UnsupportedError,
+    fill_defaults,
+)
+
+FLAG = "--xla_force_host_platform_device_count"
+
+
+@attrs.frozen(kw_only=True)
+class Row:
+    """One line of the comparison: a plan estimate and XLA's figure (either may be None)."""
+
+    name: str
+    plan: float | None
+    xla: float | None
+    unit: str
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        if self.plan in (None, 0) or self.xla is None:
+            return None
+        return self.xla / self.plan
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "plan": self.plan,
+            "xla": self.xla,
+            "ratio": self.ratio,
+            "unit": self.unit,
+            "note": self.note,
+        }
+
+
+@attrs.frozen(kw_only=True)
+class Measurement:
+    """XLA's compiled numbers for one configuration, next to the plan's."""
+
+    devices: int
+    config: Mapping[str, Any]
+    xla: Mapping[str, float]
+    plan: Mapping[str, float]
+    rows: tuple[Row, ...]
+    fit_points: tuple[Mapping[str, float], ...] = ()
+    notes: tuple[str, ...] = ()
+
+    def row(self, name: str) -> Row:
+        for r in self.rows:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "devices": self.devices,
+            "config": dict(self.config),
+            "xla": dict(self.xla),
+            "plan": dict(self.plan),
+            "rows": [r.to_json() for r in self.rows],
+            "fit_points": [dict(p) for p in self.fit_points],
+            "notes": list(self.notes),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Measurement:
+        return cls(
+            devices=data["devices"],
+            config=data["config"],
+            xla=data["xla"],
+            plan=data["plan"],
+            rows=tuple(Row(**{k: v for k, v in r.items() if k != "ratio"}) for r in data["rows"]),
+            fit_points=tuple(data.get("fit_points", ())),
+            notes=tuple(data.get("notes", ())),
+        )
+
+
+# ----------------------------------------------------------------------------- configuration
+
+
+def _planned(spec: Any, devices: int | None, registry: Any) -> tuple[Any, Any]:
+    """The spec with the device count and the attention the backend runs, and its plan."""
+    from genaisdk.planner import plan as make_plan
+
+    project = spec.project
+    budget = project.budget if devices is None else attrs.evolve(project.budget, devices=devices)
+    train = attrs.evolve(project.train, attention="materialized")
+    spec = attrs.evolve(spec, project=attrs.evolve(project, budget=budget, train=train))
+    return spec, make_plan(spec, registry=registry)
+
+
+def config_for_plan(spec: Any, plan: Any, *, registry: Any) -> RunConfig:
+    """The run the plan describes: its family, objective, precision, strategy, micro-batch,
+    accumulation and devices, with the model's exact dimensions."""
+    t = plan.train
+    strategy = registry.get("strategies", t.strategy)
+    if strategy is not None and (strategy.offload_optimizer or strategy.offload_weights):
+        raise UnsupportedError(
+            f"strategy '{t.strategy}' offloads state to host memory, which the JAX backend does not do; "
+            "measure it without offload (--set train.sharding=...)"
+        )
+    model = spec.project.model
+    base_spec = attrs.evolve(
+        spec,
+        project=attrs.evolve(
+            spec.project,
+            model=attrs.evolve(model, family=plan.model.family, objective=plan.model.objective),
+            train=attrs.evolve(
+                spec.project.train,
+                precision=t.precision,
+                sharding=t.strategy,
+                micro_batch=t.micro_batch,
+                recompute=t.recompute,
+            ),
+        ),
+    )
+    devices = int(t.devices)
+    config = fill_defaults(base_spec, registry=registry, steps=t.steps or 1, devices=devices, plan=plan)
+    # The plan's global batch over its devices, in micro-steps of at most its micro-batch.
+    sequences = int(t.global_batch_sequences or config.global_batch)
+    per_device = max(1, math.ceil(sequences / devices))
+    micro = max(1, min(int(t.micro_batch), per_device))
+    accumulation = math.ceil(per_device / micro)
+    return config.evolve(
+        seq_len=plan.model.context,
+        micro_batch=micro,
+        accumulation=accumulation,
+        global_batch=micro * devices * accumulation,
+    )
+
+
+# ----------------------------------------------------------------------------- compiling
+
+
+def _cost_flops(compiled: Any) -> float:
+    cost = compiled.cost_analysis()
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0] if cost else {}
+    return float(cost.get("flops", 0.0))
+
+
+def _depth_fields(config: RunConfig) -> tuple[str, ...]:
+    if config.architecture.family == "encoder_decoder":
+        return ("layers", "decoder_layers")
+    return ("layers",)
+
+
+def _real_depths(config: RunConfig) -> tuple[int, ...]:
+    dims = config.dims
+    if config.architecture.family == "encoder_decoder":
+        return (dims.layers, dims.n_decoder_layers)
+    return (dims.layers,)
+
+
+def fitted_flops(config: RunConfig, mesh: Any) -> tuple[float, list[dict[str, float]]]:
+    """XLA's FLOPs per device for the real step, from unrolled compiles at small depths.
+
+    Basis: 1, each depth L_i, the micro-steps A, and A·L_i (module docstring). Micro-step
+    counts are {1} when the real step has one (it then has no accumulation loop at all),
+    else {2, 3}, so that every sample has the same structure as the real step.
+    """
+    import numpy as np
+
+    from genaisdk.backend.jax.step import Trainer
+
+    fields = _depth_fields(config)
+    accumulations = (1,) if config.accumulation == 1 else (2, 3)
+    rows, values, points = [], [], []
+    for depths in itertools.product((1, 2), repeat=len(fields)):
+        for accumulation in accumulations:
+            dims = config.dims.evolve(**dict(zip(fields, depths)))
+            sample = config.evolve(
+                dims=dims,
+                accumulation=accumulation,
+                global_batch=config.micro_batch * config.devices * accumulation,
+            )
+            flops = _cost_flops(Trainer(sample, mesh, unroll=True).lower().compile())
+            rows.append([1.0, *depths, accumulation, *(accumulation * d for d in depths)])
+            values.append(flops)
+            points.append({**dict(zip(fields, depths)), "accumulation": accumulation, "flops": flops})
+    basis = np.asarray(rows)
+    keep = [j for j in range(basis.shape[1]) if np.ptp(basis[:, j]) > 0 or j == 0]
+    coefficients, *_ = np.linalg.lstsq(basis[:, keep], np.asarray(values), rcond=None)
+    real = np.asarray([1.0, *_real_depths(config), config.accumulation, *(config.accumulation * d for d in _real_depths(config))])
+    return float(real[keep] @ coefficients), points
+
+
+def _compile(config: RunConfig, mesh: Any) -> tuple[Any, Any]:
+    from genaisdk.backend.jax.step import Trainer
+
+    trainer = Trainer(config, mesh)
+    return trainer, trainer.lower().compile()
+
+
+def _cpu_mesh(devices: int) -> Any:
+    import jax
+
+    from genaisdk.backend.jax.sharding import make_mesh
+
+    cpus = jax.devices("cpu")
+    if len(cpus) < devices:
+        raise BackendError(f"{devices} CPU devices needed, {len(cpus)} available in this process")
+    return make_mesh(cpus[:devices])
+
+
+def measure_config(
+    config: RunConfig, *, plan: Any = None, fit_flops: bool = True, notes: tuple[str, ...] = ()
+) -> Measurement:
+    """Compile `config`'s train step on `config.devices` virtual CPU devices and compare."""
+    import jax
+    import numpy as np
+
+    mesh = _cpu_mesh(config.devices)
+    trainer, compiled = _compile(config, mesh)
+    memory = compiled.memory_analysis()
+    batch_bytes = sum(
+        int(np.prod(s.sharding.shard_shape(s.shape))) * s.dtype.itemsize for s in trainer.abstract_batch().values()
+    )
+    args = float(memory.argument_size_in_bytes)
+    outputs = float(memory.output_size_in_bytes)
+    alias = float(memory.alias_size_in_bytes)
+    temps = float(memory.temp_size_in_bytes)
+    xla = {
+        "arguments": args,
+        "state": args - batch_bytes,
+        "batch": float(batch_bytes),
+        "outputs": outputs,
+        "aliased": alias,
+        "temporaries": temps,
+        "generated_code": float(memory.generated_code_size_in_bytes),
+        "peak": args + temps + outputs - alias,
+        "flops_loop_bodies_once": _cost_flops(compiled),
+        "params": float(trainer.model.num_params()),
+        "model_flops_per_device": trainer.flops_per_step / config.devices,
+    }
+    points: list[dict[str, float]] = []
+    if fit_flops:
+        xla["flops"], points = fitted_flops(config, mesh)
+    del jax
+
+    if config.precision.compute_dtype in ("bf16", "fp16"):
+        notes = (
+            *notes,
+            "the CPU compiler runs 16-bit matrix products in fp32 (it inserts converts), so its "
+            "temporaries overstate an accelerator's",
+        )
+    planned: dict[str, float] = {}
+    if plan is not None:
+        per_device = plan.memory.per_device
+        overheads = sum(float(v) for v in per_device.overheads.values())
+        tokens_per_step = float(config.tokens_per_step)
+        hardware_per_token = float(plan.compute.hardware_flops) / float(plan.data.tokens)
+        planned = {
+            "params": float(plan.model.params),
+            "weights": float(per_device.weights),
+            "gradients": float(per_device.gradients),
+            "optimizer": float(per_device.optimizer),
+            "activations": float(per_device.activations),
+            "overheads": overheads,
+            "total": float(per_device.total),
+            "flops": hardware_per_token * tokens_per_step / config.devices,
+        }
+    rows = [
+        Row(name="parameters", plan=planned.get("params"), xla=xla["params"], unit="params", note="JAX model"),
+        Row(
+            name="state (weights + optimizer)",
+            plan=_sum(planned, "weights", "optimizer"),
+            xla=xla["state"],
+            unit="bytes",
+            note="XLA: arguments less the batch",
+        ),
+        Row(
+            name="transients (gradients + activations)",
+            plan=_sum(planned, "gradients", "activations"),
+            xla=temps,
+            unit="bytes",
+            note="XLA: temporaries",
+        ),
+        Row(
+            name="total per device",
+            plan=(planned["total"] - planned["overheads"]) if planned else None,
+            xla=xla["peak"],
+            unit="bytes",
+            note="plan without runtime overheads; XLA: arguments + temporaries + unaliased outputs",
+        ),
+        Row(
+            name="FLOPs per device per step",
+            plan=planned.get("flops"),
+            xla=xla.get("flops"),
+            unit="FLOPs",
+            note="plan: hardware FLOPs (recompute included)",
+        ),
+    ]
+    summary = {
+        "family": config.architecture.family,
+        "objective": config.objective.key,
+        "precision": config.precision.key,
+        "optimizer": config.optimizer.key,
+        "strategy": config.strategy.key,
+        "recompute": config.recompute,
+        "devices": config.devices,
+        "seq_len": config.seq_len,
+        "micro_batch": config.micro_batch,
+        "accumulation": config.accumulation,
+        "global_batch": config.global_batch,
+        "layers": config.dims.layers,
+        "d_model": config.dims.d_model,
+    }
+    return Measurement(
+        devices=config.devices,
+        config=summary,
+        xla=xla,
+        plan=planned,
+        rows=tuple(rows),
+        fit_points=tuple(points),
+        notes=notes,
+    )
+
+
+def _sum(values: Mapping[str, float], *keys: str) -> float | None:
+    if not values:
+        return None
+    return float(sum(values[k] for k in keys))
+
+
+# ----------------------------------------------------------------------------- entry points
+
+
+def _backends_initialized() -> bool:
+    if "jax" not in sys.modules:
+        return False
+    try:
+        from jax._src import xla_bridge
+
+        return bool(xla_bridge.backends_are_initialized())
+    except (ImportError, AttributeError):
+        return True
+
+
+def _prepare_devices(devices: int) -> bool:
+    """Make `devices` CPU devices available in this process if JAX has not started yet;
+    False when it has started with fewer (the caller then runs in a subprocess)."""
+    if not _backends_initialized():
+        flags = os.environ.get("XLA_FLAGS", "")
+        parts = [p for p in flags.split() if not p.startswith(FLAG)]
+        os.environ["XLA_FLAGS"] = " ".join(parts + [f"{FLAG}={devices}"])
+        import jax
+
+        jax.config.update("jax_platforms", "cpu")
+        return True
+    import jax
+
+    return len(jax.devices("cpu")) >= devices
+
+
+def measure(spec: Any, *, devices: int | None = None, registry: Any = None, fit_flops: bool = True) -> Measurement:
+    """Measure a spec's planned training step (see the module docstring).
+
+    `devices` overrides the plan's device count. Runs in this process when it can give JAX
+    that many CPU devices, else in a fresh Python process.
+    """
+    if registry is None:
+        from genaisdk.registry import get_registry
+
+        registry = get_registry()
+    planned_spec, plan = _planned(spec, devices, registry)
+    count = int(plan.train.devices)
+    if not _prepare_devices(count):
+        return _in_subprocess(spec, devices=count, fit_flops=fit_flops)
+    config = config_for_plan(planned_spec, plan, registry=registry)
+    notes = ["attention computed in full (materialized); the plan is made the same way"]
+    if config.micro_batch != plan.train.micro_batch:
+        # The plan's micro-batch does not divide its global batch over the devices: plan
+        # again with the micro-batch that runs, so that the activations compare.
+        notes.append(
+            f"micro-batch {config.micro_batch} (the plan's {plan.train.micro_batch} exceeds the "
+            f"{config.global_batch // config.devices // config.accumulation} sequences per device per micro-step)"
+        )
+        train = attrs.evolve(planned_spec.project.train, micro_batch=config.micro_batch)
+        planned_spec = attrs.evolve(planned_spec, project=attrs.evolve(planned_spec.project, train=train))
+        from genaisdk.planner import plan as make_plan
+
+        plan = make_plan(planned_spec, registry=registry)
+    return measure_config(config, plan=plan, fit_flops=fit_flops, notes=tuple(notes))
+
+
+def _in_subprocess(spec: Any, *, devices: int, fit_flops: bool) -> Measurement:
+    env = dict(os.environ)
+    flags = [p for p in env.get("XLA_FLAGS", "").split() if not p.startswith(FLAG)]
+    env["XLA_FLAGS"] = " ".join(flags + [f"{FLAG}={devices}"])
+    env["JAX_PLATFORMS"] = "cpu"
+    payload = pickle.dumps({"spec": spec, "devices": devices, "fit_flops": fit_flops})
+    result = subprocess.run(
+        [sys.executable, "-m", "genaisdk.backend.jax.measure"],
+        input=payload,
+        capture_output=True,
+        env=env,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise BackendError(f"measuring in a subprocess failed:\n{result.stderr.decode(errors='replace')[-4000:]}")
+    return Measurement.from_json(json.loads(result.stdout.decode().strip().splitlines()[-1]))
+
+
+def _main() -> None:
+    request = pickle.loads(sys.stdin.buffer.read())
+    measurement = measure(request["spec"], devices=request["devices"], fit_flops=request["fit_flops"])
+    sys.stdout.write(json.dumps(measurement.to_json()) + "\n")
+
+
+if __name__ == "__main__":
+    _main()

@@ -1,0 +1,116 @@
+"""`genai measure SPEC [--devices N] [--json] [--set k=v]`: XLA's compiled memory and FLOPs
+of the planned training step, next to the plan's estimates.
+
+Exit status: 0 measured; 1 the spec has errors or the step cannot be built for the JAX
+backend (a precision or strategy only the planner models); 2 bad usage or JAX missing.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from genaisdk.commands._spec_input import load_spec_or_exit
+
+
+def _positive(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    if value is not None and value < 1:
+        raise click.BadParameter("must be at least 1")
+    return value
+
+
+def _human(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit == "bytes":
+        for suffix, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+            if abs(value) >= size:
+                return f"{value / size:,.2f} {suffix}"
+        return f"{value:,.0f} B"
+    if unit == "FLOPs":
+        return f"{value:.3e}"
+    return f"{value:,.0f}"
+
+
+def _render(measurement) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    config = measurement.config
+    console = Console()
+    console.print(
+        f"[bold]{config['family']}[/] {config['layers']} layers × d_model {config['d_model']} · "
+        f"{config['precision']} · {config['optimizer']} · {config['strategy']} · "
+        f"{measurement.devices} devices · {config['micro_batch']} seq/device × {config['accumulation']} "
+        f"micro-steps × {config['seq_len']} tokens · recompute {config['recompute']}"
+    )
+    table = Table(title="per device: plan vs XLA (compiled step, nothing allocated)")
+    for column, justify in (("", "left"), ("plan", "right"), ("XLA", "right"), ("XLA / plan", "right"), ("", "left")):
+        table.add_column(column, justify=justify)
+    for row in measurement.rows:
+        ratio = "-" if row.ratio is None else f"{row.ratio:.2f}"
+        table.add_row(row.name, _human(row.plan, row.unit), _human(row.xla, row.unit), ratio, row.note)
+    console.print(table)
+    xla = measurement.xla
+    console.print(
+        "XLA memory_analysis: arguments {a}, outputs {o} (aliased {al}), temporaries {t}, generated code {g}".format(
+            a=_human(xla["arguments"], "bytes"),
+            o=_human(xla["outputs"], "bytes"),
+            al=_human(xla["aliased"], "bytes"),
+            t=_human(xla["temporaries"], "bytes"),
+            g=_human(xla["generated_code"], "bytes"),
+        )
+    )
+    if "flops" in xla:
+        console.print(
+            f"XLA cost_analysis: {xla['flops']:.3e} FLOPs per device per step "
+            f"(fitted over {len(measurement.fit_points)} unrolled compiles; loop bodies counted once: "
+            f"{xla['flops_loop_bodies_once']:.3e}); model FLOPs {xla['model_flops_per_device']:.3e}"
+        )
+    for note in measurement.notes:
+        console.print(f"note: {note}")
+
+
+@click.command("measure")
+@click.argument("spec_file", metavar="SPEC", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--devices", type=int, callback=_positive, metavar="N", help="Virtual devices to compile for (default: the plan's).")
+@click.option("--json", "as_json", is_flag=True, help="Print the measurement as one JSON object.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec value, e.g. train.sharding=fsdp (repeatable).")
+@click.option("--no-flops", is_flag=True, help="Skip the unrolled compiles that count FLOPs (memory only, faster).")
+def command(spec_file: str, devices: int | None, as_json: bool, overrides: tuple[str, ...], no_flops: bool) -> None:
+    """Compile the planned training step for N virtual CPU devices and compare XLA's
+    memory_analysis() and cost_analysis() with the plan.
+
+    \b
+    Examples:
+      genai measure specs/tiny-gpt.genai --devices 8
+      genai measure specs/llama-65b.genai --devices 64 --set train.sharding=fsdp --json
+    """
+    try:
+        import jax  # noqa: F401
+        import optax  # noqa: F401
+    except ImportError:
+        click.echo("error: `genai measure` needs the JAX extra: pip install 'genaisdk[jax]'", err=True)
+        sys.exit(2)
+    spec = load_spec_or_exit(spec_file, overrides)
+
+    from genaisdk.backend.jax.config import BackendError
+    from genaisdk.backend.jax.measure import measure
+    from genaisdk.diagnostics import SpecError
+
+    try:
+        measurement = measure(spec, devices=devices, fit_flops=not no_flops)
+    except SpecError as exc:
+        from genaisdk.commands._spec_input import print_diagnostics
+
+        print_diagnostics(exc.diagnostics, exc.source or spec.source)
+        sys.exit(1)
+    except BackendError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps(measurement.to_json(), indent=2))
+    else:
+        _render(measurement)

@@ -29,7 +29,7 @@ _EXPORTS = {
     "hookimpl": "genaisdk.hookspecs:hookimpl",
     "get_registry": "genaisdk.registry:get_registry",
     "plan": "genaisdk.planner:plan",
-    "Plan": "genaisdk.plan:Plan",
+    "Plan": "genaisdk.plans:Plan",
     "train": "genaisdk.backend.jax.train:train",
 }
 
@@ -55,7 +55,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from genaisdk.diagnostics import Diagnostic, Span, SpecError
     from genaisdk.dims import Dimensions
     from genaisdk.hookspecs import hookimpl
-    from genaisdk.plan import Plan
+    from genaisdk.plans import Plan
     from genaisdk.planner import plan
     from genaisdk.registry import get_registry
     from genaisdk.spec import check, load, loads

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from typing import Any
 
 import attrs
@@ -42,7 +41,7 @@ from genaisdk.estimate import scaling
 from genaisdk.estimate.adaptation import alignment_params, lora_params
 from genaisdk.estimate.data import epochs_over, mix_tokens, raw_tokens_needed, usable_tokens
 from genaisdk.estimate.inference import inference_memory
-from genaisdk.plan import (
+from genaisdk.plans import (
     BudgetSection,
     ComputeSection,
     CostSection,
@@ -710,8 +709,19 @@ class _Planner:
         self.epochs = float(epochs_over(tokens, usable_tokens(d.raw_tokens, keep))) if (d.raw_tokens and keep and tokens) else None
 
         t = p.train
-        global_seq = max(1, int(round(self.batch_tokens / seq)))
-        accumulation = max(1, math.ceil(global_seq / (max(micro, 1) * devices))) if micro else None
+        requested_seq = max(1, int(round(self.batch_tokens / seq)))
+        accumulation = max(1, math.ceil(requested_seq / (max(micro, 1) * devices))) if micro else None
+        # Every device runs whole micro-batches, so the batch actually trained is
+        # accumulation x micro-batch x devices sequences; report that one, not the request.
+        global_seq = accumulation * int(micro) * int(devices) if accumulation else requested_seq
+        batch_tokens = float(global_seq * seq)
+        if global_seq != requested_seq:
+            self.notes.reason(
+                "train.batch",
+                batch_tokens,
+                f"{self.batch_tokens:.3g} tokens ({requested_seq} sequences) rounded up to {global_seq} sequences"
+                f" = {accumulation} accumulation step(s) x {int(micro)} x {int(devices)} devices",
+            )
         train = TrainSection(
             precision=self.precision.key,
             optimizer=r.optimizer.key,
@@ -723,10 +733,10 @@ class _Planner:
             mfu=self.mfu,
             attention=t.attention or "flash",
             adaptation=r.adaptation.key,
-            global_batch_tokens=self.batch_tokens,
+            global_batch_tokens=batch_tokens,
             global_batch_sequences=global_seq,
             grad_accumulation=accumulation,
-            steps=int(math.ceil(tokens / self.batch_tokens)) if tokens and self.batch_tokens else None,
+            steps=int(math.ceil(tokens / batch_tokens)) if tokens and batch_tokens else None,
         )
         return Plan(
             spec_file=self.spec.filename,
@@ -880,8 +890,3 @@ class _Planner:
             fits=total <= cap,
             devices_per_replica=max(1, math.ceil(total / cap)),
         )
-
-
-# Importing this module imported `genaisdk.plan`, which bound the package's `plan` attribute
-# to that module; the public `genaisdk.plan` is this function (genaisdk/__init__.py).
-sys.modules["genaisdk"].plan = plan

@@ -30,7 +30,7 @@ from genaisdk.render.units import fmt_bytes, fmt_count, fmt_seconds, fmt_usd
 from genaisdk.search import RECOMPUTE_ORDER, Grid, evaluate, powers_of_two
 
 if TYPE_CHECKING:  # pragma: no cover
-    from genaisdk.plan import Plan
+    from genaisdk.plans import Plan
     from genaisdk.spec.model import Spec
 
 CHINCHILLA_RATIO = 20.0

@@ -21,12 +21,12 @@ from genaisdk.estimate import params as params_math
 from genaisdk.estimate.constants import PF_DAY, SECONDS_PER_DAY, SECONDS_PER_HOUR
 from genaisdk.estimate.inference import KV_FACTOR
 from genaisdk.estimate.scaling import CHINCHILLA
-from genaisdk.plan import Term
+from genaisdk.plans import Term
 from genaisdk.render.units import fmt_bytes
 from genaisdk.search import activation_parts, memory_for, precision_arrays, strategy_arrays
 
 if TYPE_CHECKING:  # pragma: no cover
-    from genaisdk.plan import Plan
+    from genaisdk.plans import Plan
 
 
 def num(x: float) -> str:

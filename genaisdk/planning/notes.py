@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from genaisdk.diagnostics import Diagnostic, Span
-from genaisdk.plan import Assumption, Reason
+from genaisdk.plans import Assumption, Reason
 from genaisdk.spec.model import Spec
 
 

@@ -52,7 +52,7 @@ class SweepRow:
     tokens: float
 
     def to_json(self) -> dict[str, Any]:
-        from genaisdk.plan import _json_value
+        from genaisdk.plans import _json_value
 
         return {k: _json_value(v) for k, v in attrs.asdict(self).items()}
 

@@ -15,7 +15,7 @@ from genaisdk.render.units import fmt_bytes, fmt_count, fmt_sci, fmt_seconds, fm
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
 
-    from genaisdk.plan import Plan, Term
+    from genaisdk.plans import Plan, Term
 
 TOPIC_TITLES = {
     "params": "Parameters",

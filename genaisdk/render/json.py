@@ -6,7 +6,7 @@ import json
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
-    from genaisdk.plan import Plan
+    from genaisdk.plans import Plan
 
 
 def to_json_text(plan: Plan, *, derivations: bool = False, indent: int | None = 2) -> str:

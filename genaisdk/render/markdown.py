@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from genaisdk.render.units import fmt_bytes, fmt_count, fmt_fraction, fmt_ratio, fmt_sci, fmt_seconds, fmt_usd
 
 if TYPE_CHECKING:  # pragma: no cover
-    from genaisdk.plan import Plan
+    from genaisdk.plans import Plan
 
 
 def _cell(text: object) -> str:

@@ -19,7 +19,7 @@ from genaisdk.render.units import (
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
 
-    from genaisdk.plan import Plan
+    from genaisdk.plans import Plan
 
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 

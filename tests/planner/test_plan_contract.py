@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from genaisdk.plan import CONTRACT_KEYS, DIAGNOSTIC_KEYS, lookup
+from genaisdk.plans import CONTRACT_KEYS, DIAGNOSTIC_KEYS, lookup
 
 ROOT = Path(__file__).resolve().parents[2]
 PF_DAY = 8.64e19

@@ -24,8 +24,6 @@ Besides the numbers a plan carries
 from __future__ import annotations
 
 import math
-import sys
-import types
 from collections.abc import Mapping
 from typing import Any
 
@@ -596,18 +594,3 @@ def lookup(data: Mapping[str, Any], dotted: str) -> Any:
             raise KeyError(f"{dotted!r}: no {part!r}")
         node = node[part]
     return node
-
-
-class _PlanModule(types.ModuleType):
-    """`genaisdk.plan` is both this module (`from genaisdk.plan import Plan`) and the
-    function `genaisdk.planner.plan` (`genaisdk.plan(spec)`, the public API). Importing a
-    submodule binds its name on the package, so whichever of the two `genaisdk.plan` ends
-    up being, calling it plans: the module forwards calls to the planner."""
-
-    def __call__(self, spec: Any, **kwargs: Any) -> Plan:
-        from genaisdk.planner import plan
-
-        return plan(spec, **kwargs)
-
-
-sys.modules[__name__].__class__ = _PlanModule

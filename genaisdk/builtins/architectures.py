@@ -17,9 +17,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 
 from genaisdk.dims import Dimensions
-from genaisdk.estimate.activations import activation_memory
-from genaisdk.estimate.flops import model_flops_per_token
-from genaisdk.estimate.params import count_params
 from genaisdk.hookspecs import hookimpl
 from genaisdk.records import Architecture, ParamCount
 
@@ -27,12 +24,19 @@ JAX_MODEL = "genaisdk.backend.jax.model:build"
 
 
 def _bind(family: str):
-    """The three callables of one family, as named functions (readable in tracebacks)."""
+    """The three callables of one family, as named functions (readable in tracebacks).
+
+    The estimators are imported when first called: they need numpy, and loading the
+    registry (e.g. for `genai check`) must not pay for it."""
 
     def params(dims: Dimensions) -> ParamCount:
+        from genaisdk.estimate.params import count_params
+
         return count_params(dims, family)
 
     def flops_per_token(dims: Dimensions, context: int) -> float:
+        from genaisdk.estimate.flops import model_flops_per_token
+
         return float(model_flops_per_token(dims, family=family, context=context).total)
 
     def activations(
@@ -46,6 +50,8 @@ def _bind(family: str):
         tensor_parallel=1,
         **options,
     ) -> Mapping[str, float]:
+        from genaisdk.estimate.activations import activation_memory
+
         return activation_memory(
             dims,
             family=family,

@@ -25,8 +25,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from genaisdk.dims import Dimensions
-from genaisdk.estimate.activations import activation_memory
-from genaisdk.estimate.flops import model_flops_per_token
 from genaisdk.estimate.params import block_params, count_params, ffn_params
 from genaisdk.records import DimensionField, ParamCount
 
@@ -97,6 +95,7 @@ def moe_flops_per_token(dims: Dimensions, context: int) -> float:
     """Training model FLOPs per token from the active parameters: the dense decoder's
     6·N + 12·L·H·Q·T (PaLM App. B, via genaisdk's estimator) plus 6 x the matmul
     parameters routing adds per layer: top_k - 1 more experts and the router."""
+    from genaisdk.estimate.flops import model_flops_per_token  # numpy-backed: imported on first use, not at registry load
     experts, top_k, _ = routing(dims)
     dense = model_flops_per_token(dims, family="decoder", context=context).total
     extra = dims.layers * ((top_k - 1) * ffn_params(dims) + router_params(dims, experts))
@@ -118,6 +117,7 @@ def moe_activation_bytes(
     estimator) with the FFN part multiplied by top_k x capacity_factor and the router's fp32
     logits and probabilities added to it. Under full recomputation nothing of the FFN is
     kept; the one layer rebuilt during the backward pass grows by the extra expert copies."""
+    from genaisdk.estimate.activations import activation_memory  # numpy-backed: imported on first use, not at registry load
     experts, top_k, capacity = routing(dims)
     common = dict(
         family="decoder",

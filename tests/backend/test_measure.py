@@ -37,16 +37,51 @@ project "gpt3-xl-measure" {
 
 
 def test_fitted_flops_equal_a_fully_unrolled_compile(make_config):
-    """XLA counts a loop body once; the depth/micro-step fit must give the unrolled count."""
+    """XLA counts a loop body once; the fit over shallow unrolled compiles must give the
+    count of the real step unrolled in full."""
     dims = make_config("decoder").dims.evolve(layers=3)
-    config = make_config("decoder", strategy="fsdp", dims=dims)
+    config = make_config("decoder", strategy="fsdp", dims=dims, micro_batch=2, accumulation=1)
     trainer = Trainer(config)
     fitted, points = fitted_flops(config, trainer.mesh)
-    assert len(points) == 4  # depth 1, 2 x micro-steps 2, 3
+    assert [p["layers"] for p in points] == [1, 2]
     unrolled = _cost_flops(Trainer(config, unroll=True).lower().compile())
     assert fitted == pytest.approx(unrolled, rel=1e-3)  # exact but for a few fused elementwise ops
     # XLA counts every FLOP of the step; the model-FLOPs formula only the matmuls.
     assert 0.9 < fitted / (trainer.flops_per_step / config.devices) < 1.5
+
+
+def test_the_fit_recovers_depth_and_micro_step_terms(make_config, monkeypatch):
+    """With a known cost c + o·L + A·(a + b·L) standing in for XLA's, the fit over depths
+    1-2 and micro-steps 2-3 gives the cost at 12 layers and 8 micro-steps."""
+    from genaisdk.backend.jax import step
+
+    def cost(trainer) -> float:
+        layers, micro = trainer.config.dims.layers, trainer.config.accumulation
+        assert trainer.unroll
+        return 7.0 + 5.0 * layers + micro * (3.0 + 11.0 * layers)
+
+    class Compiled:
+        def __init__(self, trainer):
+            self.trainer = trainer
+
+        def cost_analysis(self):
+            return {"flops": cost(self.trainer)}
+
+    class FakeTrainer:
+        def __init__(self, config, mesh, unroll=False):
+            self.config, self.unroll = config, unroll
+
+        def lower(self):
+            return self
+
+        def compile(self):
+            return Compiled(self)
+
+    monkeypatch.setattr(step, "Trainer", FakeTrainer)
+    config = make_config("decoder", dims=make_config("decoder").dims.evolve(layers=12), accumulation=8, global_batch=64)
+    fitted, points = fitted_flops(config, mesh=None)
+    assert {(p["layers"], p["accumulation"]) for p in points} == {(1, 2), (1, 3), (2, 2), (2, 3)}
+    assert fitted == pytest.approx(7.0 + 5.0 * 12 + 8 * (3.0 + 11.0 * 12))
 
 
 def test_fsdp_state_bytes_are_an_eighth_of_weights_and_adam_moments(make_config):

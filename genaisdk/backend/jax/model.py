@@ -52,6 +52,7 @@ fine-tuning heads; no pretraining objective here reads it, so it receives no gra
 
 from __future__ import annotations
 
+import functools
 import math
 import zlib
 from collections.abc import Callable
@@ -115,6 +116,22 @@ def _stacked(tree: dict, layers: int) -> dict:
     return jax.tree.map(
         lambda s: attrs.evolve(s, shape=(layers, *s.shape), axes=("layers", *s.axes)), tree, is_leaf=is_spec
     )
+
+
+@functools.lru_cache(maxsize=None)
+def _leaf_initializer(init: str, shape: tuple[int, ...], dtype: Any, std: float, sharding: Any) -> Callable:
+    """A compiled initializer for one kind of leaf, shared by every model and run that has
+    a leaf of that shape, dtype and sharding (so building another run compiles nothing new)."""
+
+    def make(rng: jax.Array, path_hash: jax.Array) -> jax.Array:
+        if init == "zeros":
+            return jnp.zeros(shape, dtype)
+        if init == "ones":
+            return jnp.ones(shape, dtype)
+        key = jax.random.fold_in(rng, path_hash)
+        return (std * jax.random.normal(key, shape, jnp.float32)).astype(dtype)
+
+    return jax.jit(make, out_shardings=sharding) if sharding is not None else jax.jit(make)
 
 
 @attrs.frozen(kw_only=True)
@@ -241,19 +258,17 @@ class Transformer:
     def abstract(self, dtype: Any = jnp.float32) -> dict:
         return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, dtype), self.specs(), is_leaf=is_spec)
 
-    def init(self, rng: jax.Array, dtype: Any = jnp.float32) -> dict:
-        """Random parameters. Each leaf draws from its own key, folded in from a hash of its
-        path, so a parameter's values do not depend on which others exist."""
-
-        def make(path: tuple, spec: ParamSpec) -> jax.Array:
-            if spec.init == "zeros":
-                return jnp.zeros(spec.shape, dtype)
-            if spec.init == "ones":
-                return jnp.ones(spec.shape, dtype)
-            key = jax.random.fold_in(rng, zlib.crc32(path_name(path).encode()) & 0x7FFFFFFF)
-            return (spec.std * jax.random.normal(key, spec.shape, jnp.float32)).astype(dtype)
-
-        return jax.tree_util.tree_map_with_path(make, self.specs(), is_leaf=is_spec)
+    def init(self, rng: jax.Array, dtype: Any = jnp.float32, shardings: Any = None) -> dict:
+        """Random parameters, each created directly in its sharding (a tree like `specs()`,
+        or None). Each leaf draws from its own key, folded in from a hash of its path, so a
+        parameter's values depend neither on which others exist nor on how it is sharded."""
+        flat, treedef = jax.tree_util.tree_flatten_with_path(self.specs(), is_leaf=is_spec)
+        placements = [None] * len(flat) if shardings is None else treedef.flatten_up_to(shardings)
+        leaves = []
+        for (path, spec), sharding in zip(flat, placements):
+            make = _leaf_initializer(spec.init, spec.shape, jnp.dtype(dtype), spec.std, sharding)
+            leaves.append(make(rng, jnp.uint32(zlib.crc32(path_name(path).encode()) & 0x7FFFFFFF)))
+        return jax.tree.unflatten(treedef, leaves)
 
     # ------------------------------------------------------------------ forward
 
@@ -421,7 +436,7 @@ def build(dims: Dimensions, *, family: str, recompute: str = "none", unroll: boo
 
     A plugin architecture's factory takes the same arguments (dims, family, recompute,
     unroll, and ignores keywords it does not know) and returns an object with `specs()`,
-    `init(rng, dtype)`, `abstract(dtype)`, `num_params()` and `apply(params, inputs,
+    `init(rng, dtype, shardings=None)`, `abstract(dtype)`, `num_params()` and `apply(params, inputs,
     decoder_inputs=None, *, policy, constrain=None)`.
     """
     family = family.replace("-", "_")

@@ -161,7 +161,11 @@ class Trainer:
         self._eval = jax.jit(
             self._eval_step, in_shardings=(self.state_shardings, self.batch_sharding), out_shardings=rep
         )
-        self._init = jax.jit(self._init_state, out_shardings=self.state_shardings)
+        self._init_opt = jax.jit(
+            lambda params: self.optimizer.init(_cast(params, self.opt_dtype)),
+            in_shardings=(self.state_shardings.params,),
+            out_shardings=self.state_shardings.opt_state,
+        )
 
     # ------------------------------------------------------------------ public API
 
@@ -202,7 +206,15 @@ class Trainer:
     def init(self, seed: int | None = None) -> TrainState:
         """A fresh state, created directly in its shardings (no device holds more than its share)."""
         seed = self.config.seed if seed is None else seed
-        return self._init(jax.random.key(seed))
+        key = jax.random.key(seed)
+        shardings = self.state_shardings
+        params = self.model.init(jax.random.fold_in(key, 0), self.policy.param_dtype, shardings=shardings.params)
+        opt_state = self._init_opt(params)
+        small = jax.device_put(
+            (jnp.zeros((), jnp.int32), self.loss_scaler.init(), jax.random.key_data(jax.random.fold_in(key, 1))),
+            (shardings.step, shardings.loss_scale, shardings.rng),
+        )
+        return TrainState(step=small[0], params=params, opt_state=opt_state, loss_scale=small[1], rng=small[2])
 
     def abstract_state(self) -> TrainState:
         """The state as ShapeDtypeStructs carrying their shardings (checkpoint restore, measure)."""
@@ -253,6 +265,7 @@ class Trainer:
     # ------------------------------------------------------------------ traced code
 
     def _init_state(self, key: jax.Array) -> TrainState:
+        """The state `init` creates, as one traceable function (for `abstract_state`)."""
         params = self.model.init(jax.random.fold_in(key, 0), self.policy.param_dtype)
         return TrainState(
             step=jnp.zeros((), jnp.int32),

@@ -72,12 +72,16 @@ def _fingerprint_fn():
         weights = jnp.arange(flat.shape[0], dtype=jnp.uint32) * jnp.uint32(2654435761) + jnp.uint32(1)
         return jnp.sum(flat * weights, dtype=jnp.uint32)
 
-    # One compiled digest per leaf: leaves may live on different device sets (a step counter
-    # on one device, weights sharded over a mesh), which one jitted call over the tree rejects.
-    return jax.jit(leaf_digest)
+    return jax.jit(lambda leaves: [leaf_digest(leaf) for leaf in leaves])
 
 
 _FINGERPRINT = None
+
+
+def _device_set(leaf: Any) -> tuple:
+    sharding = getattr(leaf, "sharding", None)
+    devices = getattr(sharding, "device_set", None)
+    return tuple(sorted(d.id for d in devices)) if devices else ()
 
 
 def state_fingerprint(state: Any) -> list[int]:
@@ -87,8 +91,20 @@ def state_fingerprint(state: Any) -> list[int]:
 
     if _FINGERPRINT is None:
         _FINGERPRINT = _fingerprint_fn()
-    digests = [_FINGERPRINT(leaf) for leaf in jax.tree.leaves(state)]
-    return [int(d) for d in jax.device_get(digests)]
+    leaves = jax.tree.leaves(state)
+    # One program per set of devices the leaves live on (a jitted call takes one set), each
+    # finished before the next starts: independent programs with collectives in flight
+    # together can starve the CPU backend's thread pool (every device thread waiting in a
+    # different program's rendezvous).
+    groups: dict[tuple, list[int]] = {}
+    for index, leaf in enumerate(leaves):
+        groups.setdefault(_device_set(leaf), []).append(index)
+    digests: list[int] = [0] * len(leaves)
+    for indices in groups.values():
+        values = jax.device_get(_FINGERPRINT([leaves[i] for i in indices]))
+        for i, value in zip(indices, values, strict=True):
+            digests[i] = int(value)
+    return digests
 
 
 class Checkpointer:

@@ -1,0 +1,655 @@
+"""`genaisdk.train(spec, ...)`: train the spec'd model with the JAX backend.
+
+    >>> result = genaisdk.train("specs/tiny-gpt.genai", steps=40, out="runs/tiny")
+    >>> result.final_loss, result.tokens_per_s, result.checkpoint_dir
+
+One call does what `genai train` does: join the multi-host runtime where asked, load the
+spec (with `--set` style overrides), resolve it into a `RunConfig`, build the `Trainer`
+(model, objective, optimizer, precision and shardings from the spec's records), read the
+data, restore the latest good checkpoint when resuming, run the loop, and report.
+
+The output folder holds:
+
+- ``spec.genai``: the spec as written, and ``run.json``: the overrides, the resolved
+  configuration (dimensions, batch, schedule, strategy), devices and versions;
+- ``metrics.jsonl``: one JSON object per optimizer step and one per evaluation;
+- ``checkpoints/``: orbax checkpoints, one folder per saved step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import math
+import os
+import re
+import sys
+import time
+import warnings
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+MISSING_JAX = "the JAX backend needs JAX, optax and orbax: pip install 'genaisdk[jax]'"
+RUN_FILE = "run.json"
+SPEC_COPY = "spec.genai"
+CHECKPOINTS = "checkpoints"
+DEFAULT_OUT_ROOT = "runs"
+
+
+class TrainError(Exception):
+    """A run that cannot start or go on; the message says why. `exit_code` is the CLI's."""
+
+    def __init__(self, message: str, *, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class MissingExtraError(TrainError):
+    def __init__(self, missing: str):
+        super().__init__(f"{MISSING_JAX} ({missing} is not installed)", exit_code=2)
+
+
+@attrs.frozen(kw_only=True)
+class TrainResult:
+    """What a run did and measured. Losses are token means; memory is per device, bytes."""
+
+    status: str
+    """'completed', 'interrupted' (SIGINT/SIGTERM; resumable) or 'diverged'."""
+    project: str
+    start_step: int
+    steps: int
+    """Optimizer steps complete (counted from the start of training, not of this call)."""
+    total_steps: int
+    final_loss: float | None
+    eval_loss: float | None
+    perplexity: float | None
+    tokens_per_s: float | None
+    mfu: float | None
+    """Model-FLOPs utilization; None where the device's peak FLOP/s is unknown (CPU)."""
+    peak_flops: float | None
+    peak_memory_bytes: int | None
+    """The devices' own peak-bytes-in-use counter (largest device); None where not reported."""
+    planned_memory_bytes: int | None
+    """The planner's memory per device for this spec, where the planner could plan it."""
+    seconds: float
+    devices: int
+    processes: int
+    platform: str
+    out_dir: Path
+    checkpoint_dir: Path
+    last_checkpoint: int | None
+    metrics_path: Path
+    message: str = ""
+    config: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
+    state: Any = attrs.field(default=None, repr=False, eq=False)
+    """The final TrainState (its arrays live on the devices)."""
+    signal_number: int | None = None
+    """The signal that stopped an interrupted run."""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "completed"
+
+    @property
+    def exit_code(self) -> int:
+        """0 completed; 1 diverged; 128 + signal number when stopped by a signal."""
+        if self.status == "completed":
+            return 0
+        if self.status == "interrupted":
+            return 128 + int(self.signal_number or 15)
+        return 1
+
+
+class TrainingDiverged(TrainError):
+    """The loss or gradient norm became NaN or infinite; `.result` tells what was kept."""
+
+    def __init__(self, result: TrainResult):
+        super().__init__(result.message, exit_code=1)
+        self.result = result
+
+
+def require_jax() -> None:
+    """Raises MissingExtraError unless the [jax] extra is installed."""
+    for module, package in (("jax", "jax"), ("optax", "optax"), ("orbax.checkpoint", "orbax-checkpoint")):
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            found = False
+        if not found:
+            raise MissingExtraError(package)
+
+
+# ----------------------------------------------------------------------------- the spec
+
+
+def _override_list(overrides: Mapping[str, Any] | Iterable[str] | None) -> list[str]:
+    if not overrides:
+        return []
+    if isinstance(overrides, Mapping):
+        return [f"{key}={value}" for key, value in overrides.items()]
+    return [str(item) for item in overrides]
+
+
+def load_spec(spec: Any, overrides: Mapping[str, Any] | Iterable[str] | None = None) -> Any:
+    """A Spec from a path, a Spec object, or spec text; overrides applied (`train.sharding=fsdp`)."""
+    from genaisdk.spec import load, loads
+    from genaisdk.spec.model import Spec
+
+    items = _override_list(overrides) or None
+    if isinstance(spec, Spec):
+        if not items:
+            return spec
+        return loads(spec.source, filename=spec.filename, overrides=items)
+    if isinstance(spec, Path) or (isinstance(spec, str) and "\n" not in spec and "{" not in spec):
+        path = Path(spec)
+        if not path.exists():
+            raise TrainError(f"no such spec file: {path}", exit_code=2)
+        return load(str(path), overrides=items)
+    if isinstance(spec, str):
+        return loads(spec, filename="<spec>", overrides=items)
+    raise TypeError(f"spec must be a path, spec text or a genaisdk Spec, got {type(spec).__name__}")
+
+
+def _spec_folder(spec: Any) -> Path:
+    path = Path(getattr(spec, "filename", "") or "")
+    return path.parent.absolute() if path.name and path.exists() else Path.cwd()
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "run"
+
+
+# ----------------------------------------------------------------------------- config records
+
+
+def config_record(config: Any) -> dict[str, Any]:
+    """The resolved configuration as JSON-ready data (written to run.json, digested for resume)."""
+    return {
+        "dims": attrs.asdict(config.dims),
+        "architecture": config.architecture.name,
+        "objective": config.objective.name,
+        "optimizer": config.optimizer.name,
+        "precision": config.precision.name,
+        "strategy": config.strategy.name,
+        "devices": config.devices,
+        "global_batch": config.global_batch,
+        "micro_batch": config.micro_batch,
+        "accumulation": config.accumulation,
+        "seq_len": config.seq_len,
+        "tokens_per_step": config.tokens_per_step,
+        "learning_rate": config.learning_rate,
+        "warmup_steps": config.warmup_steps,
+        "total_steps": config.total_steps,
+        "min_lr_ratio": config.min_lr_ratio,
+        "weight_decay": config.weight_decay,
+        "grad_clip": config.grad_clip,
+        "seed": config.seed,
+        "dp_impl": config.dp_impl,
+        "recompute": config.recompute,
+        "optimizer_options": dict(config.optimizer_options),
+    }
+
+
+def config_digest(record: Mapping[str, Any]) -> str:
+    """What a checkpoint must agree with to be resumed as the same run (the step count and
+    the device count may change: the schedule stretches, the state re-shards on restore)."""
+    essential = {k: v for k, v in record.items() if k not in ("total_steps", "warmup_steps", "devices", "micro_batch", "accumulation")}
+    return hashlib.sha256(json.dumps(essential, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------- devices
+
+
+def match_hardware(device_kind: str, records: Iterable[Any]) -> Any:
+    """The hardware record a JAX `device_kind` (e.g. 'NVIDIA H100 80GB HBM3') refers to, or None.
+
+    A record matches when its model token (``h100``, ``a100``, ``v5p``) is in the device
+    kind; among matches the one sharing most remaining tokens (memory size, form factor)
+    wins, and a PCIe record only matches a PCIe device.
+    """
+    kind = device_kind.lower().replace("v5 lite", "v5e").replace("v5lite", "v5e")
+    tokens = set(re.split(r"[^a-z0-9]+", kind)) - {""}
+    best, best_score = None, None
+    for record in records:
+        for name in (record.key, *getattr(record, "aliases", ())):
+            parts = [p for p in re.split(r"[^a-z0-9]+", name.lower()) if p]
+            if not parts:
+                continue
+            model_index = 1 if parts[0] == "tpu" and len(parts) > 1 else 0
+            if parts[model_index] not in tokens:
+                continue
+            rest = parts[model_index + 1 :]
+            if ("pcie" in rest) != ("pcie" in tokens):
+                continue
+            score = sum(part in tokens for part in rest) - 0.1 * sum(part not in tokens for part in rest)
+            if best_score is None or score > best_score:
+                best, best_score = record, score
+    return best
+
+
+def peak_flops_per_device(devices: list, compute_dtype: str, registry: Any) -> float | None:
+    """The datasheet peak FLOP/s of one training device for `compute_dtype`, or None (CPU,
+    or a device no hardware record describes)."""
+    if not devices or devices[0].platform == "cpu":
+        return None
+    record = match_hardware(devices[0].device_kind, registry.catalog("hardware").values())
+    if record is None:
+        return None
+    return record.peak_flops.get(compute_dtype) or record.peak_flops.get("bf16")
+
+
+def measured_peak_memory(devices: list) -> int | None:
+    """Largest `peak_bytes_in_use` over this process's training devices, where reported."""
+    peaks = []
+    for device in devices:
+        try:
+            stats = device.memory_stats()
+        except Exception:  # some backends raise instead of returning None
+            stats = None
+        if stats and stats.get("peak_bytes_in_use"):
+            peaks.append(int(stats["peak_bytes_in_use"]))
+    return max(peaks) if peaks else None
+
+
+def planned_memory(spec: Any) -> int | None:
+    """The planner's total memory per device for this spec, or None if it cannot plan it."""
+    try:
+        from genaisdk.planner import plan
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            value = plan(spec).memory.per_device.total
+        return int(value) if value is not None else None
+    except Exception:  # the plan is a comparison, never a reason to fail a finished run
+        return None
+
+
+def enable_compilation_cache() -> None:
+    """Keeps XLA's compiled steps on disk so a rerun or a resume skips compilation.
+
+    Uses JAX's persistent compilation cache in ``$XDG_CACHE_HOME/genaisdk/xla`` (default
+    ``~/.cache``), unless a cache folder is already configured (``JAX_COMPILATION_CACHE_DIR``)
+    or ``GENAISDK_COMPILATION_CACHE=0``. Only compilations slower than JAX's threshold
+    (one second) are stored.
+    """
+    import jax
+
+    if os.environ.get("GENAISDK_COMPILATION_CACHE", "1").strip().lower() in ("0", "false", "no", "off"):
+        return
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR") or jax.config.jax_compilation_cache_dir:
+        return
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    jax.config.update("jax_compilation_cache_dir", os.path.join(base, "genaisdk", "xla"))
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def train(
+    spec: Any,
+    *,
+    steps: int | None = None,
+    out: str | Path | None = None,
+    resume: bool = False,
+    overrides: Mapping[str, Any] | Iterable[str] | None = None,
+    checkpoint_every: int | None = None,
+    eval_every: int | None = None,
+    eval_batches: int | None = None,
+    devices: int | None = None,
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    dp_impl: str | None = None,
+    quiet: bool = False,
+    progress: Any = None,
+    stream: Any = None,
+) -> TrainResult:
+    """Train the spec'd model; see the module docstring.
+
+    `spec`: a path, spec text or a Spec. `steps`: optimizer steps in all (default: the
+    spec's `train.steps`, else data.tokens / batch). `out`: the output folder (default
+    ``runs/<project>``). `resume`: continue from the latest good checkpoint in `out`.
+    `overrides`: ``{"train.sharding": "fsdp"}`` or ``["train.sharding=fsdp"]``.
+    `devices`: devices per process (on CPU, creates that many). `coordinator`,
+    `num_processes`, `process_id`: join a multi-host run explicitly. `quiet`: print nothing.
+    `progress`: force the progress bar on (True) or plain lines (False); None: a bar on a
+    TTY; or an object with the `genaisdk.backend.jax.progress.Progress` methods.
+
+    Returns a TrainResult (status 'completed' or 'interrupted'); raises TrainingDiverged
+    when the loss becomes NaN or infinite, TrainError for settings that cannot run,
+    `genaisdk.SpecError` for an invalid spec.
+    """
+    require_jax()
+    from genaisdk.backend.jax import distributed
+
+    try:
+        runtime = distributed.setup(
+            devices=devices, coordinator=coordinator, num_processes=num_processes, process_id=process_id
+        )
+    except distributed.DistributedError as exc:
+        raise TrainError(str(exc), exit_code=2) from None
+    enable_compilation_cache()
+    spec_obj = load_spec(spec, overrides)
+    try:
+        return _run(
+            spec_obj,
+            runtime=runtime,
+            steps=steps,
+            out=out,
+            resume=resume,
+            overrides=_override_list(overrides),
+            checkpoint_every=checkpoint_every,
+            eval_every=eval_every,
+            eval_batches=eval_batches,
+            dp_impl=dp_impl,
+            quiet=quiet,
+            progress=progress,
+            stream=stream,
+        )
+    except TrainError:
+        raise
+    except Exception as exc:
+        user_error = _user_error(exc)
+        if user_error is None:
+            raise
+        raise TrainError(user_error) from exc
+
+
+def _user_error(exc: Exception) -> str | None:
+    """The message of an error caused by the spec, the data or the checkpoints (shown without
+    a traceback), or None for a bug."""
+    from genaisdk.backend.jax.checkpoint import CheckpointError
+    from genaisdk.backend.jax.config import BackendError
+    from genaisdk.backend.jax.sources import DataError
+
+    if isinstance(exc, (BackendError, DataError, CheckpointError)):
+        return str(exc)
+    return None
+
+
+def _run(
+    spec: Any,
+    *,
+    runtime: Any,
+    steps: int | None,
+    out: str | Path | None,
+    resume: bool,
+    overrides: list[str],
+    checkpoint_every: int | None,
+    eval_every: int | None,
+    eval_batches: int | None,
+    dp_impl: str | None,
+    quiet: bool,
+    progress: Any,
+    stream: Any,
+) -> TrainResult:
+    from genaisdk.backend.jax import distributed
+    from genaisdk.backend.jax.checkpoint import Checkpointer
+    from genaisdk.backend.jax.config import RunConfig
+    from genaisdk.backend.jax.data import build_pipeline
+    from genaisdk.backend.jax.loop import DEFAULT_EVAL_BATCHES, DIVERGED, LoopSettings, TrainingLoop
+    from genaisdk.backend.jax.metrics import FILENAME as METRICS_FILE
+    from genaisdk.backend.jax.metrics import MetricsLog
+    from genaisdk.backend.jax.progress import PlainProgress, RichProgress, SilentProgress, make_progress
+    from genaisdk.backend.jax.sharding import make_mesh
+    from genaisdk.backend.jax.step import Trainer
+    from genaisdk.registry import get_registry
+
+    registry = get_registry()
+    project = spec.project
+    train_spec = project.train
+    stream = stream or sys.stdout
+    primary = runtime.is_primary
+
+    for name, value in (("steps", steps), ("checkpoint_every", checkpoint_every), ("eval_every", eval_every)):
+        if value is not None and value < 1:
+            raise TrainError(f"{name} must be at least 1, got {value}", exit_code=2)
+
+    config = RunConfig.from_spec(spec, registry=registry, steps=steps, devices=runtime.global_devices)
+    if dp_impl is not None:
+        config = config.evolve(dp_impl=dp_impl)
+    record = config_record(config)
+    digest = config_digest(record)
+
+    out_dir = Path(out) if out is not None else Path(DEFAULT_OUT_ROOT) / _slug(project.name)
+    out_dir = out_dir.absolute()
+    checkpoint_dir = out_dir / CHECKPOINTS
+    metrics_path = out_dir / METRICS_FILE
+
+    training_devices = distributed.training_devices(runtime)
+    mesh = make_mesh(training_devices)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer = Trainer(config, mesh)
+    notes = [str(w.message) for w in caught]
+
+    pipeline = build_pipeline(
+        project.data.source,
+        seq_len=trainer.row_length,
+        rows_per_step=config.global_batch,
+        vocab_size=config.dims.vocab,
+        seed=config.seed,
+        held_out=project.data.held_out,
+        base_dir=_spec_folder(spec),
+    )
+
+    checkpointer = Checkpointer(checkpoint_dir)
+    existing = checkpointer.latest_step()
+    if existing is not None and not resume:
+        checkpointer.close()
+        raise TrainError(
+            f"{out_dir} already holds checkpoints (latest step {existing}): pass --resume to "
+            f"continue that run, or --out another folder",
+            exit_code=2,
+        )
+
+    state = None
+    start_step = 0
+    resume_notes: list[str] = []
+    if resume and existing is not None:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            restored = checkpointer.restore(trainer.abstract_state())
+        resume_notes.extend(str(w.message) for w in caught)
+        state, start_step = restored.state, restored.step
+        meta = restored.meta
+        if meta.get("config_digest") not in (None, digest):
+            resume_notes.append(
+                "the configuration differs from the checkpoint's (model, objective, precision, "
+                "strategy, batch or optimizer changed); continuing with the new one"
+            )
+        fingerprint = (meta.get("data") or {}).get("fingerprint")
+        if fingerprint not in (None, pipeline.fingerprint):
+            resume_notes.append("the training data changed since the checkpoint; batches will differ")
+        resume_notes.append(f"resuming from step {start_step} ({checkpoint_dir / str(start_step)})")
+    elif resume:
+        resume_notes.append(f"nothing to resume in {checkpoint_dir}; starting from step 0")
+    if state is None:
+        state = trainer.init(config.seed)
+
+    if not isinstance(progress, (bool, type(None))):
+        display = progress if primary else SilentProgress()
+    elif quiet or not primary:
+        display = SilentProgress()
+    elif progress is True:
+        display = RichProgress(_console(stream))
+    elif progress is False:
+        display = PlainProgress(stream)
+    else:
+        display = make_progress(stream=stream)
+
+    if primary:
+        _write_run_files(out_dir, spec, overrides, record, runtime, pipeline)
+    metrics = MetricsLog(metrics_path, keep_through_step=start_step if start_step else None, enabled=primary)
+
+    compute_dtype = config.precision.compute_dtype
+    per_device_peak = peak_flops_per_device(training_devices, compute_dtype, registry)
+    settings = LoopSettings(
+        total_steps=config.total_steps,
+        seed=config.seed,
+        eval_every=eval_every or train_spec.eval_every,
+        eval_batches=eval_batches or DEFAULT_EVAL_BATCHES,
+        checkpoint_every=checkpoint_every or train_spec.checkpoint_every,
+        peak_flops=per_device_peak * len(training_devices) if per_device_peak else None,
+        process_count=runtime.process_count,
+    )
+
+    def checkpoint_meta(step: int) -> dict[str, Any]:
+        return {
+            "seed": config.seed,
+            "data": pipeline.position(step),
+            "config_digest": digest,
+            "total_steps": config.total_steps,
+            "project": project.name,
+        }
+
+    for note in notes + resume_notes:
+        display.note(f"note: {note}")
+    display.note(
+        f"training {project.name}: {config.architecture.name} {_params_text(state)} params, "
+        f"{config.objective.name}, {config.precision.name}, {config.strategy.name} on "
+        f"{runtime.global_devices} {runtime.platform} device(s)"
+        + (f" x {runtime.process_count} processes" if runtime.process_count > 1 else "")
+        + f"; {config.global_batch} x {config.seq_len} tokens per step"
+        + (f" ({config.accumulation} micro-steps)" if config.accumulation > 1 else "")
+    )
+    display.note(f"data: {pipeline.description}")
+
+    loop = TrainingLoop(
+        trainer=trainer,
+        pipeline=pipeline,
+        settings=settings,
+        checkpointer=checkpointer,
+        metrics=metrics,
+        progress=display,
+        checkpoint_meta=checkpoint_meta,
+    )
+    try:
+        outcome = loop.run(state, start_step)
+    finally:
+        metrics.close()
+        checkpointer.close()
+
+    result = TrainResult(
+        status=outcome.status,
+        project=project.name,
+        start_step=start_step,
+        steps=outcome.step,
+        total_steps=config.total_steps,
+        final_loss=outcome.final_loss,
+        eval_loss=outcome.eval_loss,
+        perplexity=outcome.perplexity,
+        tokens_per_s=outcome.tokens_per_s,
+        mfu=outcome.mfu,
+        peak_flops=settings.peak_flops,
+        peak_memory_bytes=measured_peak_memory(distributed.local_devices(runtime)),
+        planned_memory_bytes=planned_memory(spec),
+        seconds=outcome.seconds,
+        devices=runtime.global_devices,
+        processes=runtime.process_count,
+        platform=runtime.platform,
+        out_dir=out_dir,
+        checkpoint_dir=checkpoint_dir,
+        last_checkpoint=outcome.last_checkpoint,
+        metrics_path=metrics_path,
+        message=outcome.message,
+        config=record,
+        state=outcome.state,
+        signal_number=outcome.signal_number,
+    )
+    if not quiet and primary:
+        print(format_summary(result), file=stream, flush=True)
+    if outcome.status == DIVERGED:
+        raise TrainingDiverged(result)
+    return result
+
+
+def _console(stream: Any) -> Any:
+    from rich.console import Console
+
+    return Console(file=stream)
+
+
+def _params_text(state: Any) -> str:
+    import jax
+
+    count = sum(int(math.prod(x.shape)) for x in jax.tree.leaves(state.params))
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if count >= scale:
+            return f"{count / scale:.1f}{unit}"
+    return str(count)
+
+
+def _write_run_files(out_dir: Path, spec: Any, overrides: list[str], record: dict, runtime: Any, pipeline: Any) -> None:
+    import jax
+
+    from genaisdk import __version__
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if getattr(spec, "source", ""):
+        (out_dir / SPEC_COPY).write_text(spec.source, encoding="utf-8")
+    run = {
+        "project": spec.project.name,
+        "spec_file": str(getattr(spec, "filename", "")),
+        "overrides": overrides,
+        "config": record,
+        "data": {"sources": list(spec.project.data.source), "description": pipeline.description, "fingerprint": pipeline.fingerprint},
+        "runtime": {
+            "platform": runtime.platform,
+            "devices": runtime.global_devices,
+            "processes": runtime.process_count,
+            "device_kind": jax.devices()[0].device_kind,
+        },
+        "versions": {"genaisdk": __version__, "jax": jax.__version__},
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    (out_dir / RUN_FILE).write_text(json.dumps(run, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+# ----------------------------------------------------------------------------- the summary
+
+
+def _bytes(value: int | None) -> str:
+    if value is None:
+        return "-"
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if value >= scale:
+            return f"{value / scale:.2f} {unit}"
+    return f"{value} B"
+
+
+def format_summary(result: TrainResult) -> str:
+    """The lines printed at the end of a run."""
+    from genaisdk.backend.jax.progress import format_mfu, format_rate
+
+    def number(value: float | None, digits: int = 4) -> str:
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    lines = [
+        f"{result.status}: {result.project}, steps {result.start_step} -> {result.steps} of "
+        f"{result.total_steps} in {result.seconds:.1f} s"
+    ]
+    if result.message:
+        lines.append(f"  {result.message}")
+    lines.append(
+        f"  final loss      {number(result.final_loss)}   held-out loss {number(result.eval_loss)}   "
+        f"perplexity {number(result.perplexity, 2)}"
+    )
+    mfu = format_mfu(result.mfu) if result.mfu is not None else f"- (no peak FLOP/s known for {result.platform})"
+    lines.append(f"  throughput      {format_rate(result.tokens_per_s)}   MFU {mfu}")
+    if result.peak_memory_bytes is not None:
+        memory = f"measured peak {_bytes(result.peak_memory_bytes)} per device"
+        if result.planned_memory_bytes:
+            ratio = result.peak_memory_bytes / result.planned_memory_bytes
+            memory += f" vs planned {_bytes(result.planned_memory_bytes)} (x{ratio:.2f})"
+    else:
+        memory = f"not reported by {result.platform} devices"
+    lines.append(f"  memory          {memory}")
+    latest = f" (latest step {result.last_checkpoint})" if result.last_checkpoint is not None else ""
+    lines.append(f"  checkpoints     {result.checkpoint_dir}{latest}")
+    lines.append(f"  metrics         {result.metrics_path}")
+    return "\n".join(lines)

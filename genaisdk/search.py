@@ -27,7 +27,7 @@ from genaisdk.estimate.memory import training_memory
 from genaisdk.records import Architecture, Hardware, Optimizer, ParamCount, Precision, Strategy
 
 if TYPE_CHECKING:  # pragma: no cover
-    from genaisdk.plan import Plan
+    from genaisdk.plans import Plan
     from genaisdk.planning.sweep import SweepResult
     from genaisdk.spec.model import Spec
 

@@ -68,13 +68,15 @@ def command(
     except TrainError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
+    # Checked here, before JAX starts, so a spec mistake is reported in a fraction of a second.
     spec = load_spec_or_exit(spec_file, overrides)
 
     from genaisdk.backend.jax.train import train
 
     try:
         result = train(
-            spec,
+            spec.source if spec_file == "-" else spec_file,
+            overrides=list(overrides),
             steps=steps,
             out=out,
             resume=resume,

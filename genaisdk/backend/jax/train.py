@@ -268,6 +268,11 @@ def planned_memory(spec: Any) -> int | None:
         return None
 
 
+def default_checkpoint_every(total_steps: int) -> int:
+    """A tenth of the run (at most every 1000 steps): a killed run loses at most that much."""
+    return max(1, min(1000, total_steps // 10))
+
+
 def enable_compilation_cache() -> None:
     """Keeps XLA's compiled steps on disk so a rerun or a resume skips compilation.
 
@@ -493,7 +498,7 @@ def _run(
         seed=config.seed,
         eval_every=eval_every or train_spec.eval_every,
         eval_batches=eval_batches or DEFAULT_EVAL_BATCHES,
-        checkpoint_every=checkpoint_every or train_spec.checkpoint_every,
+        checkpoint_every=checkpoint_every or train_spec.checkpoint_every or default_checkpoint_every(config.total_steps),
         peak_flops=per_device_peak * len(training_devices) if per_device_peak else None,
         process_count=runtime.process_count,
     )

@@ -1,0 +1,104 @@
+"""`genai train` on the command line: exit codes, messages, outputs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from genaisdk.cli import cli
+
+SPEC = """genai 1
+
+project "tiny-cli" {
+  model {
+    family  = decoder
+    layers  = 1
+    d_model = 32
+    heads   = 2
+    d_ff    = 64
+    vocab   = 384
+    context = 32 tokens
+  }
+  data {
+    source = "SOURCE"
+  }
+  train {
+    precision     = fp32
+    sharding      = ddp
+    batch         = 256 tokens
+    steps         = 3
+    learning_rate = 0.01
+  }
+}
+"""
+
+
+def _spec(tmp_path, source="synthetic"):
+    path = tmp_path / "tiny.genai"
+    path.write_text(SPEC.replace("SOURCE", source))
+    return str(path)
+
+
+def _invoke(*args):
+    return CliRunner().invoke(cli, ["train", *args], catch_exceptions=False)
+
+
+def test_without_the_jax_extra_the_error_says_what_to_install(tmp_path, monkeypatch):
+    import genaisdk.backend.jax.train as train_module
+
+    real = train_module.importlib.util.find_spec
+    monkeypatch.setattr(
+        train_module.importlib.util, "find_spec", lambda name, *a: None if name == "orbax.checkpoint" else real(name, *a)
+    )
+    result = _invoke(_spec(tmp_path))
+    assert result.exit_code == 2
+    assert "pip install 'genaisdk[jax]'" in result.output and "orbax-checkpoint is not installed" in result.output
+
+
+@pytest.mark.jax
+def test_a_run_with_a_sharding_override_then_a_refused_rerun(tmp_path):
+    pytest.importorskip("orbax.checkpoint")
+    out = tmp_path / "run"
+    spec = _spec(tmp_path)
+    result = _invoke(spec, "--out", str(out), "--devices", "2", "--set", "train.sharding=fsdp", "--plain")
+    assert result.exit_code == 0, result.output
+    assert "fsdp on 2 cpu device(s)" in result.output
+    assert "step 3/3" in result.output and "completed: tiny-cli, steps 0 -> 3 of 3" in result.output
+    assert "final loss" in result.output and "checkpoints" in result.output
+    run = json.loads((out / "run.json").read_text())
+    assert run["config"]["strategy"] == "fsdp" and run["overrides"] == ["train.sharding=fsdp"]
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 4  # 3 steps + the final evaluation
+
+    again = _invoke(spec, "--out", str(out), "--devices", "2")
+    assert again.exit_code == 2
+    assert "already holds checkpoints (latest step 3): pass --resume" in again.output
+
+
+def test_spec_mistakes_in_overrides_are_diagnostics(tmp_path):
+    result = _invoke(_spec(tmp_path), "--set", "train.shardin=fsdp")
+    assert result.exit_code == 1
+    assert "--set:1:1" in result.output and "did you mean `sharding`" in result.output
+
+
+def test_missing_data_is_a_one_line_error(tmp_path):
+    pytest.importorskip("orbax.checkpoint")
+    result = _invoke(_spec(tmp_path, source="corpus/*.txt"), "--out", str(tmp_path / "x"), "--devices", "2")
+    assert result.exit_code == 1
+    assert result.output.startswith("error: data source 'corpus/*.txt': no file matches")
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--steps", "0"], "must be at least 1"),
+        (["--coordinator", "127.0.0.1:1234"], "--coordinator, --num-processes and --process-id go together"),
+    ],
+)
+def test_bad_usage_exits_2(tmp_path, args, message):
+    pytest.importorskip("orbax.checkpoint")
+    result = _invoke(_spec(tmp_path), *args)
+    assert result.exit_code == 2
+    assert message in result.output

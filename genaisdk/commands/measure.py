@@ -75,9 +75,17 @@ def _render(measurement) -> None:
 
 @click.command("measure")
 @click.argument("spec_file", metavar="SPEC", type=click.Path(dir_okay=False, allow_dash=True))
-@click.option("--devices", type=int, callback=_positive, metavar="N", help="Virtual devices to compile for (default: the plan's).")
+@click.option(
+    "--devices", type=int, callback=_positive, metavar="N", help="Virtual devices to compile for (default: the plan's)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the measurement as one JSON object.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec value, e.g. train.sharding=fsdp (repeatable).")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a spec value, e.g. train.sharding=fsdp (repeatable).",
+)
 @click.option("--no-flops", is_flag=True, help="Skip the unrolled compiles that count FLOPs (memory only, faster).")
 def command(spec_file: str, devices: int | None, as_json: bool, overrides: tuple[str, ...], no_flops: bool) -> None:
     """Compile the planned training step for N virtual CPU devices and compare XLA's

@@ -112,7 +112,12 @@ def test_cli_prints_json(tmp_path):
     from genaisdk.cli import cli
 
     spec = tmp_path / "tiny.genai"
-    spec.write_text(GPT3_XL.replace('preset = "gpt3-1.3b"', "layers = 2\n    d_model = 64\n    heads = 4\n    d_ff = 128\n    vocab = 384\n    context = 64 tokens").replace("16384", "512"))
+    spec.write_text(
+        GPT3_XL.replace(
+            'preset = "gpt3-1.3b"',
+            "layers = 2\n    d_model = 64\n    heads = 4\n    d_ff = 128\n    vocab = 384\n    context = 64 tokens",
+        ).replace("16384", "512")
+    )
     result = CliRunner().invoke(cli, ["measure", str(spec), "--devices", "8", "--json", "--no-flops"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
@@ -120,6 +125,20 @@ def test_cli_prints_json(tmp_path):
     rows = {r["name"]: r for r in data["rows"]}
     assert rows["parameters"]["ratio"] == 1.0
     assert np.isfinite(data["xla"]["temporaries"]) and data["xla"]["temporaries"] > 0
+
+
+def test_more_devices_than_this_process_has_are_measured_in_a_subprocess():
+    spec = genaisdk.loads(
+        GPT3_XL.replace(
+            'preset = "gpt3-1.3b"',
+            "layers = 2\n    d_model = 64\n    heads = 4\n    d_ff = 128\n    vocab = 384\n    context = 64 tokens",
+        ).replace("16384", "1024")
+    )
+    assert len(jax.devices()) == 8
+    result = measure(spec, devices=16, fit_flops=False)
+    assert result.devices == 16 and result.config["devices"] == 16
+    assert result.row("parameters").ratio == 1.0
+    assert result.xla["temporaries"] > 0
 
 
 def test_cli_reports_unsupported_precisions_without_a_traceback(tmp_path):

@@ -20,7 +20,11 @@ def _rows(rows: int, width: int, seed: int = 0) -> np.ndarray:
 
 
 def test_records_name_these_factories(registry):
-    for name, factory in [("causal-lm", "causal_lm"), ("masked-lm", "masked_lm"), ("span-corruption", "span_corruption")]:
+    for name, factory in [
+        ("causal-lm", "causal_lm"),
+        ("masked-lm", "masked_lm"),
+        ("span-corruption", "span_corruption"),
+    ]:
         assert registry.get("objectives", name).jax_loss == f"genaisdk.backend.jax.objectives:{factory}"
 
 

@@ -72,7 +72,9 @@ def _specs():
 @pytest.mark.parametrize("factory", ["adamw", "sgd_momentum", "lion", "adam_8bit", "adafactor"])
 def test_optimizer_state_takes_its_parameters_axes(mesh, factory):
     specs = _specs()
-    abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, "float32"), specs, is_leaf=lambda x: hasattr(x, "axes"))
+    abstract = jax.tree.map(
+        lambda s: jax.ShapeDtypeStruct(s.shape, "float32"), specs, is_leaf=lambda x: hasattr(x, "axes")
+    )
     make = getattr(optimizers, factory)
     state = jax.eval_shape(make(optax.constant_schedule(1e-3), weight_decay=0.1).init, abstract)
     mirrored = mirror_specs(state, specs)

@@ -7,6 +7,7 @@ import pytest
 
 jax = pytest.importorskip("jax")
 
+from genaisdk.backend.jax.sharding import ShardingWarning  # noqa: E402
 from genaisdk.backend.jax.step import Trainer  # noqa: E402
 
 FAMILIES = ("decoder", "encoder", "encoder-decoder")
@@ -65,7 +66,12 @@ def check_every_strategy_trains_and_all_agree(make_config, run_steps, family):
     """Train under ddp, zero1, zero2 and fsdp; return {strategy: (trainer, losses, state)}."""
     runs = {}
     for strategy in STRATEGIES:
-        trainer = Trainer(make_config(family, strategy=strategy))
+        if family == "encoder-decoder" and strategy != "ddp":
+            # T5's relative-bias tables (32 buckets x 4 heads) cannot be split 8 ways: said, not hidden.
+            with pytest.warns(ShardingWarning, match="relative_bias .* replicated"):
+                trainer = Trainer(make_config(family, strategy=strategy))
+        else:
+            trainer = Trainer(make_config(family, strategy=strategy))
         losses, state, _ = run_steps(trainer, STEPS)
         assert np.all(np.isfinite(losses))
         assert losses[-1] < 0.8 * losses[0], f"{family}/{strategy} did not learn: {losses}"

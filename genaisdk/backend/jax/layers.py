@@ -116,9 +116,7 @@ def relative_buckets(query_len: int, key_len: int, *, bidirectional: bool, num_b
     else:
         distance = jnp.maximum(distance, 0)
     exact = max(buckets // 2, 1)
-    log_ratio = jnp.log(jnp.maximum(distance, 1).astype(jnp.float32) / exact) / math.log(
-        RELATIVE_MAX_DISTANCE / exact
-    )
+    log_ratio = jnp.log(jnp.maximum(distance, 1).astype(jnp.float32) / exact) / math.log(RELATIVE_MAX_DISTANCE / exact)
     far = jnp.minimum(exact + (log_ratio * (buckets - exact)).astype(jnp.int32), buckets - 1)
     return base + jnp.where(distance < exact, distance, far)
 

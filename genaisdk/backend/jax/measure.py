@@ -221,7 +221,9 @@ def fitted_flops(config: RunConfig, mesh: Any) -> tuple[float, list[dict[str, fl
     basis = np.asarray(rows)
     keep = [j for j in range(basis.shape[1]) if np.ptp(basis[:, j]) > 0 or j == 0]
     coefficients, *_ = np.linalg.lstsq(basis[:, keep], np.asarray(values), rcond=None)
-    real = np.asarray([1.0, *_real_depths(config), config.accumulation, *(config.accumulation * d for d in _real_depths(config))])
+    real = np.asarray(
+        [1.0, *_real_depths(config), config.accumulation, *(config.accumulation * d for d in _real_depths(config))]
+    )
     return float(real[keep] @ coefficients), points
 
 
@@ -247,7 +249,6 @@ def measure_config(
     config: RunConfig, *, plan: Any = None, fit_flops: bool = True, notes: tuple[str, ...] = ()
 ) -> Measurement:
     """Compile `config`'s train step on `config.devices` virtual CPU devices and compare."""
-    import jax
     import numpy as np
 
     mesh = _cpu_mesh(config.devices)
@@ -276,7 +277,6 @@ def measure_config(
     points: list[dict[str, float]] = []
     if fit_flops:
         xla["flops"], points = fitted_flops(config, mesh)
-    del jax
 
     if config.precision.compute_dtype in ("bf16", "fp16"):
         notes = (

@@ -80,13 +80,17 @@ def _decayed(inner: optax.GradientTransformation, learning_rate: Any, weight_dec
     return optax.chain(*parts)
 
 
-def adamw(learning_rate: Any, *, weight_decay: float = 0.0, b1: float = 0.9, b2: float = 0.95, eps: float = 1e-8, **_: Any):
+def adamw(
+    learning_rate: Any, *, weight_decay: float = 0.0, b1: float = 0.9, b2: float = 0.95, eps: float = 1e-8, **_: Any
+):
     """Adam with decoupled weight decay (Loshchilov & Hutter 2019, Algorithm 2); β₂ = 0.95
     as in GPT-3 (Brown et al. 2020, Appendix B)."""
     return optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, mask=decay_mask)
 
 
-def adam(learning_rate: Any, *, weight_decay: float = 0.0, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, **_: Any):
+def adam(
+    learning_rate: Any, *, weight_decay: float = 0.0, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, **_: Any
+):
     """Adam (Kingma & Ba 2015, Algorithm 1); weight decay, if any, as L2 added to the
     gradient before the moments (the original coupling)."""
     parts = []
@@ -101,13 +105,17 @@ def sgd(learning_rate: Any, *, weight_decay: float = 0.0, **_: Any):
     return _decayed(optax.identity(), learning_rate, weight_decay)
 
 
-def sgd_momentum(learning_rate: Any, *, weight_decay: float = 0.0, momentum: float = 0.9, nesterov: bool = False, **_: Any):
+def sgd_momentum(
+    learning_rate: Any, *, weight_decay: float = 0.0, momentum: float = 0.9, nesterov: bool = False, **_: Any
+):
     """SGD with heavy-ball momentum (Polyak 1964; Sutskever et al. 2013, Eq. 1), one fp32
     buffer per parameter."""
     return _decayed(optax.trace(decay=momentum, nesterov=nesterov), learning_rate, weight_decay)
 
 
-def adafactor(learning_rate: Any, *, weight_decay: float = 0.0, decay_rate: float = 0.8, clipping_threshold: float = 1.0, **_: Any):
+def adafactor(
+    learning_rate: Any, *, weight_decay: float = 0.0, decay_rate: float = 0.8, clipping_threshold: float = 1.0, **_: Any
+):
     """Adafactor (Shazeer & Stern 2018, Algorithms 4-5): factored second moments (a row and
     a column vector per matrix), no first moment, update clipping at 1.0."""
     return optax.adafactor(
@@ -124,7 +132,16 @@ def lion(learning_rate: Any, *, weight_decay: float = 0.0, b1: float = 0.9, b2: 
     return optax.lion(learning_rate, b1=b1, b2=b2, weight_decay=weight_decay, mask=decay_mask)
 
 
-def adam_8bit(learning_rate: Any, *, weight_decay: float = 0.0, b1: float = 0.9, b2: float = 0.95, eps: float = 1e-8, block_size: int = 2048, **_: Any):
+def adam_8bit(
+    learning_rate: Any,
+    *,
+    weight_decay: float = 0.0,
+    b1: float = 0.9,
+    b2: float = 0.95,
+    eps: float = 1e-8,
+    block_size: int = 2048,
+    **_: Any,
+):
     """AdamW with both moments stored as block-wise quantized int8 (Dettmers et al. 2022,
     "8-bit Optimizers via Block-wise Quantization"); see `quantized_adam`."""
     return quantized_adam.adamw_8bit(
@@ -132,7 +149,9 @@ def adam_8bit(learning_rate: Any, *, weight_decay: float = 0.0, b1: float = 0.9,
     )
 
 
-def build(factory: Any, schedule: optax.Schedule, *, weight_decay: float, options: dict[str, Any]) -> optax.GradientTransformation:
+def build(
+    factory: Any, schedule: optax.Schedule, *, weight_decay: float, options: dict[str, Any]
+) -> optax.GradientTransformation:
     """Call an optimizer factory, with a clear error when it is not usable for training."""
     try:
         return factory(schedule, weight_decay=weight_decay, **options)

@@ -37,6 +37,12 @@ from genaisdk.diagnostics import Diagnostic
 from genaisdk.records import Strategy
 
 DATA_AXIS = "data"
+
+
+class ShardingWarning(UserWarning):
+    """An array a rule wanted to shard is replicated instead (its dimensions do not divide)."""
+
+
 STATE_KINDS = ("params", "grads", "opt_state", "batch")
 Rules = tuple[tuple[str, str | None], ...]
 
@@ -106,7 +112,9 @@ class Placement:
     diagnostics: tuple[Diagnostic, ...] = ()
 
 
-def partition(axes: Sequence[str | None], shape: Sequence[int], rules: Rules, mesh: Mesh, *, path: str = "") -> Placement:
+def partition(
+    axes: Sequence[str | None], shape: Sequence[int], rules: Rules, mesh: Mesh, *, path: str = ""
+) -> Placement:
     """The PartitionSpec for one array (see the module docstring for the rule)."""
     if len(shape) == 0:
         return Placement(spec=PartitionSpec())

@@ -42,6 +42,7 @@ from genaisdk.backend.jax.sharding import (
     ACTIVATION_AXES,
     BATCH_AXES,
     DATA_AXIS,
+    ShardingWarning,
     make_mesh,
     mirror_specs,
     named,
@@ -97,9 +98,7 @@ class Trainer:
             )
         self.policy = policy_from_record(config.precision)
         factory = resolve(config.architecture.jax_model, f"architecture '{config.architecture.name}'")
-        self.model = factory(
-            config.dims, family=config.architecture.family, recompute=config.recompute, unroll=unroll
-        )
+        self.model = factory(config.dims, family=config.architecture.family, recompute=config.recompute, unroll=unroll)
         make_objective = resolve(config.objective.jax_loss, f"objective '{config.objective.name}'")
         self.objective = make_objective(vocab_size=config.dims.vocab, record=config.objective)
         self.schedule = optimizers.warmup_cosine(
@@ -150,7 +149,7 @@ class Trainer:
         )
         self.diagnostics: list[Diagnostic] = _unique(notes + grad_notes + opt_notes)
         for note in self.diagnostics:
-            warnings.warn(f"{note.message} [{note.code}]", stacklevel=2)
+            warnings.warn(f"{note.message} [{note.code}]", ShardingWarning, stacklevel=2)
 
         self._train = jax.jit(
             self._train_step,
@@ -241,7 +240,9 @@ class Trainer:
         if tokens.shape[0] % config.accumulation:
             raise BackendError(f"{tokens.shape[0]} rows do not split into {config.accumulation} micro-steps")
         batch = self.objective.make_batch(tokens, rng)
-        return {k: v.reshape(config.accumulation, v.shape[0] // config.accumulation, *v.shape[1:]) for k, v in batch.items()}
+        return {
+            k: v.reshape(config.accumulation, v.shape[0] // config.accumulation, *v.shape[1:]) for k, v in batch.items()
+        }
 
     def put_batch(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
         """Global arrays in the batch sharding from the same host-side batch on every process."""
@@ -412,4 +413,3 @@ def _unique(notes: list[Diagnostic]) -> list[Diagnostic]:
             seen.add(note.message)
             out.append(note)
     return out
-

@@ -175,14 +175,15 @@ class RunConfig:
     ) -> RunConfig:
         """Resolve a `genaisdk.spec.model.Spec` into a run on `devices` devices.
 
-        `devices=None` uses every device JAX sees (this initializes the JAX runtime).
+        `devices=None` uses every device JAX sees. Either way this initializes the JAX
+        runtime (the platform decides the precision `auto` gives).
         """
         registry = registry if registry is not None else _get_registry()
-        if devices is None:
-            import jax
+        import jax
 
+        if devices is None:
             devices = jax.device_count()
-        return fill_defaults(spec, registry=registry, steps=steps, devices=devices)
+        return fill_defaults(spec, registry=registry, steps=steps, devices=devices, platform=jax.default_backend())
 
 
 def _check_objective_family(objective: Objective, architecture: Architecture) -> None:
@@ -292,11 +293,14 @@ def dims_from_plan(m: Any) -> Dimensions:
     )
 
 
-def fill_defaults(spec: Any, *, registry: Any, steps: int | None, devices: int, plan: Any = None) -> RunConfig:
+def fill_defaults(
+    spec: Any, *, registry: Any, steps: int | None, devices: int, plan: Any = None, platform: str = "cpu"
+) -> RunConfig:
     """The one place where a spec's `auto`s and omissions become a small-run configuration.
 
     - family / objective: the task's, else decoder / the family's objective;
-    - precision `auto`: fp32 (a CPU computes it natively; on accelerators name bf16);
+    - precision `auto`: fp32 on a CPU (which computes 16-bit products in fp32 anyway),
+      bf16 mixed precision on GPUs and TPUs;
     - sharding `auto`: ddp;
     - batch: `train.batch` tokens (default 16k) rounded to whole sequences and to a multiple
       of the device count;
@@ -322,7 +326,10 @@ def fill_defaults(spec: Any, *, registry: Any, steps: int | None, devices: int, 
         objective = _family_objective(registry, arch)
     dims = resolve_dims(spec, registry, plan)
     seq_len = model.context or dims.context
-    precision = "fp32" if _is_auto(train.precision) else train.precision
+    if _is_auto(train.precision):
+        precision = "fp32" if platform == "cpu" else "bf16"
+    else:
+        precision = train.precision
     strategy = "ddp" if _is_auto(train.sharding) else train.sharding
     optimizer = _lookup(registry, "optimizers", train.optimizer)
 

@@ -35,6 +35,13 @@ project "tiny-cli" {
 """
 
 
+
+@pytest.fixture(autouse=True)
+def _no_compilation_cache_in_home(monkeypatch):
+    """`train` would otherwise keep compiled steps under ~/.cache; tests leave no trace there."""
+    monkeypatch.setenv("GENAISDK_COMPILATION_CACHE", "0")
+
+
 def _spec(tmp_path, source="synthetic"):
     path = tmp_path / "tiny.genai"
     path.write_text(SPEC.replace("SOURCE", source))

@@ -40,6 +40,13 @@ project "tiny-loop" {{
 """
 
 
+
+@pytest.fixture(autouse=True)
+def _no_compilation_cache_in_home(monkeypatch):
+    """`train` would otherwise keep compiled steps under ~/.cache; tests leave no trace there."""
+    monkeypatch.setenv("GENAISDK_COMPILATION_CACHE", "0")
+
+
 def _spec(tmp_path, *, steps=12, lr=0.01):
     path = tmp_path / "tiny.genai"
     path.write_text(SPEC.format(steps=steps, lr=lr))

@@ -110,9 +110,15 @@ def test_a_run_learns_and_writes_metrics_checkpoints_and_run_files(tmp_path):
         train(_spec(tmp_path), out=out, devices=2, quiet=True)
     assert info.value.exit_code == 2
 
-    # Resuming with more steps continues from step 12 and extends metrics.jsonl.
+    # Damage the latest checkpoint: resuming (with more steps) passes over it to step 8, says
+    # so, drops the metrics of steps 9-12 and trains them again.
+    for path in (out / "checkpoints" / "12" / "state").rglob("*"):
+        if path.is_file():
+            path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     more = train(_spec(tmp_path), out=out, devices=2, steps=14, resume=True, quiet=True)
-    assert (more.start_step, more.steps) == (12, 14)
+    assert (more.start_step, more.steps) == (8, 14)
+    assert any("checkpoints/12 is damaged" in note for note in more.notes)
+    assert any(note.startswith("resuming from step 8") for note in more.notes)
     assert [e["step"] for e in read_metrics(out / "metrics.jsonl") if e["kind"] == "train"] == list(range(1, 15))
 
 

@@ -84,6 +84,9 @@ class TrainResult:
     last_checkpoint: int | None
     metrics_path: Path
     message: str = ""
+    notes: tuple[str, ...] = ()
+    """What the run noticed on the way: sharding fallbacks, damaged checkpoints passed over,
+    a changed configuration or data on resume."""
     config: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
     state: Any = attrs.field(default=None, repr=False, eq=False)
     """The final TrainState (its arrays live on the devices)."""
@@ -562,6 +565,7 @@ def _run(
         last_checkpoint=outcome.last_checkpoint,
         metrics_path=metrics_path,
         message=outcome.message,
+        notes=tuple(notes + resume_notes),
         config=record,
         state=outcome.state,
         signal_number=outcome.signal_number,

@@ -59,7 +59,7 @@ def command(
       genai train specs/tiny-gpt.genai --steps 40
       genai train specs/tiny-legal.genai --set train.sharding=fsdp --devices 8
       genai train specs/tiny-gpt.genai --out runs/a --resume
-      genai train SPEC --coordinator 10.0.0.1:1234 --num-processes 2 --process-id 0
+      genai train SPEC --coordinator host0:1234 --num-processes 2 --process-id 0
     """
     from genaisdk.backend.jax.train import TrainError, TrainingDiverged, require_jax
 

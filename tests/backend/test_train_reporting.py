@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 
+import pytest
+
 from genaisdk.backend.jax.metrics import MetricsLog, read_metrics
 from genaisdk.backend.jax.progress import PlainProgress, SilentProgress, format_rate, format_seconds, make_progress
 
@@ -69,3 +71,25 @@ def test_progress_choice_follows_the_output():
 def test_formats():
     assert format_rate(2_500_000) == "2.5M tok/s" and format_rate(950) == "950 tok/s"
     assert format_seconds(3725) == "1:02:05" and format_seconds(65) == "1:05" and format_seconds(None) == "-"
+
+
+@pytest.mark.parametrize(
+    "device_kind, record",
+    [
+        ("NVIDIA H100 80GB HBM3", "h100-sxm"),
+        ("NVIDIA H100 PCIe", "h100-pcie"),
+        ("NVIDIA A100-SXM4-40GB", "a100-40gb"),
+        ("NVIDIA A100-SXM4-80GB", "a100-80gb"),
+        ("NVIDIA A100 80GB PCIe", "a100-80gb"),
+        ("NVIDIA H200", "h200"),
+        ("TPU v5 lite", "tpu-v5e"),
+        ("TPU v5p", "tpu-v5p"),
+        ("cpu", None),
+    ],
+)
+def test_device_kinds_find_their_hardware_record_for_mfu(device_kind, record):
+    from genaisdk.backend.jax.train import match_hardware
+    from genaisdk.registry import get_registry
+
+    found = match_hardware(device_kind, get_registry().catalog("hardware").values())
+    assert (found.key if found else None) == record

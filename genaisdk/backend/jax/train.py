@@ -212,7 +212,7 @@ def match_hardware(device_kind: str, records: Iterable[Any]) -> Any:
 
     A record matches when its model token (``h100``, ``a100``, ``v5p``) is in the device
     kind; among matches the one sharing most remaining tokens (memory size, form factor)
-    wins, and a PCIe record only matches a PCIe device.
+    wins; a PCIe record is preferred for a PCIe device and avoided otherwise.
     """
     kind = device_kind.lower().replace("v5 lite", "v5e").replace("v5lite", "v5e")
     tokens = set(re.split(r"[^a-z0-9]+", kind)) - {""}
@@ -226,9 +226,9 @@ def match_hardware(device_kind: str, records: Iterable[Any]) -> Any:
             if parts[model_index] not in tokens:
                 continue
             rest = parts[model_index + 1 :]
-            if ("pcie" in rest) != ("pcie" in tokens):
-                continue
             score = sum(part in tokens for part in rest) - 0.1 * sum(part not in tokens for part in rest)
+            if ("pcie" in rest) != ("pcie" in tokens):
+                score -= 1.0  # PCIe cards run at lower clocks than their SXM siblings
             if best_score is None or score > best_score:
                 best, best_score = record, score
     return best

@@ -93,3 +93,46 @@ def test_device_kinds_find_their_hardware_record_for_mfu(device_kind, record):
 
     found = match_hardware(device_kind, get_registry().catalog("hardware").values())
     assert (found.key if found else None) == record
+
+
+def _result(**changes):
+    from pathlib import Path
+
+    from genaisdk.backend.jax.train import TrainResult
+
+    fields = dict(
+        status="completed", project="p", start_step=0, steps=40, total_steps=40, final_loss=1.25, eval_loss=1.5,
+        perplexity=4.4817, tokens_per_s=2.0e6, mfu=0.4125, peak_flops=8e15, peak_memory_bytes=3 * 2**30,
+        planned_memory_bytes=2 * 2**30, planned_devices=8, seconds=12.0, devices=8, processes=1, platform="gpu",
+        out_dir=Path("o"), checkpoint_dir=Path("o/checkpoints"), last_checkpoint=40, metrics_path=Path("o/metrics.jsonl"),
+    )
+    fields.update(changes)
+    return TrainResult(**fields)
+
+
+def test_summary_shows_mfu_and_measured_against_planned_memory():
+    from genaisdk.backend.jax.train import format_summary
+
+    text = format_summary(_result())
+    assert "final loss      1.2500   held-out loss 1.5000   perplexity 4.48" in text
+    assert "2.0M tok/s   MFU 41.2%" in text
+    assert "measured peak 3.00 GiB per device vs planned 2.00 GiB (x1.50)" in text
+    assert "planned for" not in text
+    other = format_summary(_result(planned_devices=64))
+    assert "planned for 64 device(s), run on 8" in other
+
+
+def test_summary_on_cpu_says_what_is_unknown():
+    from genaisdk.backend.jax.train import format_summary
+
+    text = format_summary(_result(platform="cpu", mfu=None, peak_flops=None, peak_memory_bytes=None))
+    assert "MFU - (no peak FLOP/s known for cpu)" in text
+    assert "memory          not reported by cpu devices" in text
+
+
+def test_exit_codes_follow_the_status():
+    import signal
+
+    assert _result().exit_code == 0
+    assert _result(status="interrupted", signal_number=signal.SIGINT).exit_code == 130
+    assert _result(status="diverged").exit_code == 1

@@ -75,6 +75,8 @@ class TrainResult:
     """The devices' own peak-bytes-in-use counter (largest device); None where not reported."""
     planned_memory_bytes: int | None
     """The planner's memory per device for this spec, where the planner could plan it."""
+    planned_devices: int | None
+    """The device count that plan is for (the spec's budget), which may differ from `devices`."""
     seconds: float
     devices: int
     processes: int
@@ -258,17 +260,19 @@ def measured_peak_memory(devices: list) -> int | None:
     return max(peaks) if peaks else None
 
 
-def planned_memory(spec: Any) -> int | None:
-    """The planner's total memory per device for this spec, or None if it cannot plan it."""
+def planned_memory(spec: Any) -> tuple[int | None, int | None]:
+    """The planner's total memory per device for this spec and the device count it planned
+    for, or (None, None) if it cannot plan the spec."""
     try:
         from genaisdk.planner import plan
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            value = plan(spec).memory.per_device.total
-        return int(value) if value is not None else None
+            planned = plan(spec)
+        total = planned.memory.per_device.total
+        return (int(total) if total is not None else None), int(planned.train.devices)
     except Exception:  # the plan is a comparison, never a reason to fail a finished run
-        return None
+        return None, None
 
 
 def default_checkpoint_every(total_steps: int) -> int:
@@ -542,6 +546,7 @@ def _run(
         metrics.close()
         checkpointer.close()
 
+    planned_bytes, planned_devices = planned_memory(spec)
     result = TrainResult(
         status=outcome.status,
         project=project.name,
@@ -555,7 +560,8 @@ def _run(
         mfu=outcome.mfu,
         peak_flops=settings.peak_flops,
         peak_memory_bytes=measured_peak_memory(distributed.local_devices(runtime)),
-        planned_memory_bytes=planned_memory(spec),
+        planned_memory_bytes=planned_bytes,
+        planned_devices=planned_devices,
         seconds=outcome.seconds,
         devices=runtime.global_devices,
         processes=runtime.process_count,
@@ -655,6 +661,8 @@ def format_summary(result: TrainResult) -> str:
         if result.planned_memory_bytes:
             ratio = result.peak_memory_bytes / result.planned_memory_bytes
             memory += f" vs planned {_bytes(result.planned_memory_bytes)} (x{ratio:.2f})"
+            if result.planned_devices not in (None, result.devices):
+                memory += f"; planned for {result.planned_devices} device(s), run on {result.devices}"
     else:
         memory = f"not reported by {result.platform} devices"
     lines.append(f"  memory          {memory}")

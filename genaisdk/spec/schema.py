@@ -73,7 +73,8 @@ class Key:
         from genaisdk.spec.units import DIMENSIONS
 
         if self.kind == "name":
-            text = f"a {_singular(self.registry or 'name')} name"
+            noun = _singular(self.registry or "name")
+            text = f"{'an' if noun[0] in 'aeiou' else 'a'} {noun} name"
         elif self.kind == "choice":
             text = " | ".join(self.words)
         elif self.kind == "quantity":

@@ -63,7 +63,7 @@ def test_same_plan_from_python_and_from_the_cli():
 
 def test_spec_errors_are_rendered_and_exit_1(tmp_path):
     bad = tmp_path / "bad.genai"
-    bad.write_text(Path(LEGAL).read_text().replace("precision = bf16", "precision = bf61"))
+    bad.write_text(Path(LEGAL).read_text().replace("precision   = bf16", "precision   = bf61"))
     result = run("plan", str(bad))
     assert result.exit_code == 1
     assert "bad.genai:" in result.output and "bf61" in result.output and "^" in result.output

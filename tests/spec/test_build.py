@@ -61,7 +61,7 @@ def test_legal_spec_in_canonical_units(builtin_registry):
 def test_spans_point_at_values(builtin_registry):
     spec = loads(LEGAL, "legal.genai", registry=builtin_registry)
     span = spec.spans["train.precision"]
-    assert (span.file, span.line, span.column) == ("legal.genai", 22, 17)
+    assert (span.file, span.line, span.column) == ("legal.genai", 22, 19)
     for path in ("name", "task", "model", "model.context", "data.mix.legal", "budget.devices", "budget.time", "serve.batch"):
         assert path in spec.spans, path
 

@@ -31,9 +31,8 @@ def test_fmt_keeps_the_meaning(path, builtin_registry):
     assert loads(format_text(text), registry=builtin_registry) == loads(text, registry=builtin_registry)
 
 
-@pytest.mark.parametrize("path", [p for p in EXAMPLES if p.name != "legal.genai"], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_example_specs_are_in_canonical_layout(path):
-    """legal.genai is kept exactly as the design document shows it; the rest are canonical."""
     text = path.read_text()
     assert format_text(text) == text
 

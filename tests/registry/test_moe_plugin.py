@@ -92,6 +92,17 @@ def test_a_spec_using_it_loads_and_its_validate_hook_runs(moe) -> None:
     assert [d.code for d in failure.value.diagnostics if d.is_error] == ["MOE001"]
 
 
+def test_a_capacity_factor_below_one_is_an_error_not_a_crash(moe) -> None:
+    import genaisdk
+
+    text = SPEC.replace("TOP_K", "2").replace("  top_k   = 2\n", "  top_k   = 2\n    capacity_factor = 0.5\n")
+    with registry_with(entry_points=True):
+        with pytest.raises(SpecError) as failure:
+            genaisdk.loads(text)
+    (error,) = [d for d in failure.value.diagnostics if d.is_error]
+    assert error.code == "MOE003" and error.span.line == 10
+
+
 def test_without_plugins_there_is_no_moe_decoder(moe, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GENAISDK_LOAD_PLUGINS", "")
     with registry_with(entry_points=True) as registry:

@@ -109,6 +109,13 @@ def test_validate_checks_top_k_against_experts(registry) -> None:
     assert registry.validate(_spec("decoder", experts=1, top_k=5)) == []
 
 
+def test_validate_refuses_a_capacity_factor_below_one(registry) -> None:
+    # The counting functions raise for it, so a spec with it must not pass `genai check`.
+    (error,) = registry.validate(_spec("moe-decoder", experts=8, top_k=2, capacity_factor=0.5))
+    assert (error.code, error.severity) == ("MOE003", "error")
+    assert registry.validate(_spec("moe-decoder", experts=8, top_k=2, capacity_factor=1.25)) == []
+
+
 def test_the_architecture_declares_its_spec_keys(registry) -> None:
     architecture = registry.get("architectures", "MoE")
     assert architecture.name == "moe-decoder" and architecture.family == "decoder"

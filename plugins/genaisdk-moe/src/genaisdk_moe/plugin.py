@@ -87,11 +87,22 @@ def genaisdk_presets() -> Iterator[Preset]:
 
 @hookimpl
 def genaisdk_validate(spec) -> Iterator[Diagnostic]:
-    """top_k must be between 1 and the number of experts (MOE001), and routing to every
-    expert makes the layer dense at MoE's memory cost (MOE002, a warning)."""
+    """top_k must be between 1 and the number of experts (MOE001), routing to every
+    expert makes the layer dense at MoE's memory cost (MOE002, a warning), and an expert
+    buffer smaller than an even share of the tokens is refused (MOE003): the counting
+    functions reject it, so the spec must not pass `genai check`."""
     model = spec.project.model
     if getattr(model, "family", None) not in (ARCHITECTURE, *ALIASES):
         return
+    capacity = model.extra.get(CAPACITY_FACTOR.name, CAPACITY_FACTOR.default)
+    if capacity < 1:
+        yield Diagnostic(
+            code="MOE003",
+            severity="error",
+            message=f"capacity_factor = {capacity:g} leaves experts room for less than an even share of the tokens",
+            span=spec.spans.get("model." + CAPACITY_FACTOR.name),
+            hint="use 1 (dropless, as Mixtral) or more, e.g. 1.25 (Switch Transformers)",
+        )
     experts = model.extra.get(EXPERTS.name, EXPERTS.default)
     top_k = model.extra.get(TOP_K.name, TOP_K.default)
     span = spec.spans.get("model." + TOP_K.name) or spec.spans.get("model." + EXPERTS.name)

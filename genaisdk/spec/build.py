@@ -20,7 +20,7 @@ from typing import Any
 from genaisdk.diagnostics import Diagnostic, Span, sort_diagnostics
 from genaisdk.records import normalize_name
 from genaisdk.spec import model as M
-from genaisdk.spec.schema import BLOCKS, MIX_ENTRY, Key, extra_keys, homes_of, parent_of
+from genaisdk.spec.schema import BLOCKS, MIX_ENTRY, Key, extra_keys, homes_of, parent_of, singular
 from genaisdk.spec.suggest import one_of, suggest
 from genaisdk.spec.tree import Atom, Attribute, Block, Document, ListNode, MapNode, Value, value_source
 from genaisdk.spec.units import DIMENSIONS, QuantityError, quantity_from_words
@@ -516,7 +516,7 @@ class Builder:
         names = self.registry.names(kind)
         aliases = getattr(self.registry, "aliases", None)
         guess = suggest(word, names + (list(aliases(kind)) if aliases is not None else []))
-        noun = {"hardware": "hardware", "strategies": "strategy"}.get(kind, kind.rstrip("s"))
+        noun = singular(kind)
         choices = names + (["auto"] if auto else [])
         hint = f"did you mean `{guess}`?" if guess else f"known {kind}: {one_of(choices)}"
         if not guess and len(names) > 12:
@@ -655,7 +655,7 @@ class Builder:
         first_line: dict[str, int] = {}
         ok = True
         for pair in single.pairs:
-            if pair.key in shares or pair.key in first_line:
+            if pair.key in first_line:
                 self.error(
                     DUPLICATE, f"`{pair.key}` appears twice in `{label}`", pair.key_span,
                     hint=f"first on line {first_line[pair.key]}",
@@ -692,8 +692,7 @@ class Builder:
         out = []
         for item in items:
             atom = item.terms[0] if len(item.terms) == 1 else None
-            ok_kinds = ("string", "name") if key.kind == "sources" else ("name", "string")
-            if not isinstance(atom, Atom) or atom.kind not in ok_kinds:
+            if not isinstance(atom, Atom) or atom.kind not in ("name", "string"):
                 raise _err(
                     WRONG_TYPE, f"`{label}` expects {key.describe()}, got `{value_source(item)}`", item.span,
                     hint='write a quoted path such as "data/*.txt"' if key.kind == "sources" else f"write `{label} = [a, b]`",

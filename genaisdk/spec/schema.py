@@ -73,7 +73,7 @@ class Key:
         from genaisdk.spec.units import DIMENSIONS
 
         if self.kind == "name":
-            noun = _singular(self.registry or "name")
+            noun = singular(self.registry or "name")
             text = f"{'an' if noun[0] in 'aeiou' else 'a'} {noun} name"
         elif self.kind == "choice":
             text = " | ".join(self.words)
@@ -97,7 +97,8 @@ class Key:
         return text
 
 
-def _singular(kind: str) -> str:
+def singular(kind: str) -> str:
+    """A catalog kind as one of its records is called (`strategies` -> `strategy`)."""
     return {
         "tasks": "task",
         "architectures": "architecture",

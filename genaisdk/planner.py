@@ -38,7 +38,7 @@ from genaisdk.estimate import constants
 from genaisdk.estimate import cost as cost_math
 from genaisdk.estimate import flops as flops_math
 from genaisdk.estimate import scaling
-from genaisdk.estimate.adaptation import alignment_params, lora_params
+from genaisdk.estimate.adaptation import TARGET_NAMES, alignment_params, lora_params
 from genaisdk.estimate.data import epochs_over, mix_tokens, raw_tokens_needed, usable_tokens
 from genaisdk.estimate.inference import inference_memory
 from genaisdk.plans import (
@@ -402,6 +402,16 @@ class _Planner:
         if a.trains and not a.full and not self._alignment():
             rank = self.p.adapt.rank or a.default_rank or 8
             targets = tuple(self.p.adapt.targets) or tuple(a.default_targets) or ("q", "v")
+            unknown = [t for t in targets if str(t).strip().lower() not in TARGET_NAMES]
+            if unknown:
+                self.notes.diag(
+                    codes.UNKNOWN_NAME,
+                    "error",
+                    f"unknown LoRA target{'s' if len(unknown) > 1 else ''} {', '.join(f'`{t}`' for t in unknown)}",
+                    "adapt.targets",
+                    hint=f"known: {', '.join(TARGET_NAMES)}",
+                )
+                raise SpecError(self.notes.diagnostics, self.spec.source)
             self.lora = {"rank": rank, "targets": targets}
             if a.frozen_precision:
                 frozen = self.registry.get("precisions", a.frozen_precision)

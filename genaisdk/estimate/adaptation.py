@@ -31,6 +31,8 @@ MLP_TARGETS = ("gate", "up", "down")
 ALL_TARGETS = ATTENTION_TARGETS + MLP_TARGETS
 TARGET_GROUPS = {"attention": ATTENTION_TARGETS, "mlp": MLP_TARGETS, "all": ALL_TARGETS}
 """Target names: single projections, or a group. LoRA's paper adapts q and v (Sec. 7.1)."""
+TARGET_NAMES = ALL_TARGETS + tuple(TARGET_GROUPS)
+"""Every name `expand_targets` accepts."""
 
 
 def expand_targets(targets) -> tuple[str, ...]:

@@ -73,6 +73,19 @@ def test_spec_errors_are_rendered_and_exit_1(tmp_path):
     assert "--set" in override.output and "fp16" in override.output
 
 
+def test_unknown_lora_target_is_a_diagnostic_not_a_traceback(tmp_path):
+    spec = tmp_path / "lora.genai"
+    spec.write_text(
+        'genai 1\nproject "t" {\n  model {\n    preset = llama2-7b\n  }\n  data {\n    tokens = 1M tokens\n  }\n'
+        "  adapt {\n    method  = lora\n    targets = [q, ffn]\n  }\n}\n"
+    )
+    result = CliRunner().invoke(cli, ["plan", str(spec)])
+    assert result.exit_code == 1
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "GP001" in result.output and "`ffn`" in result.output and "lora.genai:11:" in result.output
+    assert "attention" in result.output  # the hint lists the names it accepts
+
+
 def test_a_plan_with_errors_exits_1(tmp_path):
     spec = tmp_path / "huge.genai"
     spec.write_text(

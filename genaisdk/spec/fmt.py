@@ -19,7 +19,6 @@ enclosing block, list or file); one after code belongs to that line.
 from __future__ import annotations
 
 from genaisdk.spec.tree import (
-    Atom,
     Block,
     Comment,
     Document,
@@ -27,8 +26,9 @@ from genaisdk.spec.tree import (
     MapNode,
     Pair,
     Statement,
-    Term,
     Value,
+    term_source,
+    value_source,
 )
 
 INDENT = "  "
@@ -109,19 +109,14 @@ class Printer:
     # -- document -------------------------------------------------------------------------
     def document_text(self) -> str:
         doc = self.document
-        previous_end: int | None = None
         if doc.version is not None:
             header = self.comments.leading(doc.version.span.line)
             previous_end, _ = self.own_line_comments(header, 0, None)
             line = self.emit(0, f"genai {doc.version.text}", self.comments.trailing(doc.version.span.line))
             line.blank_before = previous_end is not None and self.had_blank(previous_end, doc.version.span.line)
-            previous_end = doc.version.span.line
-            first_after_version = True
-        else:
-            first_after_version = False
         start = len(self.lines)
         self.body(doc.body, 0, end_line=None)
-        if first_after_version and len(self.lines) > start:
+        if doc.version is not None and len(self.lines) > start:
             self.lines[start].blank_before = True
         return self.render()
 
@@ -183,11 +178,11 @@ class Printer:
         multi = self.multiline_term(value)
         if multi is None:
             trailing = self.comments.trailing(end) if next_start != end else None
-            self.emit(indent, f"{_inline(value)}{suffix}", trailing, group, key, op)
+            self.emit(indent, f"{value_source(value)}{suffix}", trailing, group, key, op)
             return
         # A list or map over several lines: `key = [` ... `]`.
         prefix_terms = value.terms[:-1]
-        prefix = " ".join(_term(t) for t in prefix_terms)
+        prefix = " ".join(term_source(t) for t in prefix_terms)
         opener = "[" if isinstance(multi, ListNode) else "{"
         head = f"{prefix} {opener}" if prefix else opener
         open_comment = self.comments.trailing(multi.span.line)
@@ -206,7 +201,7 @@ class Printer:
         if not entries:
             return None
         written_over_lines = (last.span.end_line or last.span.line) > last.span.line
-        return last if written_over_lines or len(_inline(value)) > INLINE_LIMIT else None
+        return last if written_over_lines or len(value_source(value)) > INLINE_LIMIT else None
 
     def entries(self, node: ListNode | MapNode, indent: int) -> None:
         items = node.items if isinstance(node, ListNode) else node.pairs
@@ -229,7 +224,7 @@ class Printer:
                 if inner is None:
                     end = item.span.end_line or item.span.line
                     trailing = self.comments.trailing(end) if next_start != end else None
-                    self.emit(indent, _inline(item) + ",", trailing, group)
+                    self.emit(indent, value_source(item) + ",", trailing, group)
                 else:
                     self.keyless(item, inner, indent, next_start)
             self.lines[first_line].blank_before = blank
@@ -238,7 +233,7 @@ class Printer:
 
     def keyless(self, value: Value, inner: ListNode | MapNode, indent: int, next_start: int | None) -> None:
         opener = "[" if isinstance(inner, ListNode) else "{"
-        prefix = " ".join(_term(t) for t in value.terms[:-1])
+        prefix = " ".join(term_source(t) for t in value.terms[:-1])
         self.emit(indent, f"{prefix} {opener}" if prefix else opener, self.comments.trailing(inner.span.line))
         self.entries(inner, indent + 1)
         close_line = inner.span.end_line or inner.span.line
@@ -287,20 +282,6 @@ def _start_line(statement: Statement) -> int:
 
 def _end_line(statement: Statement) -> int:
     return statement.span.end_line or statement.span.line
-
-
-def _term(term: Term) -> str:
-    if isinstance(term, Atom):
-        return term.source()
-    if isinstance(term, ListNode):
-        return "[" + ", ".join(_inline(v) for v in term.items) + "]"
-    if not term.pairs:
-        return "{}"
-    return "{ " + ", ".join(f"{p.key} {p.op} {_inline(p.value)}" for p in term.pairs) + " }"
-
-
-def _inline(value: Value) -> str:
-    return " ".join(_term(t) for t in value.terms)
 
 
 def format_document(document: Document) -> str:

@@ -147,7 +147,8 @@ class Document:
 
 
 def value_source(value: Value) -> str:
-    """A value's text on one line, terms separated by single spaces (used in messages)."""
+    """A value's text on one line, terms separated by single spaces (used in messages, and
+    by `genai fmt` for values it keeps on one line)."""
     return " ".join(term_source(t) for t in value.terms)
 
 
@@ -156,4 +157,6 @@ def term_source(term: Term) -> str:
         return term.source()
     if isinstance(term, ListNode):
         return "[" + ", ".join(value_source(v) for v in term.items) + "]"
+    if not term.pairs:
+        return "{}"
     return "{ " + ", ".join(f"{p.key} {p.op} {value_source(p.value)}" for p in term.pairs) + " }"

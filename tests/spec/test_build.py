@@ -299,3 +299,8 @@ def test_requirements_are_checked_even_when_other_things_are_wrong(builtin_regis
     text = SMALL.replace('project "p" {', 'requires {\n  genaisdk-not-installed-anywhere = ""\n}\nproject "p" {')
     diagnostics = check(text.replace("bf16", "bf61"), registry=builtin_registry)
     assert codes(diagnostics) == ["GS401", "GS301"]
+
+
+def test_an_empty_map_is_quoted_as_written(builtin_registry):
+    (problem,) = check(SMALL.replace("1024 tokens", "{}"), registry=builtin_registry)
+    assert problem.message == "`context` expects a token count, got `{}`"

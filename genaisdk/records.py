@@ -14,14 +14,11 @@ registry never imports JAX.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
 from genaisdk.dims import Dimensions
-
-if TYPE_CHECKING:  # pragma: no cover
-    pass
 
 FAMILIES = ("encoder", "decoder", "encoder_decoder")
 """The three stack layouts. Every architecture belongs to one of them."""

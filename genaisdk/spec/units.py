@@ -249,17 +249,11 @@ def quantity_from_words(number_text: str, unit_words: list[str] | tuple[str, ...
 def format_decimal(number: Decimal) -> str:
     """Plain decimal text without exponent where short, e.g. 1.4, 60, 0.0003, 3.14e23."""
     number = number.normalize()
-    sign, digits, exponent = number.as_tuple()
-    if not isinstance(exponent, int):  # pragma: no cover - no NaN/inf reach here
+    if not number.is_finite():  # pragma: no cover - no NaN/inf reach here
         raise ValueError(number)
-    adjusted = number.adjusted()
-    if -5 <= adjusted < 16:
-        text = f"{number:f}"
-    else:
-        text = f"{number:e}".replace("e+", "e")
-        mantissa, exp = text.split("e")
-        text = mantissa + "e" + exp
-    return text
+    if -5 <= number.adjusted() < 16:
+        return f"{number:f}"
+    return f"{number:e}".replace("e+", "e")
 
 
 def _shortest(value: float, factor: Decimal) -> Decimal | None:

@@ -82,7 +82,7 @@ def diagnose(
     if spec is not None and isinstance(source, Mapping):
         import attrs
 
-        spec = attrs.evolve(spec, override_source=source.get("--set", ""))
+        spec = attrs.evolve(spec, override_source=source[OVERRIDE_FILE])
     if syntax:
         # The lines with syntax errors were set aside; what the builder says about anything
         # that spans them (or its warnings) may be an artefact of their absence.

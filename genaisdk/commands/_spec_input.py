@@ -4,7 +4,7 @@ with `--set key=value` overrides; problems are printed as diagnostics and exit 1
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import click
@@ -14,7 +14,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from genaisdk.spec.model import Spec
 
 
-def print_diagnostics(diagnostics: Iterable[Diagnostic], source: str | None) -> None:
+def print_diagnostics(diagnostics: Iterable[Diagnostic], source: str | Mapping[str, str] | None) -> None:
+    """On stderr, rendered; `source` is the spec's text, or file -> text with `--set` overrides."""
     from genaisdk.diagnostics import render_all
 
     click.echo(render_all(list(diagnostics), source), err=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -94,6 +95,17 @@ def test_missing_data_is_a_one_line_error(tmp_path):
     result = _invoke(_spec(tmp_path, source="corpus/*.txt"), "--out", str(tmp_path / "x"), "--devices", "2")
     assert result.exit_code == 1
     assert result.output.startswith("error: data source 'corpus/*.txt': no file matches")
+    assert "Traceback" not in result.output
+
+
+def test_a_vocabulary_without_room_for_sentinels_is_a_one_line_error(tmp_path):
+    pytest.importorskip("orbax.checkpoint")
+    spec = _spec(tmp_path)
+    text = Path(spec).read_text().replace("decoder", "encoder_decoder").replace("vocab   = 384", "vocab   = 262")
+    Path(spec).write_text(text.replace("context = 32 tokens", "context = 256 tokens"))
+    result = _invoke(spec, "--out", str(tmp_path / "x"), "--devices", "2")
+    assert result.exit_code == 1
+    assert result.output.startswith("error: span corruption of ") and "raise model.vocab" in result.output
     assert "Traceback" not in result.output
 
 

@@ -110,6 +110,17 @@ def test_span_corruption_needs_room_for_sentinels():
         objective.make_batch(_rows(1, objective.row_length(64)), 0)
 
 
+def test_span_corruption_checks_the_vocabulary_before_any_batch():
+    # Raised where the run learns its row length, as an error `genai train` reports in one line.
+    from genaisdk.backend.jax.config import BackendError
+
+    objective = objectives.span_corruption(vocab_size=BYTE_VOCAB + 3)
+    with pytest.raises(BackendError, match="needs 14 sentinel ids .* has 3: raise model.vocab"):
+        objective.row_length(256)
+    with pytest.raises(BackendError, match="at least 4 tokens"):
+        objective.row_length(3)
+
+
 def test_loss_is_weighted_mean_token_cross_entropy():
     objective = objectives.causal_lm(vocab_size=5)
     logits = jnp.log(jnp.asarray([[[0.1, 0.2, 0.3, 0.3, 0.1]] * 3]))

@@ -32,11 +32,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from genaisdk.backend.jax.config import BackendError
 from genaisdk.backend.jax.precision import Policy
 from genaisdk.backend.jax.tokenizer import BYTE_OFFSET, BYTE_VOCAB, EOS_ID, MASK_ID, PAD_ID
 from genaisdk.records import Objective
 
 Batch = dict[str, np.ndarray]
+
+
+class ObjectiveError(BackendError, ValueError):
+    """A sequence length or vocabulary the objective cannot build batches for (the user's
+    settings, so `genai train` reports it without a traceback)."""
 
 
 def _generator(rng: np.random.Generator | int | None) -> np.random.Generator:
@@ -174,14 +180,27 @@ class SpanCorruption(_Base):
         return length - noise + spans + 1, noise + spans + 1
 
     def row_length(self, seq_len: int) -> int:
+        """Raw tokens per row for `seq_len` encoder positions; raises ObjectiveError when the
+        vocabulary has too few sentinel ids for that row's spans (checked here, before any
+        batch is built)."""
         if seq_len < 4:
-            raise ValueError(f"span corruption needs sequences of at least 4 tokens, got {seq_len}")
+            raise ObjectiveError(f"span corruption needs sequences of at least 4 tokens, got {seq_len}")
         length = seq_len
         while self._input_target_lengths(length + 1)[0] <= seq_len:
             length += 1
         while length > 2 and self._input_target_lengths(length)[0] > seq_len:
             length -= 1
+        self._check_sentinels(length)
         return length
+
+    def _check_sentinels(self, width: int) -> None:
+        spans = self._counts(width)[1]
+        if self.vocab_size - spans < BYTE_VOCAB:
+            raise ObjectiveError(
+                f"span corruption of {width}-token rows needs {spans} sentinel ids above the byte "
+                f"range; a vocabulary of {self.vocab_size} has {max(0, self.vocab_size - BYTE_VOCAB)}: "
+                "raise model.vocab or shorten the context"
+            )
 
     def target_length(self, seq_len: int) -> int:
         return self._input_target_lengths(self.row_length(seq_len))[1]
@@ -210,12 +229,6 @@ class SpanCorruption(_Base):
         tokens = _check_rows(tokens, self.row_length(seq_len), "span-corruption")
         noise, spans = self._counts(width)
         first_sentinel = self.vocab_size - 1
-        if first_sentinel - (spans - 1) < BYTE_VOCAB:
-            raise ValueError(
-                f"span corruption of {width}-token rows needs {spans} sentinel ids above the byte "
-                f"range; a vocabulary of {self.vocab_size} has {max(0, self.vocab_size - BYTE_VOCAB)}: "
-                "raise model.vocab or shorten the context"
-            )
         target_len = noise + spans + 1
         rows = tokens.shape[0]
         inputs = np.full((rows, seq_len), PAD_ID, np.int32)

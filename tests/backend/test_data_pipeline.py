@@ -105,6 +105,11 @@ def test_missing_sources_are_clear_errors(tmp_path):
         build_pipeline(["tiny.txt"], seq_len=64, rows_per_step=1, vocab_size=300, base_dir=tmp_path)
 
 
+def test_a_vocabulary_smaller_than_the_bytes_is_a_data_error(tmp_path):
+    with pytest.raises(DataError, match="at least 259 ids"):
+        build_pipeline(["*.txt"], seq_len=16, rows_per_step=2, vocab_size=200, base_dir=_corpus(tmp_path, docs=2))
+
+
 def test_missing_license_folder_message_explains_the_path(tmp_path, monkeypatch):
     import genaisdk.backend.jax.sources as sources
 

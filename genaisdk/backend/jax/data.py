@@ -113,7 +113,10 @@ class DataPipeline:
 
     def _init_corpus(self) -> None:
         self._synthetic = None
-        tokenizer = ByteTokenizer(vocab_size=self.settings.vocab_size)
+        try:
+            tokenizer = ByteTokenizer(vocab_size=self.settings.vocab_size)
+        except ValueError as exc:  # a vocabulary too small for the bytes: the spec's to fix
+            raise DataError(str(exc)) from None
         files = resolve_files(self.settings.sources, self.settings.base_dir)
         documents = list(read_documents(files))
         stream = tokenizer.encode_documents(d.data for d in documents)

@@ -124,7 +124,7 @@ class TrainSpec:
     mfu: float | None = None
     """Model-FLOPs utilization to assume; None = the planner's documented default."""
     learning_rate: float | None = None
-    warmup: float | None = None
+    warmup: int | None = None
     """Warmup steps (a count) for the JAX backend."""
     steps: int | None = None
     seed: int = 0

@@ -141,6 +141,16 @@ def test_more_devices_than_this_process_has_are_measured_in_a_subprocess():
     assert result.xla["temporaries"] > 0
 
 
+def test_an_unsupported_precision_measured_in_a_subprocess_is_a_one_line_error():
+    from genaisdk.backend.jax.config import UnsupportedError
+
+    spec = genaisdk.loads(GPT3_XL.replace("precision   = fp32", "precision   = fp8").replace("a100-80gb", "h100-sxm"))
+    assert len(jax.devices()) == 8  # JAX is up with fewer devices than asked: a subprocess measures
+    with pytest.raises(UnsupportedError, match="fp8") as info:
+        measure(spec, devices=16, fit_flops=False)
+    assert "Traceback" not in str(info.value)
+
+
 def test_cli_reports_unsupported_precisions_without_a_traceback(tmp_path):
     from click.testing import CliRunner
 

@@ -437,14 +437,28 @@ def _in_subprocess(spec: Any, *, devices: int, fit_flops: bool) -> Measurement:
         env=env,
         check=False,
     )
-    if result.returncode != 0:
+    lines = result.stdout.decode(errors="replace").strip().splitlines()
+    reply = json.loads(lines[-1]) if result.returncode in (0, _USER_ERROR) and lines else None
+    if reply is None:
         raise BackendError(f"measuring in a subprocess failed:\n{result.stderr.decode(errors='replace')[-4000:]}")
-    return Measurement.from_json(json.loads(result.stdout.decode().strip().splitlines()[-1]))
+    if "error" in reply:
+        # The configuration's own problem (an unsupported precision or strategy): the same
+        # one-line error as in this process, not the subprocess's traceback.
+        raise (UnsupportedError if reply.get("unsupported") else BackendError)(reply["error"])
+    return Measurement.from_json(reply)
+
+
+_USER_ERROR = 3
+"""The subprocess's exit status for a BackendError, reported as a JSON line."""
 
 
 def _main() -> None:
     request = pickle.loads(sys.stdin.buffer.read())
-    measurement = measure(request["spec"], devices=request["devices"], fit_flops=request["fit_flops"])
+    try:
+        measurement = measure(request["spec"], devices=request["devices"], fit_flops=request["fit_flops"])
+    except BackendError as exc:
+        sys.stdout.write(json.dumps({"error": str(exc), "unsupported": isinstance(exc, UnsupportedError)}) + "\n")
+        sys.exit(_USER_ERROR)
     sys.stdout.write(json.dumps(measurement.to_json()) + "\n")
 
 

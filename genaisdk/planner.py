@@ -61,7 +61,7 @@ from genaisdk.plans import (
 from genaisdk.planning import codes
 from genaisdk.planning.advice import domain_share
 from genaisdk.planning import model as model_choice
-from genaisdk.planning.defaults import MAX_AUTO_CONTEXT, MIN_AUTO_CONTEXT, batch_tokens_for
+from genaisdk.planning.defaults import FINETUNE_BATCH_SEQUENCES, MAX_AUTO_CONTEXT, MIN_AUTO_CONTEXT, batch_tokens_for
 from genaisdk.planning.notes import Notes
 from genaisdk.planning.resolve import Resolved, auto_precision, resolve
 from genaisdk.records import Precision
@@ -503,6 +503,16 @@ class _Planner:
         if self.p.train.batch:
             return float(self.p.train.batch)
         tokens = batch_tokens_for(float(self.count.total))
+        a = self.r.adaptation
+        if a.trains and not a.from_scratch and FINETUNE_BATCH_SEQUENCES * self.context < tokens:
+            tokens = float(FINETUNE_BATCH_SEQUENCES * self.context)
+            self.notes.reason(
+                "train.batch",
+                tokens,
+                f"{FINETUNE_BATCH_SEQUENCES} sequences of {self.context} tokens, a fine-tuning batch (Hu et al. 2021, App. D.4); "
+                "a pretraining batch would leave few optimizer steps",
+            )
+            return tokens
         self.notes.reason("train.batch", tokens, "GPT-3 Table 2.1 batch size for a model of this size (Brown et al. 2020)")
         return tokens
 

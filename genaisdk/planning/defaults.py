@@ -33,6 +33,12 @@ GPT3_BATCH_TOKENS = (
     (175e9, 3.2e6),
 )
 
+FINETUNE_BATCH_SEQUENCES = 128
+"""Global batch in sequences when a pretrained model is adapted and the spec gives none: the
+LoRA paper's GPT-3 fine-tunes (Hu et al. 2021, App. D.4: batch size 128). A pretraining batch
+(GPT-3 Table 2.1: 2M tokens for a 7B model) would give a fine-tune of a few million tokens a
+handful of optimizer steps."""
+
 MAX_AUTO_CONTEXT = 32_768
 """The longest context `context = auto` tries (position tables of learned embeddings cap it
 lower)."""

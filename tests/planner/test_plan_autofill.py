@@ -168,3 +168,20 @@ def test_preset_dimensions_are_used(make_plan):
     assert plan.model.params == pytest.approx(6.74e9, rel=0.01)
     assert plan.model.layers == 32 and plan.model.d_model == 4096
     assert "llama-7b" in plan.reason("model.dims").reason
+
+
+def test_fine_tune_default_batch_leaves_optimizer_steps(make_plan):
+    # A 7B model's pretraining batch (2M tokens, GPT-3 Table 2.1) would make a 20M-token
+    # fine-tune ten optimizer steps; adapting a pretrained model uses a fine-tuning batch.
+    plan = make_plan(
+        task="chat",
+        model="preset = llama2-7b\ncontext = 2048 tokens",
+        data="tokens = 20M tokens",
+        adapt="method = lora",
+        budget="hardware = 1 x a100-80gb",
+    )
+    assert plan.train.global_batch_sequences == 128
+    assert plan.train.steps >= 70
+    assert "Hu et al. 2021" in plan.reason("train.batch").reason
+    pretrain = make_plan(model="size = 7B\ncontext = 2048 tokens", data="tokens = 140B tokens", budget="hardware = 64 x a100-80gb")
+    assert pretrain.train.global_batch_tokens >= 2e6

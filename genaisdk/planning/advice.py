@@ -207,10 +207,12 @@ def _what_would_fit(plan: Plan, r: Resolved, planner: Any, fitted: Any) -> str:
                 break
     if not r.adaptation.from_scratch and r.adaptation.full:
         ideas.append("`adapt { method = qlora }` (a 4-bit frozen base with trainable adapters)")
+    # A larger device helps only if the configuration's bytes per device fit on it.
     bigger = [h for h in planner.registry.catalog("hardware").values() if h.memory_bytes > r.hardware.memory_bytes]
     if bigger:
         largest = max(bigger, key=lambda h: h.memory_bytes)
-        ideas.append(f"a larger device ({largest.key}, {fmt_bytes(largest.memory_bytes)})")
+        if largest.memory_bytes >= plan.memory.per_device.total:
+            ideas.append(f"a larger device ({largest.key}, {fmt_bytes(largest.memory_bytes)})")
     return "; or ".join(ideas) if ideas else "a smaller model"
 
 

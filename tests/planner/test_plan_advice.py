@@ -55,6 +55,13 @@ def test_does_not_fit_at_any_setting_says_what_would(make_plan):
     assert plan.memory.per_device.total <= min(o.per_device.total for o in same_precision)
 
 
+def test_no_larger_device_is_suggested_when_none_is_large_enough(make_plan):
+    plan = make_plan(model="size = 100T\ncontext = 2048 tokens", data="tokens = 1T tokens", budget="hardware = 1 x a100-80gb")
+    d = find(plan, "GP202")
+    assert plan.memory.per_device.total > 1e12  # more than any registered device holds
+    assert "larger device" not in d.hint and "smaller model" in d.hint
+
+
 def test_fine_tune_that_fits_only_with_offload_suggests_qlora(make_plan):
     plan = make_plan(model="preset = llama-7b", data="tokens = 10M tokens", adapt="method = finetune", budget="hardware = 1 x rtx-4090")
     assert plan.memory.fits

@@ -7,31 +7,24 @@ backend (a precision or strategy only the planner models); 2 bad usage or JAX mi
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 
 import click
 
 from genaisdk.commands._spec_input import load_spec_or_exit
-
-
-def _positive(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
-    if value is not None and value < 1:
-        raise click.BadParameter("must be at least 1")
-    return value
+from genaisdk.commands.train import _positive
+from genaisdk.render.units import fmt_bytes, fmt_sci
 
 
 def _human(value: float | None, unit: str) -> str:
-    if value is None:
-        return "-"
+    """Bytes and FLOPs as `genai plan` shows them (decimal units), parameters exactly."""
     if unit == "bytes":
-        for suffix, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-            if abs(value) >= size:
-                return f"{value / size:,.2f} {suffix}"
-        return f"{value:,.0f} B"
+        return fmt_bytes(None if value is None else int(value))  # whole bytes: 0 B, not 0.0 B
     if unit == "FLOPs":
-        return f"{value:.3e}"
-    return f"{value:,.0f}"
+        return fmt_sci(value)
+    return "-" if value is None else f"{value:,.0f}"
 
 
 def _render(measurement) -> None:
@@ -65,9 +58,9 @@ def _render(measurement) -> None:
     )
     if "flops" in xla:
         console.print(
-            f"XLA cost_analysis: {xla['flops']:.3e} FLOPs per device per step "
+            f"XLA cost_analysis: {fmt_sci(xla['flops'])} FLOPs per device per step "
             f"(fitted over {len(measurement.fit_points)} unrolled compiles; loop bodies counted once: "
-            f"{xla['flops_loop_bodies_once']:.3e}); model FLOPs {xla['model_flops_per_device']:.3e}"
+            f"{fmt_sci(xla['flops_loop_bodies_once'])}); model FLOPs {fmt_sci(xla['model_flops_per_device'])}"
         )
     for note in measurement.notes:
         console.print(f"note: {note}")
@@ -96,10 +89,7 @@ def command(spec_file: str, devices: int | None, as_json: bool, overrides: tuple
       genai measure specs/tiny-gpt.genai --devices 8
       genai measure specs/llama-65b.genai --devices 64 --set train.sharding=fsdp --json
     """
-    try:
-        import jax  # noqa: F401
-        import optax  # noqa: F401
-    except ImportError:
+    if any(importlib.util.find_spec(module) is None for module in ("jax", "optax")):
         click.echo("error: `genai measure` needs the JAX extra: pip install 'genaisdk[jax]'", err=True)
         sys.exit(2)
     spec = load_spec_or_exit(spec_file, overrides)

@@ -607,11 +607,19 @@ class _Planner:
         cap = res.capacity
         total = float(res.total[c.index])
         if is_auto(t.sharding) or t.sharding is None:
-            cheaper = [s.key for s in g.strategies[: g.strategies.index(c.strategy)]]
             if c.fits:
                 why = f"the cheapest strategy that fits: {total / 1e9:.3g} GB of {cap / 1e9:.3g} GB per device"
-                if cheaper:
-                    why += f" ({', '.join(cheaper)} would not fit)"
+                # A cheaper strategy that fits at these devices lost only to full recomputation
+                # (`search.preference_keys` ranks avoiding it above the strategy's cost).
+                i, _, k, _, _ = c.index
+                cheaper = g.strategies[: g.strategies.index(c.strategy)]
+                full_only = [s.key for j, s in enumerate(cheaper) if res.fits[i, j, k].any()]
+                no_fit = [s.key for s in cheaper if s.key not in full_only]
+                parts = ([f"{', '.join(no_fit)} would not fit"] if no_fit else []) + (
+                    [f"{', '.join(full_only)} would fit only with full recomputation"] if full_only else []
+                )
+                if parts:
+                    why += f" ({'; '.join(parts)})"
             else:
                 why = "nothing fits; the configuration that comes closest"
             self.notes.reason("train.sharding", c.strategy.key, why)

@@ -185,3 +185,13 @@ def test_fine_tune_default_batch_leaves_optimizer_steps(make_plan):
     assert "Hu et al. 2021" in plan.reason("train.batch").reason
     pretrain = make_plan(model="size = 7B\ncontext = 2048 tokens", data="tokens = 140B tokens", budget="hardware = 64 x a100-80gb")
     assert pretrain.train.global_batch_tokens >= 2e6
+
+
+def test_strategy_reason_names_a_cheaper_strategy_that_needs_full_recomputation(make_plan):
+    # 30B on 64 x 80 GB: ZeRO-2 fits only with full recomputation, so FSDP without it wins;
+    # the reason must not claim ZeRO-2 does not fit.
+    plan = make_plan(model="size = 30B\ncontext = 2048 tokens", data="tokens = 20B tokens", budget="hardware = 64 x a100-80gb")
+    assert plan.train.strategy == "fsdp" and plan.train.recompute != "full"
+    why = plan.reason("train.sharding").reason
+    assert "ddp, zero1 would not fit" in why
+    assert "zero2 would fit only with full recomputation" in why

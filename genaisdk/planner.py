@@ -487,7 +487,7 @@ class _Planner:
         if not a.trains:
             return 0.0
         if a.from_scratch:
-            tokens = 20.0 * float(self.count.active)
+            tokens = constants.CHINCHILLA_TOKENS_PER_PARAM * float(self.count.active)
             self.notes.reason("data.tokens", tokens, "not given: 20 tokens per parameter, compute-optimal (Hoffmann et al. 2022)")
             return tokens
         self.notes.diag(
@@ -657,8 +657,7 @@ class _Planner:
         tokens = self.tokens
         n = float(count.active)
         family = r.family
-        flops_per_param = 6.0
-        train_flops = float(flops_math.training_flops(n, tokens, flops_per_param=flops_per_param)) if r.adaptation.trains else 0.0
+        train_flops = float(flops_math.training_flops(n, tokens)) if r.adaptation.trains else 0.0
         per_token = float(r.architecture.flops_per_token(dims, seq))
         model_flops = per_token * tokens if r.adaptation.trains else 0.0
         if f is not None:
@@ -694,7 +693,7 @@ class _Planner:
             memory = self._prompt_memory(devices)
 
         # scaling
-        c_opt = train_flops if train_flops > 0 else float(flops_math.training_flops(n, 20.0 * n))
+        c_opt = train_flops if train_flops > 0 else float(flops_math.training_flops(n, constants.CHINCHILLA_TOKENS_PER_PARAM * n))
         n_opt, d_opt = (float(x) for x in scaling.tokens_per_param_optimal(c_opt))
         # Chinchilla's L(N, D) describes pretraining: for a run from scratch D is this run's
         # tokens; for an adaptation, the base model's pretraining tokens (a fine-tune's

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from genaisdk.estimate.constants import CHINCHILLA_TOKENS_PER_PARAM
 from genaisdk.planning import codes
 from genaisdk.planning.defaults import (
     BUDGET_UNDERUSED,
@@ -33,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from genaisdk.plans import Plan
     from genaisdk.spec.model import Spec
 
-CHINCHILLA_RATIO = 20.0
+CHINCHILLA_RATIO = CHINCHILLA_TOKENS_PER_PARAM
 
 BLOOMBERG_DOMAIN_TOKENS = 363e9
 """BloombergGPT's financial tokens (FinPile), 51.27% of its 708.9B-token corpus (Wu et al.

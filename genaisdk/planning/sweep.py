@@ -20,6 +20,7 @@ import attrs
 import numpy as np
 
 from genaisdk.estimate import scaling
+from genaisdk.estimate.constants import CHINCHILLA_TOKENS_PER_PARAM
 from genaisdk.planning import model as model_choice
 from genaisdk.search import (
     RECOMPUTE_ORDER,
@@ -183,7 +184,7 @@ def run_sweep(spec: Any, *, plan: Any = None, registry: Any = None, sizes: Seque
         dims = model_choice.for_size(target, planner.p.model, planner.r, context=seq, vocab=planner.vocab)
         count = planner.r.architecture.count_params(dims)
         n = float(count.active)
-        tokens = float(data_tokens) if data_tokens else 20.0 * n
+        tokens = float(data_tokens) if data_tokens else CHINCHILLA_TOKENS_PER_PARAM * n
         planner.tokens = tokens
         case: ModelCase = planner._case(dims, seq)
         cap = max(1, math.ceil(case.global_batch_sequences / min(devices)))

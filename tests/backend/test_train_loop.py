@@ -150,6 +150,15 @@ def test_divergence_stops_without_saving_and_keeps_the_last_good_checkpoint(tmp_
     assert f"last good checkpoint is step {kept[-1]}" in str(info.value)
 
 
+def test_resuming_with_another_model_shape_is_refused_before_restoring(tmp_path, recwarn):
+    out = tmp_path / "run"
+    train(_spec(tmp_path, steps=2), out=out, devices=2, quiet=True)
+    with pytest.raises(TrainError, match="hold a state of other shapes than this run's") as info:
+        train(_spec(tmp_path, steps=4), out=out, devices=2, quiet=True, resume=True, overrides=["model.d_model=64"])
+    assert info.value.exit_code == 2
+    assert not [w for w in recwarn if "damaged" in str(w.message)]
+
+
 def test_resume_without_a_checkpoint_starts_fresh(tmp_path):
     result = train(_spec(tmp_path, steps=2), out=tmp_path / "fresh", devices=2, resume=True, quiet=True)
     assert (result.start_step, result.steps) == (0, 2)

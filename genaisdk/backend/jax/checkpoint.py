@@ -6,7 +6,7 @@ A checkpoint is one orbax step folder holding two items:
   scale), saved from its sharded arrays and restored onto the shardings of the Trainer's
   abstract state, so a restored FSDP state is sharded exactly like a fresh one;
 - ``meta``: JSON with the step, the data position, the seed, a digest of the resolved
-  configuration and a fingerprint of every state leaf.
+  configuration, the state's layout (`layout_digest`) and a fingerprint of every state leaf.
 
 Two guards keep a bad checkpoint from being taken for a good one. Orbax writes each step
 into a temporary folder and renames it only once every item is complete (its atomic
@@ -18,6 +18,8 @@ fails to read, and `restore` falls back to the previous step with a warning.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import warnings
 from collections.abc import Mapping
@@ -76,6 +78,16 @@ def _fingerprint_fn():
 
 
 _FINGERPRINT = None
+
+
+def layout_digest(state: Any) -> str:
+    """A digest of every leaf's path, global shape and dtype (not its sharding): what a
+    checkpoint must share with a run's state to be restored into it, on any device count."""
+    import jax
+
+    flat = jax.tree_util.tree_flatten_with_path(state)[0]
+    leaves = [(jax.tree_util.keystr(path), list(leaf.shape), str(leaf.dtype)) for path, leaf in flat]
+    return hashlib.sha256(json.dumps(leaves).encode()).hexdigest()[:16]
 
 
 def _device_set(leaf: Any) -> tuple:

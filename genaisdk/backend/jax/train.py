@@ -400,7 +400,7 @@ def _run(
     stream: Any,
 ) -> TrainResult:
     from genaisdk.backend.jax import distributed
-    from genaisdk.backend.jax.checkpoint import Checkpointer
+    from genaisdk.backend.jax.checkpoint import Checkpointer, layout_digest
     from genaisdk.backend.jax.config import RunConfig
     from genaisdk.backend.jax.data import build_pipeline
     from genaisdk.backend.jax.loop import DEFAULT_EVAL_BATCHES, DIVERGED, LoopSettings, TrainingLoop
@@ -462,10 +462,24 @@ def _run(
     state = None
     start_step = 0
     resume_notes: list[str] = []
+    abstract_state = trainer.abstract_state()
+    layout = layout_digest(abstract_state)
     if resume and existing is not None:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            restored = checkpointer.restore(trainer.abstract_state())
+        if _saved_layout(checkpointer, existing) not in (None, layout):
+            checkpointer.close()
+            raise TrainError(
+                f"the checkpoints in {checkpoint_dir} hold a state of other shapes than this run's "
+                "(the model, vocabulary, optimizer or precision changed): resume with the settings "
+                "they were saved with, or --out another folder",
+                exit_code=2,
+            )
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                restored = checkpointer.restore(abstract_state)
+        except BaseException:
+            checkpointer.close()
+            raise
         resume_notes.extend(str(w.message) for w in caught)
         state, start_step = restored.state, restored.step
         meta = restored.meta
@@ -515,6 +529,7 @@ def _run(
             "seed": config.seed,
             "data": pipeline.position(step),
             "config_digest": digest,
+            "layout": layout,
             "total_steps": config.total_steps,
             "project": project.name,
         }
@@ -581,6 +596,15 @@ def _run(
     if outcome.status == DIVERGED:
         raise TrainingDiverged(result)
     return result
+
+
+def _saved_layout(checkpointer: Any, step: int) -> str | None:
+    """The state layout recorded with `step`, or None (older checkpoints, unreadable meta:
+    restoring then finds out)."""
+    try:
+        return checkpointer.read_meta(step).get("layout")
+    except Exception:  # a damaged step: `restore` passes over it with a warning
+        return None
 
 
 def _console(stream: Any) -> Any:

@@ -203,7 +203,7 @@ class Registry:
         """Run every active plugin's `genaisdk_validate(spec)`; diagnostics sorted.
 
         A validate hook that raises or returns something other than Diagnostics does not
-        stop the others: it becomes a warning (GP001, GP002) naming the plugin.
+        stop the others: it becomes a warning (GR001, GR002) naming the plugin.
         """
         from genaisdk.diagnostics import Diagnostic, sort_diagnostics
 
@@ -219,7 +219,7 @@ class Registry:
                     raise
                 found.append(
                     Diagnostic(
-                        code="GP001",
+                        code="GR001",
                         severity="warning",
                         message=f"plugin {info.describe()}: genaisdk_validate raised "
                         f"{_error_text(exc)}; its checks were skipped",
@@ -236,7 +236,7 @@ class Registry:
                         )
                     found.append(
                         Diagnostic(
-                            code="GP002",
+                            code="GR002",
                             severity="warning",
                             message=f"plugin {info.describe()}: genaisdk_validate returned "
                             f"a {type(item).__name__}, not a Diagnostic; ignored",

@@ -151,10 +151,10 @@ def test_a_validate_hook_that_breaks_becomes_a_warning() -> None:
     ]
     with registry_with(*plugins) as registry:
         found = {d.code: d for d in registry.validate(object())}
-    assert set(found) == {"GP001", "GP002", "OK1"}
-    assert found["GP001"].severity == "warning"
-    assert "'raising'" in found["GP001"].message and "ZeroDivisionError: oops" in found["GP001"].message
-    assert "'wrong'" in found["GP002"].message
+    assert set(found) == {"GR001", "GR002", "OK1"}
+    assert found["GR001"].severity == "warning"
+    assert "'raising'" in found["GR001"].message and "ZeroDivisionError: oops" in found["GR001"].message
+    assert "'wrong'" in found["GR002"].message
     with registry_with(*plugins, strict=True) as registry, pytest.raises(ZeroDivisionError):
         registry.validate(object())
     with registry_with(plugins[1], strict=True) as registry, pytest.raises(PluginError, match="not a Diagnostic"):

@@ -122,8 +122,53 @@ def planner_for(spec: Spec, registry: Any) -> _Planner:
     if resolved is None:
         raise SpecError(notes.diagnostics, spec.source)
     planner = _Planner(spec, registry, resolved, notes)
-    planner.plan = planner.run()
+    try:
+        planner.plan = planner.run()
+    except Exception as exc:
+        culprit = _plugin_in_traceback(exc, resolved.architecture)
+        if culprit is None or registry_is_strict(registry):
+            raise
+        notes.diag(
+            codes.PLUGIN_RAISED,
+            "error",
+            f"plugin `{culprit}` raised while planning architecture `{resolved.architecture.key}`:"
+            f" {type(exc).__name__}: {exc}",
+            "model.family",
+            hint="check the values this architecture's plugin expects (`genai catalog architectures`);"
+            " GENAISDK_STRICT_PLUGINS=1 shows the traceback",
+        )
+        raise SpecError(notes.diagnostics, spec.source) from exc
     return planner
+
+
+def _plugin_in_traceback(exc: BaseException, architecture: Any) -> str | None:
+    """The architecture's provider if the error was raised inside its (non-built-in) code.
+
+    A plugin's record callables are the only third-party code a planning run executes; an
+    exception from them is the plugin's to explain, and reaches the user as a Diagnostic
+    naming the plugin rather than as a traceback. Errors in genaisdk itself still raise."""
+    modules = {
+        getattr(fn, "__module__", "") or ""
+        for fn in (architecture.count_params, architecture.flops_per_token, architecture.activation_bytes)
+    }
+    packages = {m.split(".")[0] for m in modules if m and not m.startswith("genaisdk.")}
+    if not packages:
+        return None
+    tb = exc.__traceback__
+    while tb is not None:
+        name = str(tb.tb_frame.f_globals.get("__name__", ""))
+        if name.split(".")[0] in packages:
+            return architecture.provider or name.split(".")[0]
+        tb = tb.tb_next
+    return None
+
+
+def registry_is_strict(registry: Any) -> bool:
+    """GENAISDK_STRICT_PLUGINS=1 (or a registry made strict) re-raises plugin errors."""
+    strict = getattr(registry, "strict", None)
+    if isinstance(strict, bool):
+        return strict
+    return os.environ.get("GENAISDK_STRICT_PLUGINS", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 @attrs.frozen(kw_only=True)

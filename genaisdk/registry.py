@@ -247,6 +247,11 @@ class Registry:
     # -- loading ----------------------------------------------------------------------------
 
     @property
+    def strict(self) -> bool:
+        """Whether a plugin's error is re-raised (GENAISDK_STRICT_PLUGINS=1) rather than reported."""
+        return self._strict
+
+    @property
     def _strict(self) -> bool:
         if self._strict_arg is not None:
             return self._strict_arg

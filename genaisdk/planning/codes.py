@@ -15,6 +15,7 @@ CODES: dict[str, tuple[str, str]] = {
     "GP005": ("error", "`size = auto` has nothing to size from: no budget and no data"),
     "GP006": ("error", "the hardware has no peak throughput for the precision's compute type"),
     "GP007": ("warning", "a spec value the planner had to change (e.g. context longer than a preset's position table)"),
+    "GP008": ("error", "a plugin's architecture code raised while the plan was computed"),
     "GP101": ("warning", "under-trained: far fewer tokens per parameter than compute-optimal (Chinchilla)"),
     "GP102": ("warning", "the data is smaller than the compute-optimal amount for the budget"),
     "GP103": ("info", "training repeats the usable data (more than one epoch)"),
@@ -42,6 +43,7 @@ OBJECTIVE_FAMILY = "GP004"
 NOTHING_TO_SIZE = "GP005"
 UNSUPPORTED_DTYPE = "GP006"
 ADJUSTED_VALUE = "GP007"
+PLUGIN_RAISED = "GP008"
 UNDER_TRAINED = "GP101"
 DATA_BELOW_OPTIMUM = "GP102"
 REPEATED_DATA = "GP103"

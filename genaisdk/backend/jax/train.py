@@ -406,7 +406,7 @@ def _run(
     from genaisdk.backend.jax.loop import DEFAULT_EVAL_BATCHES, DIVERGED, LoopSettings, TrainingLoop
     from genaisdk.backend.jax.metrics import FILENAME as METRICS_FILE
     from genaisdk.backend.jax.metrics import MetricsLog
-    from genaisdk.backend.jax.progress import PlainProgress, RichProgress, SilentProgress, make_progress
+    from genaisdk.backend.jax.progress import SilentProgress, make_progress
     from genaisdk.backend.jax.sharding import make_mesh
     from genaisdk.backend.jax.step import Trainer
     from genaisdk.registry import get_registry
@@ -497,16 +497,10 @@ def _run(
     if state is None:
         state = trainer.init(config.seed)
 
-    if not isinstance(progress, (bool, type(None))):
-        display = progress if primary else SilentProgress()
-    elif quiet or not primary:
-        display = SilentProgress()
-    elif progress is True:
-        display = RichProgress(_console(stream))
-    elif progress is False:
-        display = PlainProgress(stream)
+    if progress is None or isinstance(progress, bool):
+        display = make_progress(primary=primary, tty=progress, stream=stream, quiet=quiet)
     else:
-        display = make_progress(stream=stream)
+        display = progress if primary else SilentProgress()
 
     if primary:
         _write_run_files(out_dir, spec, overrides, record, runtime, pipeline)
@@ -607,20 +601,12 @@ def _saved_layout(checkpointer: Any, step: int) -> str | None:
         return None
 
 
-def _console(stream: Any) -> Any:
-    from rich.console import Console
-
-    return Console(file=stream)
-
-
 def _params_text(state: Any) -> str:
     import jax
 
-    count = sum(int(math.prod(x.shape)) for x in jax.tree.leaves(state.params))
-    for unit, scale in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
-        if count >= scale:
-            return f"{count / scale:.1f}{unit}"
-    return str(count)
+    from genaisdk.render.units import fmt_count
+
+    return fmt_count(sum(int(math.prod(x.shape)) for x in jax.tree.leaves(state.params)))
 
 
 def _write_run_files(out_dir: Path, spec: Any, overrides: list[str], record: dict, runtime: Any, pipeline: Any) -> None:

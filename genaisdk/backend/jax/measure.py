@@ -410,11 +410,12 @@ def measure(spec: Any, *, devices: int | None = None, registry: Any = None, fit_
     config = config_for_plan(planned_spec, plan, registry=registry)
     notes = ["attention computed in full (materialized); the plan is made the same way"]
     if config.micro_batch != plan.train.micro_batch:
-        # The plan's micro-batch does not divide its global batch over the devices: plan
-        # again with the micro-batch that runs, so that the activations compare.
+        # The plan's micro-batch exceeds the sequences each device gets per step, so the run
+        # takes them all in one micro-step: plan again with that micro-batch, so that the
+        # activations compare.
         notes.append(
             f"micro-batch {config.micro_batch} (the plan's {plan.train.micro_batch} exceeds the "
-            f"{config.global_batch // config.devices // config.accumulation} sequences per device per micro-step)"
+            f"{config.micro_batch} sequences per device per step)"
         )
         train = attrs.evolve(planned_spec.project.train, micro_batch=config.micro_batch)
         planned_spec = attrs.evolve(planned_spec, project=attrs.evolve(planned_spec.project, train=train))

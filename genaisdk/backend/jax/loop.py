@@ -274,12 +274,18 @@ class TrainingLoop:
                     if pending is not None:
                         record(*pending)
                     pending = (step, device_metrics)
+                    if self._stop_check_is_collective(step):
+                        # Let the step finish before the all-gather is dispatched: two programs
+                        # with collectives in flight at once can deadlock XLA's CPU runtime.
+                        record(*pending)
+                        pending = None
                     stopping = self._agree_to_stop(stop, step)
                     evaluating = _due(step, settings.eval_every) and step < total
                     saving = _due(step, settings.checkpoint_every) or step == total or stopping
                     if evaluating or saving:
-                        record(*pending)
-                        pending = None
+                        if pending is not None:
+                            record(*pending)
+                            pending = None
                         if evaluating:
                             last_eval = self.evaluate(state, step)
                         if saving:
@@ -350,12 +356,18 @@ class TrainingLoop:
             return None
         return self.flops_per_step / seconds / peak
 
+    def _stop_check_is_collective(self, step: int) -> bool:
+        """Whether the stop check after `step` is an all-gather across processes."""
+        if self.settings.process_count <= 1:
+            return False
+        return step % STOP_AGREEMENT_EVERY == 0 or step == self.settings.total_steps
+
     def _agree_to_stop(self, stop: StopRequest, step: int) -> bool:
         """Whether to stop after `step`. With several processes, a signal seen by any one of
         them stops all of them, at the same step (checked every few steps)."""
         if self.settings.process_count <= 1:
             return stop.requested
-        if step % STOP_AGREEMENT_EVERY and step != self.settings.total_steps:
+        if not self._stop_check_is_collective(step):
             return False
         from jax.experimental import multihost_utils
 

@@ -15,8 +15,10 @@ _COUNT_UNITS = ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k"))
 
 def _trim(x: float, digits: int = 3) -> str:
     """`digits` significant figures, no trailing zeros (13.5, 124, 0.0312)."""
-    if x == 0 or not math.isfinite(x):
-        return str(x if math.isfinite(x) else "inf")
+    if x == 0:
+        return "0"
+    if not math.isfinite(x):
+        return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
     magnitude = int(math.floor(math.log10(abs(x))))
     decimals = max(digits - 1 - magnitude, 0)
     text = f"{x:.{decimals}f}"

@@ -1,5 +1,5 @@
 """A plugin architecture that raises while planning becomes a GP008 diagnostic naming the
-plugin (no traceback), unless GENAISDK_STRICT_PLUGINS asks for the traceback."""
+plugin (no traceback) unless GENAISDK_STRICT_PLUGINS asks for it; and how plain figures print."""
 
 import attrs
 import pytest
@@ -58,3 +58,10 @@ def test_strict_plugins_reraise():
         spec = loads(SPEC, "p.genai", registry=registry)
         with pytest.raises(ValueError, match="experts must divide"):
             plan(spec, registry=registry)
+
+
+def test_zero_and_non_finite_figures_print_plainly():
+    from genaisdk.render.units import _trim, fmt_bytes
+
+    assert fmt_bytes(0.0) == "0 B"
+    assert _trim(float("nan")) == "nan" and _trim(float("-inf")) == "-inf"

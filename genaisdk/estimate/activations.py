@@ -37,9 +37,21 @@ norm's input, and the loss buffers: the logits s·b·V at the activation precisi
 fp32 copy for the softmax cross-entropy. Masked-LM heads that compute logits only at masked
 positions need less; this counts every position (what BERT's reference implementation does).
 
-Every numeric argument may be a numpy array; the result broadcasts. Tensor parallelism of
-degree t with sequence parallelism divides every term by t (Korthikanti et al. 2022,
-Sec. 4.2.2, Eq. 5).
+Tensor parallelism of degree t (Korthikanti et al. 2022, Sec. 4.2 and Table 2) splits the
+attention heads, the FFN's inner columns and the vocabulary, so per layer
+
+    TP:                         s·b·h·(10 + 24/t + 5·a·s/(h·t))
+    TP + sequence parallelism:  s·b·h·(34/t + 5·a·s/(h·t))
+    TP + selective:             s·b·h·(10 + 24/t)
+    TP + SP + selective:        s·b·h·34/t
+    full recomputation:         2·s·b·h (/t with sequence parallelism)
+
+The 10·sbh that tensor parallelism alone leaves whole on every device are the two layer-norm
+inputs (4), the inputs of the QKV and first FFN projections (4) and the two dropout masks
+(2); sequence parallelism splits them along the sequence. With fewer K/V heads than t the
+K/V projections are replicated, and so are K and V (`tensor_group_kv_heads`).
+
+Every numeric argument may be a numpy array; the result broadcasts.
 """
 
 from __future__ import annotations
@@ -49,7 +61,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from genaisdk.dims import Dimensions
-from genaisdk.estimate.params import stack_shape
+from genaisdk.estimate.params import stack_shape, tensor_group_kv_heads
 
 RECOMPUTE_KINDS = ("none", "selective", "full")
 
@@ -84,33 +96,39 @@ MASK_BYTES = 1.0
 """Dropout masks are stored as one byte per element (Korthikanti et al. 2022, Sec. 4.1)."""
 
 
-def _layer_terms(dims: Dimensions, p, m, *, cross: bool = False) -> dict[str, np.ndarray]:
+def _layer_terms(dims: Dimensions, p, m, kv_heads, *, cross: bool = False) -> dict[str, tuple]:
     """Per-token bytes of one block's kept tensors (multiply by s·b), and per-token-per-key
-    bytes of its attention scores (multiply by s_q·s_k·b), by part."""
+    bytes of its attention scores (multiply by s_q·s_k·b), by part, each as a pair
+    (sharded, replicated): the first part is split over a tensor-parallel group of t (heads
+    and FFN columns: Shoeybi et al. 2019, Sec. 3), the second is held whole by every member
+    unless sequence parallelism splits it along the sequence (Korthikanti et al. 2022,
+    Sec. 4.2.2: layer-norm inputs, dropout masks and the inputs of the first linear layers).
+    `kv_heads` is the K/V heads the group holds in total (`tensor_group_kv_heads`)."""
     h = dims.d_model
     q_width = dims.heads * dims.d_head
-    kv_width = dims.n_kv_heads * dims.d_head
+    kv_width = kv_heads * dims.d_head
     f = dims.d_ff
-    # Attention: QKV input (h), Q and K for QKᵀ (q_width + kv_width), V for the product with
-    # the probabilities (kv_width), the output projection's input (q_width), the output
-    # dropout mask (h bytes).
-    attention = p * (h + 2 * q_width + 2 * kv_width) + m * MASK_BYTES * h
+    # Attention: QKV input (h, replicated), Q and K for QKᵀ (q_width + kv_width), V for the
+    # product with the probabilities (kv_width), the output projection's input (q_width), the
+    # output dropout mask (h bytes, replicated).
+    attention = (p * (2 * q_width + 2 * kv_width), p * h + m * MASK_BYTES * h)
     # Scores per query-key pair and head: softmax output (p), dropout mask (1) and dropout
     # output (p); without dropout the softmax output alone feeds the product with V.
-    scores = dims.heads * np.where(m > 0, 2 * p + MASK_BYTES, p)
+    scores = (dims.heads * np.where(m > 0, 2 * p + MASK_BYTES, p), 0.0)
     if dims.ffn == "gated":
-        # input, gate pre-activation, up projection, activation output, their product
-        ffn = p * (h + 4 * f) + m * MASK_BYTES * h
+        # input (replicated); gate pre-activation, up projection, activation output, their
+        # product (sharded); the output dropout mask (replicated)
+        ffn = (p * 4 * f, p * h + m * MASK_BYTES * h)
     else:
-        # input, first linear output (the activation's input), activation output
-        ffn = p * (h + 2 * f) + m * MASK_BYTES * h
-    norms = (1 if dims.parallel_block else 2) * p * h
+        # input (replicated); first linear output, activation output (sharded); mask
+        ffn = (p * 2 * f, p * h + m * MASK_BYTES * h)
+    norms = (0.0, (1 if dims.parallel_block else 2) * p * h)
     terms = {"attention": attention, "attention_scores": scores, "ffn": ffn, "norms": norms}
     if cross:
         # Cross-attention: query input (h), Q (q_width), output input (q_width), mask, and
         # its norm's input; K and V are per encoder position (see `cross_kv`).
-        terms["cross_attention"] = p * (h + 2 * q_width) + m * MASK_BYTES * h + p * h
-        terms["cross_kv"] = p * 2 * kv_width
+        terms["cross_attention"] = (p * 2 * q_width, p * h + m * MASK_BYTES * h + p * h)
+        terms["cross_kv"] = (p * 2 * kv_width, 0.0)
         terms["cross_attention_scores"] = scores
     return terms
 
@@ -125,6 +143,7 @@ def activation_memory(
     flash: bool = True,
     bytes_per_value=2.0,
     tensor_parallel=1,
+    sequence_parallel=True,
     dropout: bool = True,
     decoder_seq=None,
 ) -> dict[str, np.ndarray]:
@@ -134,6 +153,12 @@ def activation_memory(
     encoder-decoder (default: `seq`). Parts named in `STORED_PARTS` are held through the
     step, `LOSS_PARTS` are the logits buffers at the loss, `BACKWARD_PARTS` exist only while
     the backward pass runs.
+
+    `tensor_parallel` t divides what Megatron's tensor parallelism splits (heads, FFN
+    columns, vocabulary); `sequence_parallel` (default true) also divides the rest, the
+    layer-norm and dropout tensors and the first linear layers' inputs, which tensor
+    parallelism alone replicates (Korthikanti et al. 2022, Table 2). With fewer K/V heads
+    than t, K and V are replicated (`tensor_group_kv_heads`). Both may be numpy arrays.
     """
     if recompute not in RECOMPUTE_KINDS:
         raise ValueError(f"recompute must be one of {RECOMPUTE_KINDS}, got {recompute!r}")
@@ -144,12 +169,19 @@ def activation_memory(
     s_enc = np.asarray(seq, dtype=float)
     s_dec = s_enc if decoder_seq is None else np.asarray(decoder_seq, dtype=float)
     t = np.asarray(tensor_parallel, dtype=float)
+    # Replicated tensors are split only under sequence parallelism.
+    rep = np.where(np.asarray(sequence_parallel, dtype=bool), t, 1.0)
+    kv_heads = tensor_group_kv_heads(dims, t)
     h = dims.d_model
 
     parts: dict[str, np.ndarray] = {}
 
+    def per_device(pair, scale):
+        sharded, replicated = pair
+        return scale * (sharded / t + replicated / rep)
+
     def add(name: str, value) -> None:
-        parts[name] = parts.get(name, 0.0) + value / t
+        parts[name] = parts.get(name, 0.0) + value
 
     stacks = []
     if shape.encoder_layers:
@@ -160,26 +192,27 @@ def activation_memory(
 
     one_layer = 0.0  # the largest single layer, rebuilt at once under full recomputation
     for layers, s, cross in stacks:
-        terms = _layer_terms(dims, p, m, cross=cross)
+        terms = _layer_terms(dims, p, m, kv_heads, cross=cross)
         kept = {
-            "attention": terms["attention"] * s * b,
-            "ffn": terms["ffn"] * s * b,
-            "norms": terms["norms"] * s * b,
+            "attention": per_device(terms["attention"], s * b),
+            "ffn": per_device(terms["ffn"], s * b),
+            "norms": per_device(terms["norms"], s * b),
         }
         if flash:
-            kept["attention_scores"] = FLASH_STAT_BYTES * dims.heads * s * b
+            kept["attention_scores"] = FLASH_STAT_BYTES * dims.heads * s * b / t
         else:
-            kept["attention_scores"] = terms["attention_scores"] * s * s * b
+            kept["attention_scores"] = per_device(terms["attention_scores"], s * s * b)
         if cross:
-            kept["cross_attention"] = terms["cross_attention"] * s * b + terms["cross_kv"] * s_enc * b
+            kept["cross_attention"] = per_device(terms["cross_attention"], s * b) + per_device(terms["cross_kv"], s_enc * b)
             kept["cross_attention_scores"] = (
-                FLASH_STAT_BYTES * dims.heads * s * b if flash else terms["cross_attention_scores"] * s * s_enc * b
+                FLASH_STAT_BYTES * dims.heads * s * b / t if flash else per_device(terms["cross_attention_scores"], s * s_enc * b)
             )
         layer_total = sum(kept.values())
         one_layer = np.maximum(one_layer, layer_total)
         if recompute == "full":
-            # Korthikanti et al. 2022, Table 2: only the layer input, 2·sbh with 16-bit values.
-            add("layer_inputs", layers * p * h * s * b)
+            # Korthikanti et al. 2022, Table 2: only the layer input, 2·sbh with 16-bit
+            # values, split over t only with sequence parallelism.
+            add("layer_inputs", layers * p * h * s * b / rep)
             continue
         if recompute == "selective":
             # The attention core is recomputed: its scores are not kept (Sec. 5).
@@ -191,15 +224,16 @@ def activation_memory(
 
     if shape.cross_attention:
         # The encoder's output feeds every cross-attention K/V projection.
-        add("encoder_output", p * h * s_enc * b)
+        add("encoder_output", p * h * s_enc * b / rep)
     if recompute == "full":
         add("recompute_buffer", one_layer)
     # Embedding output dropout mask (Korthikanti et al. 2022, Sec. 4.3).
-    add("embedding", m * MASK_BYTES * h * s_enc * b)
-    # Final norm input, and the loss buffers over the vocabulary.
-    add("final_norm", p * h * out_seq * b if dims.final_norm else 0.0 * b)
-    add("logits", p * dims.vocab * out_seq * b)
-    add("logits_fp32", LOGITS_FP32_BYTES * dims.vocab * out_seq * b)
+    add("embedding", m * MASK_BYTES * h * s_enc * b / rep)
+    # Final norm input, and the loss buffers over the vocabulary (vocabulary-parallel
+    # cross-entropy: the logits are split over t, Shoeybi et al. 2019, Sec. 3).
+    add("final_norm", p * h * out_seq * b / rep if dims.final_norm else 0.0 * b)
+    add("logits", p * dims.vocab * out_seq * b / t)
+    add("logits_fp32", LOGITS_FP32_BYTES * dims.vocab * out_seq * b / t)
     return parts
 
 
@@ -218,15 +252,24 @@ def backward_bytes(parts: Mapping[str, np.ndarray]):
     return sum((parts[k] for k in BACKWARD_PARTS if k in parts), 0.0)
 
 
-def korthikanti_layer_bytes(*, seq, micro_batch, hidden, heads, recompute: str = "none"):
-    """Korthikanti et al. 2022's closed forms per layer (16-bit activations, t = 1):
-    none: s·b·h·(34 + 5·a·s/h) (Eq. 1); selective: 34·s·b·h (Sec. 5); full: 2·s·b·h
-    (Table 2). Used to check `activation_memory` against the paper."""
-    s, b, h, a = (np.asarray(x, dtype=float) for x in (seq, micro_batch, hidden, heads))
+def korthikanti_layer_bytes(
+    *, seq, micro_batch, hidden, heads, recompute: str = "none", tensor_parallel=1, sequence_parallel=False
+):
+    """Korthikanti et al. 2022's closed forms per layer, 16-bit activations (Table 2):
+
+    - none: s·b·h·(10 + 24/t + 5·a·s/(h·t)), with sequence parallelism s·b·h·(34/t + 5·a·s/(h·t))
+      (t = 1: Eq. 1, s·b·h·(34 + 5·a·s/h));
+    - selective: s·b·h·(10 + 24/t), with sequence parallelism s·b·h·34/t;
+    - full: 2·s·b·h, with sequence parallelism 2·s·b·h/t.
+
+    Used to check `activation_memory` against the paper."""
+    s, b, h, a, t = (np.asarray(x, dtype=float) for x in (seq, micro_batch, hidden, heads, tensor_parallel))
+    sp = np.asarray(sequence_parallel, dtype=bool)
+    whole = np.where(sp, 10 / t, 10.0)  # the part tensor parallelism alone leaves whole
     if recompute == "none":
-        return s * b * h * (34 + 5 * a * s / h)
+        return s * b * h * (whole + 24 / t + 5 * a * s / (h * t))
     if recompute == "selective":
-        return 34 * s * b * h
+        return s * b * h * (whole + 24 / t)
     if recompute == "full":
-        return 2 * s * b * h
+        return 2 * s * b * h / np.where(sp, t, 1.0)
     raise ValueError(f"recompute must be one of {RECOMPUTE_KINDS}, got {recompute!r}")

@@ -67,6 +67,20 @@ def attention_params(dims: Dimensions) -> int:
     return weights + biases
 
 
+def tensor_group_kv_heads(dims: Dimensions, tensor_parallel=1):
+    """K/V heads a tensor-parallel group of t devices holds in total: K when K >= t (each
+    device holds K/t of them), else t (each device holds one, a copy of a head that t/K
+    devices share). Megatron-LM splits attention by query groups and replicates the K/V
+    projections when there are fewer groups than tensor-parallel ranks (Megatron-Core
+    `num_query_groups` < `tensor_model_parallel_size`); the K/V weights, their gradients and
+    optimizer state, and the K and V activations all grow by that factor. `tensor_parallel`
+    may be a numpy array; the result broadcasts."""
+    import numpy as np  # the counts above are plain integers; only this one broadcasts
+
+    t = np.asarray(tensor_parallel, dtype=float)
+    return np.maximum(float(dims.n_kv_heads), t)
+
+
 def ffn_params(dims: Dimensions) -> int:
     """Two matrices d x d_ff and d_ff x d (GELU/ReLU, Vaswani et al. 2017 Eq. 2), or three for
     a gated unit (gate, up, down; Shazeer 2020, Eq. 5-6), plus biases."""

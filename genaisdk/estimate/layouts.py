@@ -1,0 +1,206 @@
+"""Vectorized evaluation of parallel layouts: memory, fit and step time of a whole grid.
+
+One model on one kind of device is evaluated over tensor x pipeline x data-parallel degrees x
+ZeRO stages x micro-batches x recomputation levels x sequence parallelism x interleaved
+chunks in a handful of numpy calls per recomputation level: per-device memory of the first
+and last pipeline stage from `genaisdk.estimate.parallel.stage_memory`, step time and its
+parts from `genaisdk.estimate.steptime.step_time`. Nothing here has a formula of its own:
+the grid only broadcasts those functions' arguments, so a layout picked from the grid has
+exactly the numbers a direct call gives for it.
+
+A layout is valid when Megatron-LM can run it: t divides the heads and the FFN width (and
+t > 1 where sequence parallelism is on), p·v <= layers, interleaving (v > 1) needs p > 1 and
+m a multiple of p (Megatron-LM's interleaved schedule), the micro-batch is no larger than
+one replica's share of the global batch, and, when `devices` is given, t·p·d uses exactly
+those devices.
+"""
+
+from __future__ import annotations
+
+import attrs
+import numpy as np
+
+from genaisdk.dims import Dimensions
+from genaisdk.estimate.activations import RECOMPUTE_KINDS
+from genaisdk.estimate.comm import Cluster
+from genaisdk.estimate.parallel import RECOMPUTE_CODES, micro_batches, stage_memory
+from genaisdk.estimate.steptime import PARTS, step_time
+
+AXES = ("tensor", "pipeline", "data", "zero_stage", "micro_batch", "recompute", "sequence_parallel", "virtual_stages")
+"""Axis order of every array of a `LayoutResult`."""
+
+
+def _axis(values, axis: int, ndim: int = len(AXES)) -> np.ndarray:
+    shape = [1] * ndim
+    shape[axis] = -1
+    return np.asarray(values).reshape(shape)
+
+
+@attrs.frozen(kw_only=True)
+class LayoutGrid:
+    """The candidate values of each axis (`AXES` order)."""
+
+    tensor: tuple[int, ...] = attrs.field(converter=tuple)
+    pipeline: tuple[int, ...] = attrs.field(converter=tuple)
+    data: tuple[int, ...] = attrs.field(converter=tuple)
+    zero_stages: tuple[int, ...] = attrs.field(default=(0, 1, 2, 3), converter=tuple)
+    micro_batches: tuple[int, ...] = attrs.field(default=(1,), converter=tuple)
+    recomputes: tuple[str, ...] = attrs.field(default=RECOMPUTE_KINDS, converter=tuple)
+    sequence_parallel: tuple[bool, ...] = attrs.field(default=(False, True), converter=tuple)
+    virtual_stages: tuple[int, ...] = attrs.field(default=(1,), converter=tuple)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (
+            len(self.tensor), len(self.pipeline), len(self.data), len(self.zero_stages),
+            len(self.micro_batches), len(self.recomputes), len(self.sequence_parallel), len(self.virtual_stages),
+        )
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    def layout(self, index) -> dict:
+        """The axis values at a grid index, by name."""
+        values = (
+            self.tensor, self.pipeline, self.data, self.zero_stages,
+            self.micro_batches, self.recomputes, self.sequence_parallel, self.virtual_stages,
+        )
+        out = {name: vals[i] for name, vals, i in zip(AXES, values, index)}
+        out = {k: (v.item() if hasattr(v, "item") else v) for k, v in out.items()}
+        return out
+
+
+@attrs.frozen(kw_only=True)
+class LayoutResult:
+    """Per-layout arrays of shape `grid.shape` (axes in `AXES` order).
+
+    `memory`: bytes per device of the most loaded stage; `first_stage`, `last_stage`: each
+    stage's; `seconds`: step time (its terms: `part`, `parts_at`); `mfu`; `devices` t·p·d;
+    `fits`: valid and `memory` <= the device's capacity."""
+
+    grid: LayoutGrid
+    memory: np.ndarray
+    first_stage: np.ndarray
+    last_stage: np.ndarray
+    seconds: np.ndarray
+    mfu: np.ndarray
+    devices: np.ndarray
+    micro_batches: np.ndarray
+    valid: np.ndarray
+    fits: np.ndarray
+    capacity: float
+    steps: tuple = attrs.field(repr=False)
+    """The `StepTime` of each recomputation level, in `grid.recomputes` order."""
+
+    def part(self, name: str) -> np.ndarray:
+        """One term of the step time (`steptime.PARTS`) over the grid. Built on request:
+        a search ranks by `seconds` and needs the terms of the few layouts it explains."""
+        reduced = self.grid.shape[:5] + (1,) + self.grid.shape[6:]
+        return np.concatenate([np.broadcast_to(step.parts[name], reduced) for step in self.steps], axis=5)
+
+    def parts_at(self, index) -> dict[str, float]:
+        """Every term of the step time of the layout at `index`, in seconds."""
+        k = index[5]
+        rest = index[:5] + (0,) + index[6:]
+        step = self.steps[k]
+        return {name: float(np.broadcast_to(step.parts[name], self.grid.shape[:5] + (1,) + self.grid.shape[6:])[rest]) for name in PARTS}
+
+    def fastest(self) -> tuple[int, ...] | None:
+        """Index of the fastest layout that fits (ties: less memory, then fewer devices);
+        None when none fits."""
+        if not self.fits.any():
+            return None
+        seconds = np.where(self.fits, self.seconds, np.inf)
+        best = np.flatnonzero(seconds == seconds.min())
+        flat = best[np.argmin(self.memory.ravel()[best])]
+        return tuple(int(i) for i in np.unravel_index(int(flat), self.grid.shape))
+
+
+def evaluate_layouts(
+    dims: Dimensions,
+    cluster: Cluster,
+    grid: LayoutGrid,
+    *,
+    family: str = "decoder",
+    seq,
+    global_batch,
+    devices=None,
+    flash: bool = True,
+    causal: bool = True,
+    dropout: bool = True,
+    activation_bytes=2.0,
+    weight_bytes=2.0,
+    gradient_bytes=2.0,
+    optimizer_bytes=8.0,
+    master_bytes=4.0,
+    accumulate_bytes=4.0,
+    overlap_data_parallel=False,
+    **memory_options,
+) -> LayoutResult:
+    """Memory per device, fit and step time of every layout of `grid` (module docstring).
+    `memory_options` go to `training_memory` (`runtime_bytes`, `fragmentation`)."""
+    ndim = len(AXES)
+    t = _axis(np.asarray(grid.tensor, dtype=float), 0)
+    p = _axis(np.asarray(grid.pipeline, dtype=float), 1)
+    d = _axis(np.asarray(grid.data, dtype=float), 2)
+    zero = _axis(np.asarray(grid.zero_stages), 3)
+    b = _axis(np.asarray(grid.micro_batches, dtype=float), 4)
+    sp = _axis(np.asarray(grid.sequence_parallel, dtype=bool), 6)
+    v = _axis(np.asarray(grid.virtual_stages, dtype=float), 7)
+    common = dict(
+        family=family, seq=seq, global_batch=global_batch, micro_batch=b, tensor_parallel=t,
+        pipeline_parallel=p, data_parallel=d, virtual_stages=v, sequence_parallel=sp, zero_stage=zero,
+        flash=flash, dropout=dropout, activation_bytes=activation_bytes, weight_bytes=weight_bytes,
+        gradient_bytes=gradient_bytes, optimizer_bytes=optimizer_bytes, master_bytes=master_bytes,
+    )
+    reduced = grid.shape[:5] + (1,) + grid.shape[6:]
+    first, last, seconds, mfu, steps = [], [], [], [], []
+    for kind in grid.recomputes:
+        f = stage_memory(dims, recompute=kind, stage=0, **common, **memory_options).total
+        l_ = stage_memory(dims, recompute=kind, stage=p - 1, **common, **memory_options).total
+        step = step_time(
+            dims, cluster, recompute=RECOMPUTE_CODES[kind], causal=causal, accumulate_bytes=accumulate_bytes,
+            overlap_data_parallel=overlap_data_parallel, **common,
+        )
+        first.append(np.broadcast_to(f, reduced))
+        last.append(np.broadcast_to(l_, reduced))
+        seconds.append(np.broadcast_to(step.seconds, reduced))
+        mfu.append(np.broadcast_to(step.mfu, reduced))
+        steps.append(step)
+
+    def stack(arrays):
+        return np.concatenate(arrays, axis=5)
+
+    first_stage, last_stage = stack(first), stack(last)
+    memory = np.maximum(first_stage, last_stage)
+    m = micro_batches(global_batch=global_batch, data_parallel=d, micro_batch=b)
+    valid = (
+        (dims.heads % t == 0) & (dims.d_ff % t == 0) & ((t > 1) | ~sp)
+        & (p * v <= dims.layers) & ((v == 1) | ((p > 1) & (m % p == 0)))
+        & (d * b <= global_batch)
+    )
+    if devices is not None:
+        valid = valid & (t * p * d == devices)
+    shape = grid.shape
+    valid = np.broadcast_to(valid, shape)
+    capacity = float(cluster.memory_bytes)
+    return LayoutResult(
+        grid=grid,
+        memory=memory,
+        first_stage=first_stage,
+        last_stage=last_stage,
+        seconds=stack(seconds),
+        mfu=stack(mfu),
+        devices=np.broadcast_to(t * p * d, shape),
+        micro_batches=np.broadcast_to(m, shape),
+        valid=valid,
+        fits=valid & (memory <= capacity),
+        capacity=capacity,
+        steps=tuple(steps),
+    )
+
+
+def divisors(n: int) -> tuple[int, ...]:
+    """The divisors of n, ascending: the data-parallel degrees a fixed device count allows."""
+    return tuple(i for i in range(1, n + 1) if n % i == 0)

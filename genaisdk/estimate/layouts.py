@@ -2,11 +2,11 @@
 
 One model on one kind of device is evaluated over tensor x pipeline x data-parallel degrees x
 ZeRO stages x micro-batches x recomputation levels x sequence parallelism x interleaved
-chunks in a handful of numpy calls per recomputation level: per-device memory of the first
-and last pipeline stage from `genaisdk.estimate.parallel.stage_memory`, step time and its
-parts from `genaisdk.estimate.steptime.step_time`. Nothing here has a formula of its own:
-the grid only broadcasts those functions' arguments, so a layout picked from the grid has
-exactly the numbers a direct call gives for it.
+chunks in three calls, each over the whole grid: per-device memory of the first and of the
+last pipeline stage (`genaisdk.estimate.parallel.stage_memory`), step time and its parts
+(`genaisdk.estimate.steptime.step_time`). Nothing here has a formula of its own: the grid
+only broadcasts those functions' arguments, so a layout picked from the grid has exactly
+the numbers a direct call gives for it.
 
 A layout is valid when Megatron-LM can run it: t divides the heads and the FFN width (and
 t > 1 where sequence parallelism is on), p·v <= layers, interleaving (v > 1) needs p > 1 and
@@ -24,7 +24,7 @@ from genaisdk.dims import Dimensions
 from genaisdk.estimate.activations import RECOMPUTE_KINDS
 from genaisdk.estimate.comm import Cluster
 from genaisdk.estimate.parallel import RECOMPUTE_CODES, micro_batches, stage_memory
-from genaisdk.estimate.steptime import PARTS, step_time
+from genaisdk.estimate.steptime import PARTS, StepTime, step_time
 
 AXES = ("tensor", "pipeline", "data", "zero_stage", "micro_batch", "recompute", "sequence_parallel", "virtual_stages")
 """Axis order of every array of a `LayoutResult`."""
@@ -90,21 +90,16 @@ class LayoutResult:
     valid: np.ndarray
     fits: np.ndarray
     capacity: float
-    steps: tuple = attrs.field(repr=False)
-    """The `StepTime` of each recomputation level, in `grid.recomputes` order."""
+    step: StepTime = attrs.field(repr=False)
+    """The `StepTime` over the grid (its arrays broadcast to `grid.shape`)."""
 
     def part(self, name: str) -> np.ndarray:
-        """One term of the step time (`steptime.PARTS`) over the grid. Built on request:
-        a search ranks by `seconds` and needs the terms of the few layouts it explains."""
-        reduced = self.grid.shape[:5] + (1,) + self.grid.shape[6:]
-        return np.concatenate([np.broadcast_to(step.parts[name], reduced) for step in self.steps], axis=5)
+        """One term of the step time (`steptime.PARTS`) over the grid."""
+        return np.broadcast_to(self.step.parts[name], self.grid.shape)
 
     def parts_at(self, index) -> dict[str, float]:
         """Every term of the step time of the layout at `index`, in seconds."""
-        k = index[5]
-        rest = index[:5] + (0,) + index[6:]
-        step = self.steps[k]
-        return {name: float(np.broadcast_to(step.parts[name], self.grid.shape[:5] + (1,) + self.grid.shape[6:])[rest]) for name in PARTS}
+        return {name: float(self.part(name)[tuple(index)]) for name in PARTS}
 
     def fastest(self) -> tuple[int, ...] | None:
         """Index of the fastest layout that fits (ties: less memory, then fewer devices);
@@ -154,25 +149,14 @@ def evaluate_layouts(
         flash=flash, dropout=dropout, activation_bytes=activation_bytes, weight_bytes=weight_bytes,
         gradient_bytes=gradient_bytes, optimizer_bytes=optimizer_bytes, master_bytes=master_bytes,
     )
-    reduced = grid.shape[:5] + (1,) + grid.shape[6:]
-    first, last, seconds, mfu, steps = [], [], [], [], []
-    for kind in grid.recomputes:
-        f = stage_memory(dims, recompute=kind, stage=0, **common, **memory_options).total
-        l_ = stage_memory(dims, recompute=kind, stage=p - 1, **common, **memory_options).total
-        step = step_time(
-            dims, cluster, recompute=RECOMPUTE_CODES[kind], causal=causal, accumulate_bytes=accumulate_bytes,
-            overlap_data_parallel=overlap_data_parallel, **common,
-        )
-        first.append(np.broadcast_to(f, reduced))
-        last.append(np.broadcast_to(l_, reduced))
-        seconds.append(np.broadcast_to(step.seconds, reduced))
-        mfu.append(np.broadcast_to(step.mfu, reduced))
-        steps.append(step)
-
-    def stack(arrays):
-        return np.concatenate(arrays, axis=5)
-
-    first_stage, last_stage = stack(first), stack(last)
+    codes = _axis(np.asarray([RECOMPUTE_CODES[kind] for kind in grid.recomputes]), 5)
+    shape = grid.shape
+    first_stage = np.broadcast_to(stage_memory(dims, recompute=codes, stage=0, **common, **memory_options).total, shape)
+    last_stage = np.broadcast_to(stage_memory(dims, recompute=codes, stage=p - 1, **common, **memory_options).total, shape)
+    step = step_time(
+        dims, cluster, recompute=codes, causal=causal, accumulate_bytes=accumulate_bytes,
+        overlap_data_parallel=overlap_data_parallel, **common,
+    )
     memory = np.maximum(first_stage, last_stage)
     m = micro_batches(global_batch=global_batch, data_parallel=d, micro_batch=b)
     valid = (
@@ -182,7 +166,6 @@ def evaluate_layouts(
     )
     if devices is not None:
         valid = valid & (t * p * d == devices)
-    shape = grid.shape
     valid = np.broadcast_to(valid, shape)
     capacity = float(cluster.memory_bytes)
     return LayoutResult(
@@ -190,14 +173,14 @@ def evaluate_layouts(
         memory=memory,
         first_stage=first_stage,
         last_stage=last_stage,
-        seconds=stack(seconds),
-        mfu=stack(mfu),
+        seconds=np.broadcast_to(step.seconds, shape),
+        mfu=np.broadcast_to(step.mfu, shape),
         devices=np.broadcast_to(t * p * d, shape),
         micro_batches=np.broadcast_to(m, shape),
         valid=valid,
         fits=valid & (memory <= capacity),
         capacity=capacity,
-        steps=tuple(steps),
+        step=step,
     )
 
 

@@ -163,6 +163,43 @@ def _layer_activations(parts) -> np.ndarray:
     return sum((parts[k] for k in _LAYER_PARTS if k in parts), 0.0)
 
 
+def recompute_codes(recompute) -> np.ndarray:
+    """'none' / 'selective' / 'full', or an array of their `RECOMPUTE_CODES`, as integers."""
+    if isinstance(recompute, str):
+        try:
+            return np.asarray(RECOMPUTE_CODES[recompute])
+        except KeyError:
+            raise ValueError(f"recompute must be one of {tuple(RECOMPUTE_CODES)}, got {recompute!r}") from None
+    return np.asarray(recompute)
+
+
+def layer_activation_parts(dims: Dimensions, *, recompute, **options) -> dict[str, np.ndarray]:
+    """One layer's activation parts (`activation_memory` of a one-layer model) grouped as the
+    pipeline needs them: 'layer' (kept per layer and micro-batch in flight), 'embedding',
+    'final_norm', 'loss', 'backward'. `recompute` may be an array of `RECOMPUTE_CODES`: each
+    level present is computed once and picked per element."""
+    one = dims.evolve(layers=1)
+    codes = recompute_codes(recompute)
+    groups = {}
+    for kind, code in RECOMPUTE_CODES.items():
+        if not np.any(codes == code):
+            continue
+        parts = act.activation_memory(one, recompute=kind, **options)
+        groups[code] = {
+            "layer": _layer_activations(parts),
+            "embedding": parts["embedding"],
+            "final_norm": parts["final_norm"],
+            "loss": act.loss_bytes(parts),
+            "backward": act.backward_bytes(parts),
+        }
+    if len(groups) == 1:
+        return next(iter(groups.values()))
+    return {
+        name: np.select([codes == code for code in groups], [g[name] for g in groups.values()])
+        for name in ("layer", "embedding", "final_norm", "loss", "backward")
+    }
+
+
 @attrs.frozen(kw_only=True)
 class ParallelMemory:
     """Per-device memory of the first and the last pipeline stage (`TrainingMemory` each,
@@ -187,7 +224,7 @@ def stage_memory(
     data_parallel=1,
     virtual_stages=1,
     sequence_parallel=False,
-    recompute: str = "selective",
+    recompute="selective",
     zero_stage=0,
     stage=0,
     flash: bool = True,
@@ -200,8 +237,8 @@ def stage_memory(
     **memory_options,
 ) -> TrainingMemory:
     """Peak memory of one device of pipeline stage `stage` (module docstring), itemized as
-    `training_memory` itemizes it. `recompute` is one level ('none', 'selective', 'full');
-    the search passes each level in turn. `memory_options` go to `training_memory`
+    `training_memory` itemizes it. `recompute` is one level ('none', 'selective', 'full') or
+    an array of `RECOMPUTE_CODES`. `memory_options` go to `training_memory`
     (`runtime_bytes`, `fragmentation`, `gather_layers`)."""
     _single_stack(dims, family)
     t = np.asarray(tensor_parallel, dtype=float)
@@ -210,13 +247,12 @@ def stage_memory(
     r = np.asarray(stage, dtype=float)
     zero = np.asarray(zero_stage)
     m = micro_batches(global_batch=global_batch, data_parallel=d, micro_batch=micro_batch)
-    one = dims.evolve(layers=1)
-    parts = act.activation_memory(
-        one,
+    parts = layer_activation_parts(
+        dims,
+        recompute=recompute,
         family=family,
         seq=seq,
         micro_batch=micro_batch,
-        recompute=recompute,
         flash=flash,
         bytes_per_value=activation_bytes,
         tensor_parallel=t,
@@ -227,11 +263,11 @@ def stage_memory(
     last = r == p - 1
     layers = stage_layers(dims.layers, pipeline_parallel=p, virtual_stages=virtual_stages, stage=r)
     flight = in_flight(pipeline_parallel=p, micro_batches=m, virtual_stages=virtual_stages, stage=r)
-    stored = _layer_activations(parts) * layers * flight
+    stored = parts["layer"] * layers * flight
     stored = stored + np.where(first, parts["embedding"] * flight, 0.0)
     stored = stored + np.where(last, parts["final_norm"], 0.0)
-    loss = np.where(last, act.loss_bytes(parts), 0.0)
-    backward = act.backward_bytes(parts)
+    loss = np.where(last, parts["loss"], 0.0)
+    backward = parts["backward"]
 
     sp = stage_params(dims, family=family, tensor_parallel=t, pipeline_parallel=p)
     params = sp.block * layers + np.where(first, sp.first_extra, 0.0) + np.where(last, sp.last_extra, 0.0)

@@ -71,7 +71,14 @@ from genaisdk.estimate.comm import (
     reduce_scatter_bytes,
 )
 from genaisdk.estimate.flops import hardware_flops_per_token, model_flops_per_token
-from genaisdk.estimate.parallel import RECOMPUTE_CODES, _single_stack, micro_batches, stage_layers, stage_params
+from genaisdk.estimate.parallel import (
+    RECOMPUTE_CODES,
+    _single_stack,
+    micro_batches,
+    recompute_codes,
+    stage_layers,
+    stage_params,
+)
 from genaisdk.estimate.params import tensor_group_kv_heads
 
 LOGITS_FP32_BYTES = 4.0
@@ -93,16 +100,6 @@ and the optimizer step's memory traffic."""
 
 PARTS = ("compute", "recompute", "tensor_parallel", "pipeline_transfer", "bubble", "data_parallel", "optimizer")
 """The parts of a step, in the order they are reported; they sum to `StepTime.seconds`."""
-
-
-def recompute_codes(recompute) -> np.ndarray:
-    """'none' / 'selective' / 'full', or an array of their codes, as an integer array."""
-    if isinstance(recompute, str):
-        try:
-            return np.asarray(RECOMPUTE_CODES[recompute])
-        except KeyError:
-            raise ValueError(f"recompute must be one of {tuple(RECOMPUTE_CODES)}, got {recompute!r}") from None
-    return np.asarray(recompute)
 
 
 @attrs.frozen(kw_only=True)

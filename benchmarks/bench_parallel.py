@@ -1,0 +1,115 @@
+"""Layout search speed: configurations per second of the parallel-layout evaluation.
+
+    python benchmarks/bench_parallel.py [--spec specs/legal.genai] [--seconds 2]
+
+Prints, measured in the same run:
+- the rate of `genaisdk.estimate.layouts.evaluate_layouts` (memory of the first and last
+  pipeline stage, step time and its parts, validity, fit, and the fastest fitting layout)
+  over tensor x pipeline x data x ZeRO stage x micro-batch x recomputation x sequence
+  parallelism x interleaving, for a 70B model on H100 nodes (layouts of 512 GPUs valid),
+  against the 1e6/s goal;
+- the rate of the one-dimensional search the planner runs today (`genaisdk.search.evaluate`
+  and `choose` over precisions x strategies x devices x micro-batches x recomputation) on
+  the spec's model, for comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RATE_GOAL = 1e6
+
+H100_NODE = dict(
+    peak_flops=989e12,  # H100 SXM dense bf16 (NVIDIA H100 datasheet)
+    memory_bytes=80 * 2**30,
+    memory_bandwidth=3350e9,  # HBM3
+    intra_node_bandwidth=450e9,  # NVLink 4: 900 GB/s counting both directions
+    inter_node_bandwidth=50e9,  # one 400 Gb/s NDR InfiniBand adapter per GPU
+    devices_per_node=8,
+)
+
+
+def timed(fn, seconds: float) -> float:
+    """Mean seconds per call of `fn` over about `seconds` of repeated calls (one warm-up)."""
+    fn()
+    runs, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        fn()
+        runs += 1
+    return (time.perf_counter() - start) / runs
+
+
+def layout_rate(seconds: float) -> None:
+    from genaisdk.builtins.presets import catalog
+    from genaisdk.estimate.comm import Cluster
+    from genaisdk.estimate.layouts import LayoutGrid, evaluate_layouts
+    from genaisdk.search import powers_of_two
+
+    dims = {p.name: p for p in catalog()}["llama2-70b"].dims
+    cluster = Cluster(**H100_NODE)
+    grid = LayoutGrid(
+        tensor=(1, 2, 4, 8),
+        pipeline=(1, 2, 4, 8, 16),
+        data=powers_of_two(1, 4096),
+        zero_stages=(0, 1, 2, 3),
+        micro_batches=(1, 2, 4, 8, 16),
+        recomputes=("none", "selective", "full"),
+        sequence_parallel=(False, True),
+        virtual_stages=(1, 2),
+    )
+
+    def run():
+        result = evaluate_layouts(
+            dims, cluster, grid, seq=4096, global_batch=1024, devices=512, flash=True, dropout=False
+        )
+        return result.fastest()
+
+    elapsed = timed(run, seconds)
+    best = run()
+    rate = grid.size / elapsed
+    print(
+        f"layouts: {grid.size:,} configurations ({' x '.join(map(str, grid.shape))}) evaluated and ranked in "
+        f"{elapsed * 1e3:.1f} ms: {rate:,.0f} per second, {rate / RATE_GOAL:.1f}x the 1e6/s goal"
+    )
+    if best is not None:
+        print(f"  fastest fitting layout of llama2-70b on 512 GPUs (4k context, 1024 sequences): {grid.layout(best)}")
+
+
+def one_dimensional_rate(spec: str, seconds: float) -> None:
+    import genaisdk
+    from genaisdk.planner import planner_for
+    from genaisdk.registry import get_registry
+    from genaisdk.search import RECOMPUTE_ORDER, Grid, choose, evaluate, powers_of_two
+
+    planner = planner_for(genaisdk.load(spec), get_registry())
+    case = planner.fitted.case
+    precisions = tuple(p for p in planner.r.precisions if p.trainable and p.compute_dtype in planner.hw.peak_flops)
+    grid = Grid(
+        precisions=precisions,
+        strategies=planner.r.strategies,
+        devices=powers_of_two(1, 4096),
+        micro_batches=powers_of_two(1, 256),
+        recomputes=RECOMPUTE_ORDER,
+    )
+    elapsed = timed(lambda: choose(evaluate(case, grid)), seconds)
+    rate = grid.size / elapsed
+    print(
+        f"1D search (today's planner): {grid.size:,} configurations ({' x '.join(map(str, grid.shape))}) in "
+        f"{elapsed * 1e3:.1f} ms: {rate:,.0f} per second"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spec", default="specs/legal.genai")
+    parser.add_argument("--seconds", type=float, default=2.0)
+    args = parser.parse_args()
+    layout_rate(args.seconds)
+    one_dimensional_rate(str(ROOT / args.spec), args.seconds)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,5 +1,6 @@
-"""Loading the SPEC argument of `genai plan` and `genai explain`: a path or `-` (stdin),
-with `--set key=value` overrides; problems are printed as diagnostics and exit 1."""
+"""Loading the SPEC argument of `genai plan`, `explain`, `train` and `measure`: a path or
+`-` (stdin), with `--set key=value` overrides; problems are printed as diagnostics and
+exit 1. A SPEC argument is always a path, whatever its name holds (`br{ace}.genai`)."""
 
 from __future__ import annotations
 
@@ -30,9 +31,9 @@ def load_spec_or_exit(spec_file: str, overrides: Sequence[str]) -> Spec:
             raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--set")
     try:
         if spec_file == "-":
-            from genaisdk.spec import loads
+            from genaisdk.spec import loads, read_stdin
 
-            spec = loads(sys.stdin.read(), filename="<stdin>", overrides=list(overrides) or None)
+            spec = loads(read_stdin(), filename="<stdin>", overrides=list(overrides) or None)
         else:
             from genaisdk.spec import load
 
@@ -41,6 +42,8 @@ def load_spec_or_exit(spec_file: str, overrides: Sequence[str]) -> Spec:
         print_diagnostics(exc.diagnostics, exc.source)
         sys.exit(1)
     except OSError as exc:
-        click.echo(f"error: cannot read {spec_file}: {exc.strerror or exc}", err=True)
+        from genaisdk.render.safe import printable
+
+        click.echo(printable(f"error: cannot read {spec_file}: {exc.strerror or exc}"), err=True)
         sys.exit(1)
     return spec

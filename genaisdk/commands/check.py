@@ -13,11 +13,12 @@ import click
 
 
 def read_input(name: str) -> str:
-    """A file's text, or standard input for `-`; SpecError if it cannot be read."""
-    if name == "-":
-        return sys.stdin.read()
-    from genaisdk.spec import read_spec_file
+    """A file's text, or standard input for `-`; SpecError if it cannot be read or is over
+    the size limit."""
+    from genaisdk.spec import read_spec_file, read_stdin
 
+    if name == "-":
+        return read_stdin()
     return read_spec_file(name)
 
 
@@ -55,9 +56,11 @@ def colourize(rendered: str) -> str:
 
 
 def render_diagnostics(diagnostics: list, source: Any, colour: bool) -> str:
-    from genaisdk.diagnostics import render
+    """The diagnostics as text (at most `genaisdk.diagnostics.MAX_RENDERED`, then a count
+    of the rest), coloured for a terminal when `colour`."""
+    from genaisdk.diagnostics import render_each
 
-    parts = [render(d, source) for d in diagnostics]
+    parts = render_each(diagnostics, source)
     if colour:
         parts = [colourize(p) for p in parts]
     return "\n\n".join(parts)
@@ -77,6 +80,7 @@ def command(files: tuple[str, ...], as_json: bool, overrides: tuple[str, ...]) -
     FILE may be `-` for standard input. Exit status 1 if any spec has an error.
     """
     from genaisdk.diagnostics import SpecError
+    from genaisdk.render.safe import printable
     from genaisdk.spec import diagnose
 
     colour = not as_json and use_colour(sys.stdout)
@@ -120,7 +124,7 @@ def command(files: tuple[str, ...], as_json: bool, overrides: tuple[str, ...]) -
                 summary = ", ".join(p for p in (errors and _count(errors, "error"), warnings and _count(warnings, "warning")) if p)
             else:
                 summary = "ok"
-            line = f"{filename}: {summary}"
+            line = f"{printable(filename)}: {summary}"
             if colour:
                 line = click.style(line, fg="red" if errors else ("yellow" if warnings else "green"))
             click.echo(line, color=colour)

@@ -42,6 +42,7 @@ def command(files: tuple[str, ...], check_only: bool, show_diff: bool) -> None:
     """Rewrite specs in the canonical layout (comments kept)."""
     from genaisdk.commands.check import read_input, render_diagnostics, use_colour
     from genaisdk.diagnostics import SpecError
+    from genaisdk.render.safe import printable
     from genaisdk.spec import format_text
 
     status = 0
@@ -63,16 +64,21 @@ def command(files: tuple[str, ...], check_only: bool, show_diff: bool) -> None:
                 text.splitlines(keepends=True), formatted.splitlines(keepends=True),
                 fromfile=f"{filename} (original)", tofile=f"{filename} (formatted)",
             )
-            sys.stdout.write("".join(line if line.endswith("\n") else line + "\n" for line in diff))
+            shown = "".join(line if line.endswith("\n") else line + "\n" for line in diff)
+            if getattr(sys.stdout, "isatty", lambda: False)():
+                # On a terminal the diff is read, not applied: control characters in the
+                # file are shown escaped. Piped, it is the exact change (for `patch`).
+                shown = printable(shown, keep_newlines=True)
+            sys.stdout.write(shown)
         if check_only or show_diff:
             if changed:
                 if check_only:
-                    click.echo(f"would reformat {filename}", err=True)
+                    click.echo(f"would reformat {printable(filename)}", err=True)
                     status = max(status, 1)
             continue
         if name == "-":
             sys.stdout.write(formatted)
         elif changed:
             _write(name, formatted)
-            click.echo(f"reformatted {filename}", err=True)
+            click.echo(f"reformatted {printable(filename)}", err=True)
     sys.exit(status)

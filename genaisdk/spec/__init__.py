@@ -9,6 +9,8 @@
 - `diagnose(text, filename="<spec>", *, overrides=None, registry=None)
   -> (Spec | None, diagnostics, source to render them with)`
 - `format_text(text, filename="<spec>") -> str` (the canonical layout, `genai fmt`)
+- `is_path(spec) -> bool`: whether a `str` or `os.PathLike` argument names a file or is
+  spec text (the rule every entry point that takes either uses)
 
 `load` and `loads` raise `genaisdk.diagnostics.SpecError` carrying every diagnostic when the
 spec has an error; a returned Spec carries its warnings in `Spec.diagnostics`. `overrides`
@@ -33,19 +35,65 @@ if TYPE_CHECKING:  # pragma: no cover
 
 Overrides = Mapping[str, str] | Iterable[str] | None
 
-__all__ = ["check", "diagnose", "format_text", "load", "loads", "read_spec_file"]
+__all__ = ["check", "diagnose", "format_text", "is_path", "load", "loads", "read_spec_file", "read_stdin"]
+
+
+def is_path(spec: str | PathLike[str]) -> bool:
+    """Whether `spec`, given where either a path or spec text is accepted, is a path.
+
+    An `os.PathLike` is always a path, and so is a string naming an existing file (what
+    its name holds, `{` included, does not matter). Any other string is spec text if it
+    holds a line break or a `{` (every spec has a block), and otherwise a path (one that
+    does not exist, so loading it says so). Pass a `pathlib.Path` to leave no doubt; the
+    command line does (its SPEC is always a path).
+    """
+    if isinstance(spec, PathLike):
+        return True
+    if "\n" not in spec:
+        import os.path
+
+        try:
+            if os.path.isfile(spec):
+                return True
+        except (OSError, ValueError):  # a name too long, or holding a NUL
+            pass
+    return "\n" not in spec and "{" not in spec
+
+
+def read_stdin() -> str:
+    """Standard input's text, up to the size limit (SpecError GS011 past it: reading
+    stops there, so an endless stream is refused rather than read forever)."""
+    import sys
+
+    from genaisdk.spec.parse import check_size, size_limit
+
+    limit = size_limit()
+    text = sys.stdin.read(limit + 1)
+    check_size(len(text), "<stdin>", at_least=True)
+    return text
 
 
 def read_spec_file(path: str | PathLike[str]) -> str:
-    """The text of a spec file; unreadable or non-UTF-8 files raise SpecError (GS010)."""
+    """The text of a spec file; unreadable or non-UTF-8 files raise SpecError (GS010), and
+    files over the size limit (`genaisdk.spec.parse.size_limit`) SpecError (GS011) after
+    reading no more than the limit."""
     from genaisdk.diagnostics import Diagnostic, SpecError
-    from genaisdk.spec.parse import UNREADABLE
+    from genaisdk.spec.parse import UNREADABLE, check_size, size_limit
 
     name = str(path)
+    limit = size_limit()
     try:
         # utf-8-sig: a byte-order mark some editors write is not part of the spec.
         with open(path, encoding="utf-8-sig", newline="") as handle:
-            return handle.read()
+            text = handle.read(limit + 1)
+            if len(text) > limit:
+                import os
+                import stat
+
+                info = os.fstat(handle.fileno())
+                regular = stat.S_ISREG(info.st_mode)
+                check_size(info.st_size if regular else len(text), name, at_least=not regular)
+            return text
     except UnicodeDecodeError as exc:
         message = f"`{name}` is not UTF-8 text (byte {exc.start})"
     except OSError as exc:

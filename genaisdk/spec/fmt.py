@@ -18,6 +18,9 @@ enclosing block, list or file); one after code belongs to that line.
 
 from __future__ import annotations
 
+import re
+from bisect import bisect_right
+
 from genaisdk.spec.tree import (
     Block,
     Comment,
@@ -66,6 +69,33 @@ class _Comments:
         return taken
 
 
+_BLANK_RUN = re.compile(r"^(?:[^\S\n]*+\n)++", re.M)
+"""A run of blank lines (whitespace only), each with its line break."""
+
+
+class _BlankLines:
+    """Where a text has blank lines, as runs (first, last line number): one entry per run,
+    however long, found in one pass."""
+
+    def __init__(self, text: str):
+        self.firsts: list[int] = []
+        self.lasts: list[int] = []
+        line, position = 1, 0
+        for match in _BLANK_RUN.finditer(text):
+            line += text.count("\n", position, match.start())
+            breaks = text.count("\n", match.start(), match.end())
+            self.firsts.append(line)
+            self.lasts.append(line + breaks - 1)
+            line, position = line + breaks, match.end()
+
+    def between(self, after_line: int, before_line: int) -> bool:
+        """Whether a line strictly between the two is blank."""
+        index = bisect_right(self.lasts, after_line)  # the first run that ends after it
+        if index == len(self.firsts):
+            return False
+        return max(self.firsts[index], after_line + 1) <= min(self.lasts[index], before_line - 1)
+
+
 class _Line:
     """One output line: indentation, code, an optional trailing comment, and for an
     attribute its key and operator (aligned across its `group` when rendered)."""
@@ -89,14 +119,13 @@ class Printer:
     def __init__(self, document: Document):
         self.document = document
         self.comments = _Comments(document.comments)
-        source_lines = document.source.split("\n")
-        self.blank = {number for number, text in enumerate(source_lines, start=1) if not text.strip()}
+        self.blank = _BlankLines(document.source)
         self.lines: list[_Line] = []
         self.group_counter = 0
 
     # -- helpers --------------------------------------------------------------------------
     def had_blank(self, after_line: int, before_line: int) -> bool:
-        return any(n in self.blank for n in range(after_line + 1, before_line))
+        return self.blank.between(after_line, before_line)
 
     def emit(
         self, indent: int, code: str, comment: Comment | None = None, group: int | None = None,

@@ -22,7 +22,7 @@ from typing import Any
 
 import attrs
 
-from genaisdk.diagnostics import Diagnostic, Span, SpecError
+from genaisdk.diagnostics import Diagnostic, SourceLines, Span, SpecError
 from genaisdk.spec.tree import (
     Atom,
     Attribute,
@@ -34,6 +34,7 @@ from genaisdk.spec.tree import (
     Pair,
     Statement,
     Value,
+    escape_problem,
 )
 
 GRAMMAR_PATH = Path(__file__).with_name("grammar.lark")
@@ -50,6 +51,20 @@ MISSING_SEPARATOR = "GS007"
 UNEXPECTED_TOKEN = "GS008"
 BAD_VERSION_LINE = "GS009"
 UNREADABLE = "GS010"
+TOO_LARGE = "GS011"
+TOO_DEEP = "GS012"
+BAD_ESCAPE = "GS013"
+
+MAX_SPEC_SIZE = 4_000_000
+"""The most characters a spec may have (4 MB of ASCII), unless `$GENAISDK_MAX_SPEC_SIZE`
+says otherwise. A real spec is a few kilobytes; the limit keeps an absurd file (a log or a
+data file passed by mistake) from taking seconds and hundreds of megabytes to refuse."""
+SIZE_VARIABLE = "GENAISDK_MAX_SPEC_SIZE"
+
+MAX_DEPTH = 32
+"""How deeply blocks, lists and maps may nest (a real spec nests 2 to 4 deep: `project` >
+`data` > a map). Deeper text is refused before it is parsed, so that no part of the
+package (all of which walks trees recursively) can run out of stack."""
 
 # --------------------------------------------------------------------------------------
 # The Lark parser, built lazily and cached.
@@ -139,7 +154,7 @@ def get_parser() -> Any:
 # --------------------------------------------------------------------------------------
 # A small scanner that knows strings and comments, for comments (fmt) and for error context.
 
-_SCAN = re.compile(r'"(?:[^"\\\n]|\\.)*"?|#[^\n]*|//[^\n]*|[{}\[\]]|[A-Za-z_][A-Za-z0-9_.-]*|=|\n')
+_SCAN = re.compile(r'"(?:[^"\\\n]++|\\.)*+"?|#[^\n]*+|//[^\n]*+|[{}\[\]]|[A-Za-z_][A-Za-z0-9_.-]*+|=|\n++')
 
 
 @attrs.frozen(kw_only=True)
@@ -181,8 +196,8 @@ def scan(text: str, stop: int | None = None) -> Scan:
     for m in _SCAN.finditer(text, 0, end):
         tok = m.group()
         start = m.start()
-        if tok == "\n":
-            line, line_start = line + 1, m.end()
+        if tok[0] == "\n":
+            line, line_start = line + len(tok), m.end()
             continue
         if tok[0] == "#" or tok[:2] == "//":
             comments.append((start, m.end(), tok))
@@ -223,6 +238,8 @@ def _position(text: str, offset: int) -> tuple[int, int]:
 class _Converter:
     def __init__(self, filename: str):
         self.filename = filename
+        self.problems: list[Diagnostic] = []
+        """Strings with an unknown escape, one diagnostic each."""
 
     def span(self, token: Any) -> Span:
         return Span(
@@ -236,7 +253,7 @@ class _Converter:
             end_line=last.end_line, end_column=last.end_column,
         )
 
-    def document(self, tree: Any, source: str) -> Document:
+    def document(self, tree: Any, source: str, comments: tuple[Comment, ...]) -> Document:
         version_tree, *statements = tree.children
         version = None
         if version_tree is not None:
@@ -245,7 +262,7 @@ class _Converter:
         return Document(
             version=version,
             body=tuple(self.statement(s) for s in statements if s is not None),
-            comments=comments_of(source, self.filename),
+            comments=comments,
             filename=self.filename,
             source=source,
         )
@@ -261,7 +278,7 @@ class _Converter:
         return Block(
             name=str(name),
             name_span=name_span,
-            label=None if label is None else Atom(kind="string", text=str(label), span=self.span(label)),
+            label=None if label is None else self.string(label),
             body=tuple(self.statement(s) for s in body if s is not None),
             span=self.join(name_span, self.span(rbrace)),
             open_span=self.span(lbrace),
@@ -293,8 +310,31 @@ class _Converter:
             if kind == "list":
                 return ListNode(items=tuple(self.value(v) for v in inner), span=span)
             return MapNode(pairs=tuple(self.pair(p) for p in inner), span=span)
-        kind = {"NUMBER": "number", "NAME": "name", "STRING": "string"}[node.type]
+        if node.type == "STRING":
+            return self.string(node)
+        kind = {"NUMBER": "number", "NAME": "name"}[node.type]
         return Atom(kind=kind, text=str(node), span=self.span(node))
+
+    def string(self, token: Any) -> Atom:
+        atom = Atom(kind="string", text=str(token), span=self.span(token))
+        problem = escape_problem(atom.text)
+        if problem is not None:
+            index, char = problem
+            column = token.column + index
+            body = atom.text[1:-1]
+            hint = "a backslash starts an escape: \\n, \\t, \\\" or \\\\; write `\\\\` for a backslash, or use forward slashes"
+            if len(body) <= 80:
+                doubled = _literal_backslashes(body, "\\\\")
+                slashed = _literal_backslashes(body, "/")
+                hint += f': "{doubled}" or "{slashed}"'
+            self.problems.append(
+                Diagnostic(
+                    code=BAD_ESCAPE, severity="error", message=f"unknown escape `\\{char}` in a string",
+                    span=Span(file=self.filename, line=token.line, column=column, end_line=token.line, end_column=column + 2),
+                    hint=hint,
+                )
+            )
+        return atom
 
     def pair(self, tree: Any) -> Pair:
         key, op, value_tree = tree.children
@@ -303,19 +343,95 @@ class _Converter:
         return Pair(key=str(key), key_span=key_span, op=str(op), value=value, span=self.join(key_span, value.span))
 
 
-def comments_of(source: str, filename: str) -> tuple[Comment, ...]:
-    found = []
-    for start, end, text in scan(source).comments:
-        line, column = _position(source, start)
-        line_start = source.rfind("\n", 0, start) + 1
-        found.append(
-            Comment(
-                text=text.rstrip(),
-                span=Span(file=filename, line=line, column=column, end_line=line, end_column=column + end - start),
-                own_line=not source[line_start:start].strip(),
+# Strings (skipped whole), comments, brackets and runs of line breaks: all that `outline`
+# needs to see. Possessive repeats keep the regex engine from saving a backtracking point
+# per character, which on a long string or comment costs memory in proportion.
+_OUTLINE = re.compile(r'"(?:[^"\\\n]++|\\.)*+"?|#[^\n]*+|//[^\n]*+|[{}\[\]]|\n++')
+
+
+def outline(text: str, filename: str) -> tuple[tuple[Comment, ...], Diagnostic | None]:
+    """The comments of `text` and, if brackets nest deeper than MAX_DEPTH, the diagnostic
+    for the first bracket too deep (GS012). One pass, in time linear in the text."""
+    comments: list[Comment] = []
+    depth = 0
+    line, line_start = 1, 0
+    for m in _OUTLINE.finditer(text):
+        token = m.group()
+        first = token[0]
+        if first == "\n":
+            line, line_start = line + len(token), m.end()
+        elif first in "{[":
+            depth += 1
+            if depth > MAX_DEPTH:
+                column = m.start() - line_start + 1
+                return tuple(comments), Diagnostic(
+                    code=TOO_DEEP, severity="error",
+                    message=f"blocks, lists and maps nest more than {MAX_DEPTH} deep here",
+                    span=Span(file=filename, line=line, column=column, end_line=line, end_column=column + 1),
+                    hint="a spec nests a few levels (`project` > `data` > a map); close the brackets above, or flatten the value",
+                )
+        elif first in "}]":
+            depth = max(depth - 1, 0)
+        elif first != '"':
+            start = m.start()
+            column = start - line_start + 1
+            comments.append(
+                Comment(
+                    text=token.rstrip(),
+                    span=Span(file=filename, line=line, column=column, end_line=line, end_column=column + len(token)),
+                    own_line=not text[line_start:start].strip(),
+                )
             )
+    return tuple(comments), None
+
+
+def _literal_backslashes(body: str, replacement: str) -> str:
+    """A string literal's body with each backslash that is not `\\\\` or `\\"` replaced:
+    what its author most likely meant, a Windows path (`C:\\data\\new`)."""
+    return re.sub(r'\\[\\"]|\\', lambda m: m.group() if len(m.group()) == 2 else replacement, body)
+
+
+def comments_of(source: str, filename: str) -> tuple[Comment, ...]:
+    """Every comment of `source`, with its position."""
+    return outline(source, filename)[0]
+
+
+def size_limit() -> int:
+    """The most characters a spec may have: `$GENAISDK_MAX_SPEC_SIZE` if set, else
+    MAX_SPEC_SIZE. A value that is not a whole number is a SpecError (GS011)."""
+    setting = os.environ.get(SIZE_VARIABLE, "").strip().replace("_", "")
+    if not setting:
+        return MAX_SPEC_SIZE
+    if not setting.isdigit():
+        raise SpecError([
+            Diagnostic(
+                code=TOO_LARGE, severity="error",
+                message=f"{SIZE_VARIABLE} must be a number of characters, not `{setting}`",
+                hint=f"for example {SIZE_VARIABLE}=20000000 for 20 MB",
+            )
+        ])
+    return int(setting)
+
+
+def check_size(size: int, filename: str, *, at_least: bool = False) -> None:
+    """SpecError (GS011) when a spec of `size` characters is over the limit; `at_least`
+    when reading stopped at the limit and the whole size is not known."""
+    limit = size_limit()
+    if size <= limit:
+        return
+    shown = f"more than {_megabytes(limit)}" if at_least else _megabytes(size)
+    raise SpecError([
+        Diagnostic(
+            code=TOO_LARGE, severity="error",
+            message=f"`{filename}` is {shown}; a spec may be at most {_megabytes(limit)} ({limit:,} characters)",
+            hint=f"is this the spec file? A spec is a few kilobytes. To read a larger one, set {SIZE_VARIABLE} "
+            f"to a number of characters (e.g. {SIZE_VARIABLE}={max(limit * 2, size + 1)})",
         )
-    return tuple(found)
+    ])
+
+
+def _megabytes(characters: int) -> str:
+    return f"{characters / 1e6:.3g} MB"
 
 
 # --------------------------------------------------------------------------------------
@@ -323,16 +439,31 @@ def comments_of(source: str, filename: str) -> tuple[Comment, ...]:
 
 
 def parse(text: str, filename: str = "<spec>") -> Document:
-    """Parse a whole `.genai` text. Raises `SpecError` (one syntax diagnostic) on bad syntax."""
+    """Parse a whole `.genai` text. Raises `SpecError` on bad syntax: one diagnostic, or one
+    per string with an unknown escape."""
+    document, problems = _parse(text, filename)
+    if problems:
+        raise SpecError(problems, text)
+    return document
+
+
+def _parse(text: str, filename: str) -> tuple[Document, list[Diagnostic]]:
+    """The document and its unknown string escapes (which spoil no structure, so every one
+    can be reported); SpecError for the first other syntax error."""
+    check_size(len(text), filename)
     # The grammar ends statements with a newline; make sure the last one has one.
     padded = text if text.endswith("\n") else text + "\n"
-    tree = _run(padded, "start", filename, text)
-    return _Converter(filename).document(tree, text)
+    tree, comments = _run(padded, "start", filename, text)
+    converter = _Converter(filename)
+    return converter.document(tree, text, comments), converter.problems
 
 
 # Syntax errors confined to one line: the line can be set aside and parsing go on.
 _LINE_LOCAL = {UNEXPECTED_CHARACTER, UNTERMINATED_STRING, MISSING_VALUE, MISSING_EQUALS, MISSING_SEPARATOR, UNEXPECTED_TOKEN, BAD_VERSION_LINE}
 MAX_SYNTAX_ERRORS = 20
+RECOVERY_WORK = 8_000_000
+"""Characters re-parsed in all while recovering from syntax errors: twenty re-parses of a
+small file, fewer of a large one, so that recovery stays linear in the file's size."""
 
 
 def parse_recovering(text: str, filename: str = "<spec>") -> tuple[Document | None, list[Diagnostic]]:
@@ -341,7 +472,9 @@ def parse_recovering(text: str, filename: str = "<spec>") -> tuple[Document | No
     After such an error the line is blanked (its length and the line count kept, so every
     position stays true) and parsing starts again, so a file with three typos on three
     lines gets three diagnostics, and the rest of it can still be checked. Errors that
-    span lines (a missing `}`) end the search: what follows them cannot be trusted.
+    span lines (a missing `}`) end the search: what follows them cannot be trusted. So do
+    MAX_SYNTAX_ERRORS errors, or RECOVERY_WORK characters re-parsed. Unknown string escapes
+    are reported as well, all of them.
 
     Returns (the document of the text with the bad lines set aside, or None when the text
     could not be recovered; the syntax diagnostics). The document's `source` is the
@@ -349,20 +482,22 @@ def parse_recovering(text: str, filename: str = "<spec>") -> tuple[Document | No
     """
     diagnostics: list[Diagnostic] = []
     current = text
+    work = 0
     while len(diagnostics) < MAX_SYNTAX_ERRORS:
         try:
-            document = parse(current, filename)
+            document, problems = _parse(current, filename)
         except SpecError as exc:
             diagnostic = exc.diagnostics[0]
             diagnostics.append(diagnostic)
-            blanked = _blank_line(current, diagnostic)
+            work += len(current)
+            blanked = _blank_line(current, diagnostic) if work <= RECOVERY_WORK else None
             if blanked is None:
                 return None, diagnostics
             current = blanked
             continue
         if diagnostics:
             document = attrs.evolve(document, source=text, comments=comments_of(text, filename))
-        return document, diagnostics
+        return document, diagnostics + problems
     return None, diagnostics
 
 
@@ -371,24 +506,29 @@ def _blank_line(text: str, diagnostic: Diagnostic) -> str | None:
     safe (a multi-line error, or a line that opens or closes brackets)."""
     if diagnostic.code not in _LINE_LOCAL or diagnostic.span is None:
         return None
-    lines = text.split("\n")
-    index = diagnostic.span.line - 1
-    if not 0 <= index < len(lines) or not lines[index].strip():
+    start = SourceLines(text).start(diagnostic.span.line)
+    if start is None:
         return None
-    found = scan(lines[index])
+    end = text.find("\n", start)
+    end = len(text) if end < 0 else end
+    line = text[start:end]
+    if not line.strip():
+        return None
+    found = scan(line)
     if found.open_at_end or found.unmatched or found.pairs and any(b.is_block for b, _ in found.pairs):
         return None
-    lines[index] = " " * len(lines[index])
-    return "\n".join(lines)
+    return text[:start] + " " * len(line) + text[end:]
 
 
 def parse_override(text: str, filename: str = "--set", line: int = 1) -> tuple[str, Span, str, Value]:
     """Parse one `--set path=value` text (as written after `--set`). Returns (path, path
     span, operator, value); spans are on `line` of the pseudo-file `filename`."""
-    tree = _run(text, "override", filename, text, line_offset=line - 1)
+    tree, _ = _run(text, "override", filename, text, line_offset=line - 1)
     converter = _Converter(filename)
     key, op, value_tree = tree.children[:3]
     value = converter.value(value_tree)
+    if converter.problems:
+        raise SpecError([attrs.evolve(d, span=_shift(d.span, line - 1)) for d in converter.problems], text)
     return str(key), _shift(converter.span(key), line - 1), str(op), _shift_value(value, line - 1)
 
 
@@ -421,12 +561,17 @@ def _shift_value(value: Value, lines: int) -> Value:
     return Value(terms=tuple(term(t) for t in value.terms), span=_shift(value.span, lines))
 
 
-def _run(text: str, start: str, filename: str, original: str, line_offset: int = 0) -> Any:
+def _run(text: str, start: str, filename: str, original: str, line_offset: int = 0) -> tuple[Any, tuple[Comment, ...]]:
+    """The Lark tree of `text` from rule `start`, and the comments; SpecError (one
+    diagnostic, moved down `line_offset` lines) for text nested too deep or bad syntax."""
+    comments, too_deep = outline(text, filename)
+    if too_deep is not None:
+        raise SpecError([attrs.evolve(too_deep, span=_shift(too_deep.span, line_offset))], original)
     parser = get_parser()  # first: it imports Lark the lean way
     from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
     try:
-        return parser.parse(text, start=start)
+        return parser.parse(text, start=start), comments
     except UnexpectedCharacters as exc:
         diagnostic = _unexpected_character(exc, original, filename)
     except UnexpectedToken as exc:
@@ -479,7 +624,8 @@ def _unexpected_character(exc: Any, text: str, filename: str) -> Diagnostic:
     char = text[offset] if offset < len(text) else ""
     line, column = exc.line, exc.column
     span = Span(file=filename, line=line, column=column, end_line=line, end_column=column + 1)
-    rest = text[offset:].split("\n", 1)[0]
+    line_end = text.find("\n", offset)
+    rest = text[offset : line_end if line_end >= 0 else len(text)]
     if char == '"':
         span = attrs.evolve(span, end_column=column + len(rest))
         return Diagnostic(
@@ -518,6 +664,10 @@ def _unexpected_character(exc: Any, text: str, filename: str) -> Diagnostic:
     return Diagnostic(
         code=UNEXPECTED_CHARACTER, severity="error", message=f"unexpected character {shown}", span=span, hint=hint
     )
+
+
+_CODE_LINE = re.compile(r"^[ \t]*+(?!#|//|$)", re.M)
+"""The indentation of a line that holds code (not blank, not only a comment)."""
 
 
 class _Classifier:
@@ -720,14 +870,17 @@ class _Classifier:
         )
 
     def _block_end_line(self, bracket: Bracket) -> int | None:
-        """The first line after the opener indented no deeper than the opener's line."""
-        lines = self.text.split("\n")
-        for number in range(bracket.line + 1, len(lines) + 1):
-            content = lines[number - 1]
-            stripped = content.lstrip(" \t")
-            if not stripped or stripped.startswith(("#", "//")):
-                continue
-            if len(content) - len(stripped) <= bracket.indent and not stripped.startswith(("}", "]")):
+        """The first line after the opener indented no deeper than the opener's line
+        (blank and comment lines aside), found without splitting the text into lines."""
+        text = self.text
+        end = text.find("\n", bracket.offset)
+        if end < 0:
+            return None
+        number, position = bracket.line + 1, end + 1
+        for match in _CODE_LINE.finditer(text, position):
+            number += text.count("\n", position, match.start())
+            position = match.start()
+            if len(match.group()) <= bracket.indent and text[match.end()] not in "}]":
                 return number
         return None
 

@@ -18,11 +18,24 @@ import attrs
 from genaisdk.diagnostics import Span
 
 _ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\"}
+"""The escapes a string literal may use; the parser refuses any other (`escape_problem`)."""
+
+
+def escape_problem(raw: str) -> tuple[int, str] | None:
+    """The first unknown escape in the string literal `raw` (with its quotes): (index of
+    its backslash in `raw`, the escaped character), or None when every escape is known."""
+    index = raw.find("\\")
+    while 0 <= index < len(raw) - 1:
+        char = raw[index + 1]
+        if char not in _ESCAPES:
+            return index, char
+        index = raw.find("\\", index + 2)
+    return None
 
 
 def unescape(raw: str) -> str:
-    """The text of a string literal `raw` (with its quotes): `\\"` `\\\\` `\\n` `\\t` decoded;
-    any other escaped character stands for itself."""
+    """The text of a string literal `raw` (with its quotes): `\\"` `\\\\` `\\n` `\\t`
+    decoded. Any other escape (which the parser refuses) is kept as written."""
     body = raw[1:-1]
     if "\\" not in body:
         return body
@@ -31,7 +44,7 @@ def unescape(raw: str) -> str:
     for ch in chars:
         if ch == "\\":
             nxt = next(chars, "")
-            out.append(_ESCAPES.get(nxt, nxt))
+            out.append(_ESCAPES.get(nxt, ch + nxt))
         else:
             out.append(ch)
     return "".join(out)

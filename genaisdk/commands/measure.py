@@ -106,7 +106,9 @@ def command(spec_file: str, devices: int | None, as_json: bool, overrides: tuple
         print_diagnostics(exc.diagnostics, exc.source or spec.source)
         sys.exit(1)
     except BackendError as exc:
-        click.echo(f"error: {exc}", err=True)
+        from genaisdk.render.safe import printable
+
+        click.echo(printable(f"error: {exc}"), err=True)
         sys.exit(1)
     if as_json:
         click.echo(json.dumps(measurement.to_json(), indent=2))

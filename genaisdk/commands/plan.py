@@ -74,8 +74,9 @@ def command(
         click.echo(to_json_text(the_plan))
     elif as_markdown:
         from genaisdk.render.markdown import to_markdown
+        from genaisdk.render.safe import printable
 
-        click.echo(to_markdown(the_plan), nl=False)
+        click.echo(printable(to_markdown(the_plan), keep_newlines=True), nl=False)
     else:
         from genaisdk.render.text import make_console, render_text
 

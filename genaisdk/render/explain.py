@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from genaisdk.render.safe import printable
 from genaisdk.render.units import fmt_bytes, fmt_count, fmt_sci, fmt_seconds, fmt_usd
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -72,19 +73,23 @@ def explain_text(plan: Plan, topics: Sequence[str]) -> str:
 
 
 def render_explain(plan: Plan, topics: Sequence[str], console: Console) -> None:
+    """Print the topics' derivations to a rich Console (as written: no markup, control
+    characters escaped)."""
     from rich.rule import Rule
     from rich.text import Text
 
-    console.print(f"[bold]{plan.project.name}[/]  [dim]{plan.spec_file}[/]")
+    from genaisdk.render.text import heading
+
+    console.print(heading(plan))
     for topic in topics:
         console.print(Rule(TOPIC_TITLES.get(topic, topic), align="left"))
         for term in plan.derivations.get(topic, ()):
-            lines = term_lines(term)
+            lines = [printable(line) for line in term_lines(term)]
             head = Text(lines[0])
-            head.stylize("bold", 0, len(term.name))
+            head.stylize("bold", 0, len(printable(term.name)))
             console.print(head)
             for line in lines[1:-1]:
                 console.print(Text(line, style="dim"))
             console.print(Text(lines[-1]))
             if term.source:
-                console.print(Text(f"    {term.source}", style="dim italic"))
+                console.print(Text(printable(f"    {term.source}"), style="dim italic"))

@@ -1,11 +1,16 @@
 """The terminal view of a Plan: sections Select, Fit, Cost, Serve, then the reasons and the
-diagnostics, as rich tables. rich is imported here only, when a plan is printed."""
+diagnostics, as rich tables. rich is imported here only, when a plan is printed.
+
+Nothing here is rich markup: every cell is a `rich.text.Text`, styled explicitly, so a
+project called `[/]` prints as written, and control characters from a spec are shown
+escaped (`genaisdk.render.safe.printable`)."""
 
 from __future__ import annotations
 
 import math
 from typing import IO, TYPE_CHECKING
 
+from genaisdk.render.safe import printable
 from genaisdk.render.units import (
     fmt_bytes,
     fmt_count,
@@ -18,10 +23,24 @@ from genaisdk.render.units import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
+    from rich.text import Text
 
     from genaisdk.plans import Plan
 
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+def _text(value: object, style: str = "") -> Text:
+    """A cell or line as written: no markup, control characters escaped."""
+    from rich.text import Text
+
+    if isinstance(value, Text):
+        return value
+    return Text(printable(str(value)), style=style)
+
+
+def _add(table: object, *cells: object, **options: object) -> None:
+    table.add_row(*(_text(c) for c in cells), **options)  # type: ignore[attr-defined]
 
 
 def _kv_table():
@@ -45,38 +64,38 @@ def _why(plan: Plan, field: str) -> str:
 def _select(plan: Plan) -> object:
     m, s, d = plan.model, plan.scaling, plan.data
     table = _kv_table()
-    table.add_row("task", plan.project.task or "-", "")
-    table.add_row("architecture", m.family, _why(plan, "model.family"))
-    table.add_row("objective", m.objective, _why(plan, "model.objective"))
+    _add(table, "task", plan.project.task or "-", "")
+    _add(table, "architecture", m.family, _why(plan, "model.family"))
+    _add(table, "objective", m.objective, _why(plan, "model.objective"))
     size = fmt_count(m.params, "params")
     if m.preset:
         size += f" ({m.preset})"
-    table.add_row("size", size, _why(plan, "model.size"))
+    _add(table, "size", size, _why(plan, "model.size"))
     dims = f"{m.layers} layers" + (f" + {m.decoder_layers} decoder" if m.decoder_layers else "")
     dims += f", d_model {m.d_model}, {m.heads} heads"
     if m.kv_heads != m.heads:
         dims += f" ({m.kv_heads} kv)"
     dims += f", d_ff {m.d_ff} ({m.ffn}), vocab {m.vocab}"
-    table.add_row("shape", dims, _why(plan, "model.dims"))
-    table.add_row("context", f"{m.context} tokens", _why(plan, "model.context"))
+    _add(table, "shape", dims, _why(plan, "model.dims"))
+    _add(table, "context", f"{m.context} tokens", _why(plan, "model.context"))
     if m.trainable_params and abs(m.trainable_params - m.params) > 0.5:
-        table.add_row("trainable", fmt_count(m.trainable_params, "params"), f"{plan.train.adaptation}")
+        _add(table, "trainable", fmt_count(m.trainable_params, "params"), f"{plan.train.adaptation}")
     data = fmt_count(d.tokens, "tokens")
     if d.mix:
         data += "  (" + ", ".join(f"{k} {fmt_fraction(v)}" for k, v in d.mix.items()) + ")"
-    table.add_row("data", data, _why(plan, "data.tokens"))
+    _add(table, "data", data, _why(plan, "data.tokens"))
     if d.raw_tokens_needed:
-        table.add_row("raw text", fmt_count(d.raw_tokens_needed, "tokens"), f"for the optimal D at keep = {fmt_fraction(d.keep)}")
+        _add(table, "raw text", fmt_count(d.raw_tokens_needed, "tokens"), f"for the optimal D at keep = {fmt_fraction(d.keep)}")
     if plan.train.adaptation == "pretrain" and plan.compute.flops:
-        table.add_row(
+        _add(table, 
             "compute-optimal",
             f"{fmt_count(s.optimal_params, 'params')} on {fmt_count(s.optimal_tokens, 'tokens')}",
             f"Chinchilla, for the {fmt_sci(plan.compute.flops)} FLOPs of this run",
         )
-        table.add_row("tokens/param", f"{s.tokens_per_param:.1f}", "about 20 is compute-optimal (Hoffmann et al. 2022)")
+        _add(table, "tokens/param", f"{s.tokens_per_param:.1f}", "about 20 is compute-optimal (Hoffmann et al. 2022)")
     if math.isfinite(s.predicted_loss):
         basis = "this run" if plan.train.adaptation == "pretrain" else f"the base model's {fmt_count(s.loss_tokens, 'tokens')} of pretraining"
-        table.add_row("predicted loss", f"{s.predicted_loss:.3f} nats/token", f"Chinchilla approach 3, L(N, D) with D from {basis}")
+        _add(table, "predicted loss", f"{s.predicted_loss:.3f} nats/token", f"Chinchilla approach 3, L(N, D) with D from {basis}")
     return table
 
 
@@ -95,15 +114,15 @@ def _memory_table(plan: Plan) -> object:
         ("activations", mem.activations),
         *((f"overhead: {k}", v) for k, v in mem.overheads.items() if v),
     ):
-        table.add_row(name, fmt_bytes(value))
+        _add(table, name, fmt_bytes(value))
     fits = plan.memory.fits
-    table.add_row(
+    _add(table, 
         "peak total",
-        f"[{'green' if fits else 'bold red'}]{fmt_bytes(mem.total)}[/] of {fmt_bytes(plan.memory.device_capacity)}",
+        _text(fmt_bytes(mem.total), "green" if fits else "bold red") + f" of {fmt_bytes(plan.memory.device_capacity)}",
         end_section=True,
     )
     if mem.host:
-        table.add_row("host (offloaded)", fmt_bytes(mem.host))
+        _add(table, "host (offloaded)", fmt_bytes(mem.host))
     return table
 
 
@@ -123,7 +142,7 @@ def _options_table(plan: Plan) -> object | None:
     strategies = list(dict.fromkeys(o.strategy for o in plan.memory.options))
     table = Table(
         box=box.SIMPLE_HEAD,
-        title=f"memory per device by strategy and precision ({plan.train.devices} devices, {plan.train.recompute} recomputation)",
+        title=_text(f"memory per device by strategy and precision ({plan.train.devices} devices, {plan.train.recompute} recomputation)"),
         title_justify="left",
     )
     table.add_column("strategy", no_wrap=True)
@@ -151,21 +170,21 @@ def _options_table(plan: Plan) -> object | None:
             total(o),
         ]
         cells += [total(by[(name, p)], micro=True) if (name, p) in by else "-" for p in others]
-        table.add_row(*cells)
+        _add(table, *cells)
     return table
 
 
 def _fit(plan: Plan) -> object:
     t = plan.train
     table = _kv_table()
-    table.add_row("hardware", f"{t.devices} x {t.hardware}", _why(plan, "budget.devices"))
-    table.add_row("precision", t.precision, _why(plan, "train.precision"))
-    table.add_row("optimizer", t.optimizer, _why(plan, "train.optimizer"))
-    table.add_row("strategy", t.strategy, _why(plan, "train.sharding"))
-    table.add_row("micro-batch", f"{t.micro_batch} sequences", _why(plan, "train.micro_batch"))
-    table.add_row("recompute", t.recompute, _why(plan, "train.recompute"))
+    _add(table, "hardware", f"{t.devices} x {t.hardware}", _why(plan, "budget.devices"))
+    _add(table, "precision", t.precision, _why(plan, "train.precision"))
+    _add(table, "optimizer", t.optimizer, _why(plan, "train.optimizer"))
+    _add(table, "strategy", t.strategy, _why(plan, "train.sharding"))
+    _add(table, "micro-batch", f"{t.micro_batch} sequences", _why(plan, "train.micro_batch"))
+    _add(table, "recompute", t.recompute, _why(plan, "train.recompute"))
     if t.global_batch_sequences:
-        table.add_row(
+        _add(table, 
             "global batch",
             f"{t.global_batch_sequences} sequences ({fmt_count(t.global_batch_tokens, 'tokens')})",
             f"{t.grad_accumulation} accumulation step(s) of {t.micro_batch} x {t.devices}",
@@ -176,41 +195,41 @@ def _fit(plan: Plan) -> object:
 def _cost(plan: Plan) -> object:
     c, tm, co, b = plan.compute, plan.time, plan.cost, plan.budget
     table = _kv_table()
-    table.add_row("training FLOPs", fmt_sci(c.flops), "6·N·D")
-    table.add_row("model FLOPs", fmt_sci(c.model_flops), "(6·N + 12·L·H·Q·T)·D, PaLM appendix B")
-    table.add_row("hardware FLOPs", fmt_sci(c.hardware_flops), "model FLOPs + recomputation")
-    table.add_row("petaflop/s-days", f"{c.pf_days:,.1f}", "1 PF-day = 8.64e19 FLOPs")
-    table.add_row("MFU assumed", fmt_fraction(plan.train.mfu), _why(plan, "train.mfu"))
+    _add(table, "training FLOPs", fmt_sci(c.flops), "6·N·D")
+    _add(table, "model FLOPs", fmt_sci(c.model_flops), "(6·N + 12·L·H·Q·T)·D, PaLM appendix B")
+    _add(table, "hardware FLOPs", fmt_sci(c.hardware_flops), "model FLOPs + recomputation")
+    _add(table, "petaflop/s-days", f"{c.pf_days:,.1f}", "1 PF-day = 8.64e19 FLOPs")
+    _add(table, "MFU assumed", fmt_fraction(plan.train.mfu), _why(plan, "train.mfu"))
     over_time = b.time_ratio is not None and b.time_ratio > 1
     time_text = fmt_seconds(tm.seconds)
     if b.time_seconds is not None:
-        time_text = f"[{'bold red' if over_time else 'green'}]{time_text}[/]"
+        time_text = _text(time_text, "bold red" if over_time else "green")
         limit = f"budget {fmt_seconds(b.time_seconds)}: {fmt_ratio(b.time_ratio)}"
     else:
         limit = ""
-    table.add_row("wall-clock", time_text, limit)
-    table.add_row("device-hours", f"{tm.gpu_hours:,.0f}", "")
+    _add(table, "wall-clock", time_text, limit)
+    _add(table, "device-hours", f"{tm.gpu_hours:,.0f}", "")
     cost_text = fmt_usd(co.usd)
     if b.cost_usd is not None and co.usd is not None:
         over = b.cost_ratio is not None and b.cost_ratio > 1
-        cost_text = f"[{'bold red' if over else 'green'}]{cost_text}[/]"
+        cost_text = _text(cost_text, "bold red" if over else "green")
         limit = f"budget {fmt_usd(b.cost_usd)}: {fmt_ratio(b.cost_ratio)}"
     else:
         limit = f"at {fmt_usd(co.price_per_hour)}/device-hour" if co.price_per_hour else "no price known"
-    table.add_row("cost", cost_text, limit)
+    _add(table, "cost", cost_text, limit)
     if co.energy_kwh is not None:
-        table.add_row("energy", f"{co.energy_kwh:,.0f} kWh", "devices x power x time")
+        _add(table, "energy", f"{co.energy_kwh:,.0f} kWh", "devices x power x time")
     return table
 
 
 def _serve(plan: Plan) -> object:
     i = plan.inference
     table = _kv_table()
-    table.add_row("precision", i.precision, _why(plan, "serve.precision"))
-    table.add_row("weights", fmt_bytes(i.memory.weights), f"{fmt_count(plan.model.params, 'params')} at {i.precision}")
-    table.add_row("KV cache", fmt_bytes(i.memory.kv_cache), f"context {i.context} x batch {i.batch}")
+    _add(table, "precision", i.precision, _why(plan, "serve.precision"))
+    _add(table, "weights", fmt_bytes(i.memory.weights), f"{fmt_count(plan.model.params, 'params')} at {i.precision}")
+    _add(table, "KV cache", fmt_bytes(i.memory.kv_cache), f"context {i.context} x batch {i.batch}")
     fits = "fits one device" if i.fits else f"needs {i.devices_per_replica} devices per replica"
-    table.add_row("total", f"[{'green' if i.fits else 'yellow'}]{fmt_bytes(i.memory.total)}[/]", fits)
+    _add(table, "total", _text(fmt_bytes(i.memory.total), "green" if i.fits else "yellow"), fits)
     return table
 
 
@@ -218,21 +237,24 @@ def _reasons(plan: Plan) -> object:
     table = _kv_table()
     for r in plan.reasons:
         value = r.value if isinstance(r.value, str) else fmt_count(r.value) if isinstance(r.value, (int, float)) else str(r.value)
-        table.add_row(r.field, value, r.reason)
+        _add(table, r.field, value, r.reason)
     return table
 
 
 def _diagnostics(plan: Plan, console: Console) -> None:
-    from rich.text import Text
-
     for d in plan.diagnostics:
         where = f"{d.span.file}:{d.span.line}:{d.span.column}: " if d.span else ""
-        line = Text(where)
+        line = _text(where)
         line.append(f"{d.severity}[{d.code}]", style=_SEVERITY_STYLE.get(d.severity, ""))
-        line.append(f": {d.message}")
+        line.append(printable(f": {d.message}"))
         console.print(line)
         if d.hint:
-            console.print(Text(f"    = help: {d.hint}", style="dim"))
+            console.print(_text(f"    = help: {d.hint}", "dim"))
+
+
+def heading(plan: Plan) -> Text:
+    """The project's name in bold and the spec file dimmed, both as written."""
+    return _text(plan.project.name, "bold") + "  " + _text(plan.spec_file or "", "dim")
 
 
 def render_text(plan: Plan, console: Console) -> None:
@@ -240,9 +262,9 @@ def render_text(plan: Plan, console: Console) -> None:
     from rich.rule import Rule
 
     p = plan.project
-    console.print(f"[bold]{p.name}[/]  [dim]{plan.spec_file}[/]")
+    console.print(heading(plan))
     if p.scope:
-        console.print(f"[dim]{p.scope}[/]")
+        console.print(_text(p.scope, "dim"))
     console.print(Rule("Select", align="left"))
     console.print(_select(plan))
     console.print(Rule("Fit", align="left"))

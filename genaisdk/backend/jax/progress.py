@@ -107,7 +107,9 @@ class PlainProgress:
         self._print(text)
 
     def _print(self, text: str) -> None:
-        print(text, file=self.stream, flush=True)
+        from genaisdk.render.safe import printable
+
+        print(printable(text), file=self.stream, flush=True)
 
     def close(self) -> None:
         pass
@@ -154,7 +156,10 @@ class RichProgress:
         self._bar.update(self._task, eval=f"{entry['eval_loss']:.4f} (ppl {entry['perplexity']:.1f})")
 
     def note(self, text: str) -> None:
-        self._bar.console.print(text)
+        from genaisdk.render.safe import printable
+
+        # Notes name user paths (`--out '[x]'`): printed as written, never as markup.
+        self._bar.console.print(printable(text), markup=False, highlight=False)
 
     def close(self) -> None:
         self._bar.stop()

@@ -86,14 +86,14 @@ MAX_AUTO_MICRO_BATCH = 1024
 
 
 def as_spec(spec: Any, *, overrides: Any = None, registry: Any = None) -> Spec:
-    """A Spec from a Spec, a path (str or PathLike to an existing file) or spec text."""
+    """A Spec from a Spec, a path or spec text (`genaisdk.spec.is_path` tells which)."""
     if isinstance(spec, Spec):
         if overrides:
             raise ValueError("overrides apply to spec text or a path; load the spec with them instead")
         return spec
-    from genaisdk.spec import load, loads
+    from genaisdk.spec import is_path, load, loads
 
-    if isinstance(spec, os.PathLike) or (isinstance(spec, str) and "\n" not in spec and "{" not in spec):
+    if isinstance(spec, (str, os.PathLike)) and is_path(spec):
         return load(spec, overrides=overrides, registry=registry)
     if isinstance(spec, str):
         return loads(spec, overrides=overrides, registry=registry)

@@ -71,11 +71,14 @@ def command(
     # Checked here, before JAX starts, so a spec mistake is reported in a fraction of a second.
     spec = load_spec_or_exit(spec_file, overrides)
 
+    from pathlib import Path
+
     from genaisdk.backend.jax.train import train
+    from genaisdk.render.safe import printable
 
     try:
         result = train(
-            spec.source if spec_file == "-" else spec_file,
+            spec.source if spec_file == "-" else Path(spec_file),  # a path, whatever its name holds
             overrides=list(overrides),
             steps=steps,
             out=out,
@@ -91,10 +94,10 @@ def command(
             progress=False if plain else None,
         )
     except TrainingDiverged as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(printable(f"error: {exc}"), err=True)
         sys.exit(exc.exit_code)
     except TrainError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(printable(f"error: {exc}"), err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("aborted by a second interrupt; the latest finished checkpoint is kept", err=True)

@@ -140,8 +140,9 @@ def _override_list(overrides: Mapping[str, Any] | Iterable[str] | None) -> list[
 
 
 def load_spec(spec: Any, overrides: Mapping[str, Any] | Iterable[str] | None = None) -> Any:
-    """A Spec from a path, a Spec object, or spec text; overrides applied (`train.sharding=fsdp`)."""
-    from genaisdk.spec import load, loads
+    """A Spec from a path, a Spec object, or spec text (`genaisdk.spec.is_path` tells a
+    path from text); overrides applied (`train.sharding=fsdp`)."""
+    from genaisdk.spec import is_path, load, loads
     from genaisdk.spec.model import Spec
 
     items = _override_list(overrides) or None
@@ -149,7 +150,7 @@ def load_spec(spec: Any, overrides: Mapping[str, Any] | Iterable[str] | None = N
         if not items:
             return spec
         return loads(spec.source, filename=spec.filename, overrides=items)
-    if isinstance(spec, Path) or (isinstance(spec, str) and "\n" not in spec and "{" not in spec):
+    if isinstance(spec, (str, os.PathLike)) and is_path(spec):
         path = Path(spec)
         if not path.exists():
             raise TrainError(f"no such spec file: {path}", exit_code=2)

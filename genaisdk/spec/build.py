@@ -23,7 +23,7 @@ from genaisdk.spec import model as M
 from genaisdk.spec.schema import BLOCKS, MIX_ENTRY, Key, extra_keys, homes_of, parent_of, singular
 from genaisdk.spec.suggest import one_of, suggest
 from genaisdk.spec.tree import Atom, Attribute, Block, Document, ListNode, MapNode, Value, value_source
-from genaisdk.spec.units import DIMENSIONS, QuantityError, quantity_from_words
+from genaisdk.spec.units import COUNTED, DIMENSIONS, QuantityError, quantity_from_words
 
 LANGUAGE_VERSION = 1
 
@@ -606,6 +606,13 @@ class Builder:
         number = quantity.value
         if not math.isfinite(number):
             raise _err(OUT_OF_RANGE, f"`{value_source(value)}` is too large", value.span)
+        if dimension in COUNTED and not (float(number).is_integer() and number >= 1):
+            raise _err(
+                NOT_INTEGER,
+                f"a number of {'parameters' if dimension == 'params' else dimension} is whole and at least 1, "
+                f"not `{value_source(value)}`",
+                value.span, hint=for_example,
+            )
         if key.integer and not float(number).is_integer():
             raise _err(
                 NOT_INTEGER, f"`{label}` must be a whole number, not `{value_source(value)}`", value.span,

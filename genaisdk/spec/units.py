@@ -29,6 +29,10 @@ DIMENSIONS: dict[str, str] = {
 }
 """Dimension -> how a message names it ("`tokens` expects a token count")."""
 
+COUNTED: frozenset[str] = frozenset({"tokens", "params"})
+"""Dimensions that count things: a value of one is a whole number of at least 1 (half a
+token, or 1e-300 of one, is a mistake, not a quantity to round)."""
+
 SI_PREFIXES: dict[str, Decimal] = {
     "k": Decimal(10) ** 3,
     "K": Decimal(10) ** 3,

@@ -1,6 +1,7 @@
-"""How fast `genai check` answers: cold as a whole process, and warm in-process.
+"""How fast `genai check` answers: cold as a whole process, warm in-process, and on large files.
 
     python benchmarks/bench_check.py [--runs 21] [--spec specs/legal.genai] [--breakdown] [--strict]
+    python benchmarks/bench_check.py --scaling [--sizes 1,2,5,10,20] [--shape list|comments|blank|errors|all]
 
 Cold: the median wall time of `genai check SPEC` as a fresh process, against a bare
 `python -c pass` measured in the same run (runs interleaved, after warm-up runs that
@@ -13,6 +14,16 @@ before (parser built, registry loaded). Goal: <= 5 ms.
 Prints both ratios. `--breakdown` adds the median time of each phase of a cold check
 (imports, Lark, grammar, registry, parse and check); `--strict` exits 1 when a goal is
 missed.
+
+Scaling (`--scaling`): check time and peak memory of generated specs of several sizes (MB
+of text), each checked and rendered in a fresh process after a warm-up check, so the
+figures are the file's own. Time per MB at every size, and the ratio of the largest size's
+time per MB to the smallest's: 1.0 is linear, and the goal is <= 1.5. The shapes: `list`
+(a `data.source` list of one path per line, with comments and blank lines, as a spec
+listing many shards would have), `comments` (comment lines), `blank` (blank lines) and
+`errors` (a key set again on every line: one diagnostic per line, rendered). Sizes above
+the spec size limit (`genaisdk.spec.parse.MAX_SPEC_SIZE`) are checked with the limit
+raised for the run (`GENAISDK_MAX_SPEC_SIZE`).
 """
 
 from __future__ import annotations
@@ -30,6 +41,8 @@ ROOT = Path(__file__).resolve().parents[1]
 COLD_LIMIT_S = 0.150
 COLD_RATIO_LIMIT = 4.0
 WARM_LIMIT_S = 0.005
+LINEARITY_LIMIT = 1.5
+SHAPES = ("list", "comments", "blank", "errors")
 
 
 def _child_env() -> dict[str, str]:
@@ -119,6 +132,79 @@ def breakdown(spec: str, runs: int) -> dict[str, float]:
     return {phase: statistics.median(values) for phase, values in samples.items()}
 
 
+def big_spec(size: int, shape: str) -> str:
+    """A spec of about `size` characters, grown in the given shape (see the docstring)."""
+    head = 'genai 1\n\nproject "scaling" {\n  task = summarization\n  data {\n    tokens = 1B tokens\n'
+    tail = "  }\n}\n"
+    if shape == "list":
+        head, tail = head + "    source = [\n", "    ]\n" + tail
+    parts = [head]
+    total, number = len(head) + len(tail), 0
+    while total < size:
+        number += 1
+        if shape == "list":
+            line = f'      "shards/part-{number:08d}.jsonl",' + ("  # a shard\n" if number % 10 == 0 else "\n")
+            if number % 100 == 0:
+                line += "\n"
+        elif shape == "comments":
+            line = f"    # note {number}: a comment line\n"
+        elif shape == "blank":
+            line = "\n"
+        else:
+            line = "    keep = 3%\n"
+        parts.append(line)
+        total += len(line)
+    parts.append(tail)
+    return "".join(parts)
+
+
+_SCALING_CHILD = r"""
+import json, os, resource, sys, time
+sys.path.insert(0, sys.argv[3])
+from bench_check import big_spec
+from genaisdk.diagnostics import render_all
+from genaisdk.spec import diagnose
+diagnose("genai 1\nproject \"warm\" {\n  task = summarization\n}\n", "warm.genai")
+text = big_spec(int(sys.argv[1]), sys.argv[2])
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+start = time.perf_counter()
+_, diagnostics, source = diagnose(text, "big.genai")
+shown = render_all(diagnostics, source)
+seconds = time.perf_counter() - start
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"seconds": seconds, "peak": peak, "base": before, "diagnostics": len(diagnostics), "chars": len(text)}))
+"""
+
+
+def scaling(sizes_mb: list[float], shape: str) -> float:
+    """Check generated specs of `sizes_mb` in fresh processes; print time per MB and peak
+    memory; return the ratio of the largest size's time per MB to the smallest's."""
+    import json
+
+    env = _child_env()
+    # Raised for this run only: the default refuses files this large (as it should).
+    env["GENAISDK_MAX_SPEC_SIZE"] = str(int(max(sizes_mb) * 1e6) + 1_000_000)
+    per_mb = []
+    print(f"shape `{shape}`:")
+    for size in sizes_mb:
+        out = subprocess.run(
+            [sys.executable, "-c", _SCALING_CHILD, str(int(size * 1e6)), shape, str(Path(__file__).parent)],
+            cwd=ROOT, env=env, capture_output=True, text=True,
+        )
+        if out.returncode != 0:
+            raise SystemExit(out.stderr)
+        result = json.loads(out.stdout)
+        mb = result["chars"] / 1e6
+        per_mb.append(result["seconds"] / mb)
+        grown = result["peak"] - result["base"]
+        print(f"  {mb:6.1f} MB: {result['seconds']:7.2f} s  = {per_mb[-1]:5.2f} s/MB; "
+              f"peak memory {result['peak'] / 1e6:7.0f} MB ({grown / result['chars']:5.1f} bytes per character "
+              f"above the {result['base'] / 1e6:.0f} MB before); {result['diagnostics']} diagnostics")
+    ratio = per_mb[-1] / per_mb[0]
+    print(f"  time per MB, largest / smallest size: {ratio:.2f}x (goal <= {LINEARITY_LIMIT}x: linear)")
+    return ratio
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=21, help="cold runs of each command (default 21)")
@@ -126,7 +212,17 @@ def main() -> int:
     parser.add_argument("--spec", default="specs/legal.genai")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed")
     parser.add_argument("--breakdown", action="store_true", help="also time each phase of a cold check")
+    parser.add_argument("--scaling", action="store_true", help="time large generated specs instead (see above)")
+    parser.add_argument("--sizes", default="1,2,5,10,20", help="with --scaling: sizes in MB (default 1,2,5,10,20)")
+    parser.add_argument("--shape", default="list", choices=(*SHAPES, "all"), help="with --scaling: what the file is made of")
     args = parser.parse_args()
+
+    if args.scaling:
+        sizes = sorted(float(size) for size in args.sizes.split(","))
+        ratios = [scaling(sizes, shape) for shape in (SHAPES if args.shape == "all" else (args.shape,))]
+        missed = max(ratios) > LINEARITY_LIMIT
+        print("all goals met" if not missed else "some goals missed")
+        return 1 if (missed and args.strict) else 0
 
     check_s, bare_s = cold(args.spec, args.runs)
     ratio = check_s / bare_s

@@ -1,14 +1,15 @@
-"""Properties: no input makes the spec package raise anything but SpecError; valid specs
-survive formatting unchanged in meaning."""
+"""Properties: no input makes the spec package raise anything but SpecError, or take more
+than linear time; valid specs survive formatting unchanged in meaning."""
 
 from __future__ import annotations
 
 import string
+import time
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from genaisdk.diagnostics import Diagnostic, SpecError
+from genaisdk.diagnostics import Diagnostic, SpecError, render_all
 from genaisdk.spec import check, format_text, loads
 
 from .conftest import SPECS
@@ -21,6 +22,7 @@ SNIPPETS = [
     "project", "model", "train", "budget", "genai", "1", "0", "2.5", "1e99", "60B", "7b", "45%",
     "tokens", "days", "GiB", "pf-days", "a100-80gb", "bf16", "\t", " ", "é", "\\", "'", "1__0",
     "precision", "mix", "{ a = 1 }", "[1, 2]", "requires", '"x"', "\r\n", "\x00",
+    '"C:\\data"', '"\\n"', "\x1b[2J", "\u202e", "[/]", "[" * 40, "{" * 40, "0.5 tokens", "1e-300",
 ]
 
 
@@ -203,3 +205,49 @@ def test_arbitrary_overrides_raise_only_spec_errors(builtin_registry, overrides)
         loads(text, "t.genai", overrides=overrides, registry=builtin_registry)
     except SpecError as exc:
         exc.render()
+
+
+# -- large inputs: linear time ------------------------------------------------------------
+
+MEGABYTE = 1_000_000
+LINE = st.one_of(
+    st.lists(st.sampled_from(SNIPPETS), max_size=8).map(" ".join),
+    st.text(alphabet=string.printable, max_size=40),
+    st.text(max_size=20),
+)
+TINY = next(t for t in EXAMPLE_TEXTS if 'project "tiny-gpt"' in t)
+
+
+def _grown(line: str, size: int) -> str:
+    """`line` repeated inside a real spec (in its `data.source` list if it is a list
+    entry) until the spec is over `size` characters."""
+    copies = size // (len(line) + 1) + 1
+    if line.lstrip().startswith('"'):
+        filler = "    source = [\n" + (line + "\n") * copies + "    ]\n"
+        return TINY.replace("    source   = synthetic  # generated, learnable token patterns\n", filler)
+    return TINY.replace("  task  = text-generation\n", "  task  = text-generation\n" + (line + "\n") * copies)
+
+
+def _check_seconds(text: str, registry) -> float:
+    start = time.perf_counter()
+    diagnostics = check(text, "big.genai", registry=registry)
+    render_all(diagnostics, text)
+    assert all(isinstance(d, Diagnostic) for d in diagnostics)
+    return time.perf_counter() - start
+
+
+@settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(LINE)
+@example("  # a comment line")  # a comment per line: once counted line by line (quadratic)
+@example('      "shards/part-00000001.jsonl",')  # a long list, nothing wrong with it
+def test_a_megabyte_spec_is_checked_in_linear_time(builtin_registry, line):
+    """One drawn line repeated inside a real spec to 1 MB is checked (its diagnostics
+    rendered) raising nothing but SpecError, in at most a few times ten times what a tenth
+    of it takes: linear, with room for a busy machine. Anything quadratic (per line, per
+    comment, per diagnostic) takes a hundred times as long, and minutes at this size.
+    `benchmarks/bench_check.py --scaling` measures the same up to 20 MB."""
+    small = _check_seconds(_grown(line, MEGABYTE // 10), builtin_registry)
+    big_text = _grown(line, MEGABYTE)
+    assert len(big_text) > MEGABYTE
+    big = _check_seconds(big_text, builtin_registry)
+    assert big <= 3 * 10 * small + 1.0, f"{big:.2f} s for 1 MB, {small:.2f} s for 0.1 MB"

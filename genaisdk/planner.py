@@ -168,7 +168,9 @@ def registry_is_strict(registry: Any) -> bool:
     strict = getattr(registry, "strict", None)
     if isinstance(strict, bool):
         return strict
-    return os.environ.get("GENAISDK_STRICT_PLUGINS", "").strip().lower() in {"1", "true", "yes", "on"}
+    from genaisdk.registry import strict_from_env
+
+    return strict_from_env()
 
 
 @attrs.frozen(kw_only=True)

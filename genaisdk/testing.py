@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from genaisdk.hookspecs import hookimpl
-from genaisdk.registry import ENTRY_POINT_GROUP, Registry, set_registry
+from genaisdk.registry import ENTRY_POINT_GROUP, PluginLimits, Registry, set_registry
 
 
 def make_plugin(name: str, **hooks: Callable[..., Any]) -> types.SimpleNamespace:
@@ -58,15 +58,17 @@ def registry_with(
     entry_points: bool = False,
     strict: bool | None = None,
     install: bool = True,
+    limits: PluginLimits | None = None,
 ) -> Iterator[Registry]:
     """A fresh `Registry` with `plugins` registered after the built-ins.
 
     `entry_points=True` also discovers installed (or faked) distributions, honouring the
     GENAISDK_* environment variables. While the block runs the registry is also the one
     `genaisdk.get_registry()` returns (`install=False` leaves the process-wide one alone);
-    the previous one is put back afterwards.
+    the previous one is put back afterwards. `limits` replaces the plugin time and record
+    limits (e.g. `PluginLimits(timeout_s=0.5)` to test a slow plugin quickly).
     """
-    registry = Registry(builtins=builtins, entry_points=entry_points, plugins=plugins, strict=strict)
+    registry = Registry(builtins=builtins, entry_points=entry_points, plugins=plugins, strict=strict, limits=limits)
     previous = set_registry(registry) if install else None
     try:
         yield registry

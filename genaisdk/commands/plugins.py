@@ -23,6 +23,7 @@ def plugins_to_json(infos: list) -> list[dict]:
             "hooks": list(info.hooks),
             "records": dict(info.records),
             "error": info.error,
+            "seconds": round(info.seconds, 4),
         }
         for info in infos
     ]
@@ -35,7 +36,8 @@ def command(as_json: bool) -> None:
 
     Status is `active`, `disabled` (deselected by GENAISDK_LOAD_PLUGINS,
     GENAISDK_DISABLE_PLUGINS or --no-plugins) or `failed` (the error says why; the plugin
-    was skipped and everything else works).
+    was skipped and everything else works). `load ms` is the time a plugin took to import
+    and register its records, which every command that reads the catalogs waits for.
     """
     from genaisdk.registry import get_registry
 
@@ -49,7 +51,7 @@ def command(as_json: bool) -> None:
     from rich.table import Table
 
     table = Table(title="genaisdk plugins", title_justify="left")
-    for column in ("plugin", "distribution", "status", "hooks", "records"):
+    for column in ("plugin", "distribution", "status", "hooks", "records", "load ms"):
         table.add_column(column, overflow="fold")
     styles = {"active": "green", "disabled": "yellow", "failed": "bold red"}
     for info in infos:
@@ -61,6 +63,7 @@ def command(as_json: bool) -> None:
             f"[{styles[info.status]}]{info.status}[/]",
             hooks or "-",
             records or "-",
+            f"{info.seconds * 1e3:.0f}",
         )
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
     console.print(table)

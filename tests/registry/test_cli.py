@@ -58,8 +58,9 @@ def test_plugins_lists_builtins_and_a_broken_plugin() -> None:
     assert (hardware["status"], hardware["hooks"], hardware["error"]) == ("active", ["genaisdk_hardware"], None)
     assert hardware["records"]["hardware"] >= 14
     assert set(plugins["broken"]) == {
-        "name", "distribution", "version", "status", "builtin", "target", "hooks", "records", "error"
+        "name", "distribution", "version", "status", "builtin", "target", "hooks", "records", "error", "seconds"
     }  # fmt: skip
+    assert all(p["seconds"] >= 0 for p in plugins.values())
 
 
 @pytest.mark.parametrize("kind", sorted(RECORD_KINDS))

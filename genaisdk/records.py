@@ -13,6 +13,7 @@ registry never imports JAX.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -41,43 +42,35 @@ def _name(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         raise ValueError(f"{type(instance).__name__}.name must be a non-empty string, got {value!r}")
 
 
-def _nonneg(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if value is not None and value < 0:
-        raise ValueError(f"{type(instance).__name__}.{attribute.name} must be >= 0, got {value!r}")
+def finite(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """attrs validator: a float must be finite (NaN and infinities fail; ints and None pass).
+
+    The comparisons of `attrs.validators.gt/ge` already reject NaN; this rejects infinity,
+    which a planner dividing by a figure would turn into a silent zero or NaN.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"'{attribute.name}' must be a finite number: {value!r}")
 
 
-def _positive(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if value is not None and value <= 0:
-        raise ValueError(f"{type(instance).__name__}.{attribute.name} must be > 0, got {value!r}")
+_v = attrs.validators
 
-
-def _family(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if value not in FAMILIES:
-        raise ValueError(f"{type(instance).__name__}.{attribute.name} must be one of {FAMILIES}, got {value!r}")
+POSITIVE = _v.optional(_v.and_(finite, _v.gt(0)))
+"""None, or a finite number above 0."""
+NON_NEGATIVE = _v.optional(_v.and_(finite, _v.ge(0)))
+"""None, or a finite number of at least 0."""
+FRACTION = _v.optional(_v.and_(finite, _v.ge(0), _v.le(1)))
+"""None, or a number in [0, 1]."""
+_FAMILY = _v.in_(FAMILIES)
+_DTYPE = _v.in_(DTYPES)
+_FAMILIES = _v.and_(_v.min_len(1), _v.deep_iterable(member_validator=_FAMILY))
 
 
 def _frozen_map(value: Mapping | None) -> dict:
     return dict(sorted(dict(value or {}).items()))
 
 
-def _dtype(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if value not in DTYPES:
-        raise ValueError(f"{type(instance).__name__}.{attribute.name} must be one of {DTYPES}, got {value!r}")
-
-
-def _fraction(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if value is not None and not 0 <= value <= 1:
-        raise ValueError(f"{type(instance).__name__}.{attribute.name} must be in [0, 1], got {value!r}")
-
-
-def _families(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if not value:
-        raise ValueError(f"{type(instance).__name__}.{attribute.name} must name at least one family")
-    for family in value:
-        _family(instance, attribute, family)
-
-
 def _peak_flops(instance: Any, attribute: attrs.Attribute, value: Mapping[str, float]) -> None:
+    # Hand-written so that the message names the dtype whose figure is wrong.
     if not value:
         raise ValueError(f"{type(instance).__name__}.peak_flops must give at least one dtype")
     for dtype, flops in value.items():
@@ -85,8 +78,10 @@ def _peak_flops(instance: Any, attribute: attrs.Attribute, value: Mapping[str, f
             raise ValueError(
                 f"{type(instance).__name__}.peak_flops: unknown dtype {dtype!r}; use one of {DTYPES}"
             )
-        if not flops > 0:
-            raise ValueError(f"{type(instance).__name__}.peak_flops[{dtype!r}] must be > 0, got {flops!r}")
+        if not (isinstance(flops, (int, float)) and math.isfinite(flops) and flops > 0):
+            raise ValueError(
+                f"{type(instance).__name__}.peak_flops[{dtype!r}] must be a finite number > 0, got {flops!r}"
+            )
 
 
 STATE_KINDS = ("params", "grads", "opt_state", "batch")
@@ -141,7 +136,7 @@ class Record:
 class Task(Record):
     """A task a project can name (`task = summarization`) and the model it usually wants."""
 
-    family: str = attrs.field(validator=_family)
+    family: str = attrs.field(validator=_FAMILY)
     objective: str
     """Name of the Objective record pretraining for this family normally uses."""
     examples: tuple[str, ...] = attrs.field(default=(), converter=tuple)
@@ -157,10 +152,10 @@ class ParamCount:
     FSDP all-gather materializes.
     """
 
-    total: int = attrs.field(validator=_nonneg)
-    active: int = attrs.field(validator=_nonneg)
-    embedding: int = attrs.field(default=0, validator=_nonneg)
-    largest_layer: int = attrs.field(default=0, validator=_nonneg)
+    total: int = attrs.field(validator=NON_NEGATIVE)
+    active: int = attrs.field(validator=NON_NEGATIVE)
+    embedding: int = attrs.field(default=0, validator=NON_NEGATIVE)
+    largest_layer: int = attrs.field(default=0, validator=NON_NEGATIVE)
     breakdown: Mapping[str, int] = attrs.field(factory=dict, converter=_frozen_map)
     """Named parts that sum to `total` (e.g. {'embedding': ..., 'attention': ..., 'ffn': ...})."""
 
@@ -193,7 +188,7 @@ class Architecture(Record):
       cannot train this architecture.
     """
 
-    family: str = attrs.field(validator=_family)
+    family: str = attrs.field(validator=_FAMILY)
     count_params: Callable[[Dimensions], ParamCount]
     flops_per_token: Callable[[Dimensions, int], float]
     activation_bytes: Callable[..., Mapping[str, float]]
@@ -205,12 +200,12 @@ class Architecture(Record):
 class Objective(Record):
     """A pretraining objective and the families it fits."""
 
-    families: tuple[str, ...] = attrs.field(converter=tuple, validator=_families)
-    noise_density: float = attrs.field(default=0.0, validator=_fraction)
+    families: tuple[str, ...] = attrs.field(converter=tuple, validator=_FAMILIES)
+    noise_density: float = attrs.field(default=0.0, validator=FRACTION)
     """Fraction of tokens masked or corrupted (BERT 15%; T5 15%); 0 for causal LM."""
-    mean_span: float = attrs.field(default=1.0, validator=_positive)
+    mean_span: float = attrs.field(default=1.0, validator=POSITIVE)
     """Mean corrupted span length (T5: 3)."""
-    loss_fraction: float = attrs.field(default=1.0, validator=_fraction)
+    loss_fraction: float = attrs.field(default=1.0, validator=FRACTION)
     """Fraction of positions that carry loss (masked LM: the masked 15%)."""
     jax_loss: str | None = None
     """'module:function' building the JAX batch and loss, or None."""
@@ -225,25 +220,25 @@ class Precision(Record):
     A precision with `trainable=False` (int8, int4) is only for frozen or served weights.
     """
 
-    weight_bytes: float = attrs.field(validator=_positive)
+    weight_bytes: float = attrs.field(validator=POSITIVE)
     """The working copy of the weights used in forward/backward."""
-    gradient_bytes: float = attrs.field(validator=_nonneg)
-    master_bytes: float = attrs.field(default=0.0, validator=_nonneg)
+    gradient_bytes: float = attrs.field(validator=NON_NEGATIVE)
+    master_bytes: float = attrs.field(default=0.0, validator=NON_NEGATIVE)
     """An extra full-precision copy kept for the optimizer step (mixed precision: 4)."""
-    activation_bytes: float = attrs.field(default=2.0, validator=_positive)
-    compute_dtype: str = attrs.field(default="bf16", validator=_dtype)
-    param_dtype: str = attrs.field(default="bf16", validator=_dtype)
+    activation_bytes: float = attrs.field(default=2.0, validator=POSITIVE)
+    compute_dtype: str = attrs.field(default="bf16", validator=_DTYPE)
+    param_dtype: str = attrs.field(default="bf16", validator=_DTYPE)
     """Storage dtype of the working weights (fp32, bf16, fp16, fp8, int8, int4)."""
     loss_scaling: bool = False
     trainable: bool = True
-    optimizer_state_dtype: str = attrs.field(default="fp32", validator=_dtype)
+    optimizer_state_dtype: str = attrs.field(default="fp32", validator=_DTYPE)
 
 
 @attrs.frozen(kw_only=True)
 class Optimizer(Record):
     """Optimizer state bytes per trainable parameter and how to build it with optax."""
 
-    state_bytes: float = attrs.field(validator=_nonneg)
+    state_bytes: float = attrs.field(validator=NON_NEGATIVE)
     """E.g. Adam: two fp32 moments = 8; SGD with momentum: 4; plain SGD: 0; 8-bit Adam: 2."""
     state_note: str = ""
     optax_factory: str | None = None
@@ -271,7 +266,7 @@ class Strategy(Record):
     offload_optimizer: bool = False
     """Optimizer state (and master weights) live in host memory (ZeRO-Offload)."""
     offload_weights: bool = False
-    communication: float = attrs.field(default=2.0, validator=_nonneg)
+    communication: float = attrs.field(default=2.0, validator=NON_NEGATIVE)
     """Bytes sent per parameter-byte per step, as a multiple of Ψ: DDP and ZeRO-1/2: 2Ψ
     (reduce-scatter + all-gather); ZeRO-3: 3Ψ (Rajbhandari et al. 2020, Sec. 7)."""
     partition_rules: Mapping[str, tuple[tuple[str, str | None], ...]] = attrs.field(
@@ -286,13 +281,13 @@ class Hardware(Record):
     vendor: str = ""
     kind: str = "gpu"
     """'gpu' or 'tpu'."""
-    memory_bytes: int = attrs.field(validator=_positive)
+    memory_bytes: int = attrs.field(validator=POSITIVE)
     peak_flops: Mapping[str, float] = attrs.field(converter=_frozen_map, validator=_peak_flops)
     """Dense peak FLOP/s (or OP/s for int8) keyed by DTYPES; a dtype left out is unsupported."""
-    bandwidth_bytes_per_s: float = attrs.field(validator=_positive)
-    power_watts: float | None = attrs.field(default=None, validator=_positive)
+    bandwidth_bytes_per_s: float = attrs.field(validator=POSITIVE)
+    power_watts: float | None = attrs.field(default=None, validator=POSITIVE)
     """Board power (TDP) in watts; None where the vendor publishes none (say why in `description`)."""
-    price_per_hour: float | None = attrs.field(default=None, validator=_nonneg)
+    price_per_hour: float | None = attrs.field(default=None, validator=NON_NEGATIVE)
     """Indicative on-demand USD per device-hour; None where no public price is given."""
     price_note: str = ""
     """Where `price_per_hour` comes from, or why it is None."""
@@ -306,11 +301,11 @@ class Preset(Record):
     architecture: str
     """Name of the Architecture record (encoder, decoder, encoder-decoder, ...)."""
     dims: Dimensions
-    published_params: float | None = None
+    published_params: float | None = attrs.field(default=None, validator=POSITIVE)
     """The parameter count the source states (may be rounded, e.g. 175e9)."""
     note: str = ""
     """Why the computed count differs from the published one, where it does."""
-    training_tokens: float | None = None
+    training_tokens: float | None = attrs.field(default=None, validator=POSITIVE)
 
 
 @attrs.frozen(kw_only=True)
@@ -325,10 +320,10 @@ class Adaptation(Record):
     trains: bool = True
     full: bool = True
     """All weights train (fine-tune, pretrain) rather than adapters."""
-    trainable_fraction: float | None = attrs.field(default=None, validator=_fraction)
+    trainable_fraction: float | None = attrs.field(default=None, validator=FRACTION)
     frozen_precision: str | None = None
     """Precision of frozen base weights (QLoRA: int4)."""
-    default_rank: int | None = attrs.field(default=None, validator=_positive)
+    default_rank: int | None = attrs.field(default=None, validator=POSITIVE)
     default_targets: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     resident_models: tuple[str, ...] = attrs.field(default=("policy",), converter=tuple)
     trained_models: tuple[str, ...] = attrs.field(default=("policy",), converter=tuple)

@@ -47,7 +47,7 @@ BROKEN = {
         + "    yield Hardware(name='x', memory_bytes=-1, peak_flops={'bf16': 1e14},\n"
         + "                   bandwidth_bytes_per_s=1e12, power_watts=1)\n",
         "bad_plugin",
-        "memory_bytes must be > 0",
+        "genaisdk_hardware raised ValueError: 'memory_bytes' must be > 0: -1",
     ),
     "unknown-dtype": (
         HOOKS

@@ -23,6 +23,25 @@ def test_scan_matches_importlib_metadata(group: str) -> None:
         assert ("genai", "genaisdk.cli:main", "genaisdk", genaisdk.__version__) in found
 
 
+def test_scan_finds_what_importlib_metadata_finds_in_every_group_with_a_plugin_installed() -> None:
+    """The same sys.path, a fake plugin distribution on it: both readers list the same entry
+    points, group by group (the registry's scan is a faster reader, not a different answer)."""
+    entry_points = {"fake-a": "fake_pkg.a", "fake-b": "fake_pkg.b:PLUGIN [extra]"}
+    with fake_distribution("Fake.Plugin_Dist", "0.1.dev1", entry_points=entry_points):
+        stdlib = importlib.metadata.entry_points()
+        groups = set(stdlib.groups)
+        assert "genaisdk" in groups
+        for group in sorted(groups):
+            expected = sorted(
+                (ep.name, ep.value.split(" [")[0].split("[")[0].strip(), ep.dist.name, ep.dist.version)
+                for ep in stdlib.select(group=group)
+            )
+            found = sorted((ep.name, ep.target, ep.distribution, ep.version) for ep in scan_entry_points(group))
+            assert found == expected, group
+        ours = {ep.name: ep for ep in scan_entry_points("genaisdk")}
+    assert (ours["fake-b"].target, ours["fake-b"].distribution) == ("fake_pkg.b:PLUGIN", "Fake.Plugin_Dist")
+
+
 def test_scan_reads_sections_comments_extras_and_the_first_distribution_only(tmp_path) -> None:
     def dist(root, folder, name, version, entry_points):
         info = root / folder

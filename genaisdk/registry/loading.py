@@ -262,7 +262,7 @@ class _Load:
                     hook_name,
                     lambda f=impl.function, h=hook_name, k=kind: checks.take_records(h, k, f(), limit),
                 )
-                items.extend(checks.checked_records(hook_name, kind, raw, candidate.name))
+                items.extend(checks.checked_records(hook_name, kind, raw, candidate.name, trusted=candidate.builtin))
             if items:
                 out[kind] = items
         return out

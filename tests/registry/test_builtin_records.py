@@ -12,6 +12,7 @@ from genaisdk.builtins.objectives import span_corruption_target_fraction
 from genaisdk.builtins.optimizers import adafactor_state_bytes
 from genaisdk.builtins.strategies import BATCH_RULES, SHARDED_STATE_RULES
 from genaisdk.records import DTYPE_BYTES, DTYPES, FAMILIES, RECORD_KINDS
+from genaisdk.registry.checks import non_finite
 from genaisdk.testing import registry_with
 
 PUBLISHED = json.loads((Path(__file__).parent / "published_hardware.json").read_text())
@@ -43,6 +44,14 @@ def test_every_builtin_record_says_where_it_comes_from(catalogs, kind: str) -> N
         assert record.source.strip(), record.name
         assert record.description.strip() or kind == "presets", record.name
         assert record.provider in BUILTIN_PLUGINS or not record.provider.startswith("genaisdk.")
+
+
+@pytest.mark.parametrize("kind", sorted(RECORD_KINDS))
+def test_every_builtin_figure_is_finite(catalogs, kind: str) -> None:
+    # The registry skips this walk for the built-ins (their load is on every command's path);
+    # this test holds them to the rule every plugin's records meet at the registry's door.
+    for record in catalogs[kind].values():
+        assert non_finite(record) is None, (record.name, non_finite(record))
 
 
 # -- precisions ---------------------------------------------------------------------------

@@ -264,7 +264,7 @@ class _Planner:
         fit = scaling.CHINCHILLA
         a("loss_fit", f"E={fit.E} A={fit.A} B={fit.B} α={fit.alpha} β={fit.beta}", fit.source, "nats/token on MassiveText; a relative guide")
         if self.price is not None:
-            source = "the spec's price_per_hour" if self.p.budget.price_per_hour is not None else (self.hw.price_note or "hardware record")
+            source = "the spec's price_per_hour" if self.p.budget.price_per_hour is not None else (self.hw.price_citation or "hardware record")
             a("price_per_hour", self.price, source)
         if self.hw.power_watts:
             a("power_watts", self.hw.power_watts, f"{self.hw.key} rated board power", "energy is an upper bound for the accelerators alone")

@@ -276,7 +276,32 @@ class Strategy(Record):
 
 @attrs.frozen(kw_only=True)
 class Hardware(Record):
-    """An accelerator: memory, peak dense FLOP/s per dtype, bandwidth, power, price."""
+    """An accelerator: memory, dense peak FLOP/s per dtype, bandwidth, power, its node, its price.
+
+    Device figures (per device: one GPU, or one TPU chip):
+
+    - `memory_bytes`, `bandwidth_bytes_per_s` (device memory), `peak_flops` (dense: no 2:4
+      sparsity), `power_watts` (board power).
+
+    Node figures, from a named reference system (`system`: a DGX, a cloud instance, a TPU
+    host), all per device and, for links, in bytes/s in ONE direction (a vendor's
+    "bidirectional" figure is halved; the time of a ring all-reduce of S bytes over n devices
+    is 2(n-1)/n · S / this figure):
+
+    - `intra_node_bytes_per_s`: the scale-up link between devices of one node (NVLink through
+      NVSwitch, a PCIe switch, TPU ICI), per device; `intra_node_link` names it;
+    - `inter_node_bytes_per_s`: the network between nodes (InfiniBand, RoCE, TPU DCN) that
+      serves one device: the node's NIC line rate divided by its devices;
+    - `devices_per_node`: devices sharing one host and its intra-node link;
+    - `host_memory_bytes`: the host's CPU memory divided by `devices_per_node`, the room an
+      offloading strategy has per device.
+
+    Any of them is None where no source gives it; `note` says which and why.
+
+    Price: `price_per_hour` is an on-demand USD list price per device-hour, read from
+    `price_source` on `price_date` (ISO 8601); None, with `price_note` saying why, where no
+    dated public price was found. Prices move; a spec's `budget.price_per_hour` overrides.
+    """
 
     vendor: str = ""
     kind: str = "gpu"
@@ -287,11 +312,39 @@ class Hardware(Record):
     bandwidth_bytes_per_s: float = attrs.field(validator=POSITIVE)
     power_watts: float | None = attrs.field(default=None, validator=POSITIVE)
     """Board power (TDP) in watts; None where the vendor publishes none (say why in `description`)."""
+    intra_node_bytes_per_s: float | None = attrs.field(default=None, validator=POSITIVE)
+    """Scale-up link bandwidth per device, one direction, bytes/s (H100 SXM NVLink 4: 450e9)."""
+    intra_node_link: str = ""
+    """What the intra-node link is ("NVLink 4 via NVSwitch", "PCIe Gen4 x16", "ICI")."""
+    inter_node_bytes_per_s: float | None = attrs.field(default=None, validator=POSITIVE)
+    """Network bandwidth between nodes per device, one direction, bytes/s (400 Gb/s NIC: 50e9)."""
+    devices_per_node: int | None = attrs.field(default=None, validator=POSITIVE)
+    host_memory_bytes: int | None = attrs.field(default=None, validator=POSITIVE)
+    """Host (CPU) memory per device in bytes: the reference system's memory / devices_per_node."""
+    system: str = ""
+    """The reference system the node figures describe, with its source."""
     price_per_hour: float | None = attrs.field(default=None, validator=NON_NEGATIVE)
-    """Indicative on-demand USD per device-hour; None where no public price is given."""
+    """On-demand USD per device-hour from `price_source` on `price_date`; None where none was found."""
+    price_source: str = ""
+    """Who lists `price_per_hour` and for what (provider, instance or SKU, region, page)."""
+    price_date: str = attrs.field(
+        default="", validator=attrs.validators.matches_re(r"(\d{4}-\d{2}-\d{2})?")
+    )
+    """When the price was listed or read, YYYY-MM-DD ("" with no price)."""
     price_note: str = ""
-    """Where `price_per_hour` comes from, or why it is None."""
-    interconnect_bytes_per_s: float | None = None
+    """How the per-device figure follows from the source (an instance price / its GPUs), or why
+    there is no price."""
+    note: str = ""
+    """What this record cannot state, and why (figures no source gives, derived figures)."""
+
+    @property
+    def price_citation(self) -> str:
+        """One line naming the price's source and date ("RunPod ..., 2025-07-13: one GPU of a pod"),
+        or why there is no price."""
+        if self.price_per_hour is None or not self.price_source:
+            return self.price_note
+        cited = f"{self.price_source}, {self.price_date}" if self.price_date else self.price_source
+        return f"{cited}: {self.price_note}" if self.price_note else cited
 
 
 @attrs.frozen(kw_only=True)

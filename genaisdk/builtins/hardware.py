@@ -1,4 +1,4 @@
-"""Built-in accelerators, from `data/hardware.toml`: memory, dense peak FLOP/s, bandwidth, power, price.
+"""Built-in accelerators, from `data/hardware.toml`: memory, dense peak FLOP/s, bandwidth, node, price.
 
 A plugin module like any other (see `genaisdk.hookspecs.genaisdk_hardware`); its records are
 data. The file states figures in the units datasheets print (GiB, TFLOP/s, GB/s; its header
@@ -6,7 +6,9 @@ says which), and `catalog()` converts them to the SI units of `genaisdk.records.
 
 - `memory_gib` -> `memory_bytes` (x 2**30: the vendors' "GB" of HBM and GDDR is binary);
 - `peak_tflops` -> `peak_flops` (x 1e12, dense, per dtype);
-- `bandwidth_gb_s` -> `bandwidth_bytes_per_s` (x 1e9);
+- `bandwidth_gb_s`, `intra_node_gb_s`, `inter_node_gb_s` -> the `..._bytes_per_s` fields (x 1e9);
+  link figures are per device and per direction (a vendor's bidirectional figure halved);
+- `host_memory_gib` (x 2**30) or `host_memory_gb` (x 1e9) -> `host_memory_bytes`, per device;
 - every other key is the `Hardware` field of the same name.
 """
 
@@ -32,6 +34,10 @@ CONVERTED = {
     "memory_gib": ("memory_bytes", lambda gib: int(round(gib * GIB))),
     "peak_tflops": ("peak_flops", lambda table: {dtype: value * TERA for dtype, value in table.items()}),
     "bandwidth_gb_s": ("bandwidth_bytes_per_s", lambda gb_s: gb_s * GB_PER_S),
+    "intra_node_gb_s": ("intra_node_bytes_per_s", lambda gb_s: gb_s * GB_PER_S),
+    "inter_node_gb_s": ("inter_node_bytes_per_s", lambda gb_s: gb_s * GB_PER_S),
+    "host_memory_gib": ("host_memory_bytes", lambda gib: int(round(gib * GIB))),
+    "host_memory_gb": ("host_memory_bytes", lambda gb: int(round(gb * 1e9))),
 }
 """File key -> (Hardware field, conversion to the field's unit)."""
 
@@ -49,9 +55,11 @@ def catalog() -> list[Hardware]:
 def _hardware(name: str, fields: dict[str, Any]) -> Hardware:
     where = f"hardware.{name}"
     check_keys(f"{FILE}.toml", where, fields, KEYS)
-    values = {}
+    values: dict[str, Any] = {}
     for key, value in fields.items():
         field, convert = CONVERTED.get(key, (key, None))
+        if field in values:
+            raise DataFileError(f"{FILE}.toml: {where}: {field} is given twice (as {key!r} and another unit)")
         values[field] = convert(value) if convert is not None else value
     try:
         return Hardware(name=name, **values)

@@ -98,6 +98,40 @@ def _yes(flag: bool) -> str:
 _Row = Callable[[Any, Any], list[str]]
 
 
+def _price_sources(registry: Any) -> list[str]:
+    """The distinct price sources of the hardware catalog, in catalog order (footnotes [1], [2], ...)."""
+    sources: list[str] = []
+    for record in registry.catalog("hardware").values():
+        if record.price_source and record.price_source not in sources:
+            sources.append(record.price_source)
+    return sources
+
+
+def _hardware_row(registry: Any, r: Any) -> list[str]:
+    gib = 2**30
+    if r.price_per_hour is None:
+        price = "-"
+    else:
+        price = f"{r.price_per_hour:.2f} [{_price_sources(registry).index(r.price_source) + 1}]"
+    return [
+        r.name,
+        r.vendor,
+        f"{r.memory_bytes / gib:.4g}",
+        _tflops(r, "fp32"),
+        _tflops(r, "bf16"),
+        _tflops(r, "fp8"),
+        _tflops(r, "int8"),
+        f"{r.bandwidth_bytes_per_s / 1e12:.3g}",
+        _num(r.power_watts, 4),
+        "-" if r.devices_per_node is None else f"{r.devices_per_node} x",
+        "-" if r.intra_node_bytes_per_s is None else f"{r.intra_node_bytes_per_s / 1e9:.4g}",
+        "-" if r.inter_node_bytes_per_s is None else f"{r.inter_node_bytes_per_s / 1e9:.4g}",
+        "-" if r.host_memory_bytes is None else f"{r.host_memory_bytes / gib:.4g}",
+        price,
+        r.price_date or "-",
+    ]
+
+
 def _preset_row(registry: Any, r: Any) -> list[str]:
     counts, error = preset_params(registry, r)
     return [
@@ -168,19 +202,11 @@ _TABLES: dict[str, tuple[tuple[str, ...], _Row]] = {
         ],
     ),
     "hardware": (
-        ("name", "vendor", "memory GiB", "fp32 TF/s", "bf16 TF/s", "fp8 TF/s", "int8 TOP/s", "mem TB/s", "W", "$/h"),
-        lambda reg, r: [
-            r.name,
-            r.vendor,
-            f"{r.memory_bytes / 2**30:.4g}",
-            _tflops(r, "fp32"),
-            _tflops(r, "bf16"),
-            _tflops(r, "fp8"),
-            _tflops(r, "int8"),
-            f"{r.bandwidth_bytes_per_s / 1e12:.3g}",
-            _num(r.power_watts),
-            "-" if r.price_per_hour is None else f"{r.price_per_hour:.2f}",
-        ],
+        (
+            "name", "vendor", "memory GiB", "fp32 TF/s", "bf16 TF/s", "fp8 TF/s", "int8 TOP/s", "mem TB/s", "W",
+            "node", "link GB/s", "net GB/s", "host GiB", "$/h", "price date",
+        ),
+        lambda reg, r: _hardware_row(reg, r),
     ),
     "presets": (
         ("name", "architecture", "layers", "d_model", "heads", "params", "published", "source"),
@@ -264,4 +290,12 @@ def command(kind: str | None, as_json: bool) -> None:
         table.add_row(*cells)
     _console().print(table)
     if kind == "hardware":
-        click.echo("Peak dense TFLOP/s (int8: TOP/s); memory in GiB (2**30 bytes); prices indicative.")
+        click.echo(
+            "Peak dense TFLOP/s (int8: TOP/s); memory and host memory per device in GiB (2**30 bytes). "
+            "link: the intra-node link, net: the network between nodes, both per device in GB/s in one "
+            "direction; node: devices per node of the reference system (--json: `system`). "
+            "$/h: on-demand list price per device-hour on its date, from:"
+        )
+        for number, source in enumerate(_price_sources(registry), start=1):
+            click.echo(f"  [{number}] {source}")
+        click.echo("A device without a price says why in --json `price_note`; budget.price_per_hour overrides any.")

@@ -481,7 +481,7 @@ def _cost(plan: Plan, planner: Any) -> list[Term]:
     if co.usd is not None:
         terms.append(
             product_term("cost", "device-hours × price per device-hour", [(t.gpu_hours, "h"), (co.price_per_hour, "USD/h")], co.usd, "USD",
-                         source=planner.hw.price_note or "hardware record")
+                         source=planner.hw.price_citation or "hardware record")
         )
     else:
         terms.append(value_term("cost", "no price per device-hour known", 0.0, "USD"))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -192,9 +194,70 @@ def test_hardware_figures_match_the_published_ones(catalogs, name: str) -> None:
             assert h.peak_flops[dtype] == pytest.approx(figures[dtype] * 1e12), dtype
 
 
-def test_prices_are_the_published_indicative_ones(catalogs) -> None:
-    priced = {name: h.price_per_hour for name, h in catalogs["hardware"].items() if h.price_per_hour is not None}
-    assert priced == {name: p["value"] for name, p in PUBLISHED["prices_usd_per_hour"].items()}
+def test_prices_are_the_published_ones_with_their_source_and_date(catalogs) -> None:
+    priced = {
+        name: {"value": h.price_per_hour, "source": h.price_source, "date": h.price_date}
+        for name, h in catalogs["hardware"].items()
+        if h.price_per_hour is not None
+    }
+    assert priced == PUBLISHED["prices_usd_per_hour"]
+
+
+def test_every_device_has_a_dated_sourced_price_or_says_why_not(catalogs) -> None:
+    """A price needs who listed it and when; a device without one says why, and is a known exception."""
+    unpriced = set(PUBLISHED["unpriced"])
+    for name, h in catalogs["hardware"].items():
+        if name in unpriced:
+            assert h.price_per_hour is None and h.price_source == "" and h.price_date == "", name
+            assert "no dated public" in h.price_note and "budget.price_per_hour" in h.price_note, name
+            continue
+        assert h.price_per_hour is not None, f"{name} has no price and is not a listed exception"
+        assert math.isfinite(h.price_per_hour) and h.price_per_hour > 0, name
+        assert h.price_source.strip() and h.price_note.strip(), name
+        assert date.fromisoformat(h.price_date) <= date(2026, 12, 31), name
+
+
+def test_a_newer_device_is_not_priced_below_its_predecessor(catalogs) -> None:
+    price = {name: h.price_per_hour for name, h in catalogs["hardware"].items()}
+    assert price["h100-sxm"] > price["a100-40gb"]
+    assert price["h100-sxm"] > price["a100-80gb"]
+    assert price["h200"] > price["h100-sxm"]
+    assert price["b200"] > price["h200"]
+
+
+def test_every_figure_is_finite_and_positive(catalogs) -> None:
+    for h in catalogs["hardware"].values():
+        figures = [h.memory_bytes, h.bandwidth_bytes_per_s, *h.peak_flops.values()]
+        optional = (h.power_watts, h.intra_node_bytes_per_s, h.inter_node_bytes_per_s, h.devices_per_node,
+                    h.host_memory_bytes, h.price_per_hour)  # fmt: skip
+        for value in [*figures, *(v for v in optional if v is not None)]:
+            assert math.isfinite(value) and value > 0, (h.name, value)
+        assert h.memory_bytes % 2**30 == 0 and isinstance(h.memory_bytes, int), h.name
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED["node"]))
+def test_node_figures_match_their_reference_systems(catalogs, name: str) -> None:
+    node = PUBLISHED["node"][name]
+    h = catalogs["hardware"][name]
+    assert h.system == node["system"]
+    assert bool(h.system) == (h.devices_per_node is not None)  # a node needs its reference system named
+    for field, key in (("intra_node_bytes_per_s", "intra_node_gb_s_one_direction"), ("inter_node_bytes_per_s", "inter_node_gb_s_one_direction")):
+        expected = node.get(key)
+        assert getattr(h, field) == (None if expected is None else pytest.approx(expected * 1e9)), field
+    assert h.devices_per_node == node.get("devices_per_node")
+    assert h.host_memory_bytes == node.get("host_memory_bytes")
+
+
+def test_a_record_without_node_figures_says_so(catalogs) -> None:
+    for h in catalogs["hardware"].values():
+        node = (h.intra_node_bytes_per_s, h.inter_node_bytes_per_s, h.devices_per_node, h.host_memory_bytes)
+        if None in node:
+            assert "unset" in h.note, h.name
+        if h.intra_node_bytes_per_s is not None:
+            assert h.intra_node_link, h.name
+        # links are quoted per direction: never above the bidirectional figure a vendor prints
+        if h.intra_node_bytes_per_s and "bidirectional" in h.intra_node_link:
+            assert h.intra_node_bytes_per_s < h.bandwidth_bytes_per_s * 2, h.name
 
 
 # -- tasks, objectives, adaptations -------------------------------------------------------

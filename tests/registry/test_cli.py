@@ -87,7 +87,9 @@ def test_catalog_hardware_shows_the_figures() -> None:
     h100 = {r["name"]: r for r in data["records"]}["h100-sxm"]
     assert h100["memory_bytes"] == 80 * 2**30
     assert h100["peak_flops"]["bf16"] == 989.4e12
-    assert h100["price_per_hour"] == 1.65 and h100["price_note"]
+    assert h100["price_per_hour"] == 2.99 and h100["price_source"] and h100["price_date"] == "2025-07-13"
+    assert (h100["intra_node_bytes_per_s"], h100["devices_per_node"]) == (450e9, 8)
+    assert "2025-07-13" in result.stdout and "RunPod" in result.stdout  # the price's date and source
     assert h100["aliases"] == ["h100", "h100-80gb", "h100-sxm5"]
 
 

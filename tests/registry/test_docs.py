@@ -53,9 +53,9 @@ def test_the_tutorial_plugin_registers_its_gpu() -> None:
     tutorial = text[text.index("## Tutorial") : text.index("## How plugins are loaded")]
     (source,) = re.findall(r"```python\n(.*?)```", tutorial, flags=re.S)
     assert len(source.strip().splitlines()) <= 20
-    module = types.ModuleType("genaisdk_b200")
+    module = types.ModuleType("genaisdk_gb200")
     exec(compile(source, "docs/plugins.md", "exec"), module.__dict__)
     with registry_with(module, strict=True) as registry:
-        b200 = registry.get("hardware", "B200")
-    assert b200.provider == "genaisdk_b200"
-    assert b200.peak_flops["bf16"] < b200.peak_flops["fp8"]
+        gb200 = registry.get("hardware", "GB200")
+    assert gb200.provider == "genaisdk_gb200"
+    assert gb200.peak_flops["bf16"] < gb200.peak_flops["fp8"]

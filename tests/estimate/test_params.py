@@ -163,3 +163,25 @@ def test_architecture_records_count_like_the_presets(presets):
         parts = record.activation_bytes(preset.dims, seq=128, micro_batch=1, recompute="selective", flash=True, bytes_per_value=2)
         assert all(v >= 0 for v in parts.values())
         assert sum(parts.values()) > 0
+
+
+def test_open_weight_models_have_their_released_counts(published, presets):
+    """Counted from the released configs, each preset holds exactly its checkpoint's parameters;
+    where Dimensions cannot express a part of the model, the gap is exactly that part."""
+    for row in published["open_weights_2024"]["rows"]:
+        preset = presets[row["preset"]]
+        dims = preset.dims
+        count = count_params(dims, FAMILY[preset.architecture]).total
+        assert preset.published_params == row["params"], row["preset"]
+        missing = {
+            None: 0,
+            # Qwen2.5: a bias on each of q (heads x head size) and k, v (kv heads x head size)
+            "qkv_biases": dims.layers * (dims.heads + 2 * dims.n_kv_heads) * dims.d_head,
+            # Gemma 2: an RMSNorm after attention and after the FFN, besides the two before
+            "sandwich_norms": dims.layers * 2 * dims.d_model,
+        }[row["unexpressed"]]
+        assert count + missing == row["params"], row["preset"]
+        assert (missing == 0) == (row["unexpressed"] is None)
+        said = {"qkv_biases": "query, key and value projections", "sandwich_norms": "four RMSNorms per block"}
+        if missing:  # the note says what is missing
+            assert said[row["unexpressed"]] in preset.note, row["preset"]

@@ -143,7 +143,7 @@ def test_a_hook_that_sleeps_is_abandoned_at_the_time_limit() -> None:
     assert status == "failed" and re.match(r"PluginTimeout: genaisdk_hardware was still running after \d\.\d s", error)
     assert "GENAISDK_PLUGIN_TIMEOUT" in error
     assert "late-gpu" not in names and "ok-gpu" in names
-    assert 0.9 < seconds["rogue"] < 3  # the budget, spent
+    assert 0.3 < seconds["rogue"] < 3  # most of the budget (it runs from the import on), spent waiting
 
 
 def test_an_import_that_hangs_is_abandoned_too() -> None:

@@ -59,3 +59,11 @@ def test_the_tutorial_plugin_registers_its_gpu() -> None:
         gb200 = registry.get("hardware", "GB200")
     assert gb200.provider == "genaisdk_gb200"
     assert gb200.peak_flops["bf16"] < gb200.peak_flops["fp8"]
+
+
+def test_the_catalog_doc_lists_every_built_in_device_and_preset() -> None:
+    text = (DOCS.parent / "catalog.md").read_text()
+    with registry_with(install=False) as registry:
+        names = [*registry.names("hardware"), *registry.names("presets")]
+    missing = [name for name in names if f"| `{name}` |" not in text]
+    assert not missing, f"docs/catalog.md lacks {missing}"

@@ -150,18 +150,21 @@ def genaisdk_strategies() -> Iterable[Strategy]:
 
 @hookspec
 def genaisdk_hardware() -> Iterable[Hardware]:
-    """Register accelerators: memory, dense peak FLOP/s per dtype, bandwidth, power, price.
+    """Register accelerators: memory, dense peak FLOP/s per dtype, bandwidth, power, node, price.
 
     Signature: `genaisdk_hardware() -> Iterable[genaisdk.records.Hardware]`.
+    Link bandwidths are per device and in one direction; a price carries its source and
+    date (`price_source`, `price_date`). Leave a figure no source gives unset (None).
 
     Example::
 
         @hookimpl
         def genaisdk_hardware():
-            yield Hardware(name="b200", vendor="NVIDIA", memory_bytes=192 * 10**9,
-                           peak_flops={"bf16": 2.25e15, "fp8": 4.5e15},
-                           bandwidth_bytes_per_s=8e12, power_watts=1000,
-                           source="NVIDIA B200 datasheet")
+            yield Hardware(name="gb200", vendor="NVIDIA", memory_bytes=186 * 2**30,
+                           peak_flops={"bf16": 2.5e15, "fp8": 5e15},
+                           bandwidth_bytes_per_s=8e12, power_watts=1200,
+                           intra_node_bytes_per_s=900e9, devices_per_node=4,
+                           source="NVIDIA GB200 datasheet")
     """
 
 

@@ -42,23 +42,53 @@ class DataFileError(ValueError):
     """A built-in data file that does not parse or does not have the expected shape."""
 
 
+_parsed: dict[Path, tuple[str, dict[str, Any]]] = {}
+"""path -> (key, table): files already read by this process (every registry built in one
+process, a test suite's many included, reads each file once while it is unchanged)."""
+
+_built: dict[tuple[str, Path], tuple[str, tuple[Any, ...]]] = {}
+
+
 def read_table(name: str, folder: Path = DATA_DIR) -> dict[str, Any]:
     """The parsed contents of `folder/name.toml` (a table), from the JSON cache when it is current.
 
-    Raises `DataFileError` naming the file (and, from `tomllib`, the line) when it is not
-    valid TOML.
+    The table is shared by every caller in the process: read it, never change it. Raises
+    `DataFileError` naming the file (and, from `tomllib`, the line) when it is not valid TOML.
     """
     path = folder / f"{name}.toml"
+    return _read(path)[1]
+
+
+def records(kind: str, name: str, build: Any, folder: Path = DATA_DIR) -> tuple[Any, ...]:
+    """`build(table)` for `folder/name.toml`, built once per process while the file is unchanged.
+
+    For the built-in catalogs: their records are frozen, so one tuple can serve every registry
+    the process makes.
+    """
+    path = folder / f"{name}.toml"
+    key, table = _read(path)
+    done = _built.get((kind, path))
+    if done is not None and done[0] == key:
+        return done[1]
+    built = tuple(build(table))
+    _built[(kind, path)] = (key, built)
+    return built
+
+
+def _read(path: Path) -> tuple[str, dict[str, Any]]:
     raw = path.read_bytes()
     key = f"{FORMAT}-{len(raw)}-{zlib.crc32(raw):08x}"
+    known = _parsed.get(path)
+    if known is not None and known[0] == key:
+        return known
     cache = _cache_path(path)
-    cached = _read_cache(cache, key)
-    if cached is not None:
-        return cached
-    table = _parse(path, raw)
-    if not sys.dont_write_bytecode:
-        _write_cache(cache, key, table)
-    return table
+    table = _read_cache(cache, key)
+    if table is None:
+        table = _parse(path, raw)
+        if not sys.dont_write_bytecode:
+            _write_cache(cache, key, table)
+    _parsed[path] = (key, table)
+    return key, table
 
 
 def _parse(path: Path, raw: bytes) -> dict[str, Any]:

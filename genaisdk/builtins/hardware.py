@@ -19,7 +19,7 @@ from typing import Any
 
 import attrs
 
-from genaisdk.builtins.datafiles import DataFileError, check_keys, entries, read_table
+from genaisdk.builtins.datafiles import DataFileError, check_keys, entries, records
 from genaisdk.hookspecs import hookimpl
 from genaisdk.records import Hardware
 
@@ -48,8 +48,12 @@ KEYS = (*CONVERTED, *(name for name in _FIELDS if name not in _CONVERTED_FIELDS)
 
 
 def catalog() -> list[Hardware]:
-    """Every built-in accelerator, in the file's order."""
-    return [_hardware(name, fields) for name, fields in entries(f"{FILE}.toml", read_table(FILE), "hardware")]
+    """Every built-in accelerator, in the file's order (built once per process while the file is unchanged)."""
+    return list(records("hardware", FILE, _build))
+
+
+def _build(table: dict[str, Any]) -> list[Hardware]:
+    return [_hardware(name, fields) for name, fields in entries(f"{FILE}.toml", table, "hardware")]
 
 
 def _hardware(name: str, fields: dict[str, Any]) -> Hardware:

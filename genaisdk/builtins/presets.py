@@ -22,7 +22,7 @@ from typing import Any
 
 import attrs
 
-from genaisdk.builtins.datafiles import DataFileError, check_keys, entries, read_table
+from genaisdk.builtins.datafiles import DataFileError, check_keys, entries, records
 from genaisdk.dims import Dimensions
 from genaisdk.hookspecs import hookimpl
 from genaisdk.records import Preset
@@ -37,8 +37,12 @@ _DIMENSION_FIELDS = tuple(field.name for field in attrs.fields(Dimensions))
 
 
 def catalog() -> list[Preset]:
-    """Every built-in preset, in the file's order."""
-    return [_preset(name, fields) for name, fields in entries(f"{FILE}.toml", read_table(FILE), "presets")]
+    """Every built-in preset, in the file's order (built once per process while the file is unchanged)."""
+    return list(records("presets", FILE, _build))
+
+
+def _build(table: dict[str, Any]) -> list[Preset]:
+    return [_preset(name, fields) for name, fields in entries(f"{FILE}.toml", table, "presets")]
 
 
 def _preset(name: str, fields: dict[str, Any]) -> Preset:

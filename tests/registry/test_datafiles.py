@@ -21,6 +21,13 @@ dims = { layers = 1, d_model = 8, heads = 1, d_ff = 16, context = 16 }
 """
 
 
+@pytest.fixture(autouse=True)
+def fresh_process(monkeypatch):
+    """Each test starts as a new process would: nothing read yet."""
+    monkeypatch.setattr(datafiles, "_parsed", {})
+    monkeypatch.setattr(datafiles, "_built", {})
+
+
 @pytest.fixture()
 def writing(monkeypatch):
     """Caches are written (the suite may run with PYTHONDONTWRITEBYTECODE) and kept out of sys.pycache_prefix."""
@@ -36,6 +43,7 @@ def test_the_cache_is_json_and_used_only_while_the_file_is_unchanged(tmp_path, w
     assert stored["table"] == first
     calls = []
     monkeypatch.setattr(datafiles, "_parse", lambda path, raw: calls.append(path) or {"parsed": True})
+    monkeypatch.setattr(datafiles, "_parsed", {})  # a new process
     assert read_table("t", tmp_path) == first and calls == []  # a hit: not parsed
     (tmp_path / "t.toml").write_text(TABLE.replace("vocab = 100", "vocab = 101"))
     assert read_table("t", tmp_path) == {"parsed": True} and len(calls) == 1  # edited: parsed again
@@ -46,6 +54,7 @@ def test_a_damaged_or_foreign_cache_is_ignored(tmp_path, writing, damage: str) -
     (tmp_path / "t.toml").write_text(TABLE)
     expected = read_table("t", tmp_path)
     (tmp_path / "__pycache__" / "t.toml.json").write_text(damage)
+    datafiles._parsed.clear()  # a new process
     assert read_table("t", tmp_path) == expected
 
 
@@ -56,6 +65,7 @@ def test_nothing_is_written_when_python_writes_no_bytecode_or_cannot(tmp_path, m
     assert not (tmp_path / "__pycache__").exists()
     monkeypatch.setattr(sys, "dont_write_bytecode", False)
     (tmp_path / "__pycache__").write_text("a file where the folder would go")
+    datafiles._parsed.clear()
     assert read_table("t", tmp_path)["presets"]["tiny"]["template"] == "base"
 
 
@@ -106,12 +116,10 @@ def test_a_broken_file_names_itself(tmp_path, text: str, message: str) -> None:
         ),
     ],
 )
-def test_a_bad_entry_names_the_file_the_entry_and_the_key(tmp_path, monkeypatch, module, text, message) -> None:
+def test_a_bad_entry_names_the_file_the_entry_and_the_key(tmp_path, module, text, message) -> None:
     (tmp_path / f"{module.FILE}.toml").write_text(text)
-    monkeypatch.setattr(datafiles, "DATA_DIR", tmp_path)
-    monkeypatch.setattr(module, "read_table", lambda name: read_table(name, tmp_path))
     with pytest.raises(DataFileError, match=message):
-        module.catalog()
+        datafiles.records(module.FILE, module.FILE, module._build, tmp_path)
 
 
 def test_any_dimensions_field_passes_through(tmp_path, monkeypatch) -> None:
@@ -123,8 +131,7 @@ def test_any_dimensions_field_passes_through(tmp_path, monkeypatch) -> None:
     dims = ", ".join(f"{name} = true" for name in booleans)
     text = f'[presets.x]\narchitecture = "decoder"\ndims = {{ layers = 2, d_model = 8, heads = 2, d_ff = 8, vocab = 9, context = 4, {dims} }}\n'
     (tmp_path / "presets.toml").write_text(text)
-    monkeypatch.setattr(presets, "read_table", lambda name: read_table(name, tmp_path))
-    (preset,) = presets.catalog()
+    (preset,) = datafiles.records("presets", "presets", presets._build, tmp_path)
     assert all(getattr(preset.dims, name) is True for name in booleans)
 
 
@@ -132,3 +139,13 @@ def test_the_data_files_ship_with_the_package() -> None:
     text = open(datafiles.Path(__file__).resolve().parents[2] / "pyproject.toml").read()
     assert '"builtins/data/*.toml"' in text
     assert sorted(p.name for p in datafiles.DATA_DIR.glob("*.toml")) == ["hardware.toml", "presets.toml"]
+
+
+def test_records_are_built_once_per_process_while_the_file_is_unchanged(tmp_path) -> None:
+    (tmp_path / "presets.toml").write_text('[presets.x]\narchitecture = "decoder"\ndims = { layers = 2, d_model = 8, heads = 2, d_ff = 8, vocab = 9, context = 4 }\n')
+    first = datafiles.records("presets", "presets", presets._build, tmp_path)
+    assert datafiles.records("presets", "presets", presets._build, tmp_path) is first
+    (tmp_path / "presets.toml").write_text((tmp_path / "presets.toml").read_text().replace("layers = 2", "layers = 3"))
+    (again,) = datafiles.records("presets", "presets", presets._build, tmp_path)
+    assert again.dims.layers == 3
+    assert presets.catalog() == presets.catalog() and hardware.catalog()[0] is hardware.catalog()[0]

@@ -66,7 +66,7 @@ def _hardware(name: str, fields: dict[str, Any]) -> Hardware:
             raise DataFileError(f"{FILE}.toml: {where}: {field} is given twice (as {key!r} and another unit)")
         values[field] = convert(value) if convert is not None else value
     try:
-        return Hardware(name=name, **values)
+        return Hardware(name=name, provider=__name__, **values)
     except (TypeError, ValueError) as exc:
         raise DataFileError(f"{FILE}.toml: {where}: {exc}") from exc
 

@@ -51,7 +51,7 @@ def _preset(name: str, fields: dict[str, Any]) -> Preset:
     dims = dict(fields.pop("dims", {}))
     check_keys(f"{FILE}.toml", f"{where}.dims", dims, _DIMENSION_FIELDS)
     try:
-        return Preset(name=name, dims=Dimensions(**dims), **fields)
+        return Preset(name=name, provider=__name__, dims=Dimensions(**dims), **fields)
     except (TypeError, ValueError) as exc:
         raise DataFileError(f"{FILE}.toml: {where}: {exc}") from exc
 

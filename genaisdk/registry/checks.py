@@ -102,14 +102,12 @@ def checked_records(
                 f"{hook_name}: {item.name!r} has {where}; figures must be finite numbers "
                 "(leave an unknown one unset instead)"
             )
-        out.append(
-            attrs.evolve(
-                item,
-                name=normalize_name(item.name),
-                aliases=tuple(normalize_name(alias) for alias in item.aliases),
-                provider=provider,
-            )
-        )
+        name = normalize_name(item.name)
+        aliases = tuple(normalize_name(alias) for alias in item.aliases)
+        if (name, aliases, provider) == (item.name, item.aliases, item.provider):
+            out.append(item)  # already in the registry's spelling (the built-in data files are)
+        else:
+            out.append(attrs.evolve(item, name=name, aliases=aliases, provider=provider))
     return out
 
 

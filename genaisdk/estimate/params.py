@@ -57,13 +57,14 @@ def norm_params(dims: Dimensions) -> int:
 
 
 def attention_params(dims: Dimensions) -> int:
-    """q: d x H·Q, k and v: d x K·Q each, out: H·Q x d, plus their biases.
+    """q: d x H·Q, k and v: d x K·Q each, out: H·Q x d, plus their biases (q, k, v biases
+    with `qkv_biases`, which defaults to `biases`: Qwen2 has them without any other bias).
 
     K = kv_heads: K = H is multi-head (Vaswani et al. 2017), K = 1 multi-query (Shazeer
     2019), 1 < K < H grouped-query (Ainslie et al. 2023)."""
     d, q_width, kv_width = dims.d_model, dims.heads * dims.d_head, dims.n_kv_heads * dims.d_head
     weights = d * q_width + 2 * d * kv_width + q_width * d
-    biases = (q_width + 2 * kv_width + d) if dims.biases else 0
+    biases = (q_width + 2 * kv_width if dims.has_qkv_biases else 0) + (d if dims.biases else 0)
     return weights + biases
 
 

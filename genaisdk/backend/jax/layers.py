@@ -17,20 +17,23 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+import numpy as np
+
 from genaisdk.backend.jax.precision import Policy
+from genaisdk.dims import ACTIVATIONS, DEFAULT_ACTIVATION, DEFAULT_NORM_EPS, RotaryScaling
 
 NEG_INF = -1e30
 """Added to masked attention scores (finite, so a fully masked row gives a uniform softmax, not NaN)."""
 
-LAYERNORM_EPS = 1e-5
-RMSNORM_EPS = 1e-6
+LAYERNORM_EPS = DEFAULT_NORM_EPS["layernorm"]
+RMSNORM_EPS = DEFAULT_NORM_EPS["rmsnorm"]
 
 ROTARY_BASE = 10_000.0
-"""θ of rotary embeddings (Su et al. 2021, "RoFormer", Eq. 15)."""
+"""Default θ of rotary embeddings (Su et al. 2021, "RoFormer", Eq. 15); `Dimensions.rotary_base`."""
 
 RELATIVE_MAX_DISTANCE = 128
-"""T5's relative attention bias reaches distances up to 128 (Raffel et al. 2020, Sec. 2.1;
-its bucket count, 32, is `Dimensions.relative_buckets`)."""
+"""Default distance from which T5's relative buckets stop growing (Raffel et al. 2020,
+Sec. 2.1); `Dimensions.relative_max_distance`, with the bucket count `relative_buckets`."""
 
 
 def einsum(spec: str, *operands: jax.Array, policy: Policy, out: Any = None) -> jax.Array:
@@ -44,39 +47,90 @@ def einsum(spec: str, *operands: jax.Array, policy: Policy, out: Any = None) -> 
     )
 
 
-def layer_norm(x: jax.Array, p: dict, policy: Policy) -> jax.Array:
+def layer_norm(x: jax.Array, p: dict, policy: Policy, eps: float = LAYERNORM_EPS) -> jax.Array:
     """LayerNorm (Ba et al. 2016, Eq. 4), statistics in fp32; without a bias where the model
     has none (PaLM, Chowdhery et al. 2022, Sec. 2)."""
     x32 = x.astype(jnp.float32)
     mean = x32.mean(-1, keepdims=True)
     var = jnp.square(x32 - mean).mean(-1, keepdims=True)
-    y = (x32 - mean) * jax.lax.rsqrt(var + LAYERNORM_EPS)
+    y = (x32 - mean) * jax.lax.rsqrt(var + eps)
     y = y * p["scale"].astype(jnp.float32)
     if "bias" in p:
         y = y + p["bias"].astype(jnp.float32)
     return y.astype(policy.compute_dtype)
 
 
-def rms_norm(x: jax.Array, p: dict, policy: Policy) -> jax.Array:
+def rms_norm(x: jax.Array, p: dict, policy: Policy, eps: float = RMSNORM_EPS) -> jax.Array:
     """RMSNorm (Zhang & Sennrich 2019, Eq. 4): no centring, no bias; statistics in fp32."""
     x32 = x.astype(jnp.float32)
-    y = x32 * jax.lax.rsqrt(jnp.square(x32).mean(-1, keepdims=True) + RMSNORM_EPS)
+    y = x32 * jax.lax.rsqrt(jnp.square(x32).mean(-1, keepdims=True) + eps)
     return (y * p["scale"].astype(jnp.float32)).astype(policy.compute_dtype)
 
 
-def norm(kind: str, x: jax.Array, p: dict, policy: Policy) -> jax.Array:
-    return layer_norm(x, p, policy) if kind == "layernorm" else rms_norm(x, p, policy)
+def norm(kind: str, x: jax.Array, p: dict, policy: Policy, eps: float | None = None) -> jax.Array:
+    """LayerNorm or RMSNorm by `kind`; `eps` None takes the kind's default (`DEFAULT_NORM_EPS`)."""
+    eps = DEFAULT_NORM_EPS[kind] if eps is None else eps
+    return layer_norm(x, p, policy, eps) if kind == "layernorm" else rms_norm(x, p, policy, eps)
+
+
+def activate(kind: str, x: jax.Array) -> jax.Array:
+    """The nonlinearity `kind` of `genaisdk.dims.ACTIVATIONS`: exact GELU x·Φ(x), its tanh
+    approximation (Hendrycks & Gimpel 2016, Sec. 2), ReLU or SiLU (x·σ(x))."""
+    if kind == "gelu":
+        return jax.nn.gelu(x, approximate=False)
+    if kind == "gelu_tanh":
+        return jax.nn.gelu(x, approximate=True)
+    if kind == "relu":
+        return jax.nn.relu(x)
+    if kind == "silu":
+        return jax.nn.silu(x)
+    raise ValueError(f"unknown activation {kind!r}; expected one of {', '.join(ACTIVATIONS)}")
 
 
 # ----------------------------------------------------------------------------- positions
 
 
-def rotary(x: jax.Array, positions: jax.Array) -> jax.Array:
+def rotary_inv_freq(d: int, base: float = ROTARY_BASE, scaling: RotaryScaling | None = None) -> np.ndarray:
+    """The d/2 inverse frequencies base^(-i/(d/2)) of rotary embeddings (Su et al. 2021,
+    Eq. 15), float32, stretched by `scaling`:
+
+    - 'linear': every frequency divided by `factor` (position interpolation, Chen et al.
+      2023, Eq. 4);
+    - 'llama3': wavelengths 2π/f above `original_context / low_freq_factor` divided by
+      `factor`, those below `original_context / high_freq_factor` kept, and in between a
+      blend (1 − a)·f/factor + a·f with a = (original_context/wavelength − low) / (high − low)
+      (Meta's Llama 3.1 reference code, as in Hugging Face's `rope_type = "llama3"`).
+
+    Computed in float64 on the host (a static constant of the compiled program), then cast.
+    """
+    half = d // 2
+    inv = base ** (-np.arange(half, dtype=np.float64) / max(half, 1))
+    if scaling is not None:
+        if scaling.kind == "linear":
+            inv = inv / scaling.factor
+        else:
+            low_wavelength = scaling.original_context / scaling.low_freq_factor
+            high_wavelength = scaling.original_context / scaling.high_freq_factor
+            wavelength = 2.0 * math.pi / inv
+            scaled = np.where(wavelength > low_wavelength, inv / scaling.factor, inv)
+            blend = (scaling.original_context / wavelength - scaling.low_freq_factor) / (
+                scaling.high_freq_factor - scaling.low_freq_factor
+            )
+            smoothed = (1.0 - blend) * scaled / scaling.factor + blend * scaled
+            medium = (wavelength >= high_wavelength) & (wavelength <= low_wavelength)
+            inv = np.where(medium, smoothed, scaled)
+    return inv.astype(np.float32)
+
+
+def rotary(
+    x: jax.Array, positions: jax.Array, *, base: float = ROTARY_BASE, scaling: RotaryScaling | None = None
+) -> jax.Array:
     """Rotary position embedding of x[b, s, heads, d] at positions[b, s] (Su et al. 2021,
-    Eq. 34), in the half-split layout: dimension i pairs with i + d/2."""
+    Eq. 34), in the half-split layout: dimension i pairs with i + d/2 (the layout of
+    Hugging Face's LLaMA, Mistral and Qwen2 checkpoints). Frequencies: `rotary_inv_freq`."""
     d = x.shape[-1]
     half = d // 2
-    inv_freq = ROTARY_BASE ** (-jnp.arange(half, dtype=jnp.float32) / half)
+    inv_freq = jnp.asarray(rotary_inv_freq(d, base, scaling))
     angles = positions.astype(jnp.float32)[:, :, None, None] * inv_freq
     sin, cos = jnp.sin(angles), jnp.cos(angles)
     x32 = x.astype(jnp.float32)
@@ -98,11 +152,18 @@ def sinusoidal(positions: jax.Array, d_model: int) -> jax.Array:
     return table
 
 
-def relative_buckets(query_len: int, key_len: int, *, bidirectional: bool, num_buckets: int) -> jax.Array:
+def relative_buckets(
+    query_len: int,
+    key_len: int,
+    *,
+    bidirectional: bool,
+    num_buckets: int,
+    max_distance: int = RELATIVE_MAX_DISTANCE,
+) -> jax.Array:
     """T5's bucket of each (query i, key j) offset j − i: [s, t] int32.
 
     Half the buckets hold exact small distances, the rest logarithmically wider ranges up
-    to `RELATIVE_MAX_DISTANCE`; a bidirectional stack spends half its buckets on each
+    to `max_distance`; a bidirectional stack spends half its buckets on each
     direction, a causal one only looks back (Raffel et al. 2020, Sec. 2.1).
     """
     offset = jnp.arange(key_len)[None, :] - jnp.arange(query_len)[:, None]
@@ -116,14 +177,18 @@ def relative_buckets(query_len: int, key_len: int, *, bidirectional: bool, num_b
     else:
         distance = jnp.maximum(distance, 0)
     exact = max(buckets // 2, 1)
-    log_ratio = jnp.log(jnp.maximum(distance, 1).astype(jnp.float32) / exact) / math.log(RELATIVE_MAX_DISTANCE / exact)
+    log_ratio = jnp.log(jnp.maximum(distance, 1).astype(jnp.float32) / exact) / math.log(max_distance / exact)
     far = jnp.minimum(exact + (log_ratio * (buckets - exact)).astype(jnp.int32), buckets - 1)
     return base + jnp.where(distance < exact, distance, far)
 
 
-def relative_bias(table: jax.Array, query_len: int, key_len: int, *, bidirectional: bool) -> jax.Array:
+def relative_bias(
+    table: jax.Array, query_len: int, key_len: int, *, bidirectional: bool, max_distance: int = RELATIVE_MAX_DISTANCE
+) -> jax.Array:
     """Attention bias [1, heads, s, t] in fp32 from a [buckets, heads] table."""
-    buckets = relative_buckets(query_len, key_len, bidirectional=bidirectional, num_buckets=table.shape[0])
+    buckets = relative_buckets(
+        query_len, key_len, bidirectional=bidirectional, num_buckets=table.shape[0], max_distance=max_distance
+    )
     bias = table.astype(jnp.float32)[buckets]  # [s, t, h]
     return jnp.transpose(bias, (2, 0, 1))[None]
 
@@ -165,13 +230,17 @@ def attention(
     k_positions: jax.Array | None,
     use_rotary: bool,
     policy: Policy,
+    scale: float | None = None,
+    rotary_base: float = ROTARY_BASE,
+    rotary_scaling: RotaryScaling | None = None,
 ) -> jax.Array:
     """Multi-head, grouped-query or multi-query attention of x[b, s, e] over memory[b, t, e].
 
     q: [e, h, d], k and v: [e, g, d], o: [h, d, e]; the h query heads are split into g groups
     of r that share one key/value head (Ainslie et al. 2023, "GQA", Sec. 2). `mask` is a
     boolean [b, 1, s, t] (True = attend); `bias` an fp32 [1 or b, h, s, t] added to the
-    scores. Scores and softmax are fp32; scores are scaled by 1/√d (Vaswani et al. 2017, Eq. 1).
+    scores. Scores and softmax are fp32; scores are scaled by `scale`, None meaning 1/√d (Vaswani et al. 2017, Eq. 1;
+    T5 passes 1). Rotary positions use `rotary_base` and `rotary_scaling` (`rotary`).
     """
     q = einsum("bse,ehd->bshd", x, p["q"], policy=policy)
     k = einsum("bte,egd->btgd", memory, p["k"], policy=policy)
@@ -181,15 +250,16 @@ def attention(
         k = k + p["k_bias"]
         v = v + p["v_bias"]
     if use_rotary:
-        q = rotary(q, q_positions)
-        k = rotary(k, k_positions)
+        q = rotary(q, q_positions, base=rotary_base, scaling=rotary_scaling)
+        k = rotary(k, k_positions, base=rotary_base, scaling=rotary_scaling)
     b, s, h, d = q.shape
     g = k.shape[2]
+    scale = (1.0 / math.sqrt(d)) if scale is None else scale
     if "rel" in p:
-        scores = _xl_scores(p, q, k, policy) * (1.0 / math.sqrt(d))
+        scores = _xl_scores(p, q, k, policy) * scale
     else:
         q = q.reshape(b, s, g, h // g, d)
-        scores = einsum("bsgrd,btgd->bgrst", q, k, policy=policy, out=jnp.float32) * (1.0 / math.sqrt(d))
+        scores = einsum("bsgrd,btgd->bgrst", q, k, policy=policy, out=jnp.float32) * scale
     if bias is not None:
         scores = scores + bias.reshape(bias.shape[0], g, h // g, s, -1)
     scores = jnp.where(mask[:, :, None], scores, NEG_INF)
@@ -221,10 +291,12 @@ def _xl_scores(p: dict, q: jax.Array, k: jax.Array, policy: Policy) -> jax.Array
     return content + position
 
 
-def feed_forward(p: dict, x: jax.Array, *, kind: str, policy: Policy) -> jax.Array:
+def feed_forward(p: dict, x: jax.Array, *, kind: str, policy: Policy, activation: str | None = None) -> jax.Array:
     """Position-wise FFN. gelu/relu: act(x·wi + bi)·wo + bo (Vaswani et al. 2017, Eq. 2;
-    GELU: Hendrycks & Gimpel 2016). gated: (silu(x·wi_gate) ⊙ x·wi)·wo, SwiGLU (Shazeer 2020,
-    Eq. 6)."""
+    GELU: Hendrycks & Gimpel 2016). gated: (act(x·wi_gate) ⊙ x·wi)·wo: SwiGLU with SiLU,
+    GeGLU with GELU (Shazeer 2020, Eq. 5-6). `activation` None: the kind's default
+    (`genaisdk.dims.DEFAULT_ACTIVATION`: tanh GELU, ReLU, SiLU)."""
+    activation = activation or DEFAULT_ACTIVATION[kind]
     hidden = einsum("bse,ef->bsf", x, p["wi"], policy=policy)
     if "bi" in p:
         hidden = hidden + p["bi"]
@@ -232,11 +304,9 @@ def feed_forward(p: dict, x: jax.Array, *, kind: str, policy: Policy) -> jax.Arr
         gate = einsum("bse,ef->bsf", x, p["wi_gate"], policy=policy)
         if "bi_gate" in p:
             gate = gate + p["bi_gate"]
-        hidden = jax.nn.silu(gate) * hidden
-    elif kind == "relu":
-        hidden = jax.nn.relu(hidden)
+        hidden = activate(activation, gate) * hidden
     else:
-        hidden = jax.nn.gelu(hidden, approximate=True)
+        hidden = activate(activation, hidden)
     y = einsum("bsf,fe->bse", hidden, p["wo"], policy=policy)
     if "bo" in p:
         y = y + p["bo"]

@@ -27,7 +27,8 @@ embed/token_types                   types × e                   token_types > 0
 <stack>/relative_bias               B × h                       positions = relative (T5)
 <stack>/embedding_norm              e (+ e)                     embedding_norm
 <stack>/layers/attn/q, k, v, o      L × e·h·d, e·g·d ×2, h·d·e  always
-<stack>/layers/attn/*_bias          L × h·d, g·d, g·d, e        biases
+<stack>/layers/attn/{q,k,v}_bias    L × h·d, g·d, g·d           qkv_biases (default: biases)
+<stack>/layers/attn/o_bias          L × e                       biases
 <stack>/layers/attn/rel, rel_u/v    L × e·h·d, h·d, h·d         positions = xl-relative
 <stack>/layers/cross/...            as attn                     decoder of encoder_decoder
 <stack>/layers/{attn,mlp,cross}_norm  L × e (+ e)               mlp_norm not with parallel_block
@@ -45,8 +46,11 @@ A norm has a bias only for LayerNorm with `biases`. A stack with `final_norm` is
 al. 2017; BERT). `parallel_block` feeds attention and FFN the same normalized input (GPT-J,
 PaLM, Chowdhery et al. 2022, Sec. 2). Rotary, ALiBi and sinusoidal positions have no
 parameters; T5's relative bias is one table per stack shared by its layers (Raffel et al.
-2020, Sec. 2.1). Token types: every position is segment 0 (the pretraining objectives here
-have one segment). The pooler is kept for parity with BERT checkpoints and their
+2020, Sec. 2.1). Token types: `apply(token_types=...)` picks each position's segment row;
+without it every position is segment 0 (the pretraining objectives here have one segment).
+Numerics that pretrained checkpoints differ on (norm ε, the FFN activation, rotary base and
+scaling, the attention scale, the learned-position offset, T5's maximum relative distance,
+a scale before the output projection) are `Dimensions` fields. The pooler is kept for parity with BERT checkpoints and their
 fine-tuning heads; no pretraining objective here reads it, so it receives no gradient.
 """
 
@@ -171,10 +175,11 @@ class Transformer:
             "v": ParamSpec(shape=(e, g, d), axes=("embed", "heads", "kv")),
             "o": ParamSpec(shape=(h, d, e), axes=("heads", "kv", "embed"), std=out_std),
         }
-        if dims.biases:
+        if dims.has_qkv_biases:
             spec["q_bias"] = ParamSpec(shape=(h, d), axes=("heads", "kv"), init="zeros")
             spec["k_bias"] = ParamSpec(shape=(g, d), axes=("heads", "kv"), init="zeros")
             spec["v_bias"] = ParamSpec(shape=(g, d), axes=("heads", "kv"), init="zeros")
+        if dims.biases:
             spec["o_bias"] = ParamSpec(shape=(e,), axes=("embed",), init="zeros")
         if self_attention and dims.positions == "xl-relative":
             spec["rel"] = ParamSpec(shape=(e, h, d), axes=("embed", "heads", "kv"))
@@ -280,13 +285,15 @@ class Transformer:
         *,
         policy: Policy,
         constrain: Callable[[jax.Array], jax.Array] | None = None,
+        token_types: jax.Array | None = None,
     ) -> jax.Array:
         """Logits [batch, length, vocab] in the policy's output dtype (fp32).
 
         `inputs` are token ids [batch, length] (the encoder's, for encoder_decoder);
         `decoder_inputs` the decoder's ids (encoder_decoder only). `constrain` pins the
         sharding of the residual stream [batch, length, embed] (jit path); None inside
-        `shard_map`.
+        `shard_map`. `token_types` [batch, length] are segment ids into `embed/token_types`
+        (BERT's sentence A/B) for the first stack; None means segment 0 everywhere.
         """
         constrain = constrain or (lambda x: x)
         p = policy.cast_to_compute(params)
@@ -294,7 +301,9 @@ class Transformer:
             if decoder_inputs is None:
                 raise ValueError("an encoder_decoder model needs decoder_inputs")
             encoder_valid = inputs != self.pad_id
-            memory = self._run_stack("encoder", p, inputs, policy, constrain, causal=False, key_valid=encoder_valid)
+            memory = self._run_stack(
+                "encoder", p, inputs, policy, constrain, causal=False, key_valid=encoder_valid, token_types=token_types
+            )
             h = self._run_stack(
                 "decoder",
                 p,
@@ -306,21 +315,35 @@ class Transformer:
                 memory_valid=encoder_valid,
             )
         elif self.family == "decoder":
-            h = self._run_stack("decoder", p, inputs, policy, constrain, causal=True)
+            h = self._run_stack("decoder", p, inputs, policy, constrain, causal=True, token_types=token_types)
         else:
-            h = self._run_stack("encoder", p, inputs, policy, constrain, causal=False, key_valid=inputs != self.pad_id)
-        if self.dims.mlm_head:
-            # BERT's transform before the output projection (Devlin et al. 2019, App. A.1).
+            h = self._run_stack(
+                "encoder",
+                p,
+                inputs,
+                policy,
+                constrain,
+                causal=False,
+                key_valid=inputs != self.pad_id,
+                token_types=token_types,
+            )
+        dims = self.dims
+        if dims.mlm_head:
+            # BERT's transform before the output projection (Devlin et al. 2019, App. A.1),
+            # with the model's FFN activation (BERT's `hidden_act`).
             head = p["mlm_head"]
             h = nn.einsum("bse,ef->bsf", h, head["kernel"], policy=policy)
             if "bias" in head:
                 h = h + head["bias"]
-            h = nn.norm(self.dims.norm, jax.nn.gelu(h, approximate=True), head["norm"], policy)
-        if self.dims.tied_embeddings:
+            h = nn.norm(dims.norm, nn.activate(dims.ffn_activation, h), head["norm"], policy, dims.eps)
+        if dims.output_scale != 1.0:
+            # T5 v1.0 scales the decoder output by d_model^-0.5 before its tied head.
+            h = h * jnp.asarray(dims.output_scale, h.dtype)
+        if dims.tied_embeddings:
             logits = nn.einsum("bse,ve->bsv", h, p["embed"]["token"], policy=policy, out=jnp.float32)
         else:
             logits = nn.einsum("bse,ev->bsv", h, p["output"]["kernel"], policy=policy, out=jnp.float32)
-        if self.dims.mlm_head and "output_bias" in p["mlm_head"]:
+        if dims.mlm_head and "output_bias" in p["mlm_head"]:
             logits = logits + p["mlm_head"]["output_bias"].astype(jnp.float32)
         return logits.astype(policy.output_dtype)
 
@@ -336,6 +359,7 @@ class Transformer:
         key_valid: jax.Array | None = None,
         memory: jax.Array | None = None,
         memory_valid: jax.Array | None = None,
+        token_types: jax.Array | None = None,
     ) -> jax.Array:
         dims = self.dims
         sp = p[stack]
@@ -343,13 +367,16 @@ class Transformer:
         positions = jnp.broadcast_to(jnp.arange(s, dtype=jnp.int32), (b, s))
         h = jnp.take(p["embed"]["token"], ids, axis=0)
         if dims.token_types:
-            h = h + p["embed"]["token_types"][0]
+            table = p["embed"]["token_types"]
+            h = h + (table[0] if token_types is None else jnp.take(table, token_types, axis=0))
         if dims.positions == "learned":
-            h = h + sp["position"][:s][None]
+            # OPT, RoBERTa and BART read their table from row 2 (`position_offset`).
+            offset = dims.position_offset
+            h = h + sp["position"][offset : offset + s][None]
         elif dims.positions == "sinusoidal":
             h = h + nn.sinusoidal(positions, dims.d_model).astype(h.dtype)
         if dims.embedding_norm:
-            h = nn.norm(dims.norm, h, sp["embedding_norm"], policy)
+            h = nn.norm(dims.norm, h, sp["embedding_norm"], policy, dims.eps)
         h = constrain(h.astype(policy.compute_dtype))
 
         if causal:
@@ -357,7 +384,9 @@ class Transformer:
         else:
             mask = key_valid[:, None, None, :] if key_valid is not None else jnp.ones((1, 1, s, s), bool)
         if dims.positions == "relative":
-            bias = nn.relative_bias(sp["relative_bias"], s, s, bidirectional=not causal)
+            bias = nn.relative_bias(
+                sp["relative_bias"], s, s, bidirectional=not causal, max_distance=dims.relative_max_distance
+            )
         elif dims.positions == "alibi":
             bias = nn.alibi_bias(dims.heads, s, s)
         else:
@@ -377,6 +406,9 @@ class Transformer:
                 k_positions=positions,
                 use_rotary=use_rotary,
                 policy=policy,
+                scale=dims.score_scale,
+                rotary_base=dims.rotary_base,
+                rotary_scaling=dims.rotary_scaling,
             )
 
         def cross_attention(x: jax.Array, lp: dict) -> jax.Array:
@@ -390,16 +422,17 @@ class Transformer:
                 k_positions=None,
                 use_rotary=False,
                 policy=policy,
+                scale=dims.score_scale,
             )
 
         def ffn(x: jax.Array, lp: dict) -> jax.Array:
-            return nn.feed_forward(lp["mlp"], x, kind=dims.ffn, policy=policy)
+            return nn.feed_forward(lp["mlp"], x, kind=dims.ffn, policy=policy, activation=dims.ffn_activation)
 
         def sublayer(h: jax.Array, lp: dict, norm_name: str, fn: Callable) -> jax.Array:
             # Pre-norm: h + f(norm(h)) (Xiong et al. 2020); post-norm: norm(h + f(h)) (Vaswani et al. 2017).
             if pre_norm:
-                return h + fn(nn.norm(dims.norm, h, lp[norm_name], policy), lp)
-            return nn.norm(dims.norm, h + fn(h, lp), lp[norm_name], policy)
+                return h + fn(nn.norm(dims.norm, h, lp[norm_name], policy, dims.eps), lp)
+            return nn.norm(dims.norm, h + fn(h, lp), lp[norm_name], policy, dims.eps)
 
         def block(h: jax.Array, lp: dict) -> tuple[jax.Array, None]:
             h = constrain(h)
@@ -427,7 +460,7 @@ class Transformer:
             )
         h, _ = jax.lax.scan(block, h, sp["layers"], unroll=True if self.unroll else 1)
         if dims.final_norm:
-            h = nn.norm(dims.norm, h, sp["final_norm"], policy)
+            h = nn.norm(dims.norm, h, sp["final_norm"], policy, dims.eps)
         return h
 
 

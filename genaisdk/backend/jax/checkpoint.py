@@ -232,6 +232,55 @@ class Checkpointer:
         )
 
 
+def restore_params(directory: str | Path, abstract_params: Any, *, step: int | None = None) -> Restored:
+    """Only the parameters of a run's checkpoint, onto `abstract_params`' shapes, dtypes and
+    shardings (ShapeDtypeStructs with shardings), without reading the optimizer state.
+
+    `directory` is a run's ``checkpoints/`` folder; `step` None takes the newest step whose
+    parameters match their saved fingerprints (damaged steps are passed over with a
+    `CorruptCheckpointWarning`). The state was saved as a `TrainState` (step, params,
+    opt_state, loss_scale, rng), so the parameters' fingerprints follow the step's in the
+    saved list. Raises CheckpointError when no step is usable."""
+    import jax
+    import orbax.checkpoint as ocp
+
+    directory = Path(directory).absolute()
+    steps = sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and (p / STATE_ITEM).is_dir()) if directory.is_dir() else []
+    if step is not None:
+        steps = [s for s in steps if s == step]
+    if not steps:
+        raise CheckpointError(f"no checkpoint{'' if step is None else f' of step {step}'} in {directory}")
+    restore_args = jax.tree.map(
+        lambda a: ocp.ArrayRestoreArgs(sharding=a.sharding, global_shape=a.shape, dtype=a.dtype), abstract_params
+    )
+    problems: list[str] = []
+    skipped: list[int] = []
+    checkpointer = ocp.PyTreeCheckpointer()
+    for candidate in reversed(steps):
+        folder = directory / str(candidate)
+        try:
+            meta = json.loads((folder / META_ITEM / "metadata").read_text(encoding="utf-8"))
+            restored = checkpointer.restore(
+                folder / STATE_ITEM,
+                args=ocp.args.PyTreeRestore(
+                    item={"params": abstract_params}, restore_args={"params": restore_args}, partial_restore=True
+                ),
+            )["params"]
+        except Exception as exc:  # orbax/tensorstore raise ValueError, OSError, KeyError, ...
+            problems.append(f"step {candidate} cannot be read: {_first_line(exc)}")
+            skipped.append(candidate)
+            continue
+        saved = list(meta.get("fingerprint") or [])
+        actual = state_fingerprint(restored)
+        if saved[1 : 1 + len(actual)] != actual:
+            problems.append(f"step {candidate} does not match its fingerprint")
+            skipped.append(candidate)
+            warnings.warn(f"checkpoint {folder} is damaged; trying an earlier one", CorruptCheckpointWarning, stacklevel=2)
+            continue
+        return Restored(step=candidate, state=restored, meta=meta, skipped=tuple(skipped))
+    raise CheckpointError(f"no usable checkpoint in {directory}: " + "; ".join(problems))
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     line = text[0] if text else type(exc).__name__

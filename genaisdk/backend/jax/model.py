@@ -464,13 +464,16 @@ class Transformer:
         return h
 
 
-def build(dims: Dimensions, *, family: str, recompute: str = "none", unroll: bool = False, **_: Any) -> Transformer:
+def build(
+    dims: Dimensions, *, family: str, recompute: str = "none", unroll: bool = False, pad_id: int = PAD_ID, **_: Any
+) -> Transformer:
     """The `Architecture.jax_model` factory of the built-in families.
 
     A plugin architecture's factory takes the same arguments (dims, family, recompute,
-    unroll, and ignores keywords it does not know) and returns an object with `specs()`,
+    unroll, pad_id, and ignores keywords it does not know) and returns an object with `specs()`,
     `init(rng, dtype, shardings=None)`, `abstract(dtype)`, `num_params()` and `apply(params, inputs,
-    decoder_inputs=None, *, policy, constrain=None)`.
+    decoder_inputs=None, *, policy, constrain=None)`. `pad_id`: the tokenizer's padding id,
+    whose positions an encoder's attention skips (-1: no padding id).
     """
     family = family.replace("-", "_")
-    return Transformer(dims=dims, family=family, recompute=recompute, unroll=unroll)
+    return Transformer(dims=dims, family=family, recompute=recompute, unroll=unroll, pad_id=pad_id)

@@ -1,0 +1,338 @@
+"""Hugging Face checkpoints in and out of the JAX backend: weights placed in their sharding.
+
+Loading (`load_params`): every genaisdk parameter is built with
+`jax.make_array_from_callback` over its target sharding. The callback reads the Hugging
+Face tensors behind the device's slice one at a time through `safetensors.safe_open`
+(memory-mapped), converts them to genaisdk's layout (`genaisdk.checkpoints.hf_map`) and
+copies only the requested index into a buffer of the slice's size. So no device's host
+copy exceeds its own shard, a fully replicated parameter is read once for all devices (JAX
+calls the callback once for it), and a stacked `[layers, ...]` parameter is assembled layer
+by layer into that one buffer, never as a list of layers plus their stack.
+
+Before any data is read the headers are checked against the map (a missing, unexpected or
+misshapen tensor, an output matrix that contradicts `tie_word_embeddings`: one
+`CheckpointFormatError` naming the file and tensor); copies of tied tensors are compared
+with what they copy.
+
+Export (`export_hf`): the reverse map, one parameter at a time on the host, into
+`model.safetensors` (or `model-0000k-of-0000n.safetensors` shards plus the index above
+`max_shard_bytes`) with the `{"format": "pt"}` metadata that transformers requires, the
+config.json of `genaisdk.checkpoints.hf_config.to_hf_config`, generation_config.json and
+the tokenizer's files. Embedding rows past `vocab` (padding added for sharding) are not
+written. The exporter walks `ParamMap` rules, so adapter export (PEFT's `lora_A`/`lora_B`
+under `base_model.model.<hf name>`) can reuse the same names per target.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import SingleDeviceSharding
+
+from genaisdk.backend.jax.model import is_spec, path_name
+from genaisdk.checkpoints import CheckpointFormatError
+from genaisdk.checkpoints.hf_config import GENERATION_CONFIG_FILE, HFModel, TokenIds, hf_model_type, to_hf_config
+from genaisdk.checkpoints.hf_map import ParamMap, Rule, legacy_names, param_map
+from genaisdk.checkpoints.safetensors_files import INDEX_FILE, SINGLE_FILE, TensorReader, iter_shards
+from genaisdk.dims import Dimensions
+
+VOCAB_PATHS = {"embed/token": 0, "output/kernel": 1, "mlm_head/output_bias": 0}
+"""Parameters with a vocabulary axis (and which), padded on load and cut on export."""
+
+DEFAULT_MAX_SHARD_BYTES = 5 * 10**9
+"""transformers' default `max_shard_size` ("5GB")."""
+
+
+@attrs.frozen(kw_only=True)
+class LoadReport:
+    """What loading noticed: tensors skipped (not modelled), tied copies verified, padding."""
+
+    skipped: tuple[str, ...] = ()
+    tied_copies: tuple[str, ...] = ()
+    padded_rows: int = 0
+    bytes_read: int = 0
+
+    def notes(self) -> list[str]:
+        out = []
+        if self.skipped:
+            out.append(f"skipped {len(self.skipped)} tensor(s) genaisdk does not model: {', '.join(self.skipped)}")
+        if self.padded_rows:
+            out.append(f"padded the vocabulary with {self.padded_rows} zero rows")
+        return out
+
+
+_STORED = {"F32": np.dtype(np.float32), "F16": np.dtype(np.float16), "BF16": np.dtype(jnp.bfloat16)}
+
+
+def _host_dtype(dtype: Any) -> np.dtype:
+    return np.dtype(jnp.dtype(dtype)) if dtype is not None else None
+
+
+def padded_vocab(vocab: int, multiple: int | None) -> int:
+    """`vocab` rounded up to a multiple of `multiple` (None or 1: unchanged)."""
+    if not multiple or multiple <= 1:
+        return vocab
+    return -(-vocab // multiple) * multiple
+
+
+def load_params(
+    checkpoint: HFModel,
+    specs: Mapping[str, Any],
+    *,
+    shardings: Any = None,
+    dtype: Any = None,
+) -> tuple[dict, LoadReport]:
+    """The checkpoint's weights as genaisdk parameters shaped like `specs` (a model's
+    `specs()` tree, whose vocabulary may be padded past the checkpoint's), each placed in
+    its sharding (a tree like `specs` of NamedShardings; None: the first device).
+    `dtype`: the parameters' dtype (None keeps each tensor's stored dtype).
+
+    Raises CheckpointFormatError (one line naming the file and tensor) before reading any
+    tensor data when the headers do not match the config."""
+    if checkpoint.tensors is None:
+        raise CheckpointFormatError(f"{checkpoint.folder}: no weights were read")
+    dims = checkpoint.dims
+    tensors = legacy_names(checkpoint.tensors)
+    pmap = param_map(checkpoint.model_type, dims, tensors)
+    skipped = pmap.check(tensors, where=str(checkpoint.folder), tied=dims.tied_embeddings)
+    rules = pmap.by_path()
+    flat, treedef = jax.tree_util.tree_flatten_with_path(specs, is_leaf=is_spec)
+    paths = [path_name(p) for p, _ in flat]
+    unmapped = [p for p in paths if p not in rules]
+    if unmapped:
+        raise CheckpointFormatError(f"{checkpoint.folder}: genaisdk parameter {unmapped[0]} has no {checkpoint.model_type} tensor")
+    placements = [None] * len(flat) if shardings is None else treedef.flatten_up_to(shardings)
+    default = SingleDeviceSharding(jax.devices()[0])
+    padded = 0
+    leaves = []
+    with TensorReader(tensors) as reader:
+        tied = _verify_copies(pmap, reader, tensors)
+        for (path, spec), sharding in zip(zip(paths, (s for _, s in flat)), placements, strict=True):
+            rule = rules[path]
+            target = tuple(spec.shape)
+            if target != rule.full_shape:
+                axis = VOCAB_PATHS.get(path)
+                grown = list(rule.full_shape)
+                if axis is not None:
+                    grown[axis] = target[axis]
+                if axis is None or tuple(grown) != target or target[axis] < rule.full_shape[axis]:
+                    raise CheckpointFormatError(
+                        f"{checkpoint.folder}: {rule.name} maps to {path} {list(rule.full_shape)}, the model has {list(target)}"
+                    )
+                if path == "embed/token":
+                    padded = target[axis] - rule.full_shape[axis]
+            stored = _STORED[tensors[rule.names()[0]].dtype] if dtype is None else _host_dtype(dtype)
+            callback = _slice_reader(rule, reader, target, stored)
+            leaves.append(jax.make_array_from_callback(target, sharding or default, callback))
+    report = LoadReport(
+        skipped=tuple(skipped),
+        tied_copies=tuple(tied),
+        padded_rows=padded,
+        bytes_read=sum(tensors[n].nbytes for r in pmap.rules for n in r.names()),
+    )
+    return jax.tree.unflatten(treedef, leaves), report
+
+
+def _verify_copies(pmap: ParamMap, reader: TensorReader, tensors: Mapping[str, Any]) -> list[str]:
+    """Tensors a checkpoint stores twice (T5's embed_tokens, a tied lm_head) must be equal."""
+    seen = []
+    for alias, target in pmap.aliases.items():
+        if alias not in tensors:
+            continue
+        if not np.array_equal(reader.get(alias), reader.get(target)):
+            info = tensors[alias]
+            if alias.endswith("lm_head.weight") or alias.endswith("decoder.weight"):
+                raise CheckpointFormatError(
+                    f"{info.file}: holds {alias} with other values than {target} although config.json says "
+                    "tie_word_embeddings = true; set it to false if the output matrix is its own"
+                )
+            raise CheckpointFormatError(f"{info.file}: tensor {alias} should equal {target} but differs")
+        seen.append(alias)
+    return seen
+
+
+def _slice_reader(rule: Rule, reader: TensorReader, target: tuple[int, ...], dtype: np.dtype) -> Callable:
+    """The make_array_from_callback callback of one parameter: the requested index, built
+    from one Hugging Face tensor at a time."""
+    names = rule.names()
+    stacked = bool(rule.layers)
+
+    def layer_value(name: str, per_layer: tuple[int, ...]) -> np.ndarray:
+        value = rule.to_ours(reader.get(name)).astype(dtype, copy=False)
+        if value.shape != per_layer:  # padded vocabulary rows
+            pad = [(0, want - have) for want, have in zip(per_layer, value.shape)]
+            value = np.pad(value, pad)
+        return value
+
+    def callback(index: tuple[slice, ...]) -> np.ndarray:
+        index = tuple(index) + (slice(None),) * (len(target) - len(index))
+        if not stacked:
+            return np.ascontiguousarray(layer_value(names[0], target)[index])
+        layers = range(rule.layers)[index[0]]
+        inner = index[1:]
+        first = layer_value(names[layers[0]], target[1:])[inner]
+        out = np.empty((len(layers), *first.shape), dtype)
+        out[0] = first
+        for k, layer in enumerate(layers[1:], start=1):
+            out[k] = layer_value(names[layer], target[1:])[inner]
+        return out
+
+    return callback
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def _host(array: Any) -> np.ndarray:
+    """A (possibly sharded, multi-host) array as one host NumPy array."""
+    if isinstance(array, jax.Array) and not array.is_fully_addressable:
+        from jax.experimental import multihost_utils
+
+        array = multihost_utils.process_allgather(array, tiled=True)
+    return np.asarray(jax.device_get(array))
+
+
+def hf_tensors(
+    params: Mapping[str, Any], dims: Dimensions, model_type: str, *, vocab: int | None = None, dtype: Any = None
+):
+    """(name, array) of every Hugging Face tensor of `params`, one parameter on the host at
+    a time; GPT-2's fused c_attn is assembled from q, k and v. `vocab`: the rows to write
+    (padding past it is dropped). Yields in the map's order."""
+    vocab = dims.vocab if vocab is None else vocab
+    real = dims.evolve(vocab=vocab)
+    pmap = param_map(model_type, real)
+    flat = {path_name(p): leaf for p, leaf in jax.tree_util.tree_flatten_with_path(params)[0]}
+    missing = [r.path for r in pmap.rules if r.path not in flat]
+    if missing:
+        raise CheckpointFormatError(f"the parameters have no {missing[0]}, which a {model_type} checkpoint needs")
+    pending: dict[str, dict[str, np.ndarray]] = {}
+    parts: dict[str, int] = {}
+    for rule in pmap.rules:
+        value = _host(flat[rule.path])
+        axis = VOCAB_PATHS.get(rule.path)
+        if axis is not None and value.shape[axis] != vocab:
+            value = np.take(value, np.arange(vocab), axis=axis)
+        if dtype is not None:
+            value = value.astype(_host_dtype(dtype))
+        slices = list(value) if rule.layers else [value]
+        for name, piece in zip(rule.names(), slices, strict=True):
+            hf = rule.to_hf(piece)
+            if rule.split is None:
+                yield name, hf
+                continue
+            pending.setdefault(name, {})[rule.path] = hf
+            parts[name] = rule.split[2]
+            if len(pending[name]) == parts[name]:
+                yield name, pmap.fuse(name, pending.pop(name))
+
+
+def export_hf(
+    out: str | Path,
+    *,
+    params: Mapping[str, Any],
+    dims: Dimensions,
+    family: str,
+    tokenizer: Any = None,
+    ids: TokenIds | None = None,
+    base_config: Mapping[str, Any] | None = None,
+    vocab: int | None = None,
+    dtype: Any = None,
+    max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+) -> list[Path]:
+    """Writes a Hugging Face checkpoint folder `out` (config.json, model.safetensors or
+    shards + index, generation_config.json, the tokenizer's files); returns the files.
+
+    `vocab`: the vocabulary to write (default dims.vocab; rows past it are padding and are
+    not exported). `base_config`: the config.json the model was loaded from (its other keys
+    are kept). Raises CheckpointFormatError when no Hugging Face family runs the model."""
+    from safetensors.numpy import save_file
+
+    vocab = dims.vocab if vocab is None else vocab
+    real = dims.evolve(vocab=vocab)
+    model_type = hf_model_type(real, family)
+    config = to_hf_config(real, family, ids=ids, base=base_config)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in [*out.glob("model-*-of-*.safetensors"), out / SINGLE_FILE, out / INDEX_FILE]:
+        if stale.exists():
+            stale.unlink()
+    written: list[Path] = []
+    weight_map: dict[str, str] = {}
+    temp_names: list[Path] = []
+    shard: dict[str, np.ndarray] = {}
+    size = total = 0
+    written_dtype = None
+
+    def flush() -> None:
+        nonlocal shard, size
+        if not shard:
+            return
+        path = out / f"model-{len(temp_names) + 1:05d}.partial.safetensors"
+        save_file(shard, str(path), metadata={"format": "pt"})
+        temp_names.append(path)
+        for name in shard:
+            weight_map[name] = path.name
+        shard, size = {}, 0
+
+    for name, tensor in hf_tensors(params, dims, model_type, vocab=vocab, dtype=dtype):
+        written_dtype = written_dtype or np.dtype(tensor.dtype).name  # float32, float16, bfloat16: transformers' names
+        if shard and size + tensor.nbytes > max_shard_bytes:
+            flush()
+        shard[name] = np.ascontiguousarray(tensor)
+        size += tensor.nbytes
+        total += tensor.nbytes
+    flush()
+    config["dtype"] = written_dtype
+    if "torch_dtype" in config:
+        config["torch_dtype"] = written_dtype
+    if len(temp_names) == 1:
+        final = out / SINGLE_FILE
+        os.replace(temp_names[0], final)
+        written.append(final)
+    else:
+        count = len(temp_names)
+        renamed = {}
+        for k, path in enumerate(temp_names, start=1):
+            final = out / f"model-{k:05d}-of-{count:05d}.safetensors"
+            os.replace(path, final)
+            renamed[path.name] = final.name
+            written.append(final)
+        index = {"metadata": {"total_size": total}, "weight_map": {n: renamed[f] for n, f in sorted(weight_map.items())}}
+        (out / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+        written.append(out / INDEX_FILE)
+    (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    written.append(out / "config.json")
+    generation = {
+        key: value
+        for key, value in (
+            ("bos_token_id", ids.bos if ids else None),
+            ("eos_token_id", (ids.eos[0] if len(ids.eos) == 1 else list(ids.eos)) if ids and ids.eos else None),
+            ("pad_token_id", ids.pad if ids else None),
+            ("decoder_start_token_id", ids.decoder_start if ids else None),
+        )
+        if value is not None
+    }
+    if generation:
+        (out / GENERATION_CONFIG_FILE).write_text(json.dumps(generation, indent=2) + "\n", encoding="utf-8")
+        written.append(out / GENERATION_CONFIG_FILE)
+    if tokenizer is not None:
+        written.extend(tokenizer.save(out))
+    return written
+
+
+def shardings_for(specs: Any, mesh: Any, rules: Any) -> Any:
+    """NamedShardings for a tree of ParamSpecs under a strategy's 'params' rules."""
+    from genaisdk.backend.jax.sharding import tree_shardings
+
+    shardings, _ = tree_shardings(specs, rules, mesh)
+    return shardings
+
+

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "catalog": ("catalog", "List registered records of one kind (hardware, presets, ...)."),
     "train": ("train", "Train the spec'd model with the JAX backend."),
     "measure": ("measure", "Compile the planned training step and compare XLA's numbers to the plan."),
+    "export": ("export", "Write a trained run or a checkpoint as a Hugging Face checkpoint folder."),
 }
 
 

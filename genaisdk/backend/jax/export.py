@@ -1,0 +1,79 @@
+"""`export_model`: write a loaded model (a run or a checkpoint) in another tool's format.
+
+    >>> from genaisdk.backend.jax.load import load_model
+    >>> from genaisdk.backend.jax.export import export_model
+    >>> export_model(load_model("runs/tiny-gpt"), "out/tiny-gpt-hf")
+
+One entry per format in `FORMATS`, each a function `(loaded, out, options) -> ExportResult`:
+
+- ``hf``: full weights as a Hugging Face checkpoint folder (`genaisdk.backend.jax.hf.export_hf`):
+  config.json, model.safetensors (``{"format": "pt"}`` metadata; shards plus an index above
+  the shard size), generation_config.json and the tokenizer's files. transformers'
+  `from_pretrained` loads it; padded vocabulary rows are not written; loading the folder
+  again gives the same arrays.
+
+Adapter formats (PEFT's adapter_config.json + adapter_model.safetensors, merged weights) add
+entries here; they reuse `genaisdk.checkpoints.hf_map` for the target tensor names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+
+@attrs.frozen(kw_only=True)
+class ExportOptions:
+    dtype: Any = None
+    """Weights' dtype on disk (None: as the parameters are)."""
+    max_shard_bytes: int | None = None
+    """Largest safetensors file before the weights are split into shards (None: 5 GB)."""
+
+
+@attrs.frozen(kw_only=True)
+class ExportResult:
+    out: Path
+    files: tuple[Path, ...]
+    notes: tuple[str, ...] = ()
+
+
+def _hf(loaded: Any, out: Path, options: ExportOptions) -> ExportResult:
+    from genaisdk.backend.jax.hf import DEFAULT_MAX_SHARD_BYTES, export_hf
+
+    tokenizer = loaded.tokenizer if getattr(loaded.tokenizer, "files", ()) else None
+    notes = []
+    if tokenizer is None:
+        notes.append("the model uses genaisdk's byte tokenizer, which has no Hugging Face tokenizer file: none written")
+    if loaded.dims.vocab != loaded.vocab:
+        notes.append(f"{loaded.dims.vocab - loaded.vocab} padded vocabulary rows left out")
+    files = export_hf(
+        out,
+        params=loaded.params,
+        dims=loaded.dims,
+        family=loaded.family,
+        tokenizer=tokenizer,
+        ids=loaded.ids,
+        base_config=loaded.hf_config,
+        vocab=loaded.vocab,
+        dtype=options.dtype,
+        max_shard_bytes=options.max_shard_bytes or DEFAULT_MAX_SHARD_BYTES,
+    )
+    return ExportResult(out=out, files=tuple(files), notes=tuple(notes))
+
+
+FORMATS: dict[str, Callable[[Any, Path, ExportOptions], ExportResult]] = {"hf": _hf}
+"""Format name -> writer."""
+
+
+def export_model(loaded: Any, out: str | Path, *, format: str = "hf", options: ExportOptions | None = None) -> ExportResult:
+    """Write `loaded` (a `genaisdk.backend.jax.load.LoadedModel`) to folder `out` in `format`.
+
+    Raises ValueError for an unknown format and `CheckpointFormatError` when the format
+    cannot express the model (e.g. ALiBi positions have no Hugging Face family here)."""
+    writer = FORMATS.get(format)
+    if writer is None:
+        raise ValueError(f"unknown export format {format!r}; known: {', '.join(sorted(FORMATS))}")
+    return writer(loaded, Path(out), options or ExportOptions())

@@ -174,6 +174,7 @@ class TensorReader:
     def _handle(self, file: Path) -> Any:
         handle = self._handles.get(file)
         if handle is None:
+            import ml_dtypes  # noqa: F401  (NumPy learns bfloat16, which safetensors returns for BF16)
             from safetensors import safe_open
 
             try:

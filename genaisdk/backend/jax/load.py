@@ -80,20 +80,28 @@ class LoadedModel:
     step: int | None = None
     """The run's checkpoint step that was loaded."""
     notes: tuple[str, ...] = ()
+    _forward: Any = attrs.field(default=None, init=False, repr=False, eq=False)
 
     @property
     def policy(self) -> Policy:
         """fp32 computation (what parity checks and CPU runs use)."""
         return Policy(name="fp32")
 
-    def logits(self, inputs: Any, decoder_inputs: Any = None, *, token_types: Any = None, policy: Policy | None = None) -> jax.Array:
-        """Logits [batch, length, dims.vocab] (fp32) of token ids [batch, length]."""
-        return self.model.apply(
+    def logits(self, inputs: Any, decoder_inputs: Any = None, *, token_types: Any = None) -> jax.Array:
+        """Logits [batch, length, dims.vocab] (fp32) of token ids [batch, length], from one
+        compiled forward pass (compiled once per input shape)."""
+        if self._forward is None:
+            model, policy = self.model, self.policy
+
+            def forward(params: Any, inputs: Any, decoder_inputs: Any, token_types: Any) -> jax.Array:
+                return model.apply(params, inputs, decoder_inputs, policy=policy, token_types=token_types)
+
+            object.__setattr__(self, "_forward", jax.jit(forward))
+        return self._forward(
             self.params,
             jnp.asarray(inputs),
             None if decoder_inputs is None else jnp.asarray(decoder_inputs),
-            policy=policy or self.policy,
-            token_types=None if token_types is None else jnp.asarray(token_types),
+            None if token_types is None else jnp.asarray(token_types),
         )
 
 

@@ -316,6 +316,11 @@ class _Planner:
 
     def _dims(self):
         m = self.p.model
+        if self.r.checkpoint is not None:
+            dims = model_choice.from_checkpoint(self.r, self.notes, context=self.context)
+            if self.notes.has_errors:
+                raise SpecError(self.notes.diagnostics, self.spec.source)
+            return dims
         if self.r.preset is not None:
             return model_choice.from_preset(m, self.r, self.notes, context=self.context, vocab=self.vocab)
         if model_choice.explicit_shape(m):

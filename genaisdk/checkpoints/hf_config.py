@@ -81,7 +81,7 @@ class TokenIds:
     """Special token ids a checkpoint's config (and generation_config.json) name."""
 
     bos: int | None = None
-    eos: tuple[int, ...] = ()
+    eos: tuple[int, ...] = attrs.field(default=(), converter=tuple)
     """End-of-sequence ids; Llama 3 lists several (128001, 128008, 128009): every one stops generation."""
     pad: int | None = None
     decoder_start: int | None = None
@@ -110,6 +110,18 @@ class HFModel:
     @property
     def config_path(self) -> Path:
         return self.folder / CONFIG_FILE
+
+
+def spec_folder(spec: Any, value: str) -> Path:
+    """A path the spec wrote (`model.from`, `data.tokenizer`), relative to the spec file's
+    folder; a spec without a file on disk resolves it against the working directory."""
+    path = Path(value).expanduser()
+    if path.is_absolute():
+        return path
+    spec_file = Path(getattr(spec, "filename", "") or "")
+    if spec_file.name and spec_file.is_file():
+        return spec_file.absolute().parent / path
+    return Path.cwd() / path
 
 
 def is_checkpoint_folder(path: str | Path) -> bool:

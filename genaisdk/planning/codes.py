@@ -16,6 +16,7 @@ CODES: dict[str, tuple[str, str]] = {
     "GP006": ("error", "the hardware has no peak throughput for the precision's compute type"),
     "GP007": ("warning", "a spec value the planner had to change (e.g. context longer than a preset's position table)"),
     "GP008": ("error", "a plugin's architecture code raised while the plan was computed"),
+    "GP009": ("error", "the checkpoint that model.from names cannot be read, or the spec contradicts it"),
     "GP101": ("warning", "under-trained: far fewer tokens per parameter than compute-optimal (Chinchilla)"),
     "GP102": ("warning", "the data is smaller than the compute-optimal amount for the budget"),
     "GP103": ("info", "training repeats the usable data (more than one epoch)"),
@@ -44,6 +45,7 @@ NOTHING_TO_SIZE = "GP005"
 UNSUPPORTED_DTYPE = "GP006"
 ADJUSTED_VALUE = "GP007"
 PLUGIN_RAISED = "GP008"
+CHECKPOINT = "GP009"
 UNDER_TRAINED = "GP101"
 DATA_BELOW_OPTIMUM = "GP102"
 REPEATED_DATA = "GP103"

@@ -44,9 +44,11 @@ def spec_overrides(model: ModelSpec, *, vocab: int | None) -> dict[str, Any]:
 
 
 def context_of(model: ModelSpec, resolved: Resolved) -> int:
-    """The training context: the spec's, else the preset's, else the default."""
+    """The training context: the spec's, else the checkpoint's or the preset's, else the default."""
     if isinstance(model.context, int) and not is_auto(model.context):
         return model.context
+    if resolved.checkpoint is not None:
+        return resolved.checkpoint.dims.context
     if resolved.preset is not None:
         return resolved.preset.dims.context
     return DEFAULT_CONTEXT
@@ -81,6 +83,31 @@ def from_preset(model: ModelSpec, resolved: Resolved, notes: Notes, *, context: 
         "model.dims",
         preset.key,
         f"published dimensions of `{preset.key}` ({preset.source or 'preset record'})" + (f"; the spec sets {written}" if written else ""),
+    )
+    return dims
+
+
+def from_checkpoint(resolved: Resolved, notes: Notes, *, context: int) -> Dimensions:
+    """The dimensions of the checkpoint `model.from` names (its config.json; see
+    `genaisdk.checkpoints.hf_config`), trained at `context`. A learned position table cannot
+    grow past the checkpoint's rows: a longer context is an error."""
+    checkpoint = resolved.checkpoint
+    dims = checkpoint.dims
+    if context != dims.context:
+        rows = (dims.position_table or dims.context) - dims.position_offset
+        if dims.positions == "learned" and context > rows:
+            notes.diag(
+                codes.CHECKPOINT,
+                "error",
+                f"context {context} is longer than the {rows} positions of the checkpoint's learned position table",
+                "model.context",
+                hint=f"use at most {rows} tokens",
+            )
+        dims = dims.evolve(context=context, position_table=dims.position_table or dims.context)
+    notes.reason(
+        "model.dims",
+        "checkpoint",
+        f"config.json of the {checkpoint.model_type} checkpoint {checkpoint.folder}: exactly its parameters",
     )
     return dims
 

@@ -50,6 +50,8 @@ class Resolved:
     strategies: tuple[Strategy, ...]
     """Every registered strategy, cheapest first."""
     precisions: tuple[Precision, ...]
+    checkpoint: Any = None
+    """The `genaisdk.checkpoints.hf_config.HFModel` that `model.from` names, if any."""
 
     @property
     def family(self) -> str:
@@ -72,10 +74,25 @@ def resolve(spec: Any, registry: Any, notes: Notes) -> Resolved | None:
     task = _get(registry, "tasks", p.task, notes, "task", "task") if p.task else None
     preset_name = p.model.preset or p.adapt.base
     preset = _get(registry, "presets", preset_name, notes, "model.preset" if p.model.preset else "adapt.base", "preset")
+    checkpoint = _checkpoint(spec, notes) if p.model.checkpoint else None
 
-    # Family: the spec's; else the preset's; else the task's; else decoder.
+    # Family: the spec's; else the checkpoint's; else the preset's; else the task's; else decoder.
     if not is_auto(p.model.family) and p.model.family:
         architecture = _get(registry, "architectures", p.model.family, notes, "model.family", "model family")
+        if architecture is not None and checkpoint is not None and architecture.family != checkpoint.family:
+            notes.diag(
+                codes.CHECKPOINT,
+                "error",
+                f"model.family is {architecture.key} but the checkpoint is a {checkpoint.architecture} ({checkpoint.model_type})",
+                "model.family",
+                hint="remove `family`: the checkpoint decides it",
+            )
+    elif checkpoint is not None:
+        architecture = _get(registry, "architectures", checkpoint.architecture, notes, "model.from", "architecture")
+        if architecture is not None:
+            notes.reason(
+                "model.family", architecture.key, f"the architecture of the {checkpoint.model_type} checkpoint {checkpoint.folder}"
+            )
     elif preset is not None:
         architecture = _get(registry, "architectures", preset.architecture, notes, "model.preset", "architecture")
         if architecture is not None:
@@ -176,7 +193,34 @@ def resolve(spec: Any, registry: Any, notes: Notes) -> Resolved | None:
         strategy=strategy,
         strategies=strategies,
         precisions=precisions,
+        checkpoint=checkpoint,
     )
+
+
+CHECKPOINT_FIXED = ("preset", "size", "layers", "decoder_layers", "d_model", "heads", "kv_heads", "head_dim", "d_ff",
+                    "vocab", "ffn", "norm", "positions", "tied_embeddings", "biases")
+"""`model` keys a checkpoint decides: with `from`, writing one of them is an error."""
+
+
+def _checkpoint(spec: Any, notes: Notes) -> Any:
+    """The checkpoint `model.from` names (config.json and weight headers, no JAX), or None
+    after a GP009 error (unreadable, or contradicted by another `model` key)."""
+    from genaisdk.checkpoints import CheckpointFormatError
+    from genaisdk.checkpoints.hf_config import read_checkpoint, spec_folder
+
+    model = spec.project.model
+    folder = spec_folder(spec, model.checkpoint)
+    try:
+        checkpoint = read_checkpoint(folder, weights=any(folder.glob("*.safetensors*")))
+    except CheckpointFormatError as exc:
+        notes.diag(codes.CHECKPOINT, "error", str(exc), "model.from",
+                   hint="point `from` at a Hugging Face checkpoint folder (config.json + model.safetensors)")
+        return None
+    fixed = [key for key in CHECKPOINT_FIXED if getattr(model, key) is not None and not is_auto(getattr(model, key))]
+    for key in fixed:
+        notes.diag(codes.CHECKPOINT, "error", f"model.{key} cannot be set with `from`: the checkpoint decides it",
+                   f"model.{key}", hint=f"remove `{key}`")
+    return checkpoint
 
 
 def auto_precision(hardware: Hardware, precisions: tuple[Precision, ...]) -> tuple[Precision | None, str]:

@@ -769,7 +769,13 @@ class Builder:
                 INCONSISTENT_DIMS, f"`d_model = {model.d_model}` is not a multiple of `heads = {model.heads}`",
                 span("model.heads"), hint="choose heads that divide d_model, or set `head_dim`",
             )
-        if isinstance(model.family, M.Auto) and model.preset is None and project.task is None and adapt.base is None:
+        if (
+            isinstance(model.family, M.Auto)
+            and model.preset is None
+            and model.checkpoint is None
+            and project.task is None
+            and adapt.base is None
+        ):
             self.warn(
                 NO_TASK, "with no `task` and no preset, `family = auto` has nothing to go on",
                 span("model.family") or span("project"),

@@ -60,6 +60,9 @@ class ModelSpec:
     size: float | Auto = AUTO
     """Total parameters, or auto (compute-optimal for the budget)."""
     preset: str | None = None
+    checkpoint: str | None = None
+    """`from = "path"`: a Hugging Face checkpoint folder (relative to the spec's folder) whose
+    config.json gives the model's dimensions and whose weights `genai train` starts from."""
     context: int | Auto | None = None
     """Sequence length trained on, in tokens; auto = the longest that fits."""
     # Explicit dimensions override the preset's or the size-derived ones.
@@ -94,6 +97,9 @@ class DataSpec:
     """Files, globs, JSON-lines paths, 'synthetic', or a builtin corpus name; for `genai train`."""
     vocab: int | None = None
     """Tokenizer vocabulary size, if it differs from the model's."""
+    tokenizer: str | None = None
+    """A tokenizer file (tokenizer.json, a SentencePiece .model) or a folder holding one,
+    relative to the spec's folder; default: the checkpoint's, else the byte tokenizer."""
     held_out: float | None = None
     """Fraction held out for evaluation."""
 

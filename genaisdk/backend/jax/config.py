@@ -250,6 +250,13 @@ def resolve_dims(spec: Any, registry: Any, plan: Any = None) -> Dimensions:
     spec cannot be planned are explicit layers, d_model, heads and d_ff completed with the
     `Dimensions` defaults."""
     model = spec.project.model
+    if model.checkpoint:
+        # The checkpoint's own dimensions, numerics included (epsilon, rotary scaling, ...),
+        # which a plan's model section does not carry.
+        dims = read_spec_checkpoint(spec).dims
+        if model.context is not None and not _is_auto(model.context):
+            dims = dims.evolve(context=model.context, position_table=dims.position_table or dims.context)
+        return dims
     changes = {name: getattr(model, name) for name in _DIM_FIELDS if getattr(model, name) is not None}
     if model.context is not None:
         changes["context"] = model.context
@@ -271,6 +278,18 @@ def resolve_dims(spec: Any, registry: Any, plan: Any = None) -> Dimensions:
     changes.setdefault("vocab", spec.project.data.vocab or DEFAULT_VOCAB)
     changes.setdefault("context", 1024)
     return Dimensions(**changes)
+
+
+def read_spec_checkpoint(spec: Any) -> Any:
+    """The `genaisdk.checkpoints.hf_config.HFModel` that `model.from` names (relative to the
+    spec's folder); a BackendError naming the file when it cannot be read."""
+    from genaisdk.checkpoints import CheckpointFormatError
+    from genaisdk.checkpoints.hf_config import read_checkpoint, spec_folder
+
+    try:
+        return read_checkpoint(spec_folder(spec, spec.project.model.checkpoint))
+    except CheckpointFormatError as exc:
+        raise BackendError(str(exc)) from None
 
 
 def dims_from_plan(m: Any) -> Dimensions:

@@ -2,7 +2,8 @@
 
 The training batch of optimizer step ``s`` is a pure function of ``(sources, seed, s)``:
 
-- Text is tokenized byte by byte, each document followed by EOS, concatenated, and cut
+- Text is tokenized (byte by byte, or by the checkpoint's or `data.tokenizer`'s tokenizer,
+  with its BOS policy), each document followed by EOS, concatenated, and cut
   into sequences of exactly ``seq_len`` tokens (*sequence packing*: no padding, documents
   share sequences; the tail shorter than one sequence is dropped). This is how GPT-2/GPT-3
   style pretraining fills its context (Brown et al. 2020, Sec. 2.2; Raffel et al. 2020,
@@ -63,6 +64,8 @@ class DataSettings:
     held_out: float = attrs.field(default=DEFAULT_HELD_OUT, validator=_fraction)
     base_dir: Path | None = None
     """Folder that relative source paths are resolved against (the spec file's)."""
+    tokenizer: Any = None
+    """A `genaisdk.backend.jax.tokenizer.Tokenizer`; None: the byte tokenizer of `vocab_size`."""
 
 
 class DataPipeline:
@@ -113,10 +116,12 @@ class DataPipeline:
 
     def _init_corpus(self) -> None:
         self._synthetic = None
-        try:
-            tokenizer = ByteTokenizer(vocab_size=self.settings.vocab_size)
-        except ValueError as exc:  # a vocabulary too small for the bytes: the spec's to fix
-            raise DataError(str(exc)) from None
+        tokenizer = self.settings.tokenizer
+        if tokenizer is None:
+            try:
+                tokenizer = ByteTokenizer(vocab_size=self.settings.vocab_size)
+            except ValueError as exc:  # a vocabulary too small for the bytes: the spec's to fix
+                raise DataError(str(exc)) from None
         files = resolve_files(self.settings.sources, self.settings.base_dir)
         documents = list(read_documents(files))
         stream = tokenizer.encode_documents(d.data for d in documents)
@@ -135,9 +140,12 @@ class DataPipeline:
         self._held = packed[np.sort(order[:held])]
         self._train = packed[np.sort(order[held:])]
         self.fingerprint = corpus_fingerprint(documents)
+        if not isinstance(tokenizer, ByteTokenizer):
+            self.fingerprint += f":{tokenizer.name}"  # the same text tokenized otherwise is other data
         self.total_tokens = int(len(stream))
+        named = "" if isinstance(tokenizer, ByteTokenizer) else f" ({tokenizer.name})"
         self.description = (
-            f"{len(stream):,} tokens from {len(files)} file(s), {len(documents)} document(s): "
+            f"{len(stream):,} tokens{named} from {len(files)} file(s), {len(documents)} document(s): "
             f"{len(self._train):,} training and {len(self._held):,} held-out sequences of {self.seq_len}"
         )
 
@@ -225,8 +233,10 @@ def build_pipeline(
     seed: int = 0,
     held_out: float | None = None,
     base_dir: Path | None = None,
+    tokenizer: Any = None,
 ) -> DataPipeline:
-    """A `DataPipeline` from the spec's data entries (None `held_out` means 5%)."""
+    """A `DataPipeline` from the spec's data entries (None `held_out` means 5%; None
+    `tokenizer`, the byte tokenizer)."""
     return DataPipeline(
         DataSettings(
             sources=tuple(sources),
@@ -236,5 +246,6 @@ def build_pipeline(
             seed=seed,
             held_out=DEFAULT_HELD_OUT if held_out is None else held_out,
             base_dir=base_dir,
+            tokenizer=tokenizer,
         )
     )

@@ -18,8 +18,10 @@ an objective object with:
 - `loss(model_apply, params, batch, policy) -> (loss, aux)`: the mean, with
   aux = {'loss_sum', 'tokens'}.
 
-Token ids follow the byte tokenizer (`genaisdk.backend.jax.tokenizer`): PAD 0 carries no
-loss and is never corrupted; MASK 2; span sentinels count down from the top of the vocab.
+Token ids follow a `TokenLayout` (`genaisdk.backend.jax.tokenizer`), by default the byte
+tokenizer's: PAD 0 carries no loss and is never corrupted; MASK 2; span sentinels count
+down from the top of the vocab. A checkpoint's tokenizer brings its own (`ids=` of each
+factory): its PAD (or none), [MASK], and T5's <extra_id_i> sentinels.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import numpy as np
 
 from genaisdk.backend.jax.config import BackendError
 from genaisdk.backend.jax.precision import Policy
-from genaisdk.backend.jax.tokenizer import BYTE_OFFSET, BYTE_VOCAB, EOS_ID, MASK_ID, PAD_ID
+from genaisdk.backend.jax.tokenizer import BYTE_VOCAB, TokenLayout
 from genaisdk.records import Objective
 
 Batch = dict[str, np.ndarray]
@@ -73,6 +75,7 @@ def token_cross_entropy(logits: jax.Array, targets: jax.Array, weights: jax.Arra
 class _Base:
     vocab_size: int
     name: str = ""
+    ids: TokenLayout = attrs.field(factory=TokenLayout)
 
     def loss_sum(self, model_apply: Callable, params: Any, batch: dict, policy: Policy) -> tuple[jax.Array, jax.Array]:
         logits = model_apply(params, batch["inputs"], batch.get("decoder_inputs"), policy=policy)
@@ -94,7 +97,8 @@ class CausalLM(_Base):
     """Next-token prediction (Radford et al. 2018): target i is token i+1.
 
     A row of `seq_len` packed tokens gives `seq_len` inputs; the last position has no next
-    token in the row and carries no loss, nor do positions whose target is PAD.
+    token in the row and carries no loss, nor do positions whose target is PAD (unless the
+    tokenizer's PAD is its EOS, as Qwen2's is: EOS targets are learned).
     """
 
     name: str = "causal-lm"
@@ -103,9 +107,14 @@ class CausalLM(_Base):
         tokens = np.asarray(tokens).astype(np.int32, copy=False)
         if tokens.ndim != 2:
             raise ValueError(f"causal-lm builds batches from [rows, seq] tokens; got shape {tokens.shape}")
-        targets = np.full_like(tokens, PAD_ID)
+        pad = self.ids.pad
+        targets = np.full_like(tokens, pad if pad is not None else 0)
         targets[:, :-1] = tokens[:, 1:]
-        return {"inputs": tokens, "targets": targets, "weights": (targets != PAD_ID).astype(np.int32)}
+        weights = np.ones_like(tokens)
+        weights[:, -1] = 0
+        if pad is not None and pad != self.ids.eos:
+            weights &= (targets != pad).astype(np.int32)
+        return {"inputs": tokens, "targets": targets, "weights": weights}
 
 
 @attrs.frozen(kw_only=True)
@@ -127,7 +136,9 @@ class MaskedLM(_Base):
         tokens = np.asarray(tokens).astype(np.int32, copy=False)
         if tokens.ndim != 2:
             raise ValueError(f"masked-lm builds batches from [rows, seq] tokens; got shape {tokens.shape}")
-        eligible = tokens != PAD_ID
+        if self.ids.mask is None:
+            raise ObjectiveError("masked-lm needs a [MASK] token; the tokenizer has none (set mask_token in tokenizer_config.json)")
+        eligible = tokens != self.ids.pad if self.ids.pad is not None else np.ones(tokens.shape, bool)
         counts = np.rint(eligible.sum(1) * self.noise_density).astype(np.int64)
         counts = np.where(eligible.any(1), np.maximum(counts, 1), 0)
         # Rank the eligible positions of each row in a random order; the first `count` are chosen.
@@ -135,10 +146,10 @@ class MaskedLM(_Base):
         ranks = np.argsort(np.argsort(keys, axis=1, kind="stable"), axis=1, kind="stable")
         chosen = ranks < counts[:, None]
         action = gen.random(tokens.shape)
-        high = min(BYTE_VOCAB, self.vocab_size)
-        random_tokens = gen.integers(BYTE_OFFSET, high, size=tokens.shape, dtype=np.int32)
+        low, high = self.ids.regular
+        random_tokens = gen.integers(low, min(high, self.vocab_size), size=tokens.shape, dtype=np.int32)
         inputs = tokens.copy()
-        inputs[chosen & (action < self.mask_prob)] = MASK_ID
+        inputs[chosen & (action < self.mask_prob)] = self.ids.mask
         swap = chosen & (action >= self.mask_prob) & (action < self.mask_prob + self.random_prob)
         inputs[swap] = random_tokens[swap]
         return {"inputs": inputs, "targets": tokens.copy(), "weights": chosen.astype(np.int32)}
@@ -195,6 +206,13 @@ class SpanCorruption(_Base):
 
     def _check_sentinels(self, width: int) -> None:
         spans = self._counts(width)[1]
+        if self.ids.sentinel_count is not None:
+            if spans > self.ids.sentinel_count:
+                raise ObjectiveError(
+                    f"span corruption of {width}-token rows needs {spans} sentinel ids; the tokenizer has "
+                    f"{self.ids.sentinel_count} (<extra_id_i>): shorten the context"
+                )
+            return
         if self.vocab_size - spans < BYTE_VOCAB:
             raise ObjectiveError(
                 f"span corruption of {width}-token rows needs {spans} sentinel ids above the byte "
@@ -228,11 +246,14 @@ class SpanCorruption(_Base):
             seq_len = self._input_target_lengths(width)[0]
         tokens = _check_rows(tokens, self.row_length(seq_len), "span-corruption")
         noise, spans = self._counts(width)
-        first_sentinel = self.vocab_size - 1
+        ids = self.ids
+        if ids.pad is None or ids.eos is None:
+            raise ObjectiveError("span corruption needs the tokenizer's pad and EOS ids; it has none")
+        first_sentinel = (ids.sentinel_top if ids.sentinel_top is not None else self.vocab_size) - 1
         target_len = noise + spans + 1
         rows = tokens.shape[0]
-        inputs = np.full((rows, seq_len), PAD_ID, np.int32)
-        targets = np.full((rows, target_len), PAD_ID, np.int32)
+        inputs = np.full((rows, seq_len), ids.pad, np.int32)
+        targets = np.full((rows, target_len), ids.pad, np.int32)
         sentinels = first_sentinel - np.arange(spans, dtype=np.int32)
         for r in range(rows):
             noise_lengths = _random_segmentation(noise, spans, gen)
@@ -247,31 +268,32 @@ class SpanCorruption(_Base):
                 dec.append(sentinels[i : i + 1])
                 dec.append(tokens[r, pos : pos + noise_lengths[i]])
                 pos += noise_lengths[i]
-            enc.append(np.array([EOS_ID], np.int32))
-            dec.append(np.array([EOS_ID], np.int32))
+            enc.append(np.array([ids.eos], np.int32))
+            dec.append(np.array([ids.eos], np.int32))
             enc_row, dec_row = np.concatenate(enc), np.concatenate(dec)
             inputs[r, : len(enc_row)] = enc_row
             targets[r, : len(dec_row)] = dec_row
-        decoder_inputs = np.full_like(targets, PAD_ID)
+        start = ids.decoder_start if ids.decoder_start is not None else ids.pad
+        decoder_inputs = np.full_like(targets, start)
         decoder_inputs[:, 1:] = targets[:, :-1]
         return {
             "inputs": inputs,
             "decoder_inputs": decoder_inputs,
             "targets": targets,
-            "weights": (targets != PAD_ID).astype(np.int32),
+            "weights": (targets != ids.pad).astype(np.int32),
         }
 
 
-def causal_lm(*, vocab_size: int, record: Objective | None = None) -> CausalLM:
-    return CausalLM(vocab_size=vocab_size)
+def causal_lm(*, vocab_size: int, record: Objective | None = None, ids: TokenLayout | None = None) -> CausalLM:
+    return CausalLM(vocab_size=vocab_size, ids=ids or TokenLayout())
 
 
-def masked_lm(*, vocab_size: int, record: Objective | None = None) -> MaskedLM:
+def masked_lm(*, vocab_size: int, record: Objective | None = None, ids: TokenLayout | None = None) -> MaskedLM:
     density = record.noise_density if record is not None and record.noise_density > 0 else 0.15
-    return MaskedLM(vocab_size=vocab_size, noise_density=density)
+    return MaskedLM(vocab_size=vocab_size, noise_density=density, ids=ids or TokenLayout())
 
 
-def span_corruption(*, vocab_size: int, record: Objective | None = None) -> SpanCorruption:
+def span_corruption(*, vocab_size: int, record: Objective | None = None, ids: TokenLayout | None = None) -> SpanCorruption:
     density = record.noise_density if record is not None and record.noise_density > 0 else 0.15
     span = record.mean_span if record is not None and record.mean_span > 1 else 3.0
-    return SpanCorruption(vocab_size=vocab_size, noise_density=density, mean_span=span)
+    return SpanCorruption(vocab_size=vocab_size, noise_density=density, mean_span=span, ids=ids or TokenLayout())

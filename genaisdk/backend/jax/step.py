@@ -50,6 +50,7 @@ from genaisdk.backend.jax.sharding import (
     rule_table,
     tree_shardings,
 )
+from genaisdk.backend.jax.tokenizer import TokenLayout, token_layout
 from genaisdk.diagnostics import Diagnostic
 
 
@@ -87,7 +88,9 @@ def resolve(path: str | None, what: str) -> Any:
 class Trainer:
     """One run's compiled steps over a mesh. See the module docstring."""
 
-    def __init__(self, config: RunConfig, mesh: Mesh | None = None, *, unroll: bool = False):
+    def __init__(self, config: RunConfig, mesh: Mesh | None = None, *, unroll: bool = False, tokenizer: Any = None):
+        """`tokenizer`: the run's (`genaisdk.backend.jax.tokenizer`); None is the byte
+        tokenizer. It sets the padding id the model masks and the ids the objective uses."""
         self.config = config
         self.mesh = mesh if mesh is not None else make_mesh(config.devices)
         data_size = dict(self.mesh.shape).get(DATA_AXIS, 1)
@@ -98,9 +101,18 @@ class Trainer:
             )
         self.policy = policy_from_record(config.precision)
         factory = resolve(config.architecture.jax_model, f"architecture '{config.architecture.name}'")
-        self.model = factory(config.dims, family=config.architecture.family, recompute=config.recompute, unroll=unroll)
+        # Only a tokenizer other than the byte tokenizer changes the ids the model and the
+        # objective use (so factories that predate the `pad_id`/`ids` keywords keep working).
+        layout = token_layout(tokenizer) if tokenizer is not None else TokenLayout()
+        custom = layout != TokenLayout()
+        model_ids = {"pad_id": -1 if layout.pad is None else layout.pad} if custom else {}
+        self.model = factory(
+            config.dims, family=config.architecture.family, recompute=config.recompute, unroll=unroll, **model_ids
+        )
         make_objective = resolve(config.objective.jax_loss, f"objective '{config.objective.name}'")
-        self.objective = make_objective(vocab_size=config.dims.vocab, record=config.objective)
+        self.objective = make_objective(
+            vocab_size=config.dims.vocab, record=config.objective, **({"ids": layout} if custom else {})
+        )
         self.schedule = optimizers.warmup_cosine(
             config.learning_rate,
             warmup_steps=config.warmup_steps,
@@ -202,12 +214,16 @@ class Trainer:
         per_token = config.architecture.flops_per_token(config.dims, config.seq_len)
         return float(per_token) * config.tokens_per_step
 
-    def init(self, seed: int | None = None) -> TrainState:
-        """A fresh state, created directly in its shardings (no device holds more than its share)."""
+    def init(self, seed: int | None = None, params: Any = None) -> TrainState:
+        """A fresh state, created directly in its shardings (no device holds more than its share).
+
+        `params`: start from these parameters (a pretrained checkpoint's, already in
+        `state_shardings.params` and the policy's parameter dtype) instead of random ones."""
         seed = self.config.seed if seed is None else seed
         key = jax.random.key(seed)
         shardings = self.state_shardings
-        params = self.model.init(jax.random.fold_in(key, 0), self.policy.param_dtype, shardings=shardings.params)
+        if params is None:
+            params = self.model.init(jax.random.fold_in(key, 0), self.policy.param_dtype, shardings=shardings.params)
         opt_state = self._init_opt(params)
         small = jax.device_put(
             (jnp.zeros((), jnp.int32), self.loss_scaler.init(), jax.random.key_data(jax.random.fold_in(key, 1))),

@@ -317,6 +317,12 @@ class HFTokenizer(_FileTokenizer):
         self.add_bos = bool(prefix)
         self.add_eos = bool(suffix)
         self._files = tuple(p for p in [path, *(folder / n for n in SIDE_FILES)] if p.is_file())
+        # T5's fast tokenizer: <extra_id_0> is the highest id, the others count down from it.
+        self.extra_ids = 0
+        first = self._tok.token_to_id("<extra_id_0>")
+        self.sentinel_top = None if first is None else int(first) + 1
+        while first is not None and self._tok.token_to_id(f"<extra_id_{self.extra_ids}>") == first - self.extra_ids:
+            self.extra_ids += 1
 
     def _ids(self, text: str) -> list[int]:
         return list(self._tok.encode(text, add_special_tokens=False).ids)
@@ -326,12 +332,9 @@ class HFTokenizer(_FileTokenizer):
 
     def sentinel_ids(self, count: int) -> np.ndarray:
         """`<extra_id_i>` tokens where the file has them (T5's fast tokenizer)."""
-        found = [self._tok.token_to_id(f"<extra_id_{i}>") for i in range(count)]
-        if any(f is None for f in found):
-            raise TokenizerError(
-                f"{self.name} has no <extra_id_{found.index(None)}> sentinel token; span corruption needs {count}"
-            )
-        return np.asarray(found, dtype=TOKEN_DTYPE)
+        if count > self.extra_ids:
+            raise TokenizerError(f"{self.name} has {self.extra_ids} <extra_id_i> sentinel tokens; span corruption needs {count}")
+        return (self.sentinel_top - 1 - np.arange(count)).astype(TOKEN_DTYPE)
 
 
 class SentencePieceTokenizer(_FileTokenizer):
@@ -432,6 +435,42 @@ class VocabularyCheck:
         if self.padding:
             return f"{self.rows} embedding rows for {self.tokenizer_ids} token ids: {self.padding} padded rows, never produced"
         return f"{self.rows} embedding rows, one per token id"
+
+
+@attrs.frozen(kw_only=True)
+class TokenLayout:
+    """The ids the pretraining objectives need (`genaisdk.backend.jax.objectives`); the
+    default is the byte tokenizer's layout."""
+
+    pad: int | None = PAD_ID
+    """Padding: no loss where it is the target (None: the tokenizer has none)."""
+    eos: int | None = EOS_ID
+    mask: int | None = MASK_ID
+    """Masked LM's [MASK] (None: the tokenizer has none, and masked LM cannot run)."""
+    regular: tuple[int, int] = (BYTE_OFFSET, BYTE_VOCAB)
+    """[low, high) of the ids masked LM's random replacement draws from."""
+    sentinel_top: int | None = None
+    """Sentinel i is `sentinel_top - 1 - i` (T5's <extra_id_i>); None: the model's vocab."""
+    sentinel_count: int | None = None
+    """How many sentinels the tokenizer has; None: the model's vocab less the byte ids."""
+    decoder_start: int | None = PAD_ID
+
+
+def token_layout(tokenizer: Any, *, decoder_start: int | None = None) -> TokenLayout:
+    """The objectives' ids for `tokenizer` (the byte tokenizer: the default layout)."""
+    if isinstance(tokenizer, ByteTokenizer):
+        return TokenLayout()
+    extra = int(getattr(tokenizer, "extra_ids", 0) or 0)
+    top = getattr(tokenizer, "sentinel_top", None) or tokenizer.vocab_size
+    return TokenLayout(
+        pad=tokenizer.pad_id,
+        eos=tokenizer.eos_id,
+        mask=tokenizer.mask_id,
+        regular=(0, top - extra),
+        sentinel_top=top,
+        sentinel_count=extra,
+        decoder_start=decoder_start if decoder_start is not None else tokenizer.pad_id,
+    )
 
 
 def check_vocabulary(tokenizer: Any, rows: int, *, where: str = "the model") -> VocabularyCheck:

@@ -13,7 +13,14 @@ The output folder holds:
 - ``spec.genai``: the spec as written, and ``run.json``: the overrides, the resolved
   configuration (dimensions, batch, schedule, strategy), devices and versions;
 - ``metrics.jsonl``: one JSON object per optimizer step and one per evaluation;
-- ``checkpoints/``: orbax checkpoints, one folder per saved step.
+- ``checkpoints/``: orbax checkpoints, one folder per saved step;
+- ``tokenizer/``: a copy of the tokenizer files the data was tokenized with (a checkpoint's
+  or `data.tokenizer`'s; none for the byte tokenizer).
+
+A spec with `model { from = "..." }` trains the checkpoint's model: its dimensions, its
+weights as the starting point (loaded straight into the run's sharding), and its tokenizer
+(unless `data.tokenizer` names another). `genaisdk.backend.jax.load.load_model` opens the
+run folder again as a model, and `genai export` writes it as a Hugging Face checkpoint.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ MISSING_JAX = "the JAX backend needs JAX, optax and orbax: pip install 'genaisdk
 RUN_FILE = "run.json"
 SPEC_COPY = "spec.genai"
 CHECKPOINTS = "checkpoints"
+TOKENIZER_COPY = "tokenizer"
 DEFAULT_OUT_ROOT = "runs"
 
 
@@ -378,10 +386,32 @@ def _user_error(exc: Exception) -> str | None:
     from genaisdk.backend.jax.checkpoint import CheckpointError
     from genaisdk.backend.jax.config import BackendError
     from genaisdk.backend.jax.sources import DataError
+    from genaisdk.backend.jax.tokenizer import TokenizerError
+    from genaisdk.checkpoints import CheckpointFormatError
 
-    if isinstance(exc, (BackendError, DataError, CheckpointError)):
+    if isinstance(exc, (BackendError, DataError, CheckpointError, TokenizerError, CheckpointFormatError)):
         return str(exc)
     return None
+
+
+def run_tokenizer(spec: Any, checkpoint: Any, vocab: int) -> tuple[Any, list[str]]:
+    """The tokenizer a run tokenizes its text with: `data.tokenizer` (relative to the spec),
+    else the checkpoint's, else None (the byte tokenizer); and notes on how its ids fit
+    the model's `vocab` embedding rows (more ids than rows: a TokenizerError)."""
+    from genaisdk.backend.jax.tokenizer import check_vocabulary, find_tokenizer_file, load_tokenizer
+    from genaisdk.checkpoints.hf_config import spec_folder
+
+    ids = checkpoint.ids if checkpoint is not None else None
+    if spec.project.data.tokenizer:
+        tokenizer = load_tokenizer(spec_folder(spec, spec.project.data.tokenizer), ids=ids)
+        where = "data.tokenizer"
+    elif checkpoint is not None and find_tokenizer_file(checkpoint.folder) is not None:
+        tokenizer = load_tokenizer(checkpoint.folder, ids=ids)
+        where = "the checkpoint"
+    else:
+        return None, []
+    fit = check_vocabulary(tokenizer, vocab, where="the model")
+    return tokenizer, [f"tokenizer from {where}: {tokenizer.describe()}; {fit.describe()}"]
 
 
 def _run(
@@ -402,7 +432,7 @@ def _run(
 ) -> TrainResult:
     from genaisdk.backend.jax import distributed
     from genaisdk.backend.jax.checkpoint import Checkpointer, layout_digest
-    from genaisdk.backend.jax.config import RunConfig
+    from genaisdk.backend.jax.config import RunConfig, read_spec_checkpoint
     from genaisdk.backend.jax.data import build_pipeline
     from genaisdk.backend.jax.loop import DEFAULT_EVAL_BATCHES, DIVERGED, LoopSettings, TrainingLoop
     from genaisdk.backend.jax.metrics import FILENAME as METRICS_FILE
@@ -433,12 +463,20 @@ def _run(
     checkpoint_dir = out_dir / CHECKPOINTS
     metrics_path = out_dir / METRICS_FILE
 
+    checkpoint = read_spec_checkpoint(spec) if project.model.checkpoint else None
+    tokenizer, tokenizer_notes = run_tokenizer(spec, checkpoint, config.dims.vocab)
+
     training_devices = distributed.training_devices(runtime)
     mesh = make_mesh(training_devices)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        trainer = Trainer(config, mesh)
-    notes = [str(w.message) for w in caught]
+        trainer = Trainer(config, mesh, tokenizer=tokenizer)
+    notes = [str(w.message) for w in caught] + tokenizer_notes
+    method = project.adapt.method
+    if checkpoint is not None and method in ("lora", "qlora"):
+        notes.append(
+            f"adapt.method = {method}: the JAX backend does not train adapters yet; every weight trains from the checkpoint"
+        )
 
     pipeline = build_pipeline(
         project.data.source,
@@ -448,6 +486,7 @@ def _run(
         seed=config.seed,
         held_out=project.data.held_out,
         base_dir=_spec_folder(spec),
+        tokenizer=tokenizer,
     )
 
     checkpointer = Checkpointer(checkpoint_dir)
@@ -496,7 +535,16 @@ def _run(
     elif resume:
         resume_notes.append(f"nothing to resume in {checkpoint_dir}; starting from step 0")
     if state is None:
-        state = trainer.init(config.seed)
+        params = None
+        if checkpoint is not None:
+            from genaisdk.backend.jax.hf import load_params
+
+            params, report = load_params(
+                checkpoint, trainer.param_specs, shardings=trainer.state_shardings.params, dtype=trainer.policy.param_dtype
+            )
+            resume_notes.append(f"starting from the {checkpoint.model_type} checkpoint {checkpoint.folder}")
+            resume_notes.extend(report.notes())
+        state = trainer.init(config.seed, params=params)
 
     if progress is None or isinstance(progress, bool):
         display = make_progress(primary=primary, tty=progress, stream=stream, quiet=quiet)
@@ -504,7 +552,7 @@ def _run(
         display = progress if primary else SilentProgress()
 
     if primary:
-        _write_run_files(out_dir, spec, overrides, record, runtime, pipeline)
+        _write_run_files(out_dir, spec, overrides, record, runtime, pipeline, checkpoint=checkpoint, tokenizer=tokenizer)
     metrics = MetricsLog(metrics_path, keep_through_step=start_step if start_step else None, enabled=primary)
 
     compute_dtype = config.precision.compute_dtype
@@ -610,7 +658,17 @@ def _params_text(state: Any) -> str:
     return fmt_count(sum(int(math.prod(x.shape)) for x in jax.tree.leaves(state.params)))
 
 
-def _write_run_files(out_dir: Path, spec: Any, overrides: list[str], record: dict, runtime: Any, pipeline: Any) -> None:
+def _write_run_files(
+    out_dir: Path,
+    spec: Any,
+    overrides: list[str],
+    record: dict,
+    runtime: Any,
+    pipeline: Any,
+    *,
+    checkpoint: Any = None,
+    tokenizer: Any = None,
+) -> None:
     import jax
 
     from genaisdk import __version__
@@ -633,6 +691,20 @@ def _write_run_files(out_dir: Path, spec: Any, overrides: list[str], record: dic
         "versions": {"genaisdk": __version__, "jax": jax.__version__},
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    if checkpoint is not None:
+        # What export needs to write the run back as its base model's family.
+        run["checkpoint"] = {
+            "from": str(checkpoint.folder),
+            "model_type": checkpoint.model_type,
+            "vocab": checkpoint.dims.vocab,
+            "config": dict(checkpoint.config),
+        }
+    if tokenizer is not None and tokenizer.files:
+        copies = tokenizer.save(out_dir / TOKENIZER_COPY)
+        ids = attrs.asdict(checkpoint.ids) if checkpoint is not None else {
+            "bos": tokenizer.bos_id, "eos": list(tokenizer.stop_ids), "pad": tokenizer.pad_id, "decoder_start": None,
+        }
+        run["tokenizer"] = {"name": tokenizer.name, "file": f"{TOKENIZER_COPY}/{copies[0].name}", "ids": ids}
     (out_dir / RUN_FILE).write_text(json.dumps(run, indent=2, default=str) + "\n", encoding="utf-8")
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -116,12 +117,11 @@ def spec_folder(spec: Any, value: str) -> Path:
     """A path the spec wrote (`model.from`, `data.tokenizer`), relative to the spec file's
     folder; a spec without a file on disk resolves it against the working directory."""
     path = Path(value).expanduser()
-    if path.is_absolute():
-        return path
-    spec_file = Path(getattr(spec, "filename", "") or "")
-    if spec_file.name and spec_file.is_file():
-        return spec_file.absolute().parent / path
-    return Path.cwd() / path
+    if not path.is_absolute():
+        spec_file = Path(getattr(spec, "filename", "") or "")
+        base = spec_file.absolute().parent if spec_file.name and spec_file.is_file() else Path.cwd()
+        path = base / path
+    return Path(os.path.normpath(path))
 
 
 def is_checkpoint_folder(path: str | Path) -> bool:

@@ -78,21 +78,37 @@ class Rule:
         """genaisdk's shape of the whole parameter (layers first when stacked)."""
         return ((self.layers,) if self.layers else ()) + self.shape
 
-    def to_ours(self, tensor: np.ndarray) -> np.ndarray:
-        """One Hugging Face tensor (one layer's) in genaisdk's layout."""
+    def view_ours(self, tensor: np.ndarray) -> np.ndarray:
+        """One Hugging Face tensor (one layer's) in genaisdk's layout, as a view where NumPy
+        can express it (split, transpose and reshape copy nothing): the loader copies it
+        once, straight into the device buffer."""
         if self.split is not None:
             axis, index, parts = self.split
             tensor = np.split(tensor, parts, axis=axis)[index]
         if self.transpose:
             tensor = tensor.T
-        return np.ascontiguousarray(tensor).reshape(self.shape)
+        return tensor.reshape(self.shape)
+
+    def to_ours(self, tensor: np.ndarray) -> np.ndarray:
+        """One Hugging Face tensor (one layer's) in genaisdk's layout, contiguous."""
+        if self.transpose and self.split is None:
+            return _transposed(tensor).reshape(self.shape)
+        return np.ascontiguousarray(self.view_ours(tensor))
 
     def to_hf(self, value: np.ndarray) -> np.ndarray:
         """genaisdk's slice (one layer's) in the Hugging Face layout (the piece, for a split)."""
         piece = self.piece_shape
         if self.transpose:
-            return np.ascontiguousarray(value.reshape(piece[::-1]).T)
+            return _transposed(value.reshape(piece[::-1]))
         return value.reshape(piece)
+
+
+def _transposed(matrix: np.ndarray) -> np.ndarray:
+    """A contiguous transpose; 16-bit floats move as uint16 (NumPy copies its own integer
+    types faster than ml_dtypes' bfloat16), the bits unchanged."""
+    if matrix.dtype.itemsize == 2 and matrix.dtype != np.uint16:
+        return np.ascontiguousarray(matrix.view(np.uint16).T).view(matrix.dtype)
+    return np.ascontiguousarray(matrix.T)
 
 
 @attrs.frozen(kw_only=True)

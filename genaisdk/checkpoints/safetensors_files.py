@@ -163,44 +163,55 @@ def read_tensors(folder: str | Path) -> dict[str, TensorInfo]:
 
 
 class TensorReader:
-    """Reads tensors of a checkpoint lazily, one at a time, as NumPy arrays in their stored
-    dtype (bf16 as `ml_dtypes.bfloat16`), through `safetensors.safe_open` (memory-mapped:
-    reading a tensor touches only its bytes). Use as a context manager."""
+    """Tensors of a checkpoint as read-only NumPy views of the memory-mapped files, in their
+    stored dtype (bf16 as `ml_dtypes.bfloat16`): `get` copies nothing, and the pages of a
+    tensor are read from disk only when the caller copies them (into genaisdk's layout).
+    The offsets are those `read_header` checked against the file size. Use as a context
+    manager; views must not outlive it."""
 
     def __init__(self, tensors: Mapping[str, TensorInfo]):
         self.tensors = dict(tensors)
-        self._handles: dict[Path, Any] = {}
+        self._maps: dict[Path, Any] = {}
 
-    def _handle(self, file: Path) -> Any:
-        handle = self._handles.get(file)
-        if handle is None:
-            import ml_dtypes  # noqa: F401  (NumPy learns bfloat16, which safetensors returns for BF16)
-            from safetensors import safe_open
+    def _map(self, file: Path) -> Any:
+        mapped = self._maps.get(file)
+        if mapped is None:
+            import numpy as np
 
             try:
-                handle = safe_open(str(file), framework="np")
-            except Exception as exc:  # safetensors raises SafetensorError for a bad file
-                raise _corrupt(file, str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
-            self._handles[file] = handle
-        return handle
+                mapped = np.memmap(file, dtype=np.uint8, mode="r")
+            except (OSError, ValueError) as exc:
+                raise CheckpointFormatError(f"{file}: cannot be read ({exc})") from None
+            self._maps[file] = mapped
+        return mapped
 
     def get(self, name: str) -> Any:
+        """Tensor `name` (a view into the file, little-endian, shaped as stored)."""
         info = self.tensors[name]
-        try:
-            return self._handle(info.file).get_tensor(info.name)
-        except CheckpointFormatError:
-            raise
-        except Exception as exc:
-            raise CheckpointFormatError(f"{info.file}: tensor {name} cannot be read ({exc})") from None
+        dtype = numpy_dtype(info.dtype)
+        data = self._map(info.file)[info.offset : info.offset + info.nbytes]
+        return data.view(dtype).reshape(info.shape)
 
     def close(self) -> None:
-        self._handles.clear()
+        self._maps.clear()
 
     def __enter__(self) -> TensorReader:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def numpy_dtype(name: str) -> Any:
+    """The little-endian NumPy dtype of a safetensors dtype name ('BF16' -> ml_dtypes.bfloat16)."""
+    import numpy as np
+
+    if name == "BF16":
+        import ml_dtypes
+
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype({"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2",
+                     "I8": "i1", "U8": "u1", "BOOL": "?"}[name])
 
 
 def iter_shards(tensors: Mapping[str, int], max_bytes: int) -> Iterator[list[str]]:

@@ -1,13 +1,15 @@
 """Hugging Face checkpoints in and out of the JAX backend: weights placed in their sharding.
 
 Loading (`load_params`): every genaisdk parameter is built with
-`jax.make_array_from_callback` over its target sharding. The callback reads the Hugging
-Face tensors behind the device's slice one at a time through `safetensors.safe_open`
-(memory-mapped), converts them to genaisdk's layout (`genaisdk.checkpoints.hf_map`) and
-copies only the requested index into a buffer of the slice's size. So no device's host
-copy exceeds its own shard, a fully replicated parameter is read once for all devices (JAX
+`jax.make_array_from_callback` over its target sharding. The callback takes the Hugging
+Face tensors behind the device's slice one at a time as views of the memory-mapped file
+(`TensorReader`), in genaisdk's layout where a view can express it
+(`genaisdk.checkpoints.hf_map.Rule.view_ours`: split, transpose, reshape), and copies only
+the requested index, once, into a buffer of the slice's size. So no device's host copy
+exceeds its own shard, a fully replicated parameter is read once for all devices (JAX
 calls the callback once for it), and a stacked `[layers, ...]` parameter is assembled layer
-by layer into that one buffer, never as a list of layers plus their stack.
+by layer into that one buffer, never as a list of layers plus their stack. Several
+parameters load at once, on `LOAD_THREADS` threads.
 
 Before any data is read the headers are checked against the map (a missing, unexpected or
 misshapen tensor, an output matrix that contradicts `tie_word_embeddings`: one
@@ -25,6 +27,7 @@ under `base_model.model.<hf name>`) can reuse the same names per target.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -46,6 +49,9 @@ from genaisdk.dims import Dimensions
 
 VOCAB_PATHS = {"embed/token": 0, "output/kernel": 1, "mlm_head/output_bias": 0}
 """Parameters with a vocabulary axis (and which), padded on load and cut on export."""
+
+LOAD_THREADS = min(8, os.cpu_count() or 1)
+"""Parameters read and placed at the same time while loading."""
 
 DEFAULT_MAX_SHARD_BYTES = 5 * 10**9
 """transformers' default `max_shard_size` ("5GB")."""
@@ -112,7 +118,7 @@ def load_params(
     placements = [None] * len(flat) if shardings is None else treedef.flatten_up_to(shardings)
     default = SingleDeviceSharding(jax.devices()[0])
     padded = 0
-    leaves = []
+    jobs = []
     with TensorReader(tensors) as reader:
         tied = _verify_copies(pmap, reader, tensors)
         for (path, spec), sharding in zip(zip(paths, (s for _, s in flat)), placements, strict=True):
@@ -130,8 +136,11 @@ def load_params(
                 if path == "embed/token":
                     padded = target[axis] - rule.full_shape[axis]
             stored = _STORED[tensors[rule.names()[0]].dtype] if dtype is None else _host_dtype(dtype)
-            callback = _slice_reader(rule, reader, target, stored)
-            leaves.append(jax.make_array_from_callback(target, sharding or default, callback))
+            jobs.append((target, sharding or default, _slice_reader(rule, reader, target, stored)))
+        # Parameters are independent: several are read and placed at once (NumPy's copies
+        # and JAX's transfers release the GIL). Each thread holds one parameter's slice.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=LOAD_THREADS) as pool:
+            leaves = list(pool.map(lambda job: jax.make_array_from_callback(*job), jobs))
     report = LoadReport(
         skipped=tuple(skipped),
         tied_copies=tuple(tied),
@@ -159,30 +168,54 @@ def _verify_copies(pmap: ParamMap, reader: TensorReader, tensors: Mapping[str, A
     return seen
 
 
+def _copy_into(dest: np.ndarray, source: np.ndarray) -> None:
+    """dest[...] = source, converting the dtype; 16-bit floats of the same dtype move as
+    uint16 (NumPy's own integer copy loops beat ml_dtypes' bfloat16 ones)."""
+    if dest.dtype == source.dtype and dest.dtype.itemsize == 2:
+        np.copyto(dest.view(np.uint16), source.view(np.uint16))
+    else:
+        np.copyto(dest, source, casting="unsafe")
+
+
+def _clipped(index: tuple[slice, ...], shape: tuple[int, ...], available: tuple[int, ...]) -> tuple[tuple, tuple]:
+    """For a requested `index` of an array of `shape` whose first `available` entries per
+    axis exist (the rest is vocabulary padding): (index into the source, index into the
+    destination buffer) of the part that exists."""
+    source, dest = [], []
+    for s, size, have in zip(index, shape, available):
+        start, stop, _ = s.indices(size)
+        end = max(start, min(stop, have))
+        source.append(slice(start, end))
+        dest.append(slice(0, end - start))
+    return tuple(source), tuple(dest)
+
+
 def _slice_reader(rule: Rule, reader: TensorReader, target: tuple[int, ...], dtype: np.dtype) -> Callable:
-    """The make_array_from_callback callback of one parameter: the requested index, built
-    from one Hugging Face tensor at a time."""
+    """The make_array_from_callback callback of one parameter: a buffer of the requested
+    index's size, filled one Hugging Face tensor (one layer) at a time, each copied once
+    from the memory-mapped file into the buffer in genaisdk's layout."""
     names = rule.names()
     stacked = bool(rule.layers)
+    per_layer = target[1:] if stacked else target
 
-    def layer_value(name: str, per_layer: tuple[int, ...]) -> np.ndarray:
-        value = rule.to_ours(reader.get(name)).astype(dtype, copy=False)
-        if value.shape != per_layer:  # padded vocabulary rows
-            pad = [(0, want - have) for want, have in zip(per_layer, value.shape)]
-            value = np.pad(value, pad)
-        return value
+    def fill(dest: np.ndarray, name: str, inner: tuple[slice, ...]) -> None:
+        source = rule.view_ours(reader.get(name))
+        if source.shape == per_layer:
+            _copy_into(dest, source[inner])
+            return
+        dest[...] = 0  # padded vocabulary rows
+        source_index, dest_index = _clipped(inner, per_layer, source.shape)
+        _copy_into(dest[dest_index], source[source_index])
 
     def callback(index: tuple[slice, ...]) -> np.ndarray:
         index = tuple(index) + (slice(None),) * (len(target) - len(index))
+        shape = tuple(len(range(*s.indices(n))) for s, n in zip(index, target))
+        out = np.empty(shape, dtype)
         if not stacked:
-            return np.ascontiguousarray(layer_value(names[0], target)[index])
-        layers = range(rule.layers)[index[0]]
-        inner = index[1:]
-        first = layer_value(names[layers[0]], target[1:])[inner]
-        out = np.empty((len(layers), *first.shape), dtype)
-        out[0] = first
-        for k, layer in enumerate(layers[1:], start=1):
-            out[k] = layer_value(names[layer], target[1:])[inner]
+            fill(out, names[0], index)
+            return out
+        for k, layer in enumerate(range(rule.layers)[index[0]]):
+            fill(out[k], names[layer], index[1:])
         return out
 
     return callback

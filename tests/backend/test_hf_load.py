@@ -206,3 +206,12 @@ def test_genai_export_writes_a_loadable_folder(hf_dir, tmp_path):
     again = load_model(tmp_path)
     assert {x.dtype for x in jax.tree.leaves(again.params)} == {jnp.dtype(jnp.bfloat16)}
     assert json.loads((tmp_path / "config.json").read_text())["dtype"] == "bfloat16"
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_the_backend_builds_what_the_planner_counts(loaded, name):
+    from genaisdk.estimate.params import count_params
+
+    model = loaded(name)
+    assert model.model.num_params() == count_params(model.dims, model.family).total
+    assert sum(x.size for x in jax.tree.leaves(model.params)) == model.model.num_params()

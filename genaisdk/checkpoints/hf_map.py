@@ -36,7 +36,7 @@ import attrs
 import numpy as np
 
 from genaisdk.checkpoints import CheckpointFormatError
-from genaisdk.checkpoints.safetensors_files import TensorInfo
+from genaisdk.checkpoints.safetensors_files import FLOAT_DTYPES, TensorInfo
 from genaisdk.dims import Dimensions
 
 
@@ -158,7 +158,7 @@ class ParamMap:
                 raise CheckpointFormatError(
                     f"{info.file}: tensor {name} has shape {list(info.shape)}, config.json implies {list(shape)}"
                 )
-            if info.dtype not in ("F32", "F16", "BF16"):
+            if info.dtype not in FLOAT_DTYPES:
                 raise CheckpointFormatError(f"{info.file}: tensor {name} is {info.dtype}; weights must be F32, F16 or BF16")
         skipped = self.skipped(tensors)
         known = set(expected) | set(self.aliases) | set(skipped)

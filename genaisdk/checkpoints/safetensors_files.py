@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -212,18 +212,3 @@ def numpy_dtype(name: str) -> Any:
         return np.dtype(ml_dtypes.bfloat16)
     return np.dtype({"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2",
                      "I8": "i1", "U8": "u1", "BOOL": "?"}[name])
-
-
-def iter_shards(tensors: Mapping[str, int], max_bytes: int) -> Iterator[list[str]]:
-    """Tensor names (in the given order) grouped into shards of at most `max_bytes` each
-    (a tensor larger than that is a shard of its own)."""
-    shard: list[str] = []
-    size = 0
-    for name, nbytes in tensors.items():
-        if shard and size + nbytes > max_bytes:
-            yield shard
-            shard, size = [], 0
-        shard.append(name)
-        size += nbytes
-    if shard:
-        yield shard

@@ -44,7 +44,7 @@ from genaisdk.backend.jax.model import is_spec, path_name
 from genaisdk.checkpoints import CheckpointFormatError
 from genaisdk.checkpoints.hf_config import GENERATION_CONFIG_FILE, HFModel, TokenIds, hf_model_type, to_hf_config
 from genaisdk.checkpoints.hf_map import ParamMap, Rule, legacy_names, param_map
-from genaisdk.checkpoints.safetensors_files import INDEX_FILE, SINGLE_FILE, TensorReader, iter_shards
+from genaisdk.checkpoints.safetensors_files import INDEX_FILE, SINGLE_FILE, TensorReader
 from genaisdk.dims import Dimensions
 
 VOCAB_PATHS = {"embed/token": 0, "output/kernel": 1, "mlm_head/output_bias": 0}
@@ -64,7 +64,6 @@ class LoadReport:
     skipped: tuple[str, ...] = ()
     tied_copies: tuple[str, ...] = ()
     padded_rows: int = 0
-    bytes_read: int = 0
 
     def notes(self) -> list[str]:
         out = []
@@ -145,7 +144,6 @@ def load_params(
         skipped=tuple(skipped),
         tied_copies=tuple(tied),
         padded_rows=padded,
-        bytes_read=sum(tensors[n].nbytes for r in pmap.rules for n in r.names()),
     )
     return jax.tree.unflatten(treedef, leaves), report
 
@@ -359,13 +357,3 @@ def export_hf(
     if tokenizer is not None:
         written.extend(tokenizer.save(out))
     return written
-
-
-def shardings_for(specs: Any, mesh: Any, rules: Any) -> Any:
-    """NamedShardings for a tree of ParamSpecs under a strategy's 'params' rules."""
-    from genaisdk.backend.jax.sharding import tree_shardings
-
-    shardings, _ = tree_shardings(specs, rules, mesh)
-    return shardings
-
-

@@ -16,7 +16,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-
 import numpy as np
 
 from genaisdk.backend.jax.precision import Policy

@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 
 from genaisdk.backend.jax.checkpoint import CheckpointError, restore_params
-from genaisdk.backend.jax.hf import LoadReport, load_params, padded_vocab
+from genaisdk.backend.jax.hf import load_params, padded_vocab
 from genaisdk.backend.jax.model import build, is_spec
 from genaisdk.backend.jax.precision import Policy
 from genaisdk.backend.jax.tokenizer import ByteTokenizer, TokenizerError, check_vocabulary, find_tokenizer_file, load_tokenizer

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -483,12 +483,3 @@ def check_vocabulary(tokenizer: Any, rows: int, *, where: str = "the model") -> 
             "use the model's own tokenizer or a model with a larger vocab"
         )
     return VocabularyCheck(tokenizer_ids=size, rows=rows)
-
-
-def special_ids_of(tokenizer: Any) -> dict[str, int | None]:
-    """pad/eos/bos/mask ids of any tokenizer (for objectives and messages)."""
-    return {name: getattr(tokenizer, f"{name}_id", None) for name in ("pad", "eos", "bos", "mask")}
-
-
-def as_list(ids: Sequence[int] | np.ndarray) -> list[int]:
-    return [int(i) for i in np.asarray(ids).reshape(-1)]

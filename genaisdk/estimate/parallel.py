@@ -95,8 +95,9 @@ def stage_params(dims: Dimensions, *, family: str = "decoder", tensor_parallel=1
     q_width = dims.heads * dims.d_head
     kv_width = tensor_group_kv_heads(dims, t) * dims.d_head
     bias = 1.0 if dims.biases else 0.0
+    qkv_bias = 1.0 if dims.has_qkv_biases else 0.0  # Qwen2: q/k/v biases, no other
 
-    attention = (2 * h * q_width + 2 * h * kv_width + bias * (q_width + 2 * kv_width)) / t + bias * h
+    attention = (2 * h * q_width + 2 * h * kv_width + qkv_bias * (q_width + 2 * kv_width)) / t + bias * h
     if dims.ffn == "gated":
         ffn = (3 * h * f + bias * 2 * f) / t + bias * h
     else:

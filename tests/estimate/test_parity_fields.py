@@ -50,3 +50,13 @@ def test_learned_positions_with_an_offset_keep_their_table():
 def test_inconsistent_fields_are_refused(fields):
     with pytest.raises(ValueError):
         Dimensions(**{**BASE, **fields})
+
+
+def test_tensor_parallel_stages_count_qkv_biases_too():
+    from genaisdk.estimate.parallel import stage_params
+
+    qwen = Dimensions(**BASE, biases=False, qkv_biases=True, kv_heads=2, norm="rmsnorm", positions="rotary",
+                      ffn="gated", tied_embeddings=False)
+    one = stage_params(qwen, tensor_parallel=1)
+    total = count_params(qwen, "decoder").total
+    assert float(one.block) * qwen.layers + float(one.first_extra) + float(one.last_extra) == total

@@ -13,7 +13,7 @@ import sys
 
 import genaisdk
 from genaisdk.render.explain import explain_text
-from genaisdk.render.units import fmt_bytes, fmt_count, fmt_usd
+from genaisdk.core.numbers import fmt_bytes, fmt_count, fmt_usd
 
 
 def main(path: str = "specs/legal.genai") -> None:

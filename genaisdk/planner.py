@@ -65,7 +65,7 @@ from genaisdk.planning.defaults import FINETUNE_BATCH_SEQUENCES, MAX_AUTO_CONTEX
 from genaisdk.planning.notes import Notes
 from genaisdk.planning.resolve import Resolved, auto_precision, resolve
 from genaisdk.records import Precision
-from genaisdk.render.units import fmt_count, fmt_sci
+from genaisdk.core.numbers import fmt_count, fmt_sci
 from genaisdk.search import (
     PHASES,
     RECOMPUTE_ORDER,

@@ -6,7 +6,6 @@ parameter count as its architecture computes it (`params`), next to the publishe
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 from collections.abc import Callable, Mapping
@@ -15,6 +14,8 @@ from typing import Any
 import attrs
 import click
 
+from genaisdk.core.names import suggest
+from genaisdk.core.numbers import fmt_bytes, fmt_count
 from genaisdk.records import RECORD_KINDS, Record
 
 BUILTIN_PREFIX = "genaisdk.builtins."
@@ -76,15 +77,6 @@ def _num(value: float | None, digits: int = 3) -> str:
     return f"{value:.{digits}g}"
 
 
-def _count(value: float | None) -> str:
-    if value is None:
-        return "-"
-    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= scale:
-            return f"{value / scale:.4g}{suffix}"
-    return f"{value:.4g}"
-
-
 def _tflops(record: Any, dtype: str) -> str:
     value = record.peak_flops.get(dtype)
     return "-" if value is None else f"{value / 1e12:.4g}"
@@ -108,7 +100,6 @@ def _price_sources(registry: Any) -> list[str]:
 
 
 def _hardware_row(registry: Any, r: Any) -> list[str]:
-    gib = 2**30
     if r.price_per_hour is None:
         price = "-"
     else:
@@ -116,7 +107,7 @@ def _hardware_row(registry: Any, r: Any) -> list[str]:
     return [
         r.name,
         r.vendor,
-        f"{r.memory_bytes / gib:.4g}",
+        fmt_bytes(r.memory_bytes),
         _tflops(r, "fp32"),
         _tflops(r, "bf16"),
         _tflops(r, "fp8"),
@@ -126,7 +117,7 @@ def _hardware_row(registry: Any, r: Any) -> list[str]:
         "-" if r.devices_per_node is None else f"{r.devices_per_node} x",
         "-" if r.intra_node_bytes_per_s is None else f"{r.intra_node_bytes_per_s / 1e9:.4g}",
         "-" if r.inter_node_bytes_per_s is None else f"{r.inter_node_bytes_per_s / 1e9:.4g}",
-        "-" if r.host_memory_bytes is None else f"{r.host_memory_bytes / gib:.4g}",
+        fmt_bytes(r.host_memory_bytes),
         price,
         r.price_date or "-",
     ]
@@ -140,8 +131,8 @@ def _preset_row(registry: Any, r: Any) -> list[str]:
         str(r.dims.layers),
         str(r.dims.d_model),
         str(r.dims.heads),
-        _count(counts["params"]) if not error else "error",
-        _count(r.published_params),
+        fmt_count(counts["params"], digits=4) if not error else "error",
+        fmt_count(r.published_params, digits=4),
         r.source,
     ]
 
@@ -203,8 +194,8 @@ _TABLES: dict[str, tuple[tuple[str, ...], _Row]] = {
     ),
     "hardware": (
         (
-            "name", "vendor", "memory GiB", "fp32 TF/s", "bf16 TF/s", "fp8 TF/s", "int8 TOP/s", "mem TB/s", "W",
-            "node", "link GB/s", "net GB/s", "host GiB", "$/h", "price date",
+            "name", "vendor", "memory", "fp32 TF/s", "bf16 TF/s", "fp8 TF/s", "int8 TOP/s", "mem TB/s", "W",
+            "node", "link GB/s", "net GB/s", "host", "$/h", "price date",
         ),
         lambda reg, r: _hardware_row(reg, r),
     ),
@@ -242,8 +233,8 @@ def _kind_or_usage_error(kind: str) -> str:
         return key
     if key + "s" in RECORD_KINDS:  # `genai catalog preset`
         return key + "s"
-    close = difflib.get_close_matches(key, list(RECORD_KINDS), n=1, cutoff=0.5)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
+    close = suggest(key, RECORD_KINDS)
+    hint = f" Did you mean {close!r}?" if close else ""
     raise click.UsageError(f"unknown kind {kind!r}.{hint} Kinds: {', '.join(RECORD_KINDS)}.")
 
 
@@ -291,7 +282,7 @@ def command(kind: str | None, as_json: bool) -> None:
     _console().print(table)
     if kind == "hardware":
         click.echo(
-            "Peak dense TFLOP/s (int8: TOP/s); memory and host memory per device in GiB (2**30 bytes). "
+            "Peak dense TFLOP/s (int8: TOP/s); memory and host memory per device in decimal units (1 GB = 1e9 bytes), as `genai plan` shows them. "
             "link: the intra-node link, net: the network between nodes, both per device in GB/s in one "
             "direction; node: devices per node of the reference system (--json: `system`). "
             "$/h: on-demand list price per device-hour on its date, from:"

@@ -15,16 +15,14 @@ import click
 
 from genaisdk.commands._spec_input import load_spec_or_exit
 from genaisdk.commands.train import _positive
-from genaisdk.render.units import fmt_bytes, fmt_sci
+from genaisdk.core.numbers import fmt_sci, fmt_value
 
 
-def _human(value: float | None, unit: str) -> str:
-    """Bytes and FLOPs as `genai plan` shows them (decimal units), parameters exactly."""
-    if unit == "bytes":
-        return fmt_bytes(None if value is None else int(value))  # whole bytes: 0 B, not 0.0 B
-    if unit == "FLOPs":
-        return fmt_sci(value)
-    return "-" if value is None else f"{value:,.0f}"
+def _shown(value: float | None, unit: str) -> str:
+    """Bytes and FLOPs as `genai plan` shows them, parameters exactly."""
+    if unit == "params":
+        return "-" if value is None else f"{value:,.0f}"
+    return fmt_value(value, unit)
 
 
 def _render(measurement) -> None:
@@ -44,16 +42,16 @@ def _render(measurement) -> None:
         table.add_column(column, justify=justify)
     for row in measurement.rows:
         ratio = "-" if row.ratio is None else f"{row.ratio:.2f}"
-        table.add_row(row.name, _human(row.plan, row.unit), _human(row.xla, row.unit), ratio, row.note)
+        table.add_row(row.name, _shown(row.plan, row.unit), _shown(row.xla, row.unit), ratio, row.note)
     console.print(table)
     xla = measurement.xla
     console.print(
         "XLA memory_analysis: arguments {a}, outputs {o} (aliased {al}), temporaries {t}, generated code {g}".format(
-            a=_human(xla["arguments"], "bytes"),
-            o=_human(xla["outputs"], "bytes"),
-            al=_human(xla["aliased"], "bytes"),
-            t=_human(xla["temporaries"], "bytes"),
-            g=_human(xla["generated_code"], "bytes"),
+            a=_shown(xla["arguments"], "bytes"),
+            o=_shown(xla["outputs"], "bytes"),
+            al=_shown(xla["aliased"], "bytes"),
+            t=_shown(xla["temporaries"], "bytes"),
+            g=_shown(xla["generated_code"], "bytes"),
         )
     )
     if "flops" in xla:

@@ -27,7 +27,7 @@ from genaisdk.planning.defaults import (
 )
 from genaisdk.planning.notes import Notes
 from genaisdk.planning.resolve import Resolved
-from genaisdk.render.units import fmt_bytes, fmt_count, fmt_seconds, fmt_usd
+from genaisdk.core.numbers import fmt_bytes, fmt_count, fmt_seconds, fmt_usd
 from genaisdk.search import RECOMPUTE_ORDER, Grid, evaluate, powers_of_two
 
 if TYPE_CHECKING:  # pragma: no cover

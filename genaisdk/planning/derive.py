@@ -22,7 +22,7 @@ from genaisdk.estimate.constants import PF_DAY, SECONDS_PER_DAY, SECONDS_PER_HOU
 from genaisdk.estimate.inference import KV_FACTOR
 from genaisdk.estimate.scaling import CHINCHILLA
 from genaisdk.plans import Term
-from genaisdk.render.units import fmt_bytes
+from genaisdk.core.numbers import fmt_bytes
 from genaisdk.search import activation_parts, memory_for, precision_arrays, strategy_arrays
 
 if TYPE_CHECKING:  # pragma: no cover

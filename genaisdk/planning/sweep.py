@@ -81,7 +81,7 @@ class SweepResult:
         }
 
     def to_markdown(self, top: int = 10) -> str:
-        from genaisdk.render.units import fmt_bytes, fmt_count, fmt_usd
+        from genaisdk.core.numbers import fmt_bytes, fmt_count, fmt_usd
 
         lines = [
             f"Searched {self.configurations:,} configurations in {self.seconds * 1e3:.1f} ms "
@@ -101,7 +101,7 @@ class SweepResult:
         from rich import box
         from rich.table import Table
 
-        from genaisdk.render.units import fmt_bytes, fmt_count, fmt_usd
+        from genaisdk.core.numbers import fmt_bytes, fmt_count, fmt_usd
 
         table = Table(
             box=box.SIMPLE_HEAD,

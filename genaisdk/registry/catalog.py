@@ -28,10 +28,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from genaisdk.diagnostics import Diagnostic
     from genaisdk.spec.model import Spec
 
-VALIDATE_RAISED = "GR001"
-"""Warning: a plugin's `genaisdk_validate` raised (or timed out, or tried to exit); its checks were skipped."""
-VALIDATE_NOT_A_DIAGNOSTIC = "GR002"
-"""Warning: a plugin's `genaisdk_validate` returned something that is not a Diagnostic; ignored."""
+# GR001: a plugin's `genaisdk_validate` raised (or timed out, or tried to exit); GR002: it
+# returned something that is not a Diagnostic. The table: genaisdk.core.codes.
+from genaisdk.core.codes import VALIDATE_NOT_A_DIAGNOSTIC, VALIDATE_RAISED, severity  # noqa: E402
 
 
 class Registry:
@@ -161,7 +160,7 @@ class Registry:
                 raise
             what = str(exc) if isinstance(exc, PluginError) else f"genaisdk_validate raised {loading.error_text(exc)}"
             message = f"plugin {info.describe()}: {what}; its checks were skipped"
-            return [Diagnostic(code=VALIDATE_RAISED, severity="warning", message=message)]
+            return [Diagnostic(code=VALIDATE_RAISED, severity=severity(VALIDATE_RAISED), message=message)]
         out: list[Diagnostic] = []
         for item in items:
             if isinstance(item, Diagnostic):
@@ -172,7 +171,7 @@ class Registry:
             out.append(
                 Diagnostic(
                     code=VALIDATE_NOT_A_DIAGNOSTIC,
-                    severity="warning",
+                    severity=severity(VALIDATE_NOT_A_DIAGNOSTIC),
                     message=f"plugin {info.describe()}: genaisdk_validate returned "
                     f"a {type(item).__name__}, not a Diagnostic; ignored",
                 )

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from genaisdk.core.numbers import fmt_value
 from genaisdk.render.safe import printable
-from genaisdk.render.units import fmt_bytes, fmt_count, fmt_sci, fmt_seconds, fmt_usd
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
@@ -30,23 +30,8 @@ TOPIC_TITLES = {
 }
 
 
-def format_value(value: float, unit: str) -> str:
-    """A term's result in its unit: bytes as 13.5 GB, FLOPs as 3.1e23, seconds as days."""
-    if unit == "bytes":
-        return fmt_bytes(value)
-    if unit in ("params", "tokens"):
-        return fmt_count(value, unit)
-    if unit == "FLOPs":
-        return f"{fmt_sci(value)} FLOPs"
-    if unit == "FLOP/s":
-        return f"{fmt_sci(value)} FLOP/s"
-    if unit == "s":
-        return fmt_seconds(value)
-    if unit == "USD":
-        return fmt_usd(value)
-    if unit == "":
-        return f"{value:.4g}"
-    return f"{value:,.4g} {unit}"
+format_value = fmt_value
+"""A term's result in its unit (`genaisdk.core.numbers.fmt_value`)."""
 
 
 def term_lines(term: Term) -> list[str]:

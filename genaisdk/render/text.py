@@ -11,7 +11,7 @@ import math
 from typing import IO, TYPE_CHECKING
 
 from genaisdk.render.safe import printable
-from genaisdk.render.units import (
+from genaisdk.core.numbers import (
     fmt_bytes,
     fmt_count,
     fmt_fraction,

@@ -21,54 +21,44 @@ from genaisdk.diagnostics import Diagnostic, Span, sort_diagnostics
 from genaisdk.records import normalize_name
 from genaisdk.spec import model as M
 from genaisdk.spec.schema import BLOCKS, MIX_ENTRY, Key, extra_keys, homes_of, parent_of, singular
-from genaisdk.spec.suggest import one_of, suggest
+from genaisdk.core.codes import diagnostic
+from genaisdk.core.names import one_of, suggest
 from genaisdk.spec.tree import Atom, Attribute, Block, Document, ListNode, MapNode, Value, value_source
 from genaisdk.spec.units import COUNTED, DIMENSIONS, QuantityError, quantity_from_words
+from genaisdk.spec.validate import validate
 
 LANGUAGE_VERSION = 1
 
-# Structure
-MISSING_VERSION = "GS101"
-UNSUPPORTED_VERSION = "GS102"
-UNKNOWN_BLOCK = "GS103"
-DUPLICATE = "GS104"
-UNKNOWN_KEY = "GS105"
-MISPLACED = "GS106"
-MISSING_PROJECT = "GS107"
-LABEL = "GS108"
-OPERATOR = "GS109"
-BLOCK_OR_KEY = "GS110"
-# Values
-WRONG_DIMENSION = "GS201"
-BAD_QUANTITY = "GS202"
-NOT_INTEGER = "GS203"
-OUT_OF_RANGE = "GS204"
-WRONG_TYPE = "GS205"
-UNKNOWN_WORD = "GS206"
-MIX_TOTAL = "GS207"
-CONFLICT = "GS208"
-MISSING_UNIT = "GS209"
-INCONSISTENT_DIMS = "GS210"
-# Names
-UNKNOWN_NAME = "GS301"
-OBJECTIVE_FAMILY = "GS302"
-PRESET_FAMILY = "GS303"
-NOT_TRAINABLE = "GS304"
-EXTRA_DIM = "GS305"
-# Requirements
-NOT_INSTALLED = "GS401"
-WRONG_VERSION = "GS402"
-BAD_SPECIFIER = "GS403"
-PLUGIN_FAILED = "GS404"
-PLUGIN_DISABLED = "GS405"
-# Warnings
-IGNORED_SIZE = "GS501"
-IGNORED_FOR_FAMILY = "GS502"
-NO_PEAK_FOR_PRECISION = "GS503"
-NOTHING_TRAINS = "GS504"
-IGNORED_ADAPTER = "GS505"
-NO_TASK = "GS507"
-BATCH_BELOW_CONTEXT = "GS508"
+# Diagnostic codes: the table is genaisdk.core.codes.
+from genaisdk.core.codes import (  # noqa: E402
+    MISSING_VERSION,
+    UNSUPPORTED_VERSION,
+    UNKNOWN_BLOCK,
+    DUPLICATE,
+    UNKNOWN_KEY,
+    MISPLACED,
+    MISSING_PROJECT,
+    LABEL,
+    OPERATOR,
+    BLOCK_OR_KEY,
+    WRONG_DIMENSION,
+    BAD_QUANTITY,
+    NOT_INTEGER,
+    OUT_OF_RANGE,
+    WRONG_TYPE,
+    UNKNOWN_WORD,
+    MIX_TOTAL,
+    CONFLICT,
+    MISSING_UNIT,
+    UNKNOWN_NAME,
+    EXTRA_DIM,
+    NOT_INSTALLED,
+    WRONG_VERSION,
+    BAD_SPECIFIER,
+    PLUGIN_FAILED,
+    PLUGIN_DISABLED,
+    SCHEMA_MISMATCH,
+)
 
 EXAMPLES = {
     "tokens": "60B tokens",
@@ -89,7 +79,7 @@ class _Problem(Exception):
 
 
 def _err(code: str, message: str, span: Span | None, hint: str | None = None) -> _Problem:
-    return _Problem(Diagnostic(code=code, severity="error", message=message, span=span, hint=hint))
+    return _Problem(diagnostic(code, message, span, hint))
 
 
 class Builder:
@@ -103,10 +93,9 @@ class Builder:
 
     # -- reporting -------------------------------------------------------------------------
     def error(self, code: str, message: str, span: Span | None, hint: str | None = None) -> None:
-        self.diagnostics.append(Diagnostic(code=code, severity="error", message=message, span=span, hint=hint))
+        self.diagnostics.append(diagnostic(code, message, span, hint))
 
-    def warn(self, code: str, message: str, span: Span | None, hint: str | None = None) -> None:
-        self.diagnostics.append(Diagnostic(code=code, severity="warning", message=message, span=span, hint=hint))
+    warn = error  # the severity is the code's own (genaisdk.core.codes)
 
     def report(self, problem: _Problem) -> None:
         if problem.diagnostic is not None:
@@ -153,7 +142,9 @@ class Builder:
             spec = M.Spec(
                 version=version, project=project, filename=doc.filename, source=doc.source, spans=self.spans,
             )
-            self.cross_checks(spec)
+            # Consistency across keys and against the registry: the one validation layer,
+            # shared with `genaisdk.plan` for Specs built in code.
+            self.diagnostics.extend(validate(spec, self.registry))
             if not self.has_errors and self.registry is not None:
                 self.diagnostics.extend(self.registry.validate(spec))
             spec = None if self.has_errors else _with_diagnostics(spec, self.diagnostics)
@@ -321,7 +312,7 @@ class Builder:
                 requires=requirements,
             )
         except (TypeError, ValueError) as exc:  # pragma: no cover - the schema test keeps these in step
-            self.error("GS199", f"internal: the schema and the Spec classes disagree ({exc})", block.name_span)
+            self.error(SCHEMA_MISMATCH, f"internal: the schema and the Spec classes disagree ({exc})", block.name_span)
             return None
 
     def fields(self, attributes: Mapping[str, Attribute], where: str, path: str, extra: Mapping[str, Key] | None = None) -> dict[str, Any]:
@@ -515,7 +506,7 @@ class Builder:
             return record.key  # the canonical name, also when `word` is an alias
         names = self.registry.names(kind)
         aliases = getattr(self.registry, "aliases", None)
-        guess = suggest(word, names + (list(aliases(kind)) if aliases is not None else []))
+        guess = suggest(word, names, aliases=aliases(kind) if aliases is not None else None)
         noun = singular(kind)
         choices = names + (["auto"] if auto else [])
         hint = f"did you mean `{guess}`?" if guess else f"known {kind}: {one_of(choices)}"
@@ -624,6 +615,8 @@ class Builder:
             raise _err(OUT_OF_RANGE, f"`{label}` must be more than {shown(0)}", value.span, hint=for_example)
         if key.minimum is not None and number < key.minimum:
             raise _err(OUT_OF_RANGE, f"`{label}` must be at least {shown(key.minimum)}", value.span, hint=for_example)
+        if key.below is not None and number >= key.below:
+            raise _err(OUT_OF_RANGE, f"`{label}` must be less than {shown(key.below)}", value.span, hint=for_example)
         if key.maximum is not None and number > key.maximum:
             hint = for_example
             if percent and quantity.dimension == "count":
@@ -712,112 +705,6 @@ class Builder:
         if self.registry is None or not isinstance(name, str):
             return None
         return self.registry.get(kind, name)
-
-    # -- checks across keys ------------------------------------------------------------------
-    def cross_checks(self, spec: M.Spec) -> None:
-        project = spec.project
-        model, train, adapt = project.model, project.train, project.adapt
-        span = self.spans.get
-
-        family_record = self.registry_get("architectures", model.family)
-        preset_record = self.registry_get("presets", model.preset)
-        task_record = self.registry_get("tasks", project.task)
-
-        # The family the planner will use, if the spec decides it.
-        family_name = model.family if isinstance(model.family, str) else None
-        if family_name is None and preset_record is not None:
-            family_name = normalize_name(preset_record.architecture)
-        known_family = self.registry_get("architectures", family_name) or family_record
-        stack = getattr(known_family, "family", None)
-        if stack is None and task_record is not None:
-            stack = task_record.family
-
-        if preset_record is not None and family_record is not None:
-            preset_arch = normalize_name(preset_record.architecture)
-            if preset_arch != family_record.key and getattr(
-                self.registry_get("architectures", preset_arch), "family", None
-            ) != family_record.family:
-                self.error(
-                    PRESET_FAMILY, f"the preset `{model.preset}` is a {preset_arch} model, but `family = {model.family}`",
-                    span("model.family"), hint=f"drop `family` (the preset decides it) or choose a {model.family} preset",
-                )
-        objective_record = self.registry_get("objectives", model.objective)
-        if objective_record is not None and stack is not None and stack not in objective_record.families:
-            fits = ", ".join(f.replace("_", "-") for f in objective_record.families)
-            self.error(
-                OBJECTIVE_FAMILY,
-                f"the {objective_record.key} objective trains {fits} models, not {stack.replace('_', '-')} ones",
-                span("model.objective"), hint="set `objective = auto` to use the family's usual objective",
-            )
-        if model.preset is not None and not isinstance(model.size, M.Auto):
-            self.warn(
-                IGNORED_SIZE, "`size` is ignored: the preset decides the size", span("model.size"),
-                hint="remove `size`, or remove `preset` and give the size",
-            )
-        if model.decoder_layers is not None and stack is not None and stack != "encoder_decoder":
-            self.warn(
-                IGNORED_FOR_FAMILY, f"`decoder_layers` is ignored for a {stack.replace('_', '-')} model",
-                span("model.decoder_layers"), hint="only encoder-decoder models have a separate decoder stack",
-            )
-        if model.heads is not None and model.kv_heads is not None and model.heads % model.kv_heads:
-            self.error(
-                INCONSISTENT_DIMS, f"`kv_heads = {model.kv_heads}` does not divide `heads = {model.heads}`",
-                span("model.kv_heads"), hint="each key/value head serves a whole group of query heads",
-            )
-        if model.heads is not None and model.d_model is not None and model.head_dim is None and model.d_model % model.heads:
-            self.error(
-                INCONSISTENT_DIMS, f"`d_model = {model.d_model}` is not a multiple of `heads = {model.heads}`",
-                span("model.heads"), hint="choose heads that divide d_model, or set `head_dim`",
-            )
-        if (
-            isinstance(model.family, M.Auto)
-            and model.preset is None
-            and model.checkpoint is None
-            and project.task is None
-            and adapt.base is None
-        ):
-            self.warn(
-                NO_TASK, "with no `task` and no preset, `family = auto` has nothing to go on",
-                span("model.family") or span("project"),
-                hint="name the task (e.g. `task = summarization`) or the family",
-            )
-
-        precision_record = self.registry_get("precisions", train.precision)
-        if precision_record is not None and not precision_record.trainable:
-            self.error(
-                NOT_TRAINABLE, f"`{train.precision}` is for frozen or served weights; training cannot run in it",
-                span("train.precision"),
-                hint="train in bf16 or fp16; to keep a 4-bit frozen base, use `adapt { method = qlora }`",
-            )
-        hardware_record = self.registry_get("hardware", project.budget.hardware)
-        if precision_record is not None and hardware_record is not None:
-            peaks = getattr(hardware_record, "peak_flops", {}) or {}
-            dtype = precision_record.compute_dtype
-            if peaks and dtype not in peaks:
-                usable = [d for d in ("bf16", "fp16", "tf32", "fp32") if d in peaks]
-                self.warn(
-                    NO_PEAK_FOR_PRECISION, f"{hardware_record.key} has no {dtype} arithmetic",
-                    span("train.precision"), hint=f"it computes in {', '.join(usable) or 'other formats'}",
-                )
-
-        method = self.registry_get("adaptations", adapt.method)
-        if method is not None:
-            if not method.trains and "train" in self.spans:
-                self.warn(
-                    NOTHING_TRAINS, f"the `train` block is ignored: `{adapt.method}` trains nothing",
-                    span("train"), hint="remove it, or choose a method that trains (finetune, lora, ...)",
-                )
-            if method.full and (adapt.rank is not None or adapt.targets):
-                which = "adapt.rank" if adapt.rank is not None else "adapt.targets"
-                self.warn(
-                    IGNORED_ADAPTER, f"`{which.split('.')[1]}` is ignored: `{adapt.method}` trains every weight",
-                    span(which), hint="rank and targets apply to lora and qlora",
-                )
-        if train.batch is not None and isinstance(model.context, int) and train.batch < model.context:
-            self.warn(
-                BATCH_BELOW_CONTEXT, f"a global batch of {train.batch:g} tokens is less than one sequence of {model.context}",
-                span("train.batch"), hint="the batch counts tokens: e.g. 512 sequences x 2048 tokens = 1M tokens",
-            )
 
     def check_requirements(self, requirements: tuple[M.Requirement, ...]) -> None:
         """Each `requires` entry must be installed at a matching version (the way pytest checks

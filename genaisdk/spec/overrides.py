@@ -22,7 +22,7 @@ from genaisdk.diagnostics import Diagnostic, Span, SpecError
 from genaisdk.spec.tree import Attribute, Block, Document, MapNode, Pair, Value
 
 OVERRIDE_FILE = "--set"
-BAD_OVERRIDE = "GS601"
+from genaisdk.core.codes import BAD_OVERRIDE  # noqa: E402  (the table: genaisdk.core.codes)
 
 
 def override_lines(overrides: Mapping[str, str] | Iterable[str]) -> list[str]:

@@ -40,20 +40,23 @@ from genaisdk.spec.tree import (
 GRAMMAR_PATH = Path(__file__).with_name("grammar.lark")
 _PARSER: Any = None
 
-# Syntax diagnostic codes (stable).
-UNEXPECTED_CHARACTER = "GS001"
-UNTERMINATED_STRING = "GS002"
-UNCLOSED_BRACKET = "GS003"
-UNMATCHED_CLOSER = "GS004"
-MISSING_VALUE = "GS005"
-MISSING_EQUALS = "GS006"
-MISSING_SEPARATOR = "GS007"
-UNEXPECTED_TOKEN = "GS008"
-BAD_VERSION_LINE = "GS009"
-UNREADABLE = "GS010"
-TOO_LARGE = "GS011"
-TOO_DEEP = "GS012"
-BAD_ESCAPE = "GS013"
+# Syntax diagnostic codes: the table is genaisdk.core.codes.
+from genaisdk.core.codes import (  # noqa: E402
+    UNEXPECTED_CHARACTER,
+    UNTERMINATED_STRING,
+    UNCLOSED_BRACKET,
+    UNMATCHED_CLOSER,
+    MISSING_VALUE,
+    MISSING_EQUALS,
+    MISSING_SEPARATOR,
+    UNEXPECTED_TOKEN,
+    BAD_VERSION_LINE,
+    UNREADABLE,
+    TOO_LARGE,
+    TOO_DEEP,
+    BAD_ESCAPE,
+    UNQUOTED_LABEL,
+)
 
 MAX_SPEC_SIZE = 4_000_000
 """The most characters a spec may have (4 MB of ASCII), unless `$GENAISDK_MAX_SPEC_SIZE`
@@ -771,6 +774,11 @@ class _Classifier:
 
         # `key value` without `=`, or a block name without `{`.
         if "OP" in expected and "LBRACE" in expected and previous_type == "NAME":
+            if previous == "project" and kind in ("NAME", "NUMBER"):
+                return self.error(
+                    UNQUOTED_LABEL, f"the project's name `{self.token}` is not quoted",
+                    self.token_span(), hint=f'quote it: `project "{self.token}" {{`',
+                )
             if kind in ("NAME", "NUMBER", "DOLLAR", "LSQB"):
                 return self.error(
                     MISSING_EQUALS, f"missing `=` between `{previous}` and its value",

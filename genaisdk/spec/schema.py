@@ -51,6 +51,8 @@ class Key:
     """A bare number is refused (time, bytes, money and global batch need their unit)."""
     minimum: float | None = None
     maximum: float | None = None
+    below: float | None = None
+    """An exclusive upper limit (`held_out` is less than 100%)."""
     positive: bool = False
     """Strictly greater than zero."""
     auto: bool = False
@@ -199,8 +201,8 @@ BLOCKS: dict[str, BlockSchema] = {
             _count("vocab", "Tokenizer vocabulary size, where it differs from the model's.", positive=True),
             Key(name="tokenizer", kind="string", example='"tokenizer.json"',
                 doc="A tokenizer.json or SentencePiece .model (or a folder with one) for `genai train`; default: the checkpoint's."),
-            Key(example="1%", name="held_out", kind="quantity", dimension="fraction", minimum=0, maximum=1,
-                doc="Share held out for evaluation."),
+            Key(example="1%", name="held_out", kind="quantity", dimension="fraction", minimum=0, below=1,
+                doc="Share held out for evaluation (less than 100%)."),
         ),
     ),
     "adapt": BlockSchema(

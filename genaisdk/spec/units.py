@@ -150,7 +150,7 @@ def _si(suffix: str, text: str) -> Decimal:
     elif suffix.lower() in ("x",):
         hint = "put spaces around `x`: `64 x a100-80gb`"
     else:
-        from genaisdk.spec.suggest import suggest
+        from genaisdk.core.names import suggest
 
         guess = suggest(suffix, list(UNIT_BY_WORD) + list(SI_PREFIXES))
         hint = f"did you mean `{guess}`?" if guess else "use k, M, B (or G), T, a unit such as `tokens`, or `%`"
@@ -188,7 +188,7 @@ def unit_for(word: str) -> Unit:
     folded = {w.lower(): u for w, u in UNIT_BY_WORD.items() if u.dimension != "bytes"}
     if word.lower() in folded:
         return folded[word.lower()]
-    from genaisdk.spec.suggest import suggest
+    from genaisdk.core.names import suggest
 
     # Prefer the canonical spelling (`days`) over an alias that happens to be closer (`day`).
     guess = suggest(word, [u.name for u in UNITS]) or suggest(word, list(UNIT_BY_WORD))

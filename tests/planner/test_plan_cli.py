@@ -82,7 +82,7 @@ def test_unknown_lora_target_is_a_diagnostic_not_a_traceback(tmp_path):
     result = CliRunner().invoke(cli, ["plan", str(spec)])
     assert result.exit_code == 1
     assert result.exception is None or isinstance(result.exception, SystemExit)
-    assert "GP001" in result.output and "`ffn`" in result.output and "lora.genai:11:" in result.output
+    assert "GS301" in result.output and "`ffn`" in result.output and "lora.genai:11:" in result.output
     assert "attention" in result.output  # the hint lists the names it accepts
 
 

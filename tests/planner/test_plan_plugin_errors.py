@@ -61,7 +61,7 @@ def test_strict_plugins_reraise():
 
 
 def test_zero_and_non_finite_figures_print_plainly():
-    from genaisdk.render.units import _trim, fmt_bytes
+    from genaisdk.core.numbers import _trim, fmt_bytes
 
     assert fmt_bytes(0.0) == "0 B"
     assert _trim(float("nan")) == "nan" and _trim(float("-inf")) == "-inf"

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from genaisdk.diagnostics import Diagnostic, SpecError, render_all
-from genaisdk.spec import check, format_text, loads
+from genaisdk.spec import check, diagnose, format_text, loads
 
 from .conftest import SPECS
 
@@ -179,10 +179,15 @@ def valid_specs(draw):
 @FAST
 @given(valid_specs())
 def test_generated_specs_survive_fmt_unchanged(builtin_registry, text):
-    spec = loads(text, registry=builtin_registry)
+    # Well-formed; the validation layer may still reject a combination (`size = auto` with
+    # nothing to size from): then the formatted text must be rejected for the same reasons.
+    spec, diagnostics, _ = diagnose(text, registry=builtin_registry)
     formatted = format_text(text)
     assert format_text(formatted) == formatted
-    assert loads(formatted, registry=builtin_registry) == spec
+    again, diagnostics_again, _ = diagnose(formatted, registry=builtin_registry)
+    assert again == spec
+    assert [(d.code, d.message) for d in diagnostics_again] == [(d.code, d.message) for d in diagnostics]
+    assert spec is not None or all(d.code.startswith(("GS3", "GP", "GS2")) for d in diagnostics if d.is_error)
 
 
 OVERRIDE_TEXT = st.one_of(

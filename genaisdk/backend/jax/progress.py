@@ -13,30 +13,16 @@ import time
 from collections.abc import Mapping
 from typing import Any, Protocol, TextIO
 
+from genaisdk.core.numbers import fmt_clock, fmt_percent, fmt_rate
+
 DEFAULT_LINES = 40
 """How many progress lines a plain (non-TTY) run prints at most, first and last step aside."""
 
 
-def format_rate(tokens_per_s: float | None) -> str:
-    if tokens_per_s is None:
-        return "-"
-    for unit, scale in (("M", 1e6), ("k", 1e3)):
-        if tokens_per_s >= scale:
-            return f"{tokens_per_s / scale:.1f}{unit} tok/s"
-    return f"{tokens_per_s:.0f} tok/s"
-
-
-def format_mfu(mfu: float | None) -> str:
-    return "-" if mfu is None else f"{100 * mfu:.1f}%"
-
-
-def format_seconds(seconds: float | None) -> str:
-    if seconds is None or seconds != seconds or seconds < 0:
-        return "-"
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+# The display's numbers, in the one formatter's words (`genaisdk.core.numbers`).
+format_rate = fmt_rate
+format_mfu = fmt_percent
+format_seconds = fmt_clock
 
 
 class Progress(Protocol):

@@ -33,6 +33,7 @@ import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from genaisdk.backend.jax.model import ParamSpec, is_spec, path_name
+from genaisdk.core import codes
 from genaisdk.diagnostics import Diagnostic
 from genaisdk.records import Strategy
 
@@ -139,8 +140,8 @@ def partition(
             refused.setdefault(mesh_axis, []).append(f"{logical}={size}")
     notes = tuple(
         Diagnostic(
-            code="GJ201",
-            severity="warning",
+            code=codes.REPLICATED,
+            severity=codes.severity(codes.REPLICATED),
             message=(
                 f"{path or 'array'} {tuple(shape)} is replicated over mesh axis '{axis}' "
                 f"({mesh_sizes[axis]} devices): {', '.join(dims)} not divisible"

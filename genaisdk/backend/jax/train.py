@@ -653,7 +653,7 @@ def _saved_layout(checkpointer: Any, step: int) -> str | None:
 def _params_text(state: Any) -> str:
     import jax
 
-    from genaisdk.render.units import fmt_count
+    from genaisdk.core.numbers import fmt_count
 
     return fmt_count(sum(int(math.prod(x.shape)) for x in jax.tree.leaves(state.params)))
 
@@ -711,18 +711,9 @@ def _write_run_files(
 # ----------------------------------------------------------------------------- the summary
 
 
-def _bytes(value: int | None) -> str:
-    if value is None:
-        return "-"
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if value >= scale:
-            return f"{value / scale:.2f} {unit}"
-    return f"{value} B"
-
-
 def format_summary(result: TrainResult) -> str:
     """The lines printed at the end of a run."""
-    from genaisdk.backend.jax.progress import format_mfu, format_rate
+    from genaisdk.core.numbers import fmt_bytes, fmt_percent, fmt_rate
 
     def number(value: float | None, digits: int = 4) -> str:
         return "-" if value is None else f"{value:.{digits}f}"
@@ -737,13 +728,13 @@ def format_summary(result: TrainResult) -> str:
         f"  final loss      {number(result.final_loss)}   held-out loss {number(result.eval_loss)}   "
         f"perplexity {number(result.perplexity, 2)}"
     )
-    mfu = format_mfu(result.mfu) if result.mfu is not None else f"- (no peak FLOP/s known for {result.platform})"
-    lines.append(f"  throughput      {format_rate(result.tokens_per_s)}   MFU {mfu}")
+    mfu = fmt_percent(result.mfu) if result.mfu is not None else f"- (no peak FLOP/s known for {result.platform})"
+    lines.append(f"  throughput      {fmt_rate(result.tokens_per_s)}   MFU {mfu}")
     if result.peak_memory_bytes is not None:
-        memory = f"measured peak {_bytes(result.peak_memory_bytes)} per device"
+        memory = f"measured peak {fmt_bytes(result.peak_memory_bytes)} per device"
         if result.planned_memory_bytes:
             ratio = result.peak_memory_bytes / result.planned_memory_bytes
-            memory += f" vs planned {_bytes(result.planned_memory_bytes)} (x{ratio:.2f})"
+            memory += f" vs planned {fmt_bytes(result.planned_memory_bytes)} (x{ratio:.2f})"
             if result.planned_devices not in (None, result.devices):
                 memory += f"; planned for {result.planned_devices} device(s), run on {result.devices}"
     else:

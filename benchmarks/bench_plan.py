@@ -6,7 +6,7 @@ Prints, measured in the same run:
 - the median wall time of a bare `python -c pass` and of `genai plan SPEC` (text view and
   --json), each a fresh process, with the ratio to the bare interpreter and to the limits
   (200 ms and 5x);
-- configurations per second of the vectorized search (`genaisdk.search.evaluate`) over a
+- configurations per second of the vectorized search (`genaisdk.planning.grid.evaluate`) over a
   grid of precisions x strategies x devices x micro-batches x recomputation, and of the
   whole `--sweep` (sizes added, Pareto front included), against the 1e6/s goal;
 - modules JAX or its libraries would add (there must be none).

@@ -28,7 +28,7 @@ _EXPORTS = {
     "Dimensions": "genaisdk.dims:Dimensions",
     "hookimpl": "genaisdk.hookspecs:hookimpl",
     "get_registry": "genaisdk.registry:get_registry",
-    "plan": "genaisdk.planner:plan",
+    "plan": "genaisdk.planning.pipeline:plan",
     "Plan": "genaisdk.plans:Plan",
     "train": "genaisdk.backend.jax.train:train",
 }
@@ -56,7 +56,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from genaisdk.dims import Dimensions
     from genaisdk.hookspecs import hookimpl
     from genaisdk.plans import Plan
-    from genaisdk.planner import plan
+    from genaisdk.planning.pipeline import plan
     from genaisdk.registry import get_registry
     from genaisdk.spec import check, load, loads
     from genaisdk.spec.model import AUTO, Spec

@@ -1,15 +1,19 @@
 """The Plan: what `genai plan` answers, as frozen attrs values, and its stable JSON form.
 
-A `Plan` is made by `genaisdk.planner.plan(spec)` and read by the renderers, `genai
-explain` and other tools. Its JSON form (`Plan.to_json()`, printed by `genai plan --json`)
-is a contract: the keys listed in `CONTRACT_KEYS` always exist and keep their meaning
-(`docs/plan-json.md` documents each one). More keys may be added, never renamed.
+A `Plan` is made by `genaisdk.plan(spec)` (`genaisdk.planning`) and read by the renderers,
+`genai explain`, the run-settings bridge (`genaisdk.planning.run_settings`) and other tools.
+Its JSON form (`Plan.to_json()`, printed by `genai plan --json`) is a contract: the keys
+listed in `CONTRACT_KEYS` always exist and keep their meaning (`docs/plan-json.md`
+documents each one). More keys may be added, never renamed. The JSON is written from the
+fields' metadata (`genaisdk.core.serialize`): `BYTES` fields as integer bytes, `COUNT`
+fields as integers.
 
 Units, everywhere: bytes are integers in bytes; parameters and tokens are counts; FLOPs are
 floating-point operation counts; times are in seconds or days as the key says; money is in
 USD; fractions are plain numbers (0.4, not 40).
 
 Besides the numbers a plan carries
+- `model.dims`: the model's exact `Dimensions` (every field), what the backend builds;
 - `reasons`: one `Reason` for every value the spec left `auto` (and for defaults the
   planner chose), saying what was picked and why;
 - `assumptions`: every constant the numbers rest on (MFU, overhead fractions, gradient
@@ -23,13 +27,14 @@ Besides the numbers a plan carries
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
+from genaisdk.core.serialize import BYTES, COUNT, JSON_NAME, SKIP, fields_json, to_json
 from genaisdk.diagnostics import Diagnostic
+from genaisdk.dims import Dimensions
 
 SCHEMA = "genaisdk.plan/1"
 """Identifies the JSON form; the number changes only if a contract key changes meaning."""
@@ -37,31 +42,6 @@ SCHEMA = "genaisdk.plan/1"
 
 def _frozen_map(value: Mapping | None) -> dict:
     return dict(value or {})
-
-
-def _int_bytes(value: float | None) -> int | None:
-    """Bytes are integers in the JSON form; fractional bytes (int4 halves) round up."""
-    if value is None:
-        return None
-    return int(math.ceil(float(value) - 1e-9))
-
-
-def _num(value: Any) -> Any:
-    """A JSON-safe number: numpy scalars become Python floats; NaN and infinity become None."""
-    if value is None or isinstance(value, (bool, int)):
-        return value
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return value
-    return f if math.isfinite(f) else None
-
-
-def _count(value: float | None) -> int | None:
-    """Counts (parameters, tokens, devices) as integers."""
-    if value is None:
-        return None
-    return int(round(float(value)))
 
 
 @attrs.frozen(kw_only=True)
@@ -72,9 +52,6 @@ class Reason:
     value: Any
     reason: str
 
-    def to_json(self) -> dict[str, Any]:
-        return {"field": self.field, "value": _json_value(self.value), "reason": self.reason}
-
 
 @attrs.frozen(kw_only=True)
 class Assumption:
@@ -84,9 +61,6 @@ class Assumption:
     value: Any
     source: str
     note: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "value": _json_value(self.value), "source": self.source, "note": self.note}
 
 
 @attrs.frozen(kw_only=True)
@@ -104,35 +78,10 @@ class Term:
     value: float
     unit: str = ""
     source: str = ""
-    check: float | None = None
+    check: float | None = attrs.field(default=None, metadata=SKIP)
     """The substituted expression evaluated from its operands, where it is a plain product,
     quotient or sum; equal to `value` unless the derivation and the estimator disagree (a
     test asserts they never do)."""
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "formula": self.formula,
-            "substituted": self.substituted,
-            "value": _num(self.value),
-            "unit": self.unit,
-            "source": self.source,
-        }
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, (str, bool)) or value is None:
-        return value
-    if isinstance(value, (int, float)):
-        return _num(value)
-    if isinstance(value, Mapping):
-        return {str(k): _json_value(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_value(v) for v in value]
-    try:
-        return _num(float(value))
-    except (TypeError, ValueError):
-        return str(value)
 
 
 @attrs.frozen(kw_only=True)
@@ -142,19 +91,17 @@ class ProjectSection:
     scope: str = ""
     domain: str | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "task": self.task, "scope": self.scope, "domain": self.domain}
-
 
 @attrs.frozen(kw_only=True)
 class ModelSection:
     """The model the plan sizes. `params` is the total held in memory; `active_params` what
     one token passes through; `trainable_params` what the optimizer updates (adapters only
-    for LoRA/QLoRA)."""
+    for LoRA/QLoRA). `dims` is the exact `Dimensions` (JSON: `model.dimensions`); the flat
+    shape keys are read from it (`ModelSection.of`), with kv_heads, head_dim resolved."""
 
     family: str
     objective: str
-    params: float
+    params: float = attrs.field(metadata=COUNT)
     layers: int
     d_model: int
     heads: int
@@ -169,61 +116,80 @@ class ModelSection:
     positions: str = "learned"
     tied_embeddings: bool = True
     biases: bool = True
-    active_params: float = 0.0
-    embedding_params: float = 0.0
-    trainable_params: float = 0.0
+    active_params: float = attrs.field(default=0.0, metadata=COUNT)
+    embedding_params: float = attrs.field(default=0.0, metadata=COUNT)
+    trainable_params: float = attrs.field(default=0.0, metadata=COUNT)
     preset: str | None = None
-    params_breakdown: Mapping[str, float] = attrs.field(factory=dict, converter=_frozen_map)
+    params_breakdown: Mapping[str, float] = attrs.field(factory=dict, converter=_frozen_map, metadata=COUNT)
+    dims: Dimensions | None = attrs.field(default=None, metadata={JSON_NAME: "dimensions"})
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "family": self.family,
-            "objective": self.objective,
-            "params": _count(self.params),
-            "layers": self.layers,
-            "d_model": self.d_model,
-            "heads": self.heads,
-            "vocab": self.vocab,
-            "context": self.context,
-            "kv_heads": self.kv_heads,
-            "head_dim": self.head_dim,
-            "d_ff": self.d_ff,
-            "decoder_layers": self.decoder_layers,
-            "ffn": self.ffn,
-            "norm": self.norm,
-            "positions": self.positions,
-            "tied_embeddings": self.tied_embeddings,
-            "biases": self.biases,
-            "active_params": _count(self.active_params),
-            "embedding_params": _count(self.embedding_params),
-            "trainable_params": _count(self.trainable_params),
-            "preset": self.preset,
-            "params_breakdown": {k: _count(v) for k, v in self.params_breakdown.items()},
-        }
+    @classmethod
+    def of(
+        cls,
+        dims: Dimensions,
+        *,
+        family: str,
+        objective: str,
+        count: Any,
+        context: int,
+        trainable_params: float,
+        preset: str | None,
+    ) -> ModelSection:
+        """The section for `dims` and the architecture's `count` of them."""
+        return cls(
+            family=family,
+            objective=objective,
+            params=float(count.total),
+            layers=dims.layers,
+            d_model=dims.d_model,
+            heads=dims.heads,
+            vocab=dims.vocab,
+            context=int(context),
+            kv_heads=dims.n_kv_heads,
+            head_dim=dims.d_head,
+            d_ff=dims.d_ff,
+            decoder_layers=dims.n_decoder_layers if family == "encoder_decoder" else None,
+            ffn=dims.ffn,
+            norm=dims.norm,
+            positions=dims.positions,
+            tied_embeddings=dims.tied_embeddings,
+            biases=dims.biases,
+            active_params=float(count.active),
+            embedding_params=float(count.embedding),
+            trainable_params=float(trainable_params),
+            preset=preset,
+            params_breakdown=dict(count.breakdown),
+            dims=dims,
+        )
+
+
+@attrs.frozen(kw_only=True)
+class AdaptSection:
+    """How the model is adapted: the method, the preset it starts from, LoRA's rank and
+    target matrices, and the frozen base's precision (QLoRA)."""
+
+    method: str
+    base: str | None = None
+    """The preset adapted (`adapt.base` or `model.preset`); None for a run from scratch."""
+    rank: int | None = None
+    targets: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    frozen_precision: str | None = None
 
 
 @attrs.frozen(kw_only=True)
 class DataSection:
     """`tokens` is what training passes over (after the quality filter; repeats included)."""
 
-    tokens: float
-    raw_tokens: float | None = None
+    tokens: float = attrs.field(metadata=COUNT)
+    raw_tokens: float | None = attrs.field(default=None, metadata=COUNT)
     keep: float | None = None
-    raw_tokens_needed: float | None = None
+    raw_tokens_needed: float | None = attrs.field(default=None, metadata=COUNT)
     """Raw corpus the compute-optimal D needs at this keep fraction (None without a filter)."""
     mix: Mapping[str, float] = attrs.field(factory=dict, converter=_frozen_map)
-    domain_tokens: float | None = None
+    domain_tokens: float | None = attrs.field(default=None, metadata=COUNT)
     """Tokens of the project's domain in the mix (mix[domain] × tokens)."""
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "tokens": _count(self.tokens),
-            "raw_tokens": _count(self.raw_tokens),
-            "keep": _num(self.keep),
-            "raw_tokens_needed": _count(self.raw_tokens_needed),
-            "mix": {k: _num(v) for k, v in self.mix.items()},
-            "domain_tokens": _count(self.domain_tokens),
-        }
+    epochs: float | None = None
+    """Passes over the usable corpus (raw tokens × keep), where the spec gives it."""
 
 
 @attrs.frozen(kw_only=True)
@@ -237,45 +203,23 @@ class ComputeSection:
     flops_per_token: float
     pf_days: float
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "flops": _num(self.flops),
-            "model_flops": _num(self.model_flops),
-            "hardware_flops": _num(self.hardware_flops),
-            "flops_per_token": _num(self.flops_per_token),
-            "pf_days": _num(self.pf_days),
-        }
-
 
 @attrs.frozen(kw_only=True)
 class ScalingSection:
-    optimal_params: float
-    optimal_tokens: float
+    optimal_params: float = attrs.field(metadata=COUNT)
+    optimal_tokens: float = attrs.field(metadata=COUNT)
     tokens_per_param: float
     predicted_loss: float
     budget_flops: float | None = None
     """The FLOPs the time and money budget can buy (None without a budget)."""
-    optimal_params_for_budget: float | None = None
+    optimal_params_for_budget: float | None = attrs.field(default=None, metadata=COUNT)
     """Compute-optimal N for what the budget buys (counted as 6·N·D)."""
-    optimal_tokens_for_budget: float | None = None
+    optimal_tokens_for_budget: float | None = attrs.field(default=None, metadata=COUNT)
     """Compute-optimal D for what the budget buys."""
     law: str = "chinchilla-approach-3"
-    loss_tokens: float | None = None
+    loss_tokens: float | None = attrs.field(default=None, metadata=COUNT)
     """The D in predicted_loss: this run's tokens when it trains from scratch, the base
     model's pretraining tokens when it adapts a preset (None when unknown)."""
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "optimal_params": _count(self.optimal_params),
-            "optimal_tokens": _count(self.optimal_tokens),
-            "tokens_per_param": _num(self.tokens_per_param),
-            "predicted_loss": _num(self.predicted_loss),
-            "budget_flops": _num(self.budget_flops),
-            "optimal_params_for_budget": _count(self.optimal_params_for_budget),
-            "optimal_tokens_for_budget": _count(self.optimal_tokens_for_budget),
-            "law": self.law,
-            "loss_tokens": _count(self.loss_tokens),
-        }
 
 
 @attrs.frozen(kw_only=True)
@@ -290,28 +234,10 @@ class TrainSection:
     mfu: float
     attention: str = "flash"
     adaptation: str = "pretrain"
-    global_batch_tokens: float | None = None
+    global_batch_tokens: float | None = attrs.field(default=None, metadata=COUNT)
     global_batch_sequences: int | None = None
     grad_accumulation: int | None = None
     steps: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "precision": self.precision,
-            "optimizer": self.optimizer,
-            "strategy": self.strategy,
-            "devices": self.devices,
-            "hardware": self.hardware,
-            "micro_batch": self.micro_batch,
-            "recompute": self.recompute,
-            "mfu": _num(self.mfu),
-            "attention": self.attention,
-            "adaptation": self.adaptation,
-            "global_batch_tokens": _count(self.global_batch_tokens),
-            "global_batch_sequences": self.global_batch_sequences,
-            "grad_accumulation": self.grad_accumulation,
-            "steps": self.steps,
-        }
 
 
 @attrs.frozen(kw_only=True)
@@ -320,28 +246,16 @@ class MemoryBreakdown:
     overheads; it is not a max of components (nor, in general, their plain sum, since the
     optimizer step and the backward pass do not hold their transients at the same time)."""
 
-    weights: float
-    gradients: float
-    optimizer: float
-    activations: float
-    total: float
-    overheads: Mapping[str, float] = attrs.field(factory=dict, converter=_frozen_map)
-    host: float = 0.0
+    weights: float = attrs.field(metadata=BYTES)
+    gradients: float = attrs.field(metadata=BYTES)
+    optimizer: float = attrs.field(metadata=BYTES)
+    activations: float = attrs.field(metadata=BYTES)
+    overheads: Mapping[str, float] = attrs.field(factory=dict, converter=_frozen_map, metadata=BYTES)
+    total: float = attrs.field(metadata=BYTES)
+    host: float = attrs.field(default=0.0, metadata=BYTES)
     """Bytes per device kept in host memory by an offload strategy."""
     peak_phase: str = ""
     """The phase that sets the peak: 'forward', 'backward' or 'step' ('' for serving)."""
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "weights": _int_bytes(self.weights),
-            "gradients": _int_bytes(self.gradients),
-            "optimizer": _int_bytes(self.optimizer),
-            "activations": _int_bytes(self.activations),
-            "overheads": {k: _int_bytes(v) for k, v in self.overheads.items()},
-            "total": _int_bytes(self.total),
-            "host": _int_bytes(self.host),
-            "peak_phase": self.peak_phase,
-        }
 
 
 @attrs.frozen(kw_only=True)
@@ -356,37 +270,17 @@ class MemoryOption:
     fits: bool
     chosen: bool = False
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "strategy": self.strategy,
-            "precision": self.precision,
-            "recompute": self.recompute,
-            "micro_batch": self.micro_batch,
-            "per_device": self.per_device.to_json(),
-            "fits": self.fits,
-            "chosen": self.chosen,
-        }
-
 
 @attrs.frozen(kw_only=True)
 class MemorySection:
     per_device: MemoryBreakdown
-    device_capacity: float
-    fits: bool
+    device_capacity: float = attrs.field(metadata=BYTES)
+    fits: bool = attrs.field(converter=bool)
+    headroom: float = attrs.field(
+        init=False, metadata=COUNT, default=attrs.Factory(lambda s: s.device_capacity - s.per_device.total, takes_self=True)
+    )
+    """`device_capacity - total` in bytes (negative when it does not fit)."""
     options: tuple[MemoryOption, ...] = attrs.field(default=(), converter=tuple)
-
-    @property
-    def headroom(self) -> float:
-        return self.device_capacity - self.per_device.total
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "per_device": self.per_device.to_json(),
-            "device_capacity": _int_bytes(self.device_capacity),
-            "fits": bool(self.fits),
-            "headroom": int(round(self.headroom)),
-            "options": [o.to_json() for o in self.options],
-        }
 
 
 @attrs.frozen(kw_only=True)
@@ -394,9 +288,6 @@ class TimeSection:
     seconds: float
     days: float
     gpu_hours: float
-
-    def to_json(self) -> dict[str, Any]:
-        return {"seconds": _num(self.seconds), "days": _num(self.days), "gpu_hours": _num(self.gpu_hours)}
 
 
 @attrs.frozen(kw_only=True)
@@ -406,8 +297,9 @@ class CostSection:
     price_per_hour: float | None = None
     energy_kwh: float | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        return {"usd": _num(self.usd), "price_per_hour": _num(self.price_per_hour), "energy_kwh": _num(self.energy_kwh)}
+
+def _within(budget: BudgetSection) -> bool:
+    return all(r is None or r <= 1.0 for r in (budget.time_ratio, budget.cost_ratio))
 
 
 @attrs.frozen(kw_only=True)
@@ -418,39 +310,19 @@ class BudgetSection:
     cost_usd: float | None = None
     time_ratio: float | None = None
     cost_ratio: float | None = None
-
-    @property
-    def within(self) -> bool:
-        return all(r is None or r <= 1.0 for r in (self.time_ratio, self.cost_ratio))
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "time_seconds": _num(self.time_seconds),
-            "cost_usd": _num(self.cost_usd),
-            "time_ratio": _num(self.time_ratio),
-            "cost_ratio": _num(self.cost_ratio),
-            "within": self.within,
-        }
+    within: bool = attrs.field(init=False, default=attrs.Factory(_within, takes_self=True))
+    """Every ratio at most 1."""
 
 
 @attrs.frozen(kw_only=True)
 class InferenceMemory:
     """Bytes of one serving replica: total = weights + kv_cache + workspace + runtime."""
 
-    weights: float
-    kv_cache: float
-    total: float
-    workspace: float = 0.0
-    runtime: float = 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "weights": _int_bytes(self.weights),
-            "kv_cache": _int_bytes(self.kv_cache),
-            "workspace": _int_bytes(self.workspace),
-            "runtime": _int_bytes(self.runtime),
-            "total": _int_bytes(self.total),
-        }
+    weights: float = attrs.field(metadata=BYTES)
+    kv_cache: float = attrs.field(metadata=BYTES)
+    workspace: float = attrs.field(default=0.0, metadata=BYTES)
+    runtime: float = attrs.field(default=0.0, metadata=BYTES)
+    total: float = attrs.field(metadata=BYTES)
 
 
 @attrs.frozen(kw_only=True)
@@ -461,30 +333,18 @@ class InferenceSection:
     context: int
     batch: int
     memory: InferenceMemory
-    fits: bool
+    fits: bool = attrs.field(converter=bool)
     devices_per_replica: int = 1
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "precision": self.precision,
-            "context": self.context,
-            "batch": self.batch,
-            "memory": self.memory.to_json(),
-            "fits": bool(self.fits),
-            "devices_per_replica": self.devices_per_replica,
-        }
-
-
-def diagnostic_json(d: Diagnostic) -> dict[str, Any]:
-    return d.to_json()
 
 
 @attrs.frozen(kw_only=True)
 class Plan:
     """A checked plan for one spec. See the module docstring and docs/plan-json.md."""
 
+    spec_file: str = "<spec>"
     project: ProjectSection
     model: ModelSection
+    adapt: AdaptSection | None = None
     data: DataSection
     compute: ComputeSection
     scaling: ScalingSection
@@ -494,11 +354,10 @@ class Plan:
     cost: CostSection
     budget: BudgetSection
     inference: InferenceSection
-    diagnostics: tuple[Diagnostic, ...] = attrs.field(default=(), converter=tuple)
     reasons: tuple[Reason, ...] = attrs.field(default=(), converter=tuple)
     assumptions: tuple[Assumption, ...] = attrs.field(default=(), converter=tuple)
-    derivations: Mapping[str, tuple[Term, ...]] = attrs.field(factory=dict, converter=_frozen_map)
-    spec_file: str = "<spec>"
+    diagnostics: tuple[Diagnostic, ...] = attrs.field(default=(), converter=tuple)
+    derivations: Mapping[str, tuple[Term, ...]] = attrs.field(factory=dict, converter=_frozen_map, metadata=SKIP)
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -512,26 +371,9 @@ class Plan:
 
     def to_json(self, *, derivations: bool = False) -> dict[str, Any]:
         """The stable JSON form (a plain dict of str, int, float, bool, None, list, dict)."""
-        out: dict[str, Any] = {
-            "schema": SCHEMA,
-            "spec_file": self.spec_file,
-            "project": self.project.to_json(),
-            "model": self.model.to_json(),
-            "data": self.data.to_json(),
-            "compute": self.compute.to_json(),
-            "scaling": self.scaling.to_json(),
-            "train": self.train.to_json(),
-            "memory": self.memory.to_json(),
-            "time": self.time.to_json(),
-            "cost": self.cost.to_json(),
-            "budget": self.budget.to_json(),
-            "inference": self.inference.to_json(),
-            "reasons": [r.to_json() for r in self.reasons],
-            "assumptions": [a.to_json() for a in self.assumptions],
-            "diagnostics": [diagnostic_json(d) for d in self.diagnostics],
-        }
+        out: dict[str, Any] = {"schema": SCHEMA, **fields_json(self)}
         if derivations:
-            out["derivations"] = {k: [t.to_json() for t in v] for k, v in self.derivations.items()}
+            out["derivations"] = to_json(self.derivations)
         return out
 
 

@@ -21,7 +21,7 @@ def command(spec_file: str, topic: str | None, overrides: tuple[str, ...], as_js
     with the values put in, and the result."""
     from genaisdk.commands._spec_input import load_spec_or_exit, print_diagnostics
     from genaisdk.diagnostics import SpecError
-    from genaisdk.planner import plan as make_plan
+    from genaisdk.planning.pipeline import plan as make_plan
 
     spec = load_spec_or_exit(spec_file, overrides)
     try:
@@ -33,7 +33,9 @@ def command(spec_file: str, topic: str | None, overrides: tuple[str, ...], as_js
     if as_json:
         import json
 
-        data = {t: [term.to_json() for term in the_plan.derivations.get(t, ())] for t in topics}
+        from genaisdk.core.serialize import to_json
+
+        data = {t: to_json(the_plan.derivations.get(t, ())) for t in topics}
         click.echo(json.dumps(data, indent=2, allow_nan=False))
         return
     from genaisdk.render.explain import render_explain

@@ -18,7 +18,12 @@ import click
     metavar="KEY=VALUE",
     help="Override a spec value, e.g. --set train.precision=fp16 (repeatable).",
 )
-@click.option("--sweep", is_flag=True, help="Search sizes x precisions x strategies x devices x micro-batches x recompute; print the Pareto front.")
+@click.option(
+    "--sweep",
+    is_flag=True,
+    help="Search the configurations around the plan on every axis the spec leaves auto (size, precision, strategy, "
+    "devices, micro-batch, recompute); print the Pareto front with the plan's own row marked.",
+)
 @click.option("--top", default=10, show_default=True, help="With --sweep: how many configurations to print.")
 @click.option("--width", type=int, default=None, help="Terminal width for the text view.")
 def command(
@@ -42,30 +47,34 @@ def command(
     spec = load_spec_or_exit(spec_file, overrides)
 
     from genaisdk.diagnostics import SpecError
-    from genaisdk.planner import plan as make_plan
+    from genaisdk.planning.pipeline import plan_stages
 
     try:
-        the_plan = make_plan(spec)
+        planned = plan_stages(spec)
     except SpecError as exc:
         from genaisdk.commands._spec_input import print_diagnostics
 
         print_diagnostics(exc.diagnostics, exc.source or spec.source)
         sys.exit(1)
+    the_plan = planned.plan
 
     if sweep:
-        from genaisdk.search import sweep as run_sweep
+        from genaisdk.planning.sweep import run_sweep
 
-        result = run_sweep(spec, plan=the_plan)
+        result = run_sweep(planned)
         if as_json:
             import json
 
             click.echo(json.dumps(result.to_json(top=top), indent=2, allow_nan=False))
         elif as_markdown:
-            click.echo(result.to_markdown(top=top))
+            from genaisdk.render.sweep import sweep_markdown
+
+            click.echo(sweep_markdown(result, top=top))
         else:
+            from genaisdk.render.sweep import render_sweep
             from genaisdk.render.text import make_console
 
-            result.render(make_console(width=width), top=top)
+            render_sweep(result, make_console(width=width), top=top)
         return
 
     if as_json:

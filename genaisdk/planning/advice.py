@@ -1,5 +1,5 @@
 """The checks a senior engineer makes of a plan, as diagnostics with stable codes
-(`planning.codes`), each pointing at the spec line it is about and saying what would help.
+(`genaisdk.core.codes`), each pointing at the spec line it is about and saying what would help.
 
 - under-trained vs Chinchilla; data smaller than the budget's optimum; data repeated;
 - fp16 overflow risk;
@@ -13,25 +13,29 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from genaisdk.core import codes
+from genaisdk.core.numbers import fmt_bytes, fmt_count, fmt_seconds, fmt_usd
 from genaisdk.estimate.constants import CHINCHILLA_TOKENS_PER_PARAM
-from genaisdk.planning import codes
 from genaisdk.planning.defaults import (
     BUDGET_UNDERUSED,
     DOMAIN_SHARE_PAYS,
     MAX_USEFUL_EPOCHS,
     UNDER_TRAINED_RATIO,
 )
+from genaisdk.planning.grid import RECOMPUTE_ORDER, Grid, choose, evaluate, powers_of_two
 from genaisdk.planning.notes import Notes
 from genaisdk.planning.resolve import Resolved
-from genaisdk.core.numbers import fmt_bytes, fmt_count, fmt_seconds, fmt_usd
-from genaisdk.search import RECOMPUTE_ORDER, Grid, evaluate, powers_of_two
+from genaisdk.spec.model import is_auto
 
 if TYPE_CHECKING:  # pragma: no cover
+    from genaisdk.planning.fit import Fitted
+    from genaisdk.planning.stages import Stages
     from genaisdk.plans import Plan
+    from genaisdk.registry import Registry
     from genaisdk.spec.model import Spec
 
 CHINCHILLA_RATIO = CHINCHILLA_TOKENS_PER_PARAM
@@ -56,18 +60,18 @@ def domain_share(domain: str | None, mix) -> tuple[str, float] | None:
     return None
 
 
-def review(plan: Plan, *, spec: Spec, resolved: Resolved, notes: Notes, planner: Any) -> Plan:
-    """Add the checks' diagnostics to `notes` (the planner copies them into the Plan)."""
-    _scaling(plan, spec, resolved, notes, planner)
+def review(plan: Plan, stages: Stages, notes: Notes) -> None:
+    """Add the checks' diagnostics to `notes` (the pipeline copies them into the Plan)."""
+    spec, resolved = stages.ctx.spec, stages.ctx.resolved
+    _scaling(plan, spec, resolved, notes)
     _precision(plan, resolved, notes)
-    _fit(plan, spec, resolved, notes, planner)
-    _budget(plan, spec, notes, planner)
+    _fit(plan, spec, resolved, notes, stages.fitted, stages.ctx.registry)
+    _budget(plan, spec, notes)
     _adaptation(plan, spec, resolved, notes)
     _serving(plan, notes)
-    return plan
 
 
-def _scaling(plan: Plan, spec: Spec, r: Resolved, notes: Notes, planner: Any) -> None:
+def _scaling(plan: Plan, spec: Spec, r: Resolved, notes: Notes) -> None:
     if not r.adaptation.from_scratch or not plan.data.tokens:
         return
     n, d = plan.model.active_params or plan.model.params, plan.data.tokens
@@ -76,7 +80,6 @@ def _scaling(plan: Plan, spec: Spec, r: Resolved, notes: Notes, planner: Any) ->
         smaller = d / CHINCHILLA_RATIO
         notes.diag(
             codes.UNDER_TRAINED,
-            "warning",
             f"under-trained: {ratio:.1f} tokens per parameter, against about 20 compute-optimal (Hoffmann et al. 2022); "
             f"{fmt_count(n)} parameters want {fmt_count(CHINCHILLA_RATIO * n)} tokens",
             "data.tokens" if spec.project.data.tokens else "model.size",
@@ -89,19 +92,17 @@ def _scaling(plan: Plan, spec: Spec, r: Resolved, notes: Notes, planner: Any) ->
             sized_for_data = abs(n - d / CHINCHILLA_RATIO) <= 0.1 * n
             notes.diag(
                 codes.DATA_BELOW_OPTIMUM,
-                "warning",
                 f"the data ({fmt_count(d)} tokens) is {d / d_budget:.0%} of the {fmt_count(d_budget)} tokens "
                 f"the budget's compute-optimal model ({fmt_count(n_budget)} parameters) wants",
                 "data.tokens",
                 hint=f"repeat it up to ~{MAX_USEFUL_EPOCHS:.0f} epochs (Muennighoff et al. 2023) or collect more"
                 + ("; the plan sizes the model for the data you have" if sized_for_data else f", or train a {fmt_count(d / CHINCHILLA_RATIO)}-parameter model on it"),
             )
-    epochs = getattr(planner, "epochs", None)
+    epochs = plan.data.epochs
     if epochs is not None and epochs > 1.0:
-        code, severity = (codes.TOO_MANY_EPOCHS, "warning") if epochs > MAX_USEFUL_EPOCHS else (codes.REPEATED_DATA, "info")
+        code = codes.TOO_MANY_EPOCHS if epochs > MAX_USEFUL_EPOCHS else codes.REPEATED_DATA
         notes.diag(
             code,
-            severity,
             f"training passes {epochs:.1f} times over the {fmt_count(plan.data.raw_tokens * plan.data.keep)} usable tokens",
             "data.tokens",
             hint=f"beyond ~{MAX_USEFUL_EPOCHS:.0f} epochs repeated data stops helping (Muennighoff et al. 2023)"
@@ -116,7 +117,6 @@ def _precision(plan: Plan, r: Resolved, notes: Notes) -> None:
     has_bf16 = "bf16" in r.hardware.peak_flops
     notes.diag(
         codes.FP16_OVERFLOW,
-        "warning",
         "fp16 overflows above 65,504 and underflows small gradients: training needs dynamic loss scaling "
         "(Micikevicius et al. 2018), and large models still diverge more often than in bf16",
         "train.precision",
@@ -124,8 +124,7 @@ def _precision(plan: Plan, r: Resolved, notes: Notes) -> None:
     )
 
 
-def _fit(plan: Plan, spec: Spec, r: Resolved, notes: Notes, planner: Any) -> None:
-    fitted = getattr(planner, "fitted", None)
+def _fit(plan: Plan, spec: Spec, r: Resolved, notes: Notes, fitted: Fitted | None, registry: Registry) -> None:
     if fitted is None:
         return
     cap = plan.memory.device_capacity
@@ -134,55 +133,44 @@ def _fit(plan: Plan, spec: Spec, r: Resolved, notes: Notes, planner: Any) -> Non
         if strategy is not None and (strategy.offload_optimizer or strategy.offload_weights):
             notes.diag(
                 codes.OFFLOAD_ONLY,
-                "info",
                 f"it fits only with `{strategy.key}`: {fmt_bytes(plan.memory.per_device.host)} per device live in host memory "
                 "and cross PCIe every step, often several times slower",
                 "train.sharding",
-                hint=_what_would_fit(plan, r, planner, fitted),
+                hint=_what_would_fit(plan, r, registry, fitted),
             )
         return
     need = fmt_bytes(plan.memory.per_device.total)
     # Would other settings of the fixed fields fit?
     t = spec.project.train
-    fixed = [name for name, value in (("sharding", t.sharding), ("micro_batch", t.micro_batch), ("recompute", t.recompute)) if value and not _auto(value)]
-    relaxed = _relaxed_fit(planner, fitted)
+    fixed = [name for name, value in (("sharding", t.sharding), ("micro_batch", t.micro_batch), ("recompute", t.recompute)) if value and not is_auto(value)]
+    relaxed = _relaxed_fit(r, fitted)
     if fixed and relaxed is not None:
         notes.diag(
             codes.FIXED_SETTINGS_DO_NOT_FIT,
-            "warning",
             f"the spec's {', '.join('train.' + f for f in fixed)} need {need} per device, more than {fmt_bytes(cap)}",
             "train." + fixed[0],
             hint=f"{relaxed} fits; or set these to auto",
         )
-        notes.diag(codes.DOES_NOT_FIT, "error", f"does not fit: {need} per device of {fmt_bytes(cap)} with the spec's settings", "train." + fixed[0], hint=relaxed + " would fit")
+        notes.diag(codes.DOES_NOT_FIT, f"does not fit: {need} per device of {fmt_bytes(cap)} with the spec's settings", "train." + fixed[0], hint=relaxed + " would fit")
         return
     notes.diag(
         codes.DOES_NOT_FIT,
-        "error",
         f"does not fit at any setting searched: at best {need} per device of {fmt_bytes(cap)} on {plan.train.devices} x {plan.train.hardware}",
         "budget.hardware",
-        hint=_what_would_fit(plan, r, planner, fitted),
+        hint=_what_would_fit(plan, r, registry, fitted),
     )
 
 
-def _auto(value: Any) -> bool:
-    from genaisdk.spec.model import is_auto
-
-    return is_auto(value)
-
-
-def _relaxed_fit(planner: Any, fitted: Any) -> str | None:
+def _relaxed_fit(r: Resolved, fitted: Fitted) -> str | None:
     """The cheapest configuration with every train setting free, at the same devices."""
     case = fitted.case
     grid = Grid(
         precisions=fitted.grid.precisions,
-        strategies=planner.r.strategies,
+        strategies=r.strategies,
         devices=fitted.grid.devices,
         micro_batches=powers_of_two(1, max(1, math.ceil(case.global_batch_sequences / min(fitted.grid.devices)))),
         recomputes=RECOMPUTE_ORDER,
     )
-    from genaisdk.search import choose
-
     result = evaluate(case, grid)
     c = choose(result)
     if not c.fits:
@@ -190,7 +178,7 @@ def _relaxed_fit(planner: Any, fitted: Any) -> str | None:
     return f"{c.strategy.key} with micro-batch {c.micro_batch} and {c.recompute} recomputation"
 
 
-def _what_would_fit(plan: Plan, r: Resolved, planner: Any, fitted: Any) -> str:
+def _what_would_fit(plan: Plan, r: Resolved, registry: Registry, fitted: Fitted) -> str:
     """Say what would make it fit: the devices FSDP needs, then QLoRA / int4 for a fine-tune,
     then a larger device."""
     case = fitted.case
@@ -209,7 +197,7 @@ def _what_would_fit(plan: Plan, r: Resolved, planner: Any, fitted: Any) -> str:
     if not r.adaptation.from_scratch and r.adaptation.full:
         ideas.append("`adapt { method = qlora }` (a 4-bit frozen base with trainable adapters)")
     # A larger device helps only if the configuration's bytes per device fit on it.
-    bigger = [h for h in planner.registry.catalog("hardware").values() if h.memory_bytes > r.hardware.memory_bytes]
+    bigger = [h for h in registry.catalog("hardware").values() if h.memory_bytes > r.hardware.memory_bytes]
     if bigger:
         largest = max(bigger, key=lambda h: h.memory_bytes)
         if largest.memory_bytes >= plan.memory.per_device.total:
@@ -217,13 +205,12 @@ def _what_would_fit(plan: Plan, r: Resolved, planner: Any, fitted: Any) -> str:
     return "; or ".join(ideas) if ideas else "a smaller model"
 
 
-def _budget(plan: Plan, spec: Spec, notes: Notes, planner: Any) -> None:
+def _budget(plan: Plan, spec: Spec, notes: Notes) -> None:
     b = plan.budget
     if b.time_ratio is not None and b.time_ratio > 1.0:
         need = math.ceil(plan.train.devices * b.time_ratio)
         notes.diag(
             codes.OVER_TIME,
-            "warning",
             f"takes {fmt_seconds(plan.time.seconds)}, {b.time_ratio:.2f}x the {fmt_seconds(b.time_seconds)} budget",
             "budget.time",
             hint=f"about {need} devices at the same MFU would meet it, or fewer tokens or a smaller model",
@@ -231,7 +218,6 @@ def _budget(plan: Plan, spec: Spec, notes: Notes, planner: Any) -> None:
     if b.cost_ratio is not None and b.cost_ratio > 1.0:
         notes.diag(
             codes.OVER_COST,
-            "warning",
             f"costs {fmt_usd(plan.cost.usd)}, {b.cost_ratio:.2f}x the {fmt_usd(b.cost_usd)} budget",
             "budget.cost",
             hint="cost does not depend on the device count at fixed MFU: train fewer tokens, a smaller model, or find a lower price",
@@ -240,14 +226,12 @@ def _budget(plan: Plan, spec: Spec, notes: Notes, planner: Any) -> None:
     if compute is not None and plan.compute.flops > compute.value:
         notes.diag(
             codes.OVER_COMPUTE,
-            "warning",
             f"{plan.compute.flops:.3g} training FLOPs is {plan.compute.flops / compute.value:.2f}x the compute budget",
             "budget.compute",
         )
     if plan.cost.usd is None and plan.compute.model_flops > 0:
         notes.diag(
             codes.NO_PRICE,
-            "info",
             f"no price per device-hour is known for {plan.train.hardware}: the plan has no cost",
             "budget.hardware",
             hint="write `price_per_hour = $2` in the budget block",
@@ -256,7 +240,6 @@ def _budget(plan: Plan, spec: Spec, notes: Notes, planner: Any) -> None:
     if used and max(used) < BUDGET_UNDERUSED and plan.compute.model_flops > 0:
         notes.diag(
             codes.BUDGET_UNDERUSED,
-            "info",
             f"the run uses {max(used):.0%} of its budget",
             "budget",
             hint="a larger model or more data would use it (see `genai plan --sweep`)",
@@ -274,7 +257,6 @@ def _adaptation(plan: Plan, spec: Spec, r: Resolved, notes: Notes) -> None:
         domain_tokens = plan.data.domain_tokens or 0.0
         notes.diag(
             codes.DOMAIN_PRETRAINING_PAYS,
-            "info",
             f"{share:.0%} of the data is {p.domain}: the case where domain pretraining pays, as BloombergGPT's 51% "
             f"financial mix did (Wu et al. 2023); {fmt_count(domain_tokens)} {p.domain} tokens here vs its {fmt_count(BLOOMBERG_DOMAIN_TOKENS)}",
             "data.mix",
@@ -288,7 +270,6 @@ def _adaptation(plan: Plan, spec: Spec, r: Resolved, notes: Notes) -> None:
         reason = "no domain data in the mix" if share is None else f"only {share:.0%} of the data is {p.domain}"
         notes.diag(
             codes.FINETUNE_WOULD_DO,
-            "warning",
             f"pretraining from scratch for `{r.task.key}` with {reason}: fine-tuning a pretrained "
             f"{r.architecture.key} model costs a small fraction and usually does as well",
             "adapt.method",
@@ -302,7 +283,6 @@ def _serving(plan: Plan, notes: Notes) -> None:
         return
     notes.diag(
         codes.SERVING_DOES_NOT_FIT,
-        "warning",
         f"one serving replica needs {fmt_bytes(i.memory.total)} ({i.precision} weights {fmt_bytes(i.memory.weights)}, "
         f"KV cache {fmt_bytes(i.memory.kv_cache)}): {i.devices_per_replica} x {plan.train.hardware}",
         "serve",

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import bisect
 
-DEFAULT_HARDWARE = "a100-80gb"
-"""The device assumed when a spec names none: the most widely published training GPU of the
-reference runs (LLaMA, BloombergGPT, OPT trained on A100s)."""
+from genaisdk.spec.validate import DEFAULT_HARDWARE  # noqa: E402,F401  (the spec layer validates against it)
 
 DEFAULT_CONTEXT = 2048
 """Training sequence length when neither the spec nor a preset gives one: GPT-3 (Brown et
@@ -62,6 +60,12 @@ fall quickly (Muennighoff et al. 2023, 'Scaling Data-Constrained Language Models
 
 BUDGET_UNDERUSED = 0.25
 """Say so when a run uses less than a quarter of its time or money budget."""
+
+MAX_DEVICE_DOUBLINGS = 12
+"""`devices = auto` tries the count the time budget needs, then doublings of it, up to 4096x."""
+
+MAX_AUTO_MICRO_BATCH = 1024
+"""The largest micro-batch `micro_batch = auto` tries."""
 
 
 def batch_tokens_for(params: float) -> float:

@@ -12,34 +12,29 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from genaisdk.core.numbers import fmt_bytes, fmt_num
 from genaisdk.estimate import activations as act
+from genaisdk.estimate import flops as flops_math
 from genaisdk.estimate import params as params_math
 from genaisdk.estimate.constants import PF_DAY, SECONDS_PER_DAY, SECONDS_PER_HOUR
 from genaisdk.estimate.inference import KV_FACTOR
 from genaisdk.estimate.scaling import CHINCHILLA
+from genaisdk.planning.assemble import inference_parts, serving
+from genaisdk.planning.grid import activation_parts, memory_for, precision_arrays, strategy_arrays
 from genaisdk.plans import Term
-from genaisdk.core.numbers import fmt_bytes
-from genaisdk.search import activation_parts, memory_for, precision_arrays, strategy_arrays
 
 if TYPE_CHECKING:  # pragma: no cover
+    from genaisdk.planning.fit import Fitted
+    from genaisdk.planning.stages import Stages
     from genaisdk.plans import Plan
 
 
-def num(x: float) -> str:
-    """Operands as people write them: 2048, 6.74e9, 0.4, 1.5."""
-    x = float(x)
-    if x == 0:
-        return "0"
-    if x.is_integer() and abs(x) < 1e5:
-        return str(int(x))
-    if 1e-3 <= abs(x) < 1e4:
-        return f"{x:.4g}"
-    mantissa, exponent = f"{x:.3g}".split("e") if "e" in f"{x:.3g}" else (f"{x:.3g}", "0")
-    return f"{mantissa}e{int(exponent)}"
+num = fmt_num
+"""Operands as people write them (`genaisdk.core.numbers.fmt_num`)."""
 
 
 def _product(values: Sequence[float], divisors: Sequence[float] = ()) -> float:
@@ -79,22 +74,23 @@ def value_term(name: str, formula: str, value: float, unit: str, source: str = "
     return Term(name=name, formula=formula, substituted=substituted or formula, value=float(value), unit=unit, source=source)
 
 
-def derivations(plan: Plan, *, planner: Any) -> dict[str, tuple[Term, ...]]:
+def derivations(plan: Plan, stages: Stages) -> dict[str, tuple[Term, ...]]:
+    """Per topic, the terms of each number of `plan`, from the stages it was made from."""
     out = {
-        "params": _params(plan, planner),
-        "flops": _flops(plan, planner),
-        "memory": _memory(plan, planner),
-        "activations": _activations(plan, planner),
+        "params": _params(plan, stages),
+        "flops": _flops(plan, stages),
+        "memory": _memory(plan, stages),
+        "activations": _activations(plan, stages),
         "scaling": _scaling(plan),
-        "time": _time(plan, planner),
-        "cost": _cost(plan, planner),
-        "inference": _inference(plan, planner),
+        "time": _time(plan, stages),
+        "cost": _cost(plan, stages),
+        "inference": _inference(plan, stages),
     }
     return {k: tuple(v) for k, v in out.items() if v}
 
 
-def _params(plan: Plan, planner: Any) -> list[Term]:
-    dims = planner.dims
+def _params(plan: Plan, stages: Stages) -> list[Term]:
+    dims = stages.dims
     m = plan.model
     terms = []
     family = m.family
@@ -143,22 +139,22 @@ def _params(plan: Plan, planner: Any) -> list[Term]:
     )
     if m.embedding_params:
         terms.append(value_term("embedding parameters", "vocabulary and position tables (Kaplan et al. 2020 leave them out of N)", m.embedding_params, "params"))
-    lora = getattr(planner, "lora", None)
-    if lora:
+    lora = stages.trainable.lora
+    if lora is not None:
         terms.append(
             value_term(
                 "trainable (adapters)",
                 "r · Σ (d_in + d_out) over adapted matrices, every block",
-                lora["params"],
+                stages.trained_params,
                 "params",
                 source="Hu et al. 2021, Sec. 4.1",
-                substituted=f"r = {lora['rank']} on {', '.join(lora['targets'])}",
+                substituted=f"r = {lora.rank} on {', '.join(lora.targets)}",
             )
         )
     return terms
 
 
-def _flops(plan: Plan, planner: Any) -> list[Term]:
+def _flops(plan: Plan, stages: Stages) -> list[Term]:
     c, m, d = plan.compute, plan.model, plan.data
     terms = []
     if not c.model_flops:
@@ -172,11 +168,11 @@ def _flops(plan: Plan, planner: Any) -> list[Term]:
     )
     from genaisdk.estimate.flops import model_flops_per_token
 
-    itemized = model_flops_per_token(planner.dims, family=m.family, context=m.context)
+    itemized = model_flops_per_token(stages.dims, family=m.family, context=m.context)
     per_token = c.model_flops / d.tokens
     dense, attention = float(itemized.dense), float(itemized.attention)
     if m.family != "encoder_decoder":
-        dims = planner.dims
+        dims = stages.dims
         terms.append(
             product_term(
                 "attention FLOPs per token",
@@ -195,7 +191,7 @@ def _flops(plan: Plan, planner: Any) -> list[Term]:
     else:
         terms.append(value_term("model FLOPs per token", "the architecture's own count", per_token, "FLOPs"))
     terms.append(product_term("model FLOPs", "per token · D", [(per_token, "FLOPs/token"), (d.tokens, "tokens")], c.model_flops, "FLOPs"))
-    extra = float(planner.hardware_per_token.recompute)
+    extra = float(flops_math.hardware_flops_per_token(stages.dims, family=m.family, context=m.context, recompute=plan.train.recompute).recompute)
     terms.append(
         sum_term(
             "hardware FLOPs",
@@ -211,18 +207,19 @@ def _flops(plan: Plan, planner: Any) -> list[Term]:
     return terms
 
 
-def _chosen_memory(plan: Plan, planner: Any):
+def _chosen_memory(stages: Stages):
     """training_memory for the chosen configuration, through the same call the grid made."""
-    f = planner.fitted
+    f = stages.fitted
+    assert f is not None
     c = f.choice
-    prec = {k: v.reshape(1) for k, v in precision_arrays([c.precision], planner.hw, axis=0, ndim=1).items()}
+    prec = {k: v.reshape(1) for k, v in precision_arrays([c.precision], stages.ctx.hardware, axis=0, ndim=1).items()}
     strat = {k: v.reshape(1) for k, v in strategy_arrays([c.strategy], axis=0, ndim=1).items()}
     mem, parts = memory_for(f.case, precision_arrays=prec, strategy_arrays=strat, dp=np.array([float(c.devices)]), micro_batch=np.array([float(c.micro_batch)]), recompute=c.recompute)
     return mem, parts
 
 
-def _memory(plan: Plan, planner: Any) -> list[Term]:
-    f = getattr(planner, "fitted", None)
+def _memory(plan: Plan, stages: Stages) -> list[Term]:
+    f = stages.fitted
     b = plan.memory.per_device
     if f is None:
         return [
@@ -231,7 +228,7 @@ def _memory(plan: Plan, planner: Any) -> list[Term]:
         ]
     c = f.choice
     p, s = c.precision, c.strategy
-    mem, _ = _chosen_memory(plan, planner)
+    mem, _ = _chosen_memory(stages)
     dp = c.devices
     trainable, resident = f.case.trainable, f.case.params
     frozen = resident - trainable
@@ -273,7 +270,7 @@ def _memory(plan: Plan, planner: Any) -> list[Term]:
             source="ZeRO stage 2 shards them" if s.shards_gradients else "kept whole on every device",
         )
     )
-    opt = planner.r.optimizer
+    opt = stages.ctx.resolved.optimizer
     terms.append(
         product_term(
             "optimizer",
@@ -301,7 +298,7 @@ def _memory(plan: Plan, planner: Any) -> list[Term]:
         sum_term(
             "activations",
             f"stored for backward + logits buffers + backward-only buffers (micro-batch {c.micro_batch}, {c.recompute} recomputation)",
-            [(float(act_part), name) for name, act_part in _activation_groups(planner).items()],
+            [(float(act_part), name) for name, act_part in _activation_groups(f).items()],
             b.activations,
             "bytes",
             source="Korthikanti et al. 2022 (see `genai explain SPEC activations`)",
@@ -356,8 +353,7 @@ _OVERHEAD_FORMULA = {
 }
 
 
-def _activation_groups(planner: Any) -> dict[str, float]:
-    f = planner.fitted
+def _activation_groups(f: Fitted) -> dict[str, float]:
     c = f.choice
     parts = activation_parts(f.case, micro_batch=c.micro_batch, recompute=c.recompute, bytes_per_value=c.precision.activation_bytes)
     return {
@@ -367,8 +363,8 @@ def _activation_groups(planner: Any) -> dict[str, float]:
     }
 
 
-def _activations(plan: Plan, planner: Any) -> list[Term]:
-    f = getattr(planner, "fitted", None)
+def _activations(plan: Plan, stages: Stages) -> list[Term]:
+    f = stages.fitted
     if f is None:
         return []
     c = f.choice
@@ -454,7 +450,7 @@ def _scaling(plan: Plan) -> list[Term]:
     return terms
 
 
-def _time(plan: Plan, planner: Any) -> list[Term]:
+def _time(plan: Plan, stages: Stages) -> list[Term]:
     t, c = plan.time, plan.compute
     if not c.model_flops:
         return [value_term("seconds", "nothing to train", 0.0, "s")]
@@ -465,7 +461,7 @@ def _time(plan: Plan, planner: Any) -> list[Term]:
             [(c.model_flops, "FLOPs")],
             t.seconds,
             "s",
-            divisors=[(plan.train.devices, "devices"), (planner.peak, f"FLOP/s ({planner.precision.compute_dtype} peak)"), (plan.train.mfu, "MFU")],
+            divisors=[(plan.train.devices, "devices"), (stages.ctx.peak, f"FLOP/s ({stages.ctx.precision.compute_dtype} peak)"), (plan.train.mfu, "MFU")],
             source="Chowdhery et al. 2022 (PaLM), App. B: the definition of MFU",
         ),
         product_term("days", "seconds / 86,400", [(t.seconds, "s")], t.days, "days", divisors=[(SECONDS_PER_DAY, "s/day")]),
@@ -475,13 +471,14 @@ def _time(plan: Plan, planner: Any) -> list[Term]:
     ]
 
 
-def _cost(plan: Plan, planner: Any) -> list[Term]:
+def _cost(plan: Plan, stages: Stages) -> list[Term]:
+    hw = stages.ctx.hardware
     co, t = plan.cost, plan.time
     terms = []
     if co.usd is not None:
         terms.append(
             product_term("cost", "device-hours × price per device-hour", [(t.gpu_hours, "h"), (co.price_per_hour, "USD/h")], co.usd, "USD",
-                         source=planner.hw.price_citation or "hardware record")
+                         source=hw.price_citation or "hardware record")
         )
     else:
         terms.append(value_term("cost", "no price per device-hour known", 0.0, "USD"))
@@ -490,7 +487,7 @@ def _cost(plan: Plan, planner: Any) -> list[Term]:
             product_term(
                 "energy",
                 "devices × power × seconds / 3.6e6",
-                [(plan.train.devices, "devices"), (planner.hw.power_watts, "W"), (t.seconds, "s")],
+                [(plan.train.devices, "devices"), (hw.power_watts, "W"), (t.seconds, "s")],
                 co.energy_kwh,
                 "kWh",
                 divisors=[(3.6e6, "J/kWh")],
@@ -500,12 +497,13 @@ def _cost(plan: Plan, planner: Any) -> list[Term]:
     return terms
 
 
-def _inference(plan: Plan, planner: Any) -> list[Term]:
+def _inference(plan: Plan, stages: Stages) -> list[Term]:
     i = plan.inference
-    dims = planner.dims
-    prec = planner.r.serve_precision
+    dims = stages.dims
+    prec = stages.ctx.resolved.serve_precision
     family = plan.model.family
-    inf = planner.inference_parts
+    context, batch = serving(stages.ctx, dims, stages.count, stages.context)
+    inf = inference_parts(stages.ctx, dims, stages.count, prec, context, batch)
     terms = [
         product_term("weights", "params × serving bytes", [(plan.model.params, "params"), (prec.weight_bytes, f"B ({prec.key})")], i.memory.weights, "bytes")
     ]

@@ -5,29 +5,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from genaisdk.diagnostics import Diagnostic, Span
+from genaisdk.core.codes import diagnostic
+from genaisdk.diagnostics import Diagnostic, Span, sort_diagnostics
 from genaisdk.plans import Assumption, Reason
 from genaisdk.spec.model import Spec
+from genaisdk.spec.validate import span_of
 
 
 class Notes:
-    """A mutable collector used during one `plan()` call (never shared, never returned)."""
+    """A mutable collector used during one `plan()` call (never shared, never returned):
+    the stages append to it; the finished Plan holds frozen copies."""
 
-    def __init__(self, spec: Spec):
+    def __init__(self, spec: Spec, diagnostics: list[Diagnostic] | tuple[Diagnostic, ...] = ()):
         self.spec = spec
         self.reasons: list[Reason] = []
         self.assumptions: list[Assumption] = []
-        self.diagnostics: list[Diagnostic] = list(getattr(spec, "diagnostics", ()) or ())
+        self.diagnostics: list[Diagnostic] = sort_diagnostics([*(getattr(spec, "diagnostics", ()) or ()), *diagnostics])
 
     def span(self, path: str | None) -> Span | None:
-        """Where `path` ("train.precision") was written; else its nearest written parent
-        ("train"); else the project header; None for a spec built in code."""
-        spans = self.spec.spans or {}
-        while path:
-            if path in spans:
-                return spans[path]
-            path = path.rpartition(".")[0]
-        return spans.get("project") or spans.get("name")
+        return span_of(self.spec, path)
 
     def reason(self, field: str, value: Any, text: str) -> None:
         self.reasons = [r for r in self.reasons if r.field != field]
@@ -37,8 +33,9 @@ class Notes:
         if not any(a.name == name for a in self.assumptions):
             self.assumptions.append(Assumption(name=name, value=value, source=source, note=note))
 
-    def diag(self, code: str, severity: str, message: str, path: str | None = None, hint: str | None = None) -> Diagnostic:
-        d = Diagnostic(code=code, severity=severity, message=message, span=self.span(path), hint=hint)
+    def diag(self, code: str, message: str, path: str | None = None, hint: str | None = None) -> Diagnostic:
+        """Record a diagnostic of `code` (its severity is the code's, genaisdk.core.codes)."""
+        d = diagnostic(code, message, self.span(path), hint)
         self.diagnostics.append(d)
         return d
 

@@ -1,7 +1,9 @@
-"""Resolve the names of a Spec against the registry: the records a plan is made from.
+"""Stage 1: the spec's names as registry records, and the `auto`s that follow from names
+alone: the family (the spec's, the preset's, the task's, else decoder), the objective (the
+task's, else the family's standard one) and `precision = auto` (`auto_precision`).
 
-A Spec from `genaisdk.spec.load` has already been checked; one built in code may name
-anything, so every lookup that fails becomes a GP001 diagnostic pointing at the field.
+The spec has passed `genaisdk.spec.validate` (the planner runs it on a Spec built in code),
+so every name is registered and consistent; a lookup that still fails is reported as GS301.
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from typing import Any
 
 import attrs
 
-from genaisdk.planning import codes
+from genaisdk.core import codes
+from genaisdk.core.names import did_you_mean, one_of
 from genaisdk.planning.defaults import DEFAULT_HARDWARE
+from genaisdk.planning.grid import strategy_rank
 from genaisdk.planning.notes import Notes
 from genaisdk.records import (
     Adaptation,
@@ -23,9 +27,7 @@ from genaisdk.records import (
     Preset,
     Strategy,
     Task,
-    normalize_name,
 )
-from genaisdk.search import strategy_rank
 from genaisdk.spec.model import is_auto
 
 FAMILY_OBJECTIVE = {"encoder": "masked-lm", "decoder": "causal-lm", "encoder_decoder": "span-corruption"}
@@ -35,6 +37,8 @@ GPT's causal LM (Radford et al. 2018), T5's span corruption (Raffel et al. 2020)
 
 @attrs.frozen(kw_only=True)
 class Resolved:
+    """The records one plan is made from (frozen; every later stage reads these)."""
+
     task: Task | None
     architecture: Architecture
     objective: Objective
@@ -63,8 +67,9 @@ def _get(registry: Any, kind: str, name: str | None, notes: Notes, path: str, wh
         return None
     record = registry.get(kind, str(name))
     if record is None:
-        known = ", ".join(registry.names(kind)) or "none registered"
-        notes.diag(codes.UNKNOWN_NAME, "error", f"unknown {what} `{name}`", path, hint=f"known: {known}")
+        names = registry.names(kind)
+        hint = did_you_mean(str(name), names) or f"known: {one_of(names) or 'none registered'}"
+        notes.diag(codes.UNKNOWN_NAME, f"unknown {what} `{name}`", path, hint=hint)
     return record
 
 
@@ -82,7 +87,6 @@ def resolve(spec: Any, registry: Any, notes: Notes) -> Resolved | None:
         if architecture is not None and checkpoint is not None and architecture.family != checkpoint.family:
             notes.diag(
                 codes.CHECKPOINT,
-                "error",
                 f"model.family is {architecture.key} but the checkpoint is a {checkpoint.architecture} ({checkpoint.model_type})",
                 "model.family",
                 hint="remove `family`: the checkpoint decides it",
@@ -115,14 +119,6 @@ def resolve(spec: Any, registry: Any, notes: Notes) -> Resolved | None:
     if architecture is not None:
         if not is_auto(p.model.objective) and p.model.objective:
             objective = _get(registry, "objectives", p.model.objective, notes, "model.objective", "objective")
-            if objective is not None and architecture.family not in objective.families:
-                notes.diag(
-                    codes.OBJECTIVE_FAMILY,
-                    "warning",
-                    f"objective `{objective.key}` is meant for {', '.join(objective.families)} models, not {architecture.family}",
-                    "model.objective",
-                    hint=f"use `{FAMILY_OBJECTIVE.get(architecture.family, 'causal-lm')}` or `auto`",
-                )
         else:
             candidates = []
             if task is not None:
@@ -141,21 +137,13 @@ def resolve(spec: Any, registry: Any, notes: Notes) -> Resolved | None:
                     objective = fitting[0]
                     notes.reason("model.objective", objective.key, f"the first registered objective for {architecture.family} models")
                 else:
-                    notes.diag(codes.UNKNOWN_NAME, "error", f"no objective is registered for {architecture.family} models", "model.objective")
+                    notes.diag(codes.OBJECTIVE_FAMILY, f"no registered objective trains {architecture.family} models", "model.objective")
 
     adaptation = _get(registry, "adaptations", p.adapt.method or "pretrain", notes, "adapt.method", "adaptation method")
     optimizer = _get(registry, "optimizers", p.train.optimizer or "adamw", notes, "train.optimizer", "optimizer")
     precision = None
     if not is_auto(p.train.precision) and p.train.precision:
         precision = _get(registry, "precisions", p.train.precision, notes, "train.precision", "precision")
-        if precision is not None and not precision.trainable and adaptation is not None and adaptation.trains:
-            notes.diag(
-                codes.UNTRAINABLE_PRECISION,
-                "error",
-                f"precision `{precision.key}` cannot train: its weights have no gradients",
-                "train.precision",
-                hint="train in bf16 (or fp16 on hardware without bf16); for a 4-bit base use `adapt { method = qlora }`",
-            )
     serve_name = p.serve.precision if p.serve is not None else "bf16"
     serve_precision = _get(registry, "precisions", serve_name, notes, "serve.precision", "precision")
 
@@ -164,7 +152,6 @@ def resolve(spec: Any, registry: Any, notes: Notes) -> Resolved | None:
         hardware_name = DEFAULT_HARDWARE
         notes.diag(
             codes.DEFAULT_HARDWARE,
-            "info",
             f"the budget names no hardware; planning for `{DEFAULT_HARDWARE}`",
             "budget",
             hint="write e.g. `hardware = 8 x h100-sxm` in the budget block",
@@ -213,12 +200,12 @@ def _checkpoint(spec: Any, notes: Notes) -> Any:
     try:
         checkpoint = read_checkpoint(folder, weights=any(folder.glob("*.safetensors*")))
     except CheckpointFormatError as exc:
-        notes.diag(codes.CHECKPOINT, "error", str(exc), "model.from",
+        notes.diag(codes.CHECKPOINT, str(exc), "model.from",
                    hint="point `from` at a Hugging Face checkpoint folder (config.json + model.safetensors)")
         return None
     fixed = [key for key in CHECKPOINT_FIXED if getattr(model, key) is not None and not is_auto(getattr(model, key))]
     for key in fixed:
-        notes.diag(codes.CHECKPOINT, "error", f"model.{key} cannot be set with `from`: the checkpoint decides it",
+        notes.diag(codes.CHECKPOINT, f"model.{key} cannot be set with `from`: the checkpoint decides it",
                    f"model.{key}", hint=f"remove `{key}`")
     return checkpoint
 
@@ -238,6 +225,3 @@ def auto_precision(hardware: Hardware, precisions: tuple[Precision, ...]) -> tup
             return record, why
     return None, f"{hardware.key} quotes no peak for bf16, fp16 or fp32"
 
-
-def normalized(name: str | None) -> str | None:
-    return normalize_name(name) if name else None

@@ -1,43 +1,47 @@
-"""`genai plan SPEC --sweep`: model sizes x precisions x strategies x devices x micro-batches
-x recomputation, evaluated with `genaisdk.search.evaluate` (one vectorized call per size).
+"""`genai plan SPEC --sweep`: the configurations around the plan, on every axis the spec
+leaves `auto`, evaluated with `genaisdk.planning.grid.evaluate` (one vectorized call per
+model size).
 
-The sweep keeps the spec's hardware, data, optimizer and adaptation, and explores every other
-axis whatever the spec fixes (that is its point). Each (size, precision, device count) keeps
-its preferred fitting configuration (`search.preference_keys`); the result is the Pareto
-front of predicted loss, cost (device-hours where no price is known) and, with a time
-budget, the device count among the configurations that meet the time and cost budgets, or,
-without one, wall-clock days."""
+Whatever the spec fixes is held: the preset or dimensions (a size is swept only for `size =
+auto`), the adaptation and its base, the device count and kind, the precision, the strategy,
+the micro-batch, the recomputation and the context. The tokens and the batch of each size
+follow the plan's own rules (`planning.tokens`), so the plan's configuration is one of the
+rows, with the plan's numbers, marked `is_plan`. Each (size, precision, device count) keeps
+its preferred fitting configuration (`grid.preference_keys`); the front is the Pareto front
+of predicted loss, cost (device-hours where no price is known) and, with a time budget, the
+device count among the configurations that meet the time and cost budgets, or, without
+one, wall-clock days. The sweep plans nothing: it reads the stages of the plan it is given.
+"""
 
 from __future__ import annotations
 
 import math
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
 
 import attrs
-
 import numpy as np
 
-from genaisdk.estimate import scaling
-from genaisdk.estimate.constants import CHINCHILLA_TOKENS_PER_PARAM
-from genaisdk.planning import model as model_choice
-from genaisdk.search import (
-    RECOMPUTE_ORDER,
-    Grid,
-    ModelCase,
-    evaluate,
-    pareto_mask,
-    powers_of_two,
-    preference_score,
-)
+from genaisdk.core.serialize import BYTES, COUNT, fields_json
+from genaisdk.planning.assemble import predicted_loss
+from genaisdk.planning.fit import model_case
+from genaisdk.planning.grid import RECOMPUTE_ORDER, Grid, evaluate, pareto_mask, powers_of_two, preference_score
+from genaisdk.planning.sizing import for_size
+from genaisdk.planning.stages import Planned, Stages
+from genaisdk.planning.tokens import batch_tokens, training_tokens
+from genaisdk.spec.model import is_auto
 
-if TYPE_CHECKING:  # pragma: no cover
-    from rich.console import Console
+SIZE_STEPS = 13
+"""Sizes from 1/8x to 8x the planned one, in steps of sqrt(2)."""
+
+MAX_SWEEP_MICRO_BATCH = 64
+
 
 @attrs.frozen(kw_only=True)
 class SweepRow:
-    params: float
+    """One configuration: the model, its settings and its predicted loss, time and cost."""
+
+    params: float = attrs.field(metadata=COUNT)
     layers: int
     d_model: int
     precision: str
@@ -45,17 +49,15 @@ class SweepRow:
     devices: int
     micro_batch: int
     recompute: str
-    memory: float
+    memory: float = attrs.field(metadata=BYTES)
+    """Peak bytes per device."""
     fits: bool
     loss: float
     days: float
     usd: float | None
-    tokens: float
-
-    def to_json(self) -> dict[str, Any]:
-        from genaisdk.plans import _json_value
-
-        return {k: _json_value(v) for k, v in attrs.asdict(self).items()}
+    tokens: float = attrs.field(metadata=COUNT)
+    is_plan: bool = False
+    """The plan's own configuration (its numbers are the plan's)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -63,76 +65,37 @@ class SweepResult:
     configurations: int
     seconds: float
     front: tuple[SweepRow, ...]
-    """Pareto-optimal configurations (loss, days, cost), best loss first."""
+    """Pareto-optimal configurations (loss, days, cost), best loss first; the plan's row is
+    always among them (marked `is_plan`), on the front or not."""
     capacity: float
     tokens_rule: str
+    varied: tuple[str, ...] = ()
+    """The axes the spec leaves `auto` (the others are held at the spec's values)."""
 
     @property
     def rate(self) -> float:
         return self.configurations / self.seconds if self.seconds > 0 else math.inf
 
-    def to_json(self, top: int = 10) -> dict[str, Any]:
+    @property
+    def plan_row(self) -> SweepRow:
+        return next(r for r in self.front if r.is_plan)
+
+    def shown(self, top: int = 10) -> list[SweepRow]:
+        """The best `top` rows, the plan's row included even when it ranks lower."""
+        rows = list(self.front[:top])
+        if not any(r.is_plan for r in rows):
+            rows.append(self.plan_row)
+        return rows
+
+    def to_json(self, top: int = 10) -> dict:
         return {
             "configurations": self.configurations,
             "seconds": self.seconds,
             "configurations_per_second": self.rate,
             "tokens": self.tokens_rule,
-            "front": [r.to_json() for r in self.front[:top]],
+            "varied": list(self.varied),
+            "front": [fields_json(r) for r in self.shown(top)],
         }
-
-    def to_markdown(self, top: int = 10) -> str:
-        from genaisdk.core.numbers import fmt_bytes, fmt_count, fmt_usd
-
-        lines = [
-            f"Searched {self.configurations:,} configurations in {self.seconds * 1e3:.1f} ms "
-            f"({self.rate:,.0f} per second). Tokens: {self.tokens_rule}.",
-            "",
-            "| params | shape | precision | strategy | devices | micro | recompute | memory | days | cost | loss |",
-            "|---:|---|---|---|---:|---:|---|---:|---:|---:|---:|",
-        ]
-        for r in self.front[:top]:
-            lines.append(
-                f"| {fmt_count(r.params)} | {r.layers} x {r.d_model} | {r.precision} | {r.strategy} | {r.devices} | "
-                f"{r.micro_batch} | {r.recompute} | {fmt_bytes(r.memory)} | {r.days:.1f} | {fmt_usd(r.usd)} | {r.loss:.3f} |"
-            )
-        return "\n".join(lines) + "\n"
-
-    def render(self, console: Console, top: int = 10) -> None:
-        from rich import box
-        from rich.table import Table
-
-        from genaisdk.core.numbers import fmt_bytes, fmt_count, fmt_usd
-
-        table = Table(
-            box=box.SIMPLE_HEAD,
-            title=f"Pareto front: predicted loss vs time vs cost ({len(self.front)} configurations, best {min(top, len(self.front))} shown)",
-            title_justify="left",
-        )
-        for col in ("params", "shape", "precision", "strategy", "devices", "micro", "recompute", "memory", "days", "cost", "loss"):
-            table.add_column(col, justify="right" if col in ("params", "devices", "micro", "memory", "days", "cost", "loss") else "left")
-        for r in self.front[:top]:
-            table.add_row(
-                fmt_count(r.params),
-                f"{r.layers} x {r.d_model}",
-                r.precision,
-                r.strategy,
-                str(r.devices),
-                str(r.micro_batch),
-                r.recompute,
-                fmt_bytes(r.memory),
-                f"{r.days:,.1f}",
-                fmt_usd(r.usd),
-                f"{r.loss:.3f}",
-            )
-        console.print(table)
-        console.print(
-            f"[dim]{self.configurations:,} configurations searched in {self.seconds * 1e3:.1f} ms "
-            f"({self.rate:,.0f} per second); tokens: {self.tokens_rule}; memory limit {fmt_bytes(self.capacity)} per device[/]"
-        )
-
-
-SIZE_STEPS = 13
-"""Sizes from 1/8x to 8x the planned one, in steps of sqrt(2)."""
 
 
 def sweep_sizes(planned: float) -> list[float]:
@@ -140,8 +103,9 @@ def sweep_sizes(planned: float) -> list[float]:
 
 
 def sweep_devices(planned: int) -> tuple[int, ...]:
+    """Powers of two from an eighth to eight times the plan's count, and the count itself."""
     lo = max(1, planned // 8)
-    return powers_of_two(lo, max(planned * 8, 8))
+    return tuple(sorted(set(powers_of_two(lo, max(planned * 8, 8))) | {planned}))
 
 
 def _best_per_group(result, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
@@ -155,55 +119,114 @@ def _best_per_group(result, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
     return best, ok
 
 
-def run_sweep(spec: Any, *, plan: Any = None, registry: Any = None, sizes: Sequence[float] | None = None) -> SweepResult:
-    from genaisdk.planner import planner_for
-
-    if registry is None:
-        from genaisdk.registry import get_registry
-
-        registry = get_registry()
-    planner = planner_for(spec, registry)
-    the_plan = planner.plan
-    hw = planner.hw
-    # The plan's precision first, so that it wins ties (bf16 and fp16 cost the same).
-    precisions = (planner.precision,) + tuple(
-        p for p in planner.r.precisions if p.trainable and p.compute_dtype in hw.peak_flops and p.key != planner.precision.key
+def _plan_row(planned: Planned) -> SweepRow:
+    p = planned.plan
+    return SweepRow(
+        params=p.model.params,
+        layers=p.model.layers,
+        d_model=p.model.d_model,
+        precision=p.train.precision,
+        strategy=p.train.strategy,
+        devices=p.train.devices,
+        micro_batch=p.train.micro_batch,
+        recompute=p.train.recompute,
+        memory=p.memory.per_device.total,
+        fits=p.memory.fits,
+        loss=p.scaling.predicted_loss,
+        days=p.time.days,
+        usd=p.cost.usd,
+        tokens=p.data.tokens,
+        is_plan=True,
     )
-    strategies = planner.r.strategies
-    devices = sweep_devices(the_plan.train.devices)
-    seq = the_plan.model.context
-    data_tokens = planner.p.data.tokens
-    sizes = list(sizes) if sizes else sweep_sizes(the_plan.model.params)
+
+
+def _axes(stages: Stages) -> tuple[Grid, tuple[str, ...]]:
+    """Each axis: the spec's value where it fixes one, else the candidates around the plan."""
+    ctx, f = stages.ctx, stages.fitted
+    assert f is not None
+    t, r, hw = ctx.project.train, ctx.resolved, ctx.hardware
+    c = f.choice
+    varied = []
+    if r.precision is None:
+        varied.append("precision")
+        precisions = (ctx.precision,) + tuple(
+            p for p in r.precisions if p.trainable and p.compute_dtype in hw.peak_flops and p.key != ctx.precision.key
+        )
+    else:
+        precisions = (ctx.precision,)
+    strategies = (r.strategy,) if r.strategy is not None else r.strategies
+    if r.strategy is None:
+        varied.append("strategy")
+    if ctx.devices_fixed is None:
+        varied.append("devices")
+        devices = sweep_devices(c.devices)
+    else:
+        devices = (ctx.devices_fixed,)
+    if not is_auto(t.micro_batch) and t.micro_batch:
+        micro: tuple[int, ...] = (int(t.micro_batch),)
+    else:
+        varied.append("micro_batch")
+        micro = tuple(sorted(set(powers_of_two(1, MAX_SWEEP_MICRO_BATCH)) | {c.micro_batch}))
+    if not is_auto(t.recompute) and t.recompute:
+        recomputes: tuple[str, ...] = (t.recompute,)
+    else:
+        varied.append("recompute")
+        recomputes = RECOMPUTE_ORDER
+    grid = Grid(precisions=precisions, strategies=strategies, devices=devices, micro_batches=micro, recomputes=recomputes)
+    return grid, tuple(varied)
+
+
+def run_sweep(planned: Planned, *, sizes: Sequence[float] | None = None) -> SweepResult:
+    """The sweep around `planned` (see the module docstring). `sizes` (parameter counts)
+    replace the default 1/8x-8x steps; they are used only when the spec leaves the size
+    `auto`. A plan that trains nothing has one row, its own."""
+    stages = planned.stages
+    ctx = stages.ctx
+    plan_row = _plan_row(planned)
+    if stages.fitted is None:
+        return SweepResult(configurations=0, seconds=0.0, front=(plan_row,), capacity=float(ctx.hardware.memory_bytes), tokens_rule="nothing trains")
+    grid_axes, varied = _axes(stages)
+    arch = ctx.resolved.architecture
+    seq = stages.context
+    if stages.size.auto:
+        varied = ("size", *varied)
+        targets = list(sizes) if sizes else sweep_sizes(planned.plan.model.params)
+        shapes = [for_size(n, ctx.project.model, ctx.resolved, context=seq, vocab=ctx.vocab) for n in targets]
+    else:
+        shapes = []
+    shapes = [stages.dims] + [d for d in shapes if d != stages.dims]
 
     rows: list[SweepRow] = []
-    points: list[tuple[float, float, float]] = []
+    points: list[tuple[float, float, float, float]] = []
     configurations = 0
     elapsed = 0.0
-    price = planner.price
-    for target in sizes:
-        dims = model_choice.for_size(target, planner.p.model, planner.r, context=seq, vocab=planner.vocab)
-        count = planner.r.architecture.count_params(dims)
+    price = ctx.price
+    for dims in shapes:
+        count = arch.count_params(dims)
         n = float(count.active)
-        tokens = float(data_tokens) if data_tokens else CHINCHILLA_TOKENS_PER_PARAM * n
-        planner.tokens = tokens
-        case: ModelCase = planner._case(dims, seq)
-        cap = max(1, math.ceil(case.global_batch_sequences / min(devices)))
-        grid = Grid(
-            precisions=precisions,
-            strategies=strategies,
-            devices=devices,
-            micro_batches=powers_of_two(1, min(cap, 64)),
-            recomputes=RECOMPUTE_ORDER,
-        )
+        if dims == stages.dims:
+            tokens, requested = stages.tokens, stages.batch_tokens
+        else:
+            tokens = training_tokens(ctx, count, stages.size.tokens_for(dims, arch, seq), None)
+            requested = batch_tokens(ctx, count, seq, None)
+        case = model_case(ctx, stages.trainable, dims, seq, tokens=tokens, batch_tokens=requested)
+        cap = max(1, math.ceil(case.global_batch_sequences / min(grid_axes.devices)))
+        grid = attrs.evolve(grid_axes, micro_batches=tuple(m for m in grid_axes.micro_batches if m <= cap) or (1,))
         start = time.perf_counter()
         result = evaluate(case, grid)
         best, ok = _best_per_group(result, grid)
         elapsed += time.perf_counter() - start
         configurations += grid.size
-        loss = float(scaling.chinchilla_loss(n, tokens))
+        loss = predicted_loss(ctx, n, tokens)[0]
         m_n, r_n = grid.shape[3], grid.shape[4]
         for i, p in enumerate(grid.precisions):
             for k, d in enumerate(grid.devices):
+                is_plan = dims == stages.dims and p.key == plan_row.precision and d == plan_row.devices
+                if is_plan:
+                    # The plan's own configuration, with the plan's own numbers.
+                    rows.append(plan_row)
+                    points.append(_point(plan_row, price))
+                    continue
                 if not ok[i, k]:
                     continue
                 j, rest = divmod(int(best[i, k]), m_n * r_n)
@@ -211,50 +234,70 @@ def run_sweep(spec: Any, *, plan: Any = None, registry: Any = None, sizes: Seque
                 idx = (i, j, k, mi, ri)
                 seconds = float(result.seconds[idx])
                 hours = seconds * d / 3600.0
-                usd = hours * price if price is not None else None
-                rows.append(
-                    SweepRow(
-                        params=float(count.total),
-                        layers=dims.layers,
-                        d_model=dims.d_model,
-                        precision=p.key,
-                        strategy=grid.strategies[j].key,
-                        devices=int(d),
-                        micro_batch=int(grid.micro_batches[mi]),
-                        recompute=grid.recomputes[ri],
-                        memory=float(result.total[idx]),
-                        fits=True,
-                        loss=loss,
-                        days=seconds / 86400.0,
-                        usd=usd,
-                        tokens=tokens,
-                    )
+                row = SweepRow(
+                    params=float(count.total),
+                    layers=dims.layers,
+                    d_model=dims.d_model,
+                    precision=p.key,
+                    strategy=grid.strategies[j].key,
+                    devices=int(d),
+                    micro_batch=int(grid.micro_batches[mi]),
+                    recompute=grid.recomputes[ri],
+                    memory=float(result.total[idx]),
+                    fits=True,
+                    loss=loss,
+                    days=seconds / 86400.0,
+                    usd=hours * price if price is not None else None,
+                    tokens=tokens,
                 )
-                points.append((loss, usd if usd is not None else hours, float(d), seconds))
-    budget = planner.p.budget
-    limit_s = budget.time.value if budget.time else None
-    limit_usd = budget.cost.value if budget.cost else None
-    front: list[SweepRow] = []
-    if rows:
-        pts = np.asarray(points)
-        within = np.ones(len(rows), dtype=bool)
-        if limit_s is not None:
-            within &= pts[:, 3] <= limit_s
-        if limit_usd is not None and price is not None:
-            within &= pts[:, 1] <= limit_usd
-        if not within.any():
-            within[:] = True
-        objectives = pts[:, [0, 1, 2]] if limit_s is not None else pts[:, [0, 1, 3]]
-        # Equal objectives (bf16 and fp16 on the same device count): keep the first.
-        _, first = np.unique(objectives, axis=0, return_index=True)
-        candidates = np.intersect1d(np.nonzero(within)[0], first)
-        mask = np.zeros(len(rows), dtype=bool)
-        mask[candidates[pareto_mask(objectives[candidates])]] = True
-        front = sorted((r for r, keep in zip(rows, mask) if keep), key=lambda r: (r.loss, r.usd or 0.0, r.devices))
+                rows.append(row)
+                points.append(_point(row, price))
+    front = _front(rows, points, ctx)
+    data_tokens = ctx.project.data.tokens
     return SweepResult(
         configurations=configurations,
         seconds=elapsed,
         front=tuple(front),
-        capacity=float(hw.memory_bytes),
-        tokens_rule=f"{data_tokens:.3g} (the spec's data) for every size" if data_tokens else "20 per parameter (Chinchilla)",
+        capacity=float(ctx.hardware.memory_bytes),
+        tokens_rule=(
+            f"{data_tokens:.3g} (the spec's data) for every size" + (", capped at what the budget buys" if stages.size.sized_by == "budget" else "")
+            if data_tokens
+            else "the plan's rule for each size (20 per parameter from scratch)"
+        ),
+        varied=varied,
     )
+
+
+def _point(row: SweepRow, price: float | None) -> tuple[float, float, float, float]:
+    hours = row.days * 24.0 * row.devices
+    return (row.loss, row.usd if (row.usd is not None and price is not None) else hours, float(row.devices), row.days * 86400.0)
+
+
+def _front(rows: list[SweepRow], points: list[tuple[float, float, float, float]], ctx) -> list[SweepRow]:
+    """The Pareto front within the budgets (all rows when none meets them), the plan's row
+    kept whatever its rank."""
+    if not rows:
+        return []
+    budget = ctx.project.budget
+    limit_s = budget.time.value if budget.time else None
+    limit_usd = budget.cost.value if budget.cost else None
+    pts = np.asarray(points, dtype=float)
+    pts[~np.isfinite(pts)] = np.inf
+    within = np.ones(len(rows), dtype=bool)
+    if limit_s is not None:
+        within &= pts[:, 3] <= limit_s
+    if limit_usd is not None and ctx.price is not None:
+        within &= pts[:, 1] <= limit_usd
+    within &= np.asarray([r.fits for r in rows])
+    if not within.any():
+        within[:] = True
+    objectives = pts[:, [0, 1, 2]] if limit_s is not None else pts[:, [0, 1, 3]]
+    # Equal objectives (bf16 and fp16 on the same device count): keep the first.
+    _, first = np.unique(objectives, axis=0, return_index=True)
+    candidates = np.intersect1d(np.nonzero(within)[0], first)
+    mask = np.zeros(len(rows), dtype=bool)
+    mask[candidates[pareto_mask(objectives[candidates])]] = True
+    for i, r in enumerate(rows):
+        if r.is_plan:
+            mask[i] = True
+    return sorted((r for r, keep in zip(rows, mask) if keep), key=lambda r: (r.loss, r.usd or 0.0, r.devices, not r.is_plan))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from genaisdk.search import STRATEGY_ORDER
+from genaisdk.planning.grid import STRATEGY_ORDER
 
 
 def test_family_and_objective_from_the_task(make_plan):

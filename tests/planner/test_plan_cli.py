@@ -109,13 +109,15 @@ def test_sweep_prints_the_pareto_front():
     assert "Pareto front" in result.output and "configurations searched" in result.output
     data = json.loads(run("plan", LEGAL, "--sweep", "--json").output)
     front = data["front"]
-    assert front and data["configurations"] > 10_000
+    # legal fixes 64 devices, bf16 and selective recomputation: size, strategy and
+    # micro-batch are what the sweep varies.
+    assert front and data["configurations"] > 100 and data["varied"] == ["size", "strategy", "micro_batch"]
     losses = [row["loss"] for row in front]
     assert losses == sorted(losses)
-    # No row of the front is dominated by another.
+    # No row of the front is dominated by another (the plan's row is shown whatever its rank).
     for a in front:
         for b in front:
-            if a is b:
+            if a is b or a["is_plan"]:
                 continue
             assert not (b["loss"] <= a["loss"] and b["usd"] <= a["usd"] and b["devices"] <= a["devices"]
                         and (b["loss"], b["usd"], b["devices"]) != (a["loss"], a["usd"], a["devices"]))

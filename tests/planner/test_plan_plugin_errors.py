@@ -5,7 +5,7 @@ import attrs
 import pytest
 
 from genaisdk.diagnostics import SpecError
-from genaisdk.planner import plan
+from genaisdk.planning import plan
 from genaisdk.spec import loads
 from genaisdk.testing import make_plugin, registry_with
 

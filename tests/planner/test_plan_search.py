@@ -8,24 +8,23 @@ import pytest
 
 from genaisdk.estimate import activations as act
 from genaisdk.estimate.memory import training_memory
-from genaisdk.search import Grid, choose, evaluate, pareto_mask, powers_of_two
+from genaisdk.planning.grid import Grid, choose, evaluate, pareto_mask, powers_of_two
 
 
 @pytest.fixture(scope="module")
 def fitted():
     import genaisdk
-    from genaisdk.planner import planner_for
-    from genaisdk.registry import get_registry
+    from genaisdk.planning import plan_stages
 
     from .conftest import spec_text
 
     spec = genaisdk.loads(spec_text(model="size = 7B\ncontext = 2048 tokens", data="tokens = 140B tokens", budget="hardware = 8 x a100-80gb"))
-    return planner_for(spec, get_registry())
+    return plan_stages(spec).stages
 
 
 def test_grid_cell_equals_a_scalar_estimate(fitted):
     case = fitted.fitted.case
-    r = fitted.r
+    r = fitted.ctx.resolved
     grid = Grid(precisions=r.precisions[:5], strategies=r.strategies, devices=(1, 8, 64), micro_batches=(1, 2, 4), recomputes=("none", "selective", "full"))
     result = evaluate(case, grid)
     assert result.total.shape == grid.shape
@@ -47,8 +46,8 @@ def test_grid_cell_equals_a_scalar_estimate(fitted):
 
 
 def test_sharded_memory_falls_with_devices(fitted):
-    case, r = fitted.fitted.case, fitted.r
-    grid = Grid(precisions=(fitted.precision,), strategies=r.strategies, devices=(1, 2, 4, 8, 16), micro_batches=(1,), recomputes=("full",))
+    case, r = fitted.fitted.case, fitted.ctx.resolved
+    grid = Grid(precisions=(fitted.ctx.precision,), strategies=r.strategies, devices=(1, 2, 4, 8, 16), micro_batches=(1,), recomputes=("full",))
     result = evaluate(case, grid)
     keys = [s.key for s in r.strategies]
     ddp, zero1, zero2, fsdp = (result.total[0, keys.index(k), :, 0, 0] for k in ("ddp", "zero1", "zero2", "fsdp"))
@@ -58,8 +57,8 @@ def test_sharded_memory_falls_with_devices(fitted):
 
 
 def test_choice_prefers_fitting_then_cheap(fitted):
-    case, r = fitted.fitted.case, fitted.r
-    grid = Grid(precisions=(fitted.precision,), strategies=r.strategies, devices=(8,), micro_batches=powers_of_two(1, 64), recomputes=("none", "selective", "full"))
+    case, r = fitted.fitted.case, fitted.ctx.resolved
+    grid = Grid(precisions=(fitted.ctx.precision,), strategies=r.strategies, devices=(8,), micro_batches=powers_of_two(1, 64), recomputes=("none", "selective", "full"))
     result = evaluate(case, grid)
     c = choose(result)
     assert c.fits

@@ -7,16 +7,17 @@ from `genaisdk.estimate.cost.training_seconds`. Nothing here has a formula of it
 grid only broadcasts the estimators' arguments, so a configuration picked from the grid has
 exactly the numbers the plan then reports for it.
 
-`choose` picks the configuration the planner fills `auto` with (`PREFERENCE` says in which
-order), and `sweep` adds model sizes as a sixth axis for `genai plan --sweep`, keeping the
-Pareto front of predicted loss, wall-clock time and cost.
+`choose` picks the configuration the planner fills `auto` with (`preference_keys` says in
+which order); `genaisdk.planning.sweep` evaluates several model sizes for `genai plan
+--sweep` and keeps the Pareto front (`pareto_mask`). This module imports only the
+estimators, the records and the dimensions: it is a leaf of the planner.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 import numpy as np
@@ -25,11 +26,6 @@ from genaisdk.dims import Dimensions
 from genaisdk.estimate import activations as act
 from genaisdk.estimate.memory import training_memory
 from genaisdk.records import Architecture, Hardware, Optimizer, ParamCount, Precision, Strategy
-
-if TYPE_CHECKING:  # pragma: no cover
-    from genaisdk.plans import Plan
-    from genaisdk.planning.sweep import SweepResult
-    from genaisdk.spec.model import Spec
 
 RECOMPUTE_ORDER = ("none", "selective", "full")
 """Cheapest first: selective recomputation repeats only the attention core (a few percent of
@@ -40,8 +36,6 @@ STRATEGY_ORDER = ("ddp", "zero1", "zero2", "fsdp", "zero1-offload", "zero2-offlo
 """Cheapest first. DDP, ZeRO-1 and ZeRO-2 move the same 2Ψ per step; ZeRO-3/FSDP 3Ψ
 (Rajbhandari et al. 2020, Sec. 7); offload adds host-device traffic over PCIe every step
 (Ren et al. 2021, Sec. 4). A strategy a plugin adds is ranked by its flags after these."""
-
-ARRAY_AXES = ("precision", "strategy", "devices", "micro_batch", "recompute")
 
 PHASES = ("forward", "backward", "step")
 """The transient phases of a step (`genaisdk.estimate.memory.TrainingMemory.phases`)."""
@@ -112,7 +106,7 @@ def _axis(values, axis: int, ndim: int = 5) -> np.ndarray:
 
 @attrs.frozen(kw_only=True)
 class GridResult:
-    """Per-configuration arrays of shape `grid.shape` (axes in `ARRAY_AXES` order)."""
+    """Per-configuration arrays of shape `grid.shape` (axes: precision, strategy, devices, micro-batch, recompute)."""
 
     grid: Grid
     weights: np.ndarray
@@ -360,12 +354,3 @@ def pareto_mask(points: np.ndarray) -> np.ndarray:
         if dominated.any():
             keep[i] = False
     return keep
-
-
-def sweep(spec: Spec, *, plan: Plan | None = None, registry: Any = None, sizes: Sequence[float] | None = None) -> SweepResult:
-    """`genai plan --sweep`: sizes x precisions x strategies x devices x micro-batches x
-    recompute around the plan's choice; returns the Pareto front of (predicted loss, days,
-    USD) among configurations that fit. Tokens: the spec's data, else 20 per parameter."""
-    from genaisdk.planning.sweep import run_sweep
-
-    return run_sweep(spec, plan=plan, registry=registry, sizes=sizes)

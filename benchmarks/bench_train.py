@@ -95,12 +95,18 @@ def main() -> int:
     from genaisdk.backend.jax.sharding import make_mesh
     from genaisdk.backend.jax.step import Trainer
 
-    probe = genaisdk.load(args.spec)
-    base = RunConfig.from_spec(probe, devices=runtime.global_devices)
+    from genaisdk.planning.run_settings import run_settings
+
+    def config_for(spec):
+        return RunConfig.from_settings(
+            run_settings(genaisdk.plan(spec), spec, devices=runtime.global_devices, steps=args.steps + 1)
+        )
+
+    base = config_for(genaisdk.load(args.spec))
     per_device = base.global_batch // base.devices
     overrides = [f"train.micro_batch={per_device}"]
     spec = genaisdk.load(args.spec, overrides=overrides)
-    config = RunConfig.from_spec(spec, devices=runtime.global_devices, steps=args.steps + 1)
+    config = config_for(spec)
     trainer = Trainer(config, make_mesh(distributed.training_devices(runtime)))
 
     print(

@@ -100,6 +100,8 @@ class ModelSection:
     shape keys are read from it (`ModelSection.of`), with kv_heads, head_dim resolved."""
 
     family: str
+    architecture: str | None = None
+    """The architecture record (`decoder`, `encoder-decoder`, a plugin's `moe-decoder`)."""
     objective: str
     params: float = attrs.field(metadata=COUNT)
     layers: int
@@ -129,6 +131,7 @@ class ModelSection:
         dims: Dimensions,
         *,
         family: str,
+        architecture: str,
         objective: str,
         count: Any,
         context: int,
@@ -138,6 +141,7 @@ class ModelSection:
         """The section for `dims` and the architecture's `count` of them."""
         return cls(
             family=family,
+            architecture=architecture,
             objective=objective,
             params=float(count.total),
             layers=dims.layers,

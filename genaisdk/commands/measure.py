@@ -14,7 +14,6 @@ import sys
 import click
 
 from genaisdk.commands._spec_input import load_spec_or_exit
-from genaisdk.commands.train import _positive
 from genaisdk.core.numbers import fmt_sci, fmt_value
 
 
@@ -67,7 +66,7 @@ def _render(measurement) -> None:
 @click.command("measure")
 @click.argument("spec_file", metavar="SPEC", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option(
-    "--devices", type=int, callback=_positive, metavar="N", help="Virtual devices to compile for (default: the plan's)."
+    "--devices", type=click.IntRange(min=1), metavar="N", help="Virtual devices to compile for (default: the plan's)."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the measurement as one JSON object.")
 @click.option(

@@ -1,9 +1,11 @@
-"""`genai train SPEC`: train the spec'd model with the JAX backend.
+"""`genai train SPEC`: train the spec'd model with the JAX backend, exactly as `genai plan`
+planned it; `--dry-run` prints that run (the plan JSON's names) without starting JAX.
 
-Exit status: 0 trained; 1 the spec has errors, the data cannot be read, or training
-diverged (NaN/inf; the last good checkpoint is kept); 2 bad usage or the [jax] extra is
-missing; 128 + N when stopped by signal N (SIGINT 130, SIGTERM 143) after saving a
-checkpoint that `--resume` continues from.
+Exit status: 0 trained (or, with --dry-run, the run can start); 1 the spec or its plan has
+errors, the JAX backend cannot run the plan, the data cannot be read, or training diverged
+(NaN/inf; the last good checkpoint is kept); 2 bad usage or the [jax] extra is missing;
+128 + N when stopped by signal N (SIGINT 130, SIGTERM 143) after saving a checkpoint that
+`--resume` continues from.
 """
 
 from __future__ import annotations
@@ -15,25 +17,75 @@ import click
 from genaisdk.commands._spec_input import load_spec_or_exit
 
 
-def _positive(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
-    if value is not None and value < 1:
-        raise click.BadParameter("must be at least 1")
-    return value
+def _dry_run(spec, *, devices: int | None, num_processes: int | None, steps: int | None, precision: str | None, as_json: bool) -> None:
+    """Print the run the plan describes (and each deviation a named option asks for)."""
+    from genaisdk.backend.jax.config import BackendError, RunConfig
+    from genaisdk.diagnostics import SpecError
+    from genaisdk.planning.pipeline import plan as make_plan
+    from genaisdk.planning.run_settings import RunSettingsError, run_settings
+    from genaisdk.render.safe import printable
+
+    try:
+        the_plan = make_plan(spec)
+    except SpecError as exc:
+        from genaisdk.commands._spec_input import print_diagnostics
+
+        print_diagnostics(exc.diagnostics, exc.source or spec.source)
+        sys.exit(1)
+    processes = num_processes or 1
+    try:
+        settings = run_settings(
+            the_plan,
+            spec,
+            devices=devices * processes if devices is not None else None,
+            steps=steps,
+            precision=precision,
+            devices_why=f"--devices {devices}" + (f" x {processes} processes" if processes > 1 else "") if devices else None,
+        )
+    except RunSettingsError as exc:
+        click.echo(printable(f"error: {exc}"), err=True)
+        sys.exit(1)
+    problems = [f"{d.code}: {d.message}" for d in the_plan.errors]
+    try:
+        RunConfig.from_settings(settings)  # what the backend refuses, without starting JAX
+    except BackendError as exc:
+        problems.append(str(exc))
+    if as_json:
+        import json
+
+        click.echo(json.dumps({**settings.to_json(), "problems": problems}, indent=2, allow_nan=False))
+    else:
+        from genaisdk.render.run import run_settings_text
+
+        click.echo(run_settings_text(settings))
+    for problem in problems:
+        click.echo(printable(f"error: {problem}"), err=True)
+    if problems:
+        sys.exit(1)
 
 
 @click.command("train")
 @click.argument("spec_file", metavar="SPEC")
-@click.option("--steps", type=int, callback=_positive, help="Optimizer steps in all (default: train.steps, else data.tokens / batch).")
+@click.option("--steps", type=click.IntRange(min=1), help="Optimizer steps in all (default: the plan's: train.steps, else data.tokens / batch).")
 @click.option("--out", "out", type=click.Path(file_okay=False), help="Output folder (default: runs/<project>).")
 @click.option("--resume", is_flag=True, help="Continue from the latest good checkpoint in --out.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec value, e.g. train.sharding=fsdp (repeatable).")
-@click.option("--checkpoint-every", type=int, callback=_positive, metavar="N", help="Save a checkpoint every N steps (and always at the end).")
-@click.option("--eval-every", type=int, callback=_positive, metavar="N", help="Held-out loss and perplexity every N steps (and always at the end).")
-@click.option("--devices", type=int, callback=_positive, metavar="N", help="Devices per process (on CPU: creates N host devices).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec value, e.g. train.sharding=fsdp (repeatable); the plan is made with it.")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), metavar="N", help="Save a checkpoint every N steps (and always at the end).")
+@click.option("--eval-every", type=click.IntRange(min=1), metavar="N", help="Held-out loss and perplexity every N steps (and always at the end).")
+@click.option(
+    "--devices",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Devices per process (on CPU: creates N host devices). Default: the plan's count; another count keeps the "
+    "plan's global batch and is recorded as a deviation.",
+)
+@click.option("--precision", metavar="NAME", help="Train in another precision than the plan's (e.g. fp32 on a CPU); recorded as a deviation.")
 @click.option("--coordinator", metavar="HOST:PORT", help="Multi-host: address of process 0's coordinator.")
 @click.option("--num-processes", type=int, metavar="N", help="Multi-host: number of processes.")
 @click.option("--process-id", type=int, metavar="I", help="Multi-host: this process's rank, 0 .. N-1.")
 @click.option("--dp-impl", type=click.Choice(["jit", "shard_map"]), help="How data parallelism is expressed (default jit).")
+@click.option("--dry-run", is_flag=True, help="Print the run the plan describes, and any deviation, without starting JAX.")
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run: one JSON object (the plan JSON's names).")
 @click.option("--plain", is_flag=True, help="Plain progress lines even on a terminal.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 def command(
@@ -45,22 +97,37 @@ def command(
     checkpoint_every: int | None,
     eval_every: int | None,
     devices: int | None,
+    precision: str | None,
     coordinator: str | None,
     num_processes: int | None,
     process_id: int | None,
     dp_impl: str | None,
+    dry_run: bool,
+    as_json: bool,
     plain: bool,
     quiet: bool,
 ) -> None:
-    """Train the model a spec describes, on the JAX devices at hand.
+    """Train the model a spec describes, as `genai plan` planned it.
+
+    The run takes the plan's model, precision, strategy, devices, batch, micro-batch,
+    accumulation and recomputation; --devices, --steps and --precision change them, and
+    every field that then differs from the plan is printed and recorded in run.json.
 
     \b
     Examples:
+      genai train specs/tiny-gpt.genai --dry-run
       genai train specs/tiny-gpt.genai --steps 40
       genai train specs/tiny-legal.genai --set train.sharding=fsdp --devices 8
       genai train specs/tiny-gpt.genai --out runs/a --resume
       genai train SPEC --coordinator host0:1234 --num-processes 2 --process-id 0
     """
+    if as_json and not dry_run:
+        raise click.UsageError("--json goes with --dry-run")
+    if dry_run:
+        spec = load_spec_or_exit(spec_file, overrides)
+        _dry_run(spec, devices=devices, num_processes=num_processes, steps=steps, precision=precision, as_json=as_json)
+        return
+
     from genaisdk.backend.jax.train import TrainError, TrainingDiverged, require_jax
 
     try:
@@ -74,6 +141,7 @@ def command(
     from pathlib import Path
 
     from genaisdk.backend.jax.train import train
+    from genaisdk.diagnostics import SpecError
     from genaisdk.render.safe import printable
 
     try:
@@ -86,6 +154,7 @@ def command(
             checkpoint_every=checkpoint_every,
             eval_every=eval_every,
             devices=devices,
+            precision=precision,
             coordinator=coordinator,
             num_processes=num_processes,
             process_id=process_id,
@@ -93,6 +162,11 @@ def command(
             quiet=quiet,
             progress=False if plain else None,
         )
+    except SpecError as exc:
+        from genaisdk.commands._spec_input import print_diagnostics
+
+        print_diagnostics(exc.diagnostics, exc.source or spec.source)
+        sys.exit(1)
     except TrainingDiverged as exc:
         click.echo(printable(f"error: {exc}"), err=True)
         sys.exit(exc.exit_code)

@@ -202,6 +202,7 @@ def assemble(stages: Stages, notes: Notes) -> Plan:
         model=ModelSection.of(
             dims,
             family=family,
+            architecture=r.architecture.key,
             objective=r.objective.key,
             count=count,
             context=int(seq),

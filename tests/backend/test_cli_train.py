@@ -112,7 +112,7 @@ def test_a_vocabulary_without_room_for_sentinels_is_a_one_line_error(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--steps", "0"], "must be at least 1"),
+        (["--steps", "0"], "0 is not in the range x>=1"),
         (["--coordinator", "127.0.0.1:1234"], "--coordinator, --num-processes and --process-id go together"),
     ],
 )

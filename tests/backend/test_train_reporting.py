@@ -116,7 +116,8 @@ def test_summary_shows_mfu_and_measured_against_planned_memory():
     text = format_summary(_result())
     assert "final loss      1.2500   held-out loss 1.5000   perplexity 4.48" in text
     assert "2.0M tok/s   MFU 41.2%" in text
-    assert "measured peak 3.00 GiB per device vs planned 2.00 GiB (x1.50)" in text
+    # One byte convention everywhere: decimal units, as genai plan shows memory.
+    assert "measured peak 3.22 GB per device vs planned 2.15 GB (x1.50)" in text
     assert "planned for" not in text
     other = format_summary(_result(planned_devices=64))
     assert "planned for 64 device(s), run on 8" in other

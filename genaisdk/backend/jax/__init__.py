@@ -10,8 +10,8 @@ Compute core (the API the training loop, checkpoints and `genai measure` build o
     micro-step) × devices × accumulation, seq_len, learning_rate, warmup_steps,
     total_steps, min_lr_ratio, weight_decay, grad_clip, seed, dp_impl ('jit' |
     'shard_map'), recompute ('none' | 'selective' | 'full'), optimizer_options.
-    ``RunConfig.from_spec(spec, *, registry=None, steps=None, devices=None)`` resolves a
-    Spec through the plugin registry and fills its `auto`s (``config.fill_defaults``);
+    ``RunConfig.from_settings(settings, *, registry=None)`` builds the run of a plan from
+    its ``genaisdk.planning.run_settings.RunSettings`` (the one bridge plan -> run);
     ``RunConfig.from_names(dims=..., architecture='decoder', strategy='fsdp', ...)`` builds
     one from registry names. Errors a user can fix raise ``config.BackendError`` (and
     ``config.UnsupportedError`` for what only the planner models: fp8, int8/int4 training).

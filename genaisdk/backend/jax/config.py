@@ -1,10 +1,12 @@
 """`RunConfig`: everything one training run needs, resolved to records and plain numbers.
 
-A run is built from a Spec by `RunConfig.from_spec`, which looks every name up in the plugin
-registry (architecture, objective, optimizer, precision, strategy) and fills each `auto` the
-spec left with a small-run default (`fill_defaults`, one function, so a better filler from
-the planner can replace it in one place). Tests and programs can also build one directly
-with `RunConfig.from_names`.
+A run is built from its plan: `RunConfig.from_settings(run_settings(plan, spec))` looks the
+plan's names up in the plugin registry (architecture, objective, optimizer, precision,
+strategy) and takes every number from the `genaisdk.planning.run_settings.RunSettings`, the
+one bridge from a plan to a run; nothing here decides an `auto`. It refuses what the JAX
+backend cannot run (adapters, offload, an architecture without a JAX model) with an
+`UnsupportedError`. Tests and programs can also build one directly with
+`RunConfig.from_names`.
 
 This module does not import JAX: a configuration can be built, checked and printed before
 the JAX runtime is initialized (multi-host runs must call `jax.distributed.initialize`
@@ -20,6 +22,7 @@ from typing import Any
 import attrs
 
 from genaisdk.dims import Dimensions
+from genaisdk.planning.run_settings import DEFAULT_LEARNING_RATE, DEFAULT_MIN_LR_RATIO, RunSettings
 from genaisdk.records import Architecture, Objective, Optimizer, Precision, Strategy
 
 DP_IMPLS = ("jit", "shard_map")
@@ -27,19 +30,6 @@ DP_IMPLS = ("jit", "shard_map")
 the gradient all-reduce), or `jax.shard_map` with an explicit `psum` of the gradients."""
 
 RECOMPUTE = ("none", "selective", "full")
-
-DEFAULT_LEARNING_RATE = 6e-4
-"""GPT-3 Small's peak learning rate (Brown et al. 2020, Table 2.1): a safe default for the
-small models this backend usually trains from a spec that names none."""
-
-DEFAULT_MIN_LR_RATIO = 0.1
-"""Cosine decay to 10% of the peak (Hoffmann et al. 2022, Sec. 3 / Appendix B; GPT-3 Sec. 2.3)."""
-
-DEFAULT_WEIGHT_DECAY = 0.1
-"""GPT-3's weight decay (Brown et al. 2020, Appendix B)."""
-
-DEFAULT_TOKENS_PER_BATCH = 16_384
-"""Global batch for a spec that names none: small enough for a laptop CPU run."""
 
 
 class BackendError(Exception):
@@ -165,25 +155,48 @@ class RunConfig:
         )
 
     @classmethod
-    def from_spec(
-        cls,
-        spec: Any,
-        *,
-        registry: Any = None,
-        steps: int | None = None,
-        devices: int | None = None,
-    ) -> RunConfig:
-        """Resolve a `genaisdk.spec.model.Spec` into a run on `devices` devices.
-
-        `devices=None` uses every device JAX sees. Either way this initializes the JAX
-        runtime (the platform decides the precision `auto` gives).
-        """
+    def from_settings(cls, settings: RunSettings, *, registry: Any = None) -> RunConfig:
+        """The run `settings` describe (`genaisdk.planning.run_settings`), its records looked
+        up. UnsupportedError for what the planner models and this backend cannot run."""
         registry = registry if registry is not None else _get_registry()
-        import jax
-
-        if devices is None:
-            devices = jax.device_count()
-        return fill_defaults(spec, registry=registry, steps=steps, devices=devices, platform=jax.default_backend())
+        model, train, adapt = settings.model, settings.train, settings.adapt
+        arch = _lookup(registry, "architectures", model.architecture)
+        if arch.jax_model is None:
+            raise UnsupportedError(f"architecture '{arch.name}' has no JAX model; it can be planned but not trained")
+        method = _lookup(registry, "adaptations", adapt.method)
+        if method.trains and not method.full:
+            raise UnsupportedError(
+                f"adapt.method = {adapt.method} trains adapters (rank {adapt.rank} on {', '.join(adapt.targets)})"
+                + (" or several resident models" if len(method.resident_models) > 1 else "")
+                + "; the JAX backend trains every weight: plan it with `adapt { method = finetune }` to run it"
+            )
+        strategy = _lookup(registry, "strategies", train.strategy)
+        if strategy.offload_optimizer or strategy.offload_weights:
+            raise UnsupportedError(
+                f"strategy '{train.strategy}' offloads state to host memory, which the JAX backend does not do; "
+                "plan it without offload (--set train.sharding=...)"
+            )
+        return cls(
+            dims=model.dims,
+            architecture=arch,
+            objective=_lookup(registry, "objectives", model.objective),
+            optimizer=_lookup(registry, "optimizers", train.optimizer),
+            precision=_lookup(registry, "precisions", train.precision),
+            strategy=strategy,
+            devices=train.devices,
+            global_batch=train.global_batch_sequences,
+            micro_batch=train.micro_batch,
+            accumulation=train.grad_accumulation,
+            seq_len=model.context,
+            learning_rate=train.learning_rate,
+            warmup_steps=train.warmup_steps,
+            total_steps=train.steps,
+            min_lr_ratio=train.min_lr_ratio,
+            weight_decay=train.weight_decay,
+            grad_clip=train.grad_clip,
+            seed=train.seed,
+            recompute=train.recompute,
+        )
 
 
 def _check_objective_family(objective: Objective, architecture: Architecture) -> None:
@@ -215,71 +228,6 @@ def _family_objective(registry: Any, arch: Architecture) -> Objective:
     raise BackendError(f"no registered objective trains the {arch.family} family with the JAX backend")
 
 
-# ----------------------------------------------------------------------------- from a spec
-
-_DIM_FIELDS = (
-    "layers",
-    "decoder_layers",
-    "d_model",
-    "heads",
-    "kv_heads",
-    "head_dim",
-    "d_ff",
-    "vocab",
-    "ffn",
-    "norm",
-    "positions",
-    "tied_embeddings",
-    "biases",
-)
-
-DEFAULT_VOCAB = 384
-"""The byte tokenizer's 259 ids rounded up to a multiple of 128, leaving 125 sentinels."""
-
-
-def _is_auto(value: Any) -> bool:
-    from genaisdk.spec.model import is_auto
-
-    return is_auto(value)
-
-
-def resolve_dims(spec: Any, registry: Any, plan: Any = None) -> Dimensions:
-    """The model's dimensions, the same the plan sizes: a preset's, overridden by explicit
-    `model { }` fields; otherwise the plan's model (which keeps every explicit field and
-    fills the rest: the shape for `size`, the FFN, norm and position kinds). Only when the
-    spec cannot be planned are explicit layers, d_model, heads and d_ff completed with the
-    `Dimensions` defaults."""
-    model = spec.project.model
-    if model.checkpoint:
-        # The checkpoint's own dimensions, numerics included (epsilon, rotary scaling, ...),
-        # which a plan's model section does not carry.
-        dims = read_spec_checkpoint(spec).dims
-        if model.context is not None and not _is_auto(model.context):
-            dims = dims.evolve(context=model.context, position_table=dims.position_table or dims.context)
-        return dims
-    changes = {name: getattr(model, name) for name in _DIM_FIELDS if getattr(model, name) is not None}
-    if model.context is not None:
-        changes["context"] = model.context
-    if model.extra:
-        changes["extra"] = dict(model.extra)
-    if model.preset:
-        return _lookup(registry, "presets", model.preset).dims.evolve(**changes)
-    from genaisdk.diagnostics import SpecError
-
-    try:
-        if plan is None:
-            from genaisdk.planner import plan as make_plan
-
-            plan = make_plan(spec, registry=registry)
-        return dims_from_plan(plan.model).evolve(**{k: v for k, v in changes.items() if k == "extra"})
-    except SpecError:
-        if not all(name in changes for name in ("layers", "d_model", "heads", "d_ff")):
-            raise
-    changes.setdefault("vocab", spec.project.data.vocab or DEFAULT_VOCAB)
-    changes.setdefault("context", 1024)
-    return Dimensions(**changes)
-
-
 def read_spec_checkpoint(spec: Any) -> Any:
     """The `genaisdk.checkpoints.hf_config.HFModel` that `model.from` names (relative to the
     spec's folder); a BackendError naming the file when it cannot be read."""
@@ -290,112 +238,3 @@ def read_spec_checkpoint(spec: Any) -> Any:
         return read_checkpoint(spec_folder(spec, spec.project.model.checkpoint))
     except CheckpointFormatError as exc:
         raise BackendError(str(exc)) from None
-
-
-def dims_from_plan(m: Any) -> Dimensions:
-    """Dimensions from a plan's model section (`genaisdk.plan.ModelSection`)."""
-    return Dimensions(
-        layers=m.layers,
-        decoder_layers=m.decoder_layers,
-        d_model=m.d_model,
-        heads=m.heads,
-        kv_heads=m.kv_heads,
-        head_dim=m.head_dim,
-        d_ff=m.d_ff,
-        vocab=m.vocab,
-        context=m.context,
-        ffn=m.ffn,
-        norm=m.norm,
-        positions=m.positions,
-        tied_embeddings=m.tied_embeddings,
-        biases=m.biases,
-    )
-
-
-def fill_defaults(
-    spec: Any, *, registry: Any, steps: int | None, devices: int, plan: Any = None, platform: str = "cpu"
-) -> RunConfig:
-    """The one place where a spec's `auto`s and omissions become a small-run configuration.
-
-    - family / objective: the task's, else decoder / the family's objective;
-    - precision `auto`: fp32 on a CPU (which computes 16-bit products in fp32 anyway),
-      bf16 mixed precision on GPUs and TPUs;
-    - sharding `auto`: ddp;
-    - batch: `train.batch` tokens (default 16k) rounded to whole sequences and to a multiple
-      of the device count;
-    - micro_batch `auto`: the whole per-device share in one micro-step, capped at 8 sequences
-      (with accumulation for the rest);
-    - steps: `steps`, else `train.steps`, else data.tokens / batch tokens;
-    - warmup: `train.warmup`, else 5% of the steps (at most 2000).
-    """
-    project = spec.project
-    model, train = project.model, project.train
-    family = None if _is_auto(model.family) else model.family
-    task = registry.get("tasks", project.task) if project.task else None
-    if family is None:
-        family = task.family if task is not None else "decoder"
-    arch = _lookup(registry, "architectures", family)
-    if arch.jax_model is None:
-        raise UnsupportedError(f"architecture '{arch.name}' has no JAX model; it can be planned but not trained")
-    if not _is_auto(model.objective):
-        objective = _lookup(registry, "objectives", model.objective)
-    elif task is not None and task.family == arch.family:
-        objective = _lookup(registry, "objectives", task.objective)
-    else:
-        objective = _family_objective(registry, arch)
-    dims = resolve_dims(spec, registry, plan)
-    seq_len = model.context or dims.context
-    if _is_auto(train.precision):
-        precision = "fp32" if platform == "cpu" else "bf16"
-    else:
-        precision = train.precision
-    strategy = "ddp" if _is_auto(train.sharding) else train.sharding
-    optimizer = _lookup(registry, "optimizers", train.optimizer)
-
-    batch_tokens = train.batch or DEFAULT_TOKENS_PER_BATCH
-    sequences = max(devices, round(batch_tokens / seq_len))
-    per_device = max(1, math.ceil(sequences / devices))
-    if _is_auto(train.micro_batch):
-        micro = _largest_divisor_at_most(per_device, 8)
-    else:
-        micro = int(train.micro_batch)
-    accumulation = max(1, math.ceil(per_device / micro))
-    global_batch = micro * devices * accumulation
-
-    total = steps or train.steps
-    if total is None:
-        tokens = project.data.tokens
-        total = max(1, round(tokens / (global_batch * seq_len))) if tokens else 1000
-    warmup = int(train.warmup) if train.warmup is not None else min(2000, total // 20)
-    weight_decay = train.weight_decay
-    if weight_decay is None:
-        weight_decay = float(optimizer.defaults.get("weight_decay", DEFAULT_WEIGHT_DECAY))
-    recompute = "none" if _is_auto(train.recompute) else train.recompute
-    return RunConfig(
-        dims=dims,
-        architecture=arch,
-        objective=objective,
-        optimizer=optimizer,
-        precision=_lookup(registry, "precisions", precision),
-        strategy=_lookup(registry, "strategies", strategy),
-        devices=devices,
-        global_batch=global_batch,
-        micro_batch=micro,
-        accumulation=accumulation,
-        seq_len=seq_len,
-        learning_rate=train.learning_rate or DEFAULT_LEARNING_RATE,
-        warmup_steps=min(warmup, total),
-        total_steps=total,
-        min_lr_ratio=DEFAULT_MIN_LR_RATIO,
-        weight_decay=weight_decay,
-        grad_clip=train.grad_clip,
-        seed=train.seed,
-        recompute=recompute,
-    )
-
-
-def _largest_divisor_at_most(n: int, cap: int) -> int:
-    for d in range(min(n, cap), 0, -1):
-        if n % d == 0:
-            return d
-    return 1

@@ -36,12 +36,8 @@ from typing import Any
 
 import attrs
 
-from genaisdk.backend.jax.config import (
-    BackendError,
-    RunConfig,
-    UnsupportedError,
-    fill_defaults,
-)
+from genaisdk.backend.jax.config import BackendError, RunConfig, UnsupportedError
+from genaisdk.core.serialize import fields_json
 
 FLAG = "--xla_force_host_platform_device_count"
 
@@ -63,14 +59,7 @@ class Row:
         return self.xla / self.plan
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "plan": self.plan,
-            "xla": self.xla,
-            "ratio": self.ratio,
-            "unit": self.unit,
-            "note": self.note,
-        }
+        return {**fields_json(self), "ratio": self.ratio}
 
 
 @attrs.frozen(kw_only=True)
@@ -92,15 +81,7 @@ class Measurement:
         raise KeyError(name)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "devices": self.devices,
-            "config": dict(self.config),
-            "xla": dict(self.xla),
-            "plan": dict(self.plan),
-            "rows": [r.to_json() for r in self.rows],
-            "fit_points": [dict(p) for p in self.fit_points],
-            "notes": list(self.notes),
-        }
+        return fields_json(self)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Measurement:
@@ -120,7 +101,7 @@ class Measurement:
 
 def _planned(spec: Any, devices: int | None, registry: Any) -> tuple[Any, Any]:
     """The spec with the device count and the attention the backend runs, and its plan."""
-    from genaisdk.planner import plan as make_plan
+    from genaisdk.planning.pipeline import plan as make_plan
 
     project = spec.project
     budget = project.budget if devices is None else attrs.evolve(project.budget, devices=devices)
@@ -130,43 +111,16 @@ def _planned(spec: Any, devices: int | None, registry: Any) -> tuple[Any, Any]:
 
 
 def config_for_plan(spec: Any, plan: Any, *, registry: Any) -> RunConfig:
-    """The run the plan describes: its family, objective, precision, strategy, micro-batch,
-    accumulation and devices, with the model's exact dimensions."""
-    t = plan.train
-    strategy = registry.get("strategies", t.strategy)
-    if strategy is not None and (strategy.offload_optimizer or strategy.offload_weights):
-        raise UnsupportedError(
-            f"strategy '{t.strategy}' offloads state to host memory, which the JAX backend does not do; "
-            "measure it without offload (--set train.sharding=...)"
-        )
-    model = spec.project.model
-    base_spec = attrs.evolve(
-        spec,
-        project=attrs.evolve(
-            spec.project,
-            model=attrs.evolve(model, family=plan.model.family, objective=plan.model.objective),
-            train=attrs.evolve(
-                spec.project.train,
-                precision=t.precision,
-                sharding=t.strategy,
-                micro_batch=t.micro_batch,
-                recompute=t.recompute,
-            ),
-        ),
-    )
-    devices = int(t.devices)
-    config = fill_defaults(base_spec, registry=registry, steps=t.steps or 1, devices=devices, plan=plan)
-    # The plan's global batch over its devices, in micro-steps of at most its micro-batch.
-    sequences = int(t.global_batch_sequences or config.global_batch)
-    per_device = max(1, math.ceil(sequences / devices))
-    micro = max(1, min(int(t.micro_batch), per_device))
-    accumulation = math.ceil(per_device / micro)
-    return config.evolve(
-        seq_len=plan.model.context,
-        micro_batch=micro,
-        accumulation=accumulation,
-        global_batch=micro * devices * accumulation,
-    )
+    """The run the plan describes, through the one bridge (`genaisdk.planning.run_settings`):
+    its family, objective, precision, strategy, micro-batch, accumulation and devices, with
+    the model's exact dimensions. A plan without a step count compiles one step."""
+    from genaisdk.planning.run_settings import RunSettingsError, run_settings
+
+    try:
+        settings = run_settings(plan, spec, steps=None if plan.train.steps else 1, registry=registry)
+    except RunSettingsError as exc:
+        raise BackendError(str(exc)) from None
+    return RunConfig.from_settings(settings, registry=registry)
 
 
 # ----------------------------------------------------------------------------- compiling
@@ -409,19 +363,6 @@ def measure(spec: Any, *, devices: int | None = None, registry: Any = None, fit_
         return _in_subprocess(spec, devices=count, fit_flops=fit_flops)
     config = config_for_plan(planned_spec, plan, registry=registry)
     notes = ["attention computed in full (materialized); the plan is made the same way"]
-    if config.micro_batch != plan.train.micro_batch:
-        # The plan's micro-batch exceeds the sequences each device gets per step, so the run
-        # takes them all in one micro-step: plan again with that micro-batch, so that the
-        # activations compare.
-        notes.append(
-            f"micro-batch {config.micro_batch} (the plan's {plan.train.micro_batch} exceeds the "
-            f"{config.micro_batch} sequences per device per step)"
-        )
-        train = attrs.evolve(planned_spec.project.train, micro_batch=config.micro_batch)
-        planned_spec = attrs.evolve(planned_spec, project=attrs.evolve(planned_spec.project, train=train))
-        from genaisdk.planner import plan as make_plan
-
-        plan = make_plan(planned_spec, registry=registry)
     return measure_config(config, plan=plan, fit_flops=fit_flops, notes=tuple(notes))
 
 

@@ -3,15 +3,18 @@
     >>> result = genaisdk.train("specs/tiny-gpt.genai", steps=40, out="runs/tiny")
     >>> result.final_loss, result.tokens_per_s, result.checkpoint_dir
 
-One call does what `genai train` does: join the multi-host runtime where asked, load the
-spec (with `--set` style overrides), resolve it into a `RunConfig`, build the `Trainer`
-(model, objective, optimizer, precision and shardings from the spec's records), read the
-data, restore the latest good checkpoint when resuming, run the loop, and report.
+One call does what `genai train` does: load the spec (with `--set` style overrides), plan
+it, take the run from the plan (`genaisdk.planning.run_settings`: the plan's model,
+precision, strategy, devices, batch, micro-batch, accumulation and recomputation, changed
+only by the named options `devices`, `steps` and `precision`), join the multi-host runtime
+where asked, build the `Trainer`, read the data, restore the latest good checkpoint when
+resuming, run the loop, and report.
 
 The output folder holds:
 
-- ``spec.genai``: the spec as written, and ``run.json``: the overrides, the resolved
-  configuration (dimensions, batch, schedule, strategy), devices and versions;
+- ``spec.genai``: the spec as written, and ``run.json``: the overrides, the run settings
+  (the plan's names), each deviation from the plan with why, the resolved configuration
+  (dimensions, batch, schedule, strategy), devices and versions;
 - ``metrics.jsonl``: one JSON object per optimizer step and one per evaluation;
 - ``checkpoints/``: orbax checkpoints, one folder per saved step;
 - ``tokenizer/``: a copy of the tokenizer files the data was tokenized with (a checkpoint's
@@ -82,9 +85,9 @@ class TrainResult:
     peak_memory_bytes: int | None
     """The devices' own peak-bytes-in-use counter (largest device); None where not reported."""
     planned_memory_bytes: int | None
-    """The planner's memory per device for this spec, where the planner could plan it."""
+    """The plan's memory per device (for its configuration; the run's deviations aside)."""
     planned_devices: int | None
-    """The device count that plan is for (the spec's budget), which may differ from `devices`."""
+    """The device count of the plan, which differs from `devices` only through `--devices`."""
     seconds: float
     devices: int
     processes: int
@@ -269,21 +272,6 @@ def measured_peak_memory(devices: list) -> int | None:
     return max(peaks) if peaks else None
 
 
-def planned_memory(spec: Any) -> tuple[int | None, int | None]:
-    """The planner's total memory per device for this spec and the device count it planned
-    for, or (None, None) if it cannot plan the spec."""
-    try:
-        from genaisdk.planner import plan
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            planned = plan(spec)
-        total = planned.memory.per_device.total
-        return (int(total) if total is not None else None), int(planned.train.devices)
-    except Exception:  # the plan is a comparison, never a reason to fail a finished run
-        return None, None
-
-
 def default_checkpoint_every(total_steps: int) -> int:
     """A tenth of the run (at most every 1000 steps): a killed run loses at most that much."""
     return max(1, min(1000, total_steps // 10))
@@ -325,17 +313,21 @@ def train(
     num_processes: int | None = None,
     process_id: int | None = None,
     dp_impl: str | None = None,
+    precision: str | None = None,
     quiet: bool = False,
     progress: Any = None,
     stream: Any = None,
 ) -> TrainResult:
-    """Train the spec'd model; see the module docstring.
+    """Train the spec'd model as its plan says; see the module docstring.
 
     `spec`: a path, spec text or a Spec. `steps`: optimizer steps in all (default: the
     spec's `train.steps`, else data.tokens / batch). `out`: the output folder (default
     ``runs/<project>``). `resume`: continue from the latest good checkpoint in `out`.
     `overrides`: ``{"train.sharding": "fsdp"}`` or ``["train.sharding=fsdp"]``.
-    `devices`: devices per process (on CPU, creates that many). `coordinator`,
+    `devices`: devices per process (on CPU, creates that many; default: the plan's count).
+    `precision`: train in another precision than the plan's. `devices`, `steps` and
+    `precision` are the named options a run may differ from its plan by; each field that
+    then deviates is printed and recorded in run.json. `coordinator`,
     `num_processes`, `process_id`: join a multi-host run explicitly. `quiet`: print nothing.
     `progress`: force the progress bar on (True) or plain lines (False); None: a bar on a
     TTY; or an object with the `genaisdk.backend.jax.progress.Progress` methods.
@@ -344,22 +336,53 @@ def train(
     when the loss becomes NaN or infinite, TrainError for settings that cannot run,
     `genaisdk.SpecError` for an invalid spec.
     """
+    if steps is not None and steps < 1:
+        raise TrainError(f"steps must be at least 1, got {steps}", exit_code=2)
     require_jax()
     from genaisdk.backend.jax import distributed
+    from genaisdk.planning.pipeline import plan as make_plan
+    from genaisdk.planning.run_settings import RunSettingsError, run_settings
 
+    # Planning needs no JAX: the plan decides how many devices to bring up.
+    spec_obj = load_spec(spec, overrides)
+    the_plan = make_plan(spec_obj)
+    if the_plan.errors:
+        problems = "; ".join(f"{d.code}: {d.message}" for d in the_plan.errors)
+        raise TrainError(f"the plan has errors, so there is nothing to run ({problems}); `genai plan` shows them")
+    multi_host = coordinator is not None or distributed._auto_environment() is not None
+    per_process = devices
+    if per_process is None and not multi_host:
+        per_process = the_plan.train.devices
     try:
         runtime = distributed.setup(
-            devices=devices, coordinator=coordinator, num_processes=num_processes, process_id=process_id
+            devices=per_process, coordinator=coordinator, num_processes=num_processes, process_id=process_id
         )
     except distributed.DistributedError as exc:
+        if devices is None and not multi_host:
+            raise TrainError(
+                f"the plan trains on {the_plan.train.devices} x {the_plan.train.hardware}, more devices than this "
+                f"process has: pass --devices N to run it on fewer (the global batch is kept; the change is recorded)",
+                exit_code=2,
+            ) from None
         raise TrainError(str(exc), exit_code=2) from None
+    why = None
+    if devices is not None:
+        why = f"--devices {devices}" + (f" x {runtime.process_count} processes" if runtime.process_count > 1 else "")
+    elif runtime.global_devices != the_plan.train.devices:
+        why = f"the devices of this {runtime.process_count}-process run"
+    try:
+        settings = run_settings(
+            the_plan, spec_obj, devices=runtime.global_devices, steps=steps, precision=precision, devices_why=why
+        )
+    except RunSettingsError as exc:
+        raise TrainError(str(exc)) from None
     enable_compilation_cache()
-    spec_obj = load_spec(spec, overrides)
     try:
         return _run(
             spec_obj,
+            plan=the_plan,
+            planned_run=settings,
             runtime=runtime,
-            steps=steps,
             out=out,
             resume=resume,
             overrides=_override_list(overrides),
@@ -417,8 +440,9 @@ def run_tokenizer(spec: Any, checkpoint: Any, vocab: int) -> tuple[Any, list[str
 def _run(
     spec: Any,
     *,
+    plan: Any,
+    planned_run: Any,
     runtime: Any,
-    steps: int | None,
     out: str | Path | None,
     resume: bool,
     overrides: list[str],
@@ -448,11 +472,11 @@ def _run(
     stream = stream or sys.stdout
     primary = runtime.is_primary
 
-    for name, value in (("steps", steps), ("checkpoint_every", checkpoint_every), ("eval_every", eval_every)):
+    for name, value in (("checkpoint_every", checkpoint_every), ("eval_every", eval_every)):
         if value is not None and value < 1:
             raise TrainError(f"{name} must be at least 1, got {value}", exit_code=2)
 
-    config = RunConfig.from_spec(spec, registry=registry, steps=steps, devices=runtime.global_devices)
+    config = RunConfig.from_settings(planned_run, registry=registry)
     if dp_impl is not None:
         config = config.evolve(dp_impl=dp_impl)
     record = config_record(config)
@@ -552,7 +576,9 @@ def _run(
         display = progress if primary else SilentProgress()
 
     if primary:
-        _write_run_files(out_dir, spec, overrides, record, runtime, pipeline, checkpoint=checkpoint, tokenizer=tokenizer)
+        _write_run_files(
+            out_dir, spec, overrides, record, runtime, pipeline, planned_run, checkpoint=checkpoint, tokenizer=tokenizer
+        )
     metrics = MetricsLog(metrics_path, keep_through_step=start_step if start_step else None, enabled=primary)
 
     compute_dtype = config.precision.compute_dtype
@@ -577,6 +603,10 @@ def _run(
             "project": project.name,
         }
 
+    deviations = [
+        f"the run differs from the plan: {d.field} {d.plan} -> {d.run} ({d.why})" for d in planned_run.deviations
+    ]
+    notes = deviations + notes
     for note in notes + resume_notes:
         display.note(f"note: {note}")
     display.note(
@@ -604,7 +634,7 @@ def _run(
         metrics.close()
         checkpointer.close()
 
-    planned_bytes, planned_devices = planned_memory(spec)
+    planned_total = plan.memory.per_device.total
     result = TrainResult(
         status=outcome.status,
         project=project.name,
@@ -618,8 +648,8 @@ def _run(
         mfu=outcome.mfu,
         peak_flops=settings.peak_flops,
         peak_memory_bytes=measured_peak_memory(distributed.local_devices(runtime)),
-        planned_memory_bytes=planned_bytes,
-        planned_devices=planned_devices,
+        planned_memory_bytes=int(planned_total) if planned_total else None,
+        planned_devices=int(plan.train.devices),
         seconds=outcome.seconds,
         devices=runtime.global_devices,
         processes=runtime.process_count,
@@ -665,6 +695,7 @@ def _write_run_files(
     record: dict,
     runtime: Any,
     pipeline: Any,
+    settings: Any,
     *,
     checkpoint: Any = None,
     tokenizer: Any = None,
@@ -680,6 +711,8 @@ def _write_run_files(
         "project": spec.project.name,
         "spec_file": str(getattr(spec, "filename", "")),
         "overrides": overrides,
+        "settings": settings.to_json(),
+        "deviations": settings.to_json()["deviations"],
         "config": record,
         "data": {"sources": list(spec.project.data.source), "description": pipeline.description, "fingerprint": pipeline.fingerprint},
         "runtime": {

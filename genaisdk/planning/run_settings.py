@@ -1,0 +1,240 @@
+"""The one bridge from a plan to a run: `run_settings(plan, spec) -> RunSettings`.
+
+`genai train` (and its `--dry-run`), `genai measure` and every later consumer read the run
+they execute from here, never from the spec: the model's exact dimensions, the family,
+objective and adaptation, the precision, optimizer, strategy, device count, global batch,
+micro-batch, accumulation, recomputation, attention and context are the plan's, field by
+field, under the plan's JSON names. This module decides only what the plan does not: the
+optimizer schedule a run needs (learning rate, warmup, weight decay, the cosine floor),
+each with its source, in one place.
+
+A run may differ from its plan only through a named option (`devices`, `steps`,
+`precision`): a CPU laptop run of a 64-GPU spec, a short smoke run, a precision the machine
+cannot compute in. Each field that then deviates is listed in `RunSettings.deviations` with
+the planned value, the run's and why; `genai train` prints them and records them in
+`run.json`. Nothing here imports JAX (a dry run is well under a second).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from genaisdk.core.serialize import COUNT, fields_json
+from genaisdk.dims import Dimensions
+from genaisdk.plans import AdaptSection, Plan
+
+if TYPE_CHECKING:  # pragma: no cover
+    from genaisdk.registry import Registry
+    from genaisdk.spec.model import Spec
+
+SCHEMA = "genaisdk.run/1"
+
+DEFAULT_LEARNING_RATE = 6e-4
+"""GPT-3 Small's peak learning rate (Brown et al. 2020, Table 2.1): a safe default for a
+spec that names none."""
+
+DEFAULT_MIN_LR_RATIO = 0.1
+"""Cosine decay to 10% of the peak (Hoffmann et al. 2022, Sec. 3 / Appendix B; GPT-3 Sec. 2.3)."""
+
+DEFAULT_WEIGHT_DECAY = 0.1
+"""GPT-3's weight decay (Brown et al. 2020, Appendix B), where the optimizer record names none."""
+
+WARMUP_SHARE = 0.05
+"""Warmup, where the spec names none: 5% of the steps ..."""
+
+MAX_DEFAULT_WARMUP = 2000
+"""... and at most 2000 steps (LLaMA, Touvron et al. 2023, Sec. 2.2)."""
+
+
+class RunSettingsError(ValueError):
+    """The plan cannot be run (nothing trains, no step count, an option out of range)."""
+
+
+@attrs.frozen(kw_only=True)
+class Deviation:
+    """A field where the run differs from its plan, and the named option that asked."""
+
+    field: str
+    """The plan JSON's name (`devices`, `grad_accumulation`, ...)."""
+    plan: Any
+    run: Any
+    why: str
+
+
+@attrs.frozen(kw_only=True)
+class RunModel:
+    """The model, as `genai plan --json` names it in `model`."""
+
+    architecture: str
+    """The architecture record the backend builds (`decoder`, `encoder-decoder`, a plugin's)."""
+    family: str
+    objective: str
+    params: float = attrs.field(metadata=COUNT)
+    """The architecture's exact count for `dims`, the number the backend must build."""
+    preset: str | None
+    context: int
+    dims: Dimensions = attrs.field(metadata={"genaisdk.json.name": "dimensions"})
+
+
+@attrs.frozen(kw_only=True)
+class RunTrain:
+    """The training configuration, as `genai plan --json` names it in `train`, plus the
+    schedule the run needs (learning rate, warmup, weight decay, clipping, seed)."""
+
+    precision: str
+    optimizer: str
+    strategy: str
+    devices: int
+    hardware: str
+    micro_batch: int
+    grad_accumulation: int
+    global_batch_sequences: int
+    global_batch_tokens: float = attrs.field(metadata=COUNT)
+    recompute: str
+    attention: str
+    adaptation: str
+    steps: int
+    learning_rate: float
+    warmup_steps: int
+    weight_decay: float
+    min_lr_ratio: float
+    grad_clip: float | None
+    seed: int
+
+
+@attrs.frozen(kw_only=True)
+class RunSettings:
+    """One run, fully resolved from its plan (see the module docstring)."""
+
+    project: str
+    spec_file: str
+    model: RunModel
+    adapt: AdaptSection
+    train: RunTrain
+    deviations: tuple[Deviation, ...] = attrs.field(default=(), converter=tuple)
+
+    def to_json(self) -> dict[str, Any]:
+        """`genai train --dry-run --json`: the plan JSON's names, plus `deviations`."""
+        return {"schema": SCHEMA, **fields_json(self)}
+
+
+def run_settings(
+    plan: Plan,
+    spec: Spec,
+    *,
+    devices: int | None = None,
+    steps: int | None = None,
+    precision: str | None = None,
+    devices_why: str | None = None,
+    registry: Registry | None = None,
+) -> RunSettings:
+    """The run of `plan` (made from `spec`), with the named options applied.
+
+    `devices`: run on this many devices instead of the plan's; the global batch is kept, so
+    each device takes a larger share in more micro-steps of at most the plan's micro-batch.
+    `steps`: optimizer steps in all. `precision`: a precision record's name. `devices_why`
+    words the devices deviation when the option came from elsewhere (a multi-host runtime).
+    Raises RunSettingsError for a plan that trains nothing or has no step count.
+    """
+    t, m = plan.train, plan.model
+    if t.micro_batch < 1 or t.strategy == "none":
+        raise RunSettingsError(f"adapt.method = {t.adaptation} trains nothing: there is no run to start")
+    if m.dims is None or m.architecture is None:
+        raise RunSettingsError("this plan does not carry the model's dimensions (made by another genaisdk?)")
+    if registry is None:
+        from genaisdk.registry import get_registry
+
+        registry = get_registry()
+    for name, value in (("devices", devices), ("steps", steps)):
+        if value is not None and value < 1:
+            raise RunSettingsError(f"{name} must be at least 1, got {value}")
+    deviations: list[Deviation] = []
+
+    def deviate(field: str, planned: Any, run: Any, why: str) -> None:
+        if planned != run:
+            deviations.append(Deviation(field=field, plan=planned, run=run, why=why))
+
+    run_devices, micro, accumulation = t.devices, t.micro_batch, int(t.grad_accumulation or 1)
+    global_seq = int(t.global_batch_sequences or micro * run_devices * accumulation)
+    if devices is not None and devices != t.devices:
+        why = devices_why or f"--devices {devices}"
+        run_devices = int(devices)
+        per_device = max(1, math.ceil(global_seq / run_devices))
+        micro = max(1, min(t.micro_batch, per_device))
+        accumulation = math.ceil(per_device / micro)
+        deviate("devices", t.devices, run_devices, why)
+        deviate("micro_batch", t.micro_batch, micro, f"{why}: at most {per_device} sequences per device per step")
+        deviate("grad_accumulation", t.grad_accumulation, accumulation, f"{why}: the global batch kept over fewer devices")
+        deviate("global_batch_sequences", global_seq, micro * run_devices * accumulation, f"{why}: whole micro-batches per device")
+        global_seq = micro * run_devices * accumulation
+
+    run_precision = t.precision
+    if precision is not None:
+        record = registry.get("precisions", precision)
+        if record is None:
+            raise RunSettingsError(f"unknown precision {precision!r}; known: {', '.join(registry.names('precisions'))}")
+        run_precision = record.key
+        deviate("precision", t.precision, run_precision, f"--precision {precision}")
+
+    run_steps = t.steps
+    if steps is not None:
+        deviate("steps", t.steps, int(steps), f"--steps {steps}")
+        run_steps = int(steps)
+    if run_steps is None:
+        raise RunSettingsError("the plan has no step count (no data.tokens and no train.steps): give one of them, or --steps N")
+
+    schedule = _schedule(spec, registry, t.optimizer, run_steps)
+    return RunSettings(
+        project=plan.project.name,
+        spec_file=plan.spec_file,
+        model=RunModel(
+            architecture=m.architecture,
+            family=m.family,
+            objective=m.objective,
+            params=m.params,
+            preset=m.preset,
+            context=m.context,
+            dims=m.dims,
+        ),
+        adapt=plan.adapt or AdaptSection(method=t.adaptation),
+        train=RunTrain(
+            precision=run_precision,
+            optimizer=t.optimizer,
+            strategy=t.strategy,
+            devices=run_devices,
+            hardware=t.hardware,
+            micro_batch=micro,
+            grad_accumulation=accumulation,
+            global_batch_sequences=global_seq,
+            global_batch_tokens=float(global_seq * m.context),
+            recompute=t.recompute,
+            attention=t.attention,
+            adaptation=t.adaptation,
+            steps=run_steps,
+            **schedule,
+        ),
+        deviations=tuple(deviations),
+    )
+
+
+def _schedule(spec: Spec, registry: Registry, optimizer: str, steps: int) -> dict[str, Any]:
+    """The spec's learning rate, warmup, weight decay, clipping and seed; where it names
+    none, the defaults above (weight decay: the optimizer record's, else GPT-3's)."""
+    train = spec.project.train
+    warmup = int(train.warmup) if train.warmup is not None else min(MAX_DEFAULT_WARMUP, int(steps * WARMUP_SHARE))
+    weight_decay = train.weight_decay
+    if weight_decay is None:
+        record = registry.get("optimizers", optimizer)
+        defaults = getattr(record, "defaults", None) or {}
+        weight_decay = float(defaults.get("weight_decay", DEFAULT_WEIGHT_DECAY))
+    return {
+        "learning_rate": float(train.learning_rate or DEFAULT_LEARNING_RATE),
+        "warmup_steps": min(warmup, steps),
+        "weight_decay": float(weight_decay),
+        "min_lr_ratio": DEFAULT_MIN_LR_RATIO,
+        "grad_clip": train.grad_clip,
+        "seed": int(train.seed),
+    }

@@ -77,6 +77,13 @@ def test_a_run_with_a_sharding_override_then_a_refused_rerun(tmp_path):
     assert "final loss" in result.output and "checkpoints" in result.output
     run = json.loads((out / "run.json").read_text())
     assert run["config"]["strategy"] == "fsdp" and run["overrides"] == ["train.sharding=fsdp"]
+    # The plan is for one device (the spec names no hardware count): --devices 2 is the
+    # one deviation asked for, and what follows from it; each is printed and recorded.
+    assert run["settings"]["train"]["strategy"] == "fsdp"
+    deviations = {d["field"]: d for d in run["deviations"]}
+    assert deviations["devices"] == {"field": "devices", "plan": 1, "run": 2, "why": "--devices 2"}
+    assert set(deviations) <= {"devices", "micro_batch", "grad_accumulation", "global_batch_sequences"}
+    assert "the run differs from the plan: devices 1 -> 2 (--devices 2)" in result.output
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 4  # 3 steps + the final evaluation
 
     again = _invoke(spec, "--out", str(out), "--devices", "2")

@@ -1,0 +1,103 @@
+"""One plan, one run: `genai train --dry-run` is the plan's configuration field by field,
+and a run differs from it only where a named option asks (and then says so)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+from click.testing import CliRunner
+
+import genaisdk
+from genaisdk.cli import cli
+from genaisdk.planning.run_settings import run_settings
+
+from .conftest import ROOT, SPECS
+
+MODEL_KEYS = ("family", "architecture", "objective", "params", "preset", "context", "dimensions")
+TRAIN_KEYS = (
+    "precision", "optimizer", "strategy", "devices", "hardware", "micro_batch", "recompute", "attention",
+    "adaptation", "global_batch_tokens", "global_batch_sequences", "grad_accumulation", "steps",
+)
+
+
+def _cli(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
+def test_the_dry_run_is_the_plan_field_by_field(path):
+    plan = json.loads(_cli("plan", str(path), "--json").output)
+    result = _cli("train", str(path), "--dry-run", "--json")
+    run = json.loads(result.stdout)
+    assert run["deviations"] == []
+    for key in MODEL_KEYS:
+        assert run["model"][key] == plan["model"][key], key
+    for key in TRAIN_KEYS:
+        assert run["train"][key] == plan["train"][key], key
+    assert run["adapt"] == plan["adapt"]
+    # The batch multiplies out, and only the backend's limits (adapters) are problems.
+    t = run["train"]
+    assert t["global_batch_sequences"] == t["micro_batch"] * t["devices"] * t["grad_accumulation"]
+    assert result.exit_code == (1 if run["problems"] else 0)
+    assert all("adapters" in p for p in run["problems"])
+
+
+def test_named_options_are_the_only_deviations_and_are_listed():
+    spec = str(ROOT / "specs" / "legal.genai")
+    plan = json.loads(_cli("plan", spec, "--json").output)
+    run = json.loads(_cli("train", spec, "--dry-run", "--json", "--devices", "2", "--steps", "5", "--precision", "fp32").stdout)
+    deviations = {d["field"]: d for d in run["deviations"]}
+    assert deviations["devices"] == {"field": "devices", "plan": 64, "run": 2, "why": "--devices 2"}
+    assert deviations["steps"]["plan"] == plan["train"]["steps"] and deviations["steps"]["run"] == 5
+    assert deviations["precision"] == {"field": "precision", "plan": "bf16", "run": "fp32", "why": "--precision fp32"}
+    # The global batch is kept over fewer devices: more accumulation, micro-batch at most the plan's.
+    t = run["train"]
+    assert t["global_batch_sequences"] == plan["train"]["global_batch_sequences"] == 512
+    assert t["micro_batch"] == plan["train"]["micro_batch"] and t["grad_accumulation"] == 512 // (2 * t["micro_batch"])
+    assert "grad_accumulation" in deviations
+    # Everything else is the plan's.
+    for key in ("strategy", "recompute", "attention", "optimizer", "hardware"):
+        assert t[key] == plan["train"][key]
+    text = _cli("train", spec, "--dry-run", "--devices", "2").output
+    assert "deviations from the plan:" in text and "devices" in text and "--devices 2" in text
+
+
+def test_the_dry_run_needs_no_jax_and_is_fast():
+    start = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "genaisdk", "train", str(ROOT / "specs" / "gpt3-175b.genai"), "--dry-run", "--json"],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    elapsed = time.perf_counter() - start
+    assert out.returncode == 0, out.stderr[-2000:]
+    names = {line.rsplit("|", 1)[1].strip() for line in out.stderr.splitlines() if line.startswith("import time:")}
+    assert not {n for n in names if n.split(".")[0] in ("jax", "jaxlib", "optax", "orbax")}
+    assert json.loads(out.stdout)["train"]["strategy"] == "fsdp"
+    assert elapsed < 5.0  # a whole fresh process under -X importtime, on a loaded 2-core machine
+
+
+@pytest.mark.parametrize(
+    "model",
+    ["preset = bert-base\n    context = 128 tokens", "context = 128 tokens"],
+    ids=["model.preset", "adapt.base"],
+)
+def test_bert_base_has_one_parameter_count_in_plan_and_run(model):
+    text = (ROOT / "specs" / "bert-sentiment.genai").read_text()
+    text = text.replace("preset  = bert-base\n    context = 128 tokens", model)
+    if "adapt.base" not in model and "preset" not in model:
+        text = text.replace("method = finetune", "method = finetune\n    base   = bert-base")
+    spec = genaisdk.loads(text)
+    plan = genaisdk.plan(spec)
+    settings = run_settings(plan, spec)
+    assert plan.model.params == settings.model.params == 110_104_890
+    dims = settings.model.dims
+    assert (dims.position_table, dims.token_types, dims.pooler, dims.final_norm) == (512, 2, True, False)
+
+
+def test_a_plan_that_trains_nothing_has_no_run():
+    result = _cli("train", str(ROOT / "specs" / "bert-sentiment.genai"), "--dry-run", "--set", "adapt.method=prompt")
+    assert result.exit_code == 1 and "trains nothing" in result.output

@@ -74,7 +74,7 @@ def _get(registry: Any, kind: str, name: str | None, notes: Notes, path: str, wh
 
 
 def resolve(spec: Any, registry: Any, notes: Notes) -> Resolved | None:
-    """The records of `spec`, or None after recording GP001 errors."""
+    """The records of `spec`, or None after recording GS301 errors."""
     p = spec.project
     task = _get(registry, "tasks", p.task, notes, "task", "task") if p.task else None
     preset_name = p.model.preset or p.adapt.base

@@ -29,9 +29,8 @@ except ImportError:  # pragma: no cover
     sys.exit("this benchmark needs the peer: pip install llm-analysis")
 
 import genaisdk
-from genaisdk.planner import planner_for
-from genaisdk.registry import get_registry
-from genaisdk.search import Grid, evaluate
+from genaisdk.planning import plan_stages
+from genaisdk.planning.grid import Grid, evaluate
 
 MODELS = {
     # ours (preset) -> theirs (model config)
@@ -70,14 +69,13 @@ project "bench" {{
   }}
 }}
 """
-    planner = planner_for(genaisdk.loads(text), get_registry())
-    return planner
+    return plan_stages(genaisdk.loads(text)).stages
 
 
 def our_grid(planner, devices, micro_batches, recomputes) -> tuple[Grid, object]:
-    by_key = {s.key: s for s in planner.r.strategies}
+    by_key = {s.key: s for s in planner.ctx.resolved.strategies}
     grid = Grid(
-        precisions=(planner.precision,),
+        precisions=(planner.ctx.precision,),
         strategies=tuple(by_key[k] for k in STRATEGIES),
         devices=tuple(devices),
         micro_batches=tuple(micro_batches),

@@ -68,8 +68,8 @@ t = [time.perf_counter()]
 import genaisdk.cli, click; t.append(time.perf_counter())
 import numpy; t.append(time.perf_counter())
 from genaisdk.spec import load; spec = load(sys.argv[1]); t.append(time.perf_counter())
-import genaisdk.planner; t.append(time.perf_counter())
-plan = genaisdk.planner.plan(spec); t.append(time.perf_counter())
+import genaisdk.planning.pipeline; t.append(time.perf_counter())
+plan = genaisdk.planning.pipeline.plan(spec); t.append(time.perf_counter())
 from genaisdk.render.json import to_json_text; to_json_text(plan); t.append(time.perf_counter())
 from genaisdk.render.text import to_text; to_text(plan); t.append(time.perf_counter())
 print(" ".join(f"{(b - a) * 1e3:.1f}" for a, b in zip(t, t[1:])))
@@ -99,16 +99,16 @@ def no_jax(spec: str) -> None:
 
 def search_rate(spec: str) -> None:
     import genaisdk
-    from genaisdk.planner import planner_for
-    from genaisdk.registry import get_registry
-    from genaisdk.search import RECOMPUTE_ORDER, Grid, choose, evaluate, powers_of_two
+    from genaisdk.planning import plan_stages
+    from genaisdk.planning.grid import RECOMPUTE_ORDER, Grid, choose, evaluate, powers_of_two
 
-    planner = planner_for(genaisdk.load(spec), get_registry())
-    case = planner.fitted.case
-    precisions = tuple(p for p in planner.r.precisions if p.trainable and p.compute_dtype in planner.hw.peak_flops)
+    stages = plan_stages(genaisdk.load(spec)).stages
+    case = stages.fitted.case
+    r, hw = stages.ctx.resolved, stages.ctx.hardware
+    precisions = tuple(p for p in r.precisions if p.trainable and p.compute_dtype in hw.peak_flops)
     grid = Grid(
         precisions=precisions,
-        strategies=planner.r.strategies,
+        strategies=r.strategies,
         devices=powers_of_two(1, 4096),
         micro_batches=powers_of_two(1, 256),
         recomputes=RECOMPUTE_ORDER,
@@ -124,13 +124,13 @@ def search_rate(spec: str) -> None:
         f"search: {grid.size:,} configurations ({' x '.join(map(str, grid.shape))}) evaluated and ranked in "
         f"{elapsed * 1e3:.1f} ms: {rate:,.0f} per second, {rate / RATE_GOAL:.1f}x the 1e6/s goal"
     )
-    from genaisdk.search import sweep
+    from genaisdk.planning.sweep import run_sweep
 
-    spec_obj = genaisdk.load(spec)
-    sweep(spec_obj)
-    result = sweep(spec_obj)
+    planned = plan_stages(genaisdk.load(spec))
+    run_sweep(planned)
+    result = run_sweep(planned)
     print(
-        f"--sweep: {result.configurations:,} configurations over 13 sizes in {result.seconds * 1e3:.1f} ms of search: "
+        f"--sweep ({', '.join(result.varied)} varied): {result.configurations:,} configurations in {result.seconds * 1e3:.1f} ms of search: "
         f"{result.rate:,.0f} per second, {result.rate / RATE_GOAL:.1f}x the goal; Pareto front of {len(result.front)}"
     )
 

@@ -27,7 +27,8 @@ Besides the numbers a plan carries
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -361,7 +362,14 @@ class Plan:
     reasons: tuple[Reason, ...] = attrs.field(default=(), converter=tuple)
     assumptions: tuple[Assumption, ...] = attrs.field(default=(), converter=tuple)
     diagnostics: tuple[Diagnostic, ...] = attrs.field(default=(), converter=tuple)
-    derivations: Mapping[str, tuple[Term, ...]] = attrs.field(factory=dict, converter=_frozen_map, metadata=SKIP)
+    derive: Callable[[], Mapping[str, tuple[Term, ...]]] | None = attrs.field(default=None, eq=False, repr=False, metadata=SKIP)
+    """Computes `derivations` on first use (only `genai explain` and `--json
+    --derivations` read them, so a plain `genai plan` does not pay for them)."""
+
+    @functools.cached_property
+    def derivations(self) -> Mapping[str, tuple[Term, ...]]:
+        """Per topic (params, flops, memory, ...) the `Term`s each number is built from."""
+        return dict(self.derive()) if self.derive is not None else {}
 
     @property
     def errors(self) -> list[Diagnostic]:

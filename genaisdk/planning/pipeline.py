@@ -23,6 +23,7 @@ Each `auto` gets a `Reason`, each problem a `Diagnostic`.
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +31,7 @@ import attrs
 
 from genaisdk.core import codes
 from genaisdk.diagnostics import SpecError
-from genaisdk.planning import advice, derive
+from genaisdk.planning import advice
 from genaisdk.planning.assemble import assemble, assumptions, batch
 from genaisdk.planning.context import build_context
 from genaisdk.planning.fit import fit
@@ -156,9 +157,16 @@ def _run(spec: Spec, registry: Registry, resolved: Any, notes: Notes) -> Planned
         diagnostics=sorted(notes.diagnostics, key=lambda d: d.sort_key()),
         reasons=tuple(notes.reasons),
         assumptions=tuple(notes.assumptions),
-        derivations=derive.derivations(the_plan, stages),
+        derive=functools.partial(_derivations, the_plan, stages),
     )
     return Planned(plan=the_plan, stages=stages)
+
+
+def _derivations(plan: Plan, stages: Stages) -> dict:
+    """The derivations `genai explain` prints, computed on first use (`Plan.derivations`)."""
+    from genaisdk.planning import derive
+
+    return derive.derivations(plan, stages)
 
 
 def _plugin_in_traceback(exc: BaseException, architecture: Architecture) -> str | None:

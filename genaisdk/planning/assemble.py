@@ -8,7 +8,7 @@ No formula lives here: numbers come from `genaisdk.estimate` and the registry's 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,6 +17,7 @@ from genaisdk.estimate import cost as cost_math
 from genaisdk.estimate import flops as flops_math
 from genaisdk.estimate.data import epochs_over, mix_tokens, raw_tokens_needed, usable_tokens
 from genaisdk.estimate.inference import inference_memory
+from genaisdk.estimate.inference import InferenceMemory as InferenceMemoryParts
 from genaisdk.planning.advice import domain_share
 from genaisdk.planning.grid import PHASES, Grid, GridResult, evaluate, powers_of_two
 from genaisdk.planning.notes import Notes
@@ -70,7 +71,7 @@ def predicted_loss(ctx: PlanContext, params: float, tokens: float) -> tuple[floa
     return (float(scaling.chinchilla_loss(params, loss_tokens)) if loss_tokens else math.inf), loss_tokens
 
 
-def inference_parts(ctx: PlanContext, dims: Dimensions, count: ParamCount, precision: Precision, context: int, batch_size: int) -> Any:
+def inference_parts(ctx: PlanContext, dims: Dimensions, count: ParamCount, precision: Precision, context: int, batch_size: int) -> InferenceMemoryParts:
     """One serving replica's memory (`genaisdk.estimate.inference.inference_memory`)."""
     return inference_memory(
         dims,

@@ -36,7 +36,7 @@ from genaisdk.planning.assemble import assemble, assumptions, batch
 from genaisdk.planning.context import build_context
 from genaisdk.planning.fit import fit
 from genaisdk.planning.notes import Notes
-from genaisdk.planning.resolve import resolve
+from genaisdk.planning.resolve import Resolved, resolve
 from genaisdk.planning.sizing import choose_size
 from genaisdk.planning.stages import Planned, Stages
 from genaisdk.planning.tokens import batch_tokens, training_tokens
@@ -108,7 +108,7 @@ def plan_stages(spec: Spec | str | os.PathLike, *, registry: Registry | None = N
         raise SpecError(notes.diagnostics, spec.source) from exc
 
 
-def _run(spec: Spec, registry: Registry, resolved: Any, notes: Notes) -> Planned:
+def _run(spec: Spec, registry: Registry, resolved: Resolved, notes: Notes) -> Planned:
     ctx = build_context(spec, registry, resolved, notes)
     size = choose_size(ctx, notes)
     dims = size.dims
@@ -191,6 +191,6 @@ def _plugin_in_traceback(exc: BaseException, architecture: Architecture) -> str 
     return None
 
 
-def _strict(registry: Any) -> bool:
+def _strict(registry: Registry) -> bool:
     """The registry's own GENAISDK_STRICT_PLUGINS setting: plugin errors re-raise."""
     return bool(getattr(registry, "strict", False))

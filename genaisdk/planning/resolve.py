@@ -8,7 +8,7 @@ so every name is registered and consistent; a lookup that still fails is reporte
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -28,7 +28,10 @@ from genaisdk.records import (
     Strategy,
     Task,
 )
-from genaisdk.spec.model import is_auto
+from genaisdk.spec.model import Spec, is_auto
+
+if TYPE_CHECKING:  # pragma: no cover
+    from genaisdk.registry import Registry
 
 FAMILY_OBJECTIVE = {"encoder": "masked-lm", "decoder": "causal-lm", "encoder_decoder": "span-corruption"}
 """The pretraining objective each family is known for: BERT's masked LM (Devlin et al. 2019),
@@ -62,7 +65,7 @@ class Resolved:
         return self.architecture.family
 
 
-def _get(registry: Any, kind: str, name: str | None, notes: Notes, path: str, what: str) -> Any:
+def _get(registry: Registry, kind: str, name: str | None, notes: Notes, path: str, what: str) -> Any:
     if name is None:
         return None
     record = registry.get(kind, str(name))
@@ -73,7 +76,7 @@ def _get(registry: Any, kind: str, name: str | None, notes: Notes, path: str, wh
     return record
 
 
-def resolve(spec: Any, registry: Any, notes: Notes) -> Resolved | None:
+def resolve(spec: Spec, registry: Registry, notes: Notes) -> Resolved | None:
     """The records of `spec`, or None after recording GS301 errors."""
     p = spec.project
     task = _get(registry, "tasks", p.task, notes, "task", "task") if p.task else None

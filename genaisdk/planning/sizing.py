@@ -24,7 +24,7 @@ from genaisdk.estimate.sizing import gated_d_ff, propose_dimensions
 from genaisdk.planning.defaults import DEFAULT_CONTEXT, DEFAULT_VOCAB
 from genaisdk.planning.notes import Notes
 from genaisdk.planning.resolve import Resolved
-from genaisdk.records import ParamCount
+from genaisdk.records import Architecture, ParamCount
 from genaisdk.spec.model import ModelSpec, is_auto
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -192,7 +192,7 @@ class SizeChoice:
         """The size is the planner's to choose (a sweep may vary it)."""
         return self.sized_by in ("data", "budget")
 
-    def tokens_for(self, dims: Dimensions, architecture: Any, context: int) -> float | None:
+    def tokens_for(self, dims: Dimensions, architecture: Architecture, context: int) -> float | None:
         """The tokens the budget's FLOPs buy for a model of `dims` (None unless a budget
         sized the model): `budget_tokens` for the chosen shape, and the same rule for the
         other sizes `genai plan --sweep` tries."""

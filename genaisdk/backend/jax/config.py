@@ -15,7 +15,6 @@ first).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 

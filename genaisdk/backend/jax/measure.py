@@ -25,7 +25,6 @@ beside XLA's with the ratio.
 from __future__ import annotations
 
 import itertools
-import math
 import json
 import os
 import pickle

@@ -8,7 +8,7 @@ Prints, measured in the same run:
   over tensor x pipeline x data x ZeRO stage x micro-batch x recomputation x sequence
   parallelism x interleaving, for a 70B model on H100 nodes (layouts of 512 GPUs valid),
   against the 1e6/s goal;
-- the rate of the one-dimensional search the planner runs today (`genaisdk.search.evaluate`
+- the rate of the one-dimensional search the planner runs today (`genaisdk.planning.grid.evaluate`
   and `choose` over precisions x strategies x devices x micro-batches x recomputation) on
   the spec's model, for comparison.
 """
@@ -46,7 +46,7 @@ def layout_rate(seconds: float) -> None:
     from genaisdk.builtins.presets import catalog
     from genaisdk.estimate.comm import Cluster
     from genaisdk.estimate.layouts import LayoutGrid, evaluate_layouts
-    from genaisdk.search import powers_of_two
+    from genaisdk.planning.grid import powers_of_two
 
     dims = {p.name: p for p in catalog()}["llama2-70b"].dims
     cluster = Cluster(**H100_NODE)
@@ -80,16 +80,16 @@ def layout_rate(seconds: float) -> None:
 
 def one_dimensional_rate(spec: str, seconds: float) -> None:
     import genaisdk
-    from genaisdk.planner import planner_for
-    from genaisdk.registry import get_registry
-    from genaisdk.search import RECOMPUTE_ORDER, Grid, choose, evaluate, powers_of_two
+    from genaisdk.planning import plan_stages
+    from genaisdk.planning.grid import RECOMPUTE_ORDER, Grid, choose, evaluate, powers_of_two
 
-    planner = planner_for(genaisdk.load(spec), get_registry())
-    case = planner.fitted.case
-    precisions = tuple(p for p in planner.r.precisions if p.trainable and p.compute_dtype in planner.hw.peak_flops)
+    stages = plan_stages(genaisdk.load(spec)).stages
+    case = stages.fitted.case
+    r, hw = stages.ctx.resolved, stages.ctx.hardware
+    precisions = tuple(p for p in r.precisions if p.trainable and p.compute_dtype in hw.peak_flops)
     grid = Grid(
         precisions=precisions,
-        strategies=planner.r.strategies,
+        strategies=r.strategies,
         devices=powers_of_two(1, 4096),
         micro_batches=powers_of_two(1, 256),
         recomputes=RECOMPUTE_ORDER,

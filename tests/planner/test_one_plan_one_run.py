@@ -101,3 +101,14 @@ def test_bert_base_has_one_parameter_count_in_plan_and_run(model):
 def test_a_plan_that_trains_nothing_has_no_run():
     result = _cli("train", str(ROOT / "specs" / "bert-sentiment.genai"), "--dry-run", "--set", "adapt.method=prompt")
     assert result.exit_code == 1 and "trains nothing" in result.output
+
+
+def test_a_plan_that_does_not_fit_is_not_a_run(tmp_path):
+    spec = tmp_path / "huge.genai"
+    spec.write_text(
+        'genai 1\nproject "huge" {\n  task = text-generation\n  model {\n    size = 500B\n  }\n  data {\n    tokens = 1T tokens\n  }\n'
+        "  budget {\n    hardware = 1 x rtx-4090\n  }\n}\n"
+    )
+    result = CliRunner().invoke(cli, ["train", str(spec), "--dry-run", "--json"])
+    assert result.exit_code == 1
+    assert any(p.startswith("GP202") for p in json.loads(result.stdout)["problems"])

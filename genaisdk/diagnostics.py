@@ -168,9 +168,9 @@ def render(
     `source` is the text of the diagnostic's file, or a mapping file name -> text when the
     diagnostics come from several (a spec and its `--set` overrides). `lines` caches each
     file's line index between calls (see `render_each`). Terminal control characters are
-    shown escaped (`genaisdk.render.safe.printable`); a long line is shown as a window
+    shown escaped (`genaisdk.core.safe.printable`); a long line is shown as a window
     around the span."""
-    from genaisdk.render.safe import printable
+    from genaisdk.core.safe import printable
 
     out = [printable(_clip(_headline(diagnostic)))]
     span = diagnostic.span
@@ -194,7 +194,7 @@ def render(
 def _source_and_caret(text: str, span: Span) -> list[str]:
     """The source line (escaped, and cut to a window around the span when long) and the
     caret line under the span."""
-    from genaisdk.render.safe import is_printable, printable
+    from genaisdk.core.safe import is_printable, printable
 
     start = max(span.column - 1, 0)
     if span.end_line is not None and span.end_line > span.line:

@@ -1,6 +1,6 @@
 """The import graph is the stack of layers `pyproject.toml` declares ([tool.importlinter]):
 cli -> render | backend -> planning -> spec -> registry -> builtins -> estimate | plans ->
-hookspecs -> records : dims -> core -> diagnostics. `.ci/run` runs only pytest, so the
+hookspecs -> records : dims -> core : diagnostics. `.ci/run` runs only pytest, so the
 contracts are checked here."""
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ def load_spec_or_exit(spec_file: str, overrides: Sequence[str]) -> Spec:
         print_diagnostics(exc.diagnostics, exc.source)
         sys.exit(1)
     except OSError as exc:
-        from genaisdk.render.safe import printable
+        from genaisdk.core.safe import printable
 
         click.echo(printable(f"error: cannot read {spec_file}: {exc.strerror or exc}"), err=True)
         sys.exit(1)

@@ -80,7 +80,7 @@ def command(files: tuple[str, ...], as_json: bool, overrides: tuple[str, ...]) -
     FILE may be `-` for standard input. Exit status 1 if any spec has an error.
     """
     from genaisdk.diagnostics import SpecError
-    from genaisdk.render.safe import printable
+    from genaisdk.core.safe import printable
     from genaisdk.spec import diagnose
 
     colour = not as_json and use_colour(sys.stdout)

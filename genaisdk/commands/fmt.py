@@ -42,7 +42,7 @@ def command(files: tuple[str, ...], check_only: bool, show_diff: bool) -> None:
     """Rewrite specs in the canonical layout (comments kept)."""
     from genaisdk.commands.check import read_input, render_diagnostics, use_colour
     from genaisdk.diagnostics import SpecError
-    from genaisdk.render.safe import printable
+    from genaisdk.core.safe import printable
     from genaisdk.spec import format_text
 
     status = 0

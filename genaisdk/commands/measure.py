@@ -103,7 +103,7 @@ def command(spec_file: str, devices: int | None, as_json: bool, overrides: tuple
         print_diagnostics(exc.diagnostics, exc.source or spec.source)
         sys.exit(1)
     except BackendError as exc:
-        from genaisdk.render.safe import printable
+        from genaisdk.core.safe import printable
 
         click.echo(printable(f"error: {exc}"), err=True)
         sys.exit(1)

@@ -83,7 +83,7 @@ def command(
         click.echo(to_json_text(the_plan))
     elif as_markdown:
         from genaisdk.render.markdown import to_markdown
-        from genaisdk.render.safe import printable
+        from genaisdk.core.safe import printable
 
         click.echo(printable(to_markdown(the_plan), keep_newlines=True), nl=False)
     else:

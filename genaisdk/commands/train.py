@@ -23,7 +23,7 @@ def _dry_run(spec, *, devices: int | None, num_processes: int | None, steps: int
     from genaisdk.diagnostics import SpecError
     from genaisdk.planning.pipeline import plan as make_plan
     from genaisdk.planning.run_settings import RunSettingsError, run_settings
-    from genaisdk.render.safe import printable
+    from genaisdk.core.safe import printable
 
     try:
         the_plan = make_plan(spec)
@@ -142,7 +142,7 @@ def command(
 
     from genaisdk.backend.jax.train import train
     from genaisdk.diagnostics import SpecError
-    from genaisdk.render.safe import printable
+    from genaisdk.core.safe import printable
 
     try:
         result = train(

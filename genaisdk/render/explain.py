@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from genaisdk.core.numbers import fmt_value
-from genaisdk.render.safe import printable
+from genaisdk.core.safe import printable
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console

@@ -3,14 +3,14 @@ diagnostics, as rich tables. rich is imported here only, when a plan is printed.
 
 Nothing here is rich markup: every cell is a `rich.text.Text`, styled explicitly, so a
 project called `[/]` prints as written, and control characters from a spec are shown
-escaped (`genaisdk.render.safe.printable`)."""
+escaped (`genaisdk.core.safe.printable`)."""
 
 from __future__ import annotations
 
 import math
 from typing import IO, TYPE_CHECKING
 
-from genaisdk.render.safe import printable
+from genaisdk.core.safe import printable
 from genaisdk.core.numbers import (
     fmt_bytes,
     fmt_count,

@@ -222,7 +222,8 @@ def test_a_long_line_is_shown_as_a_window_around_the_error():
 def test_a_file_over_the_size_limit_is_refused(runner, tmp_path, monkeypatch):
     monkeypatch.setenv(SIZE_VARIABLE, "10000")
     big = tmp_path / "big.genai"
-    big.write_text(HEAD + "  # filler\n" * 2000 + "}\n")
+    # The data give `size = auto` something to size from: under the limit, the spec is sound.
+    big.write_text(HEAD + "  data {\n    tokens = 1B tokens\n  }\n" + "  # filler\n" * 1996 + "}\n")
     for command in ("check", "plan", "fmt"):
         result = runner.invoke(cli, [command, str(big)])
         _no_traceback(result)

@@ -41,4 +41,4 @@ def test_an_unquoted_project_name_says_quote_it(builtin_registry):
     with pytest.raises(SpecError) as info:
         loads('genai 1\nproject legal {\n  task = chat\n}\n', registry=builtin_registry)
     (d,) = info.value.diagnostics
-    assert d.code == "GS011" and 'quote it: `project "legal" {`' in d.hint
+    assert d.code == "GS014" and 'quote it: `project "legal" {`' in d.hint

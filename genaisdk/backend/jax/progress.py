@@ -93,7 +93,7 @@ class PlainProgress:
         self._print(text)
 
     def _print(self, text: str) -> None:
-        from genaisdk.render.safe import printable
+        from genaisdk.core.safe import printable
 
         print(printable(text), file=self.stream, flush=True)
 
@@ -142,7 +142,7 @@ class RichProgress:
         self._bar.update(self._task, eval=f"{entry['eval_loss']:.4f} (ppl {entry['perplexity']:.1f})")
 
     def note(self, text: str) -> None:
-        from genaisdk.render.safe import printable
+        from genaisdk.core.safe import printable
 
         # Notes name user paths (`--out '[x]'`): printed as written, never as markup.
         self._bar.console.print(printable(text), markup=False, highlight=False)

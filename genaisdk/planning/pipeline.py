@@ -192,5 +192,10 @@ def _plugin_in_traceback(exc: BaseException, architecture: Architecture) -> str 
 
 
 def _strict(registry: Registry) -> bool:
-    """The registry's own GENAISDK_STRICT_PLUGINS setting: plugin errors re-raise."""
-    return bool(getattr(registry, "strict", False))
+    """Plugin errors re-raise: the registry's own setting, else GENAISDK_STRICT_PLUGINS."""
+    strict = getattr(registry, "strict", None)
+    if isinstance(strict, bool):
+        return strict
+    from genaisdk.registry import strict_from_env
+
+    return strict_from_env()

@@ -17,7 +17,10 @@ import click
 from genaisdk.commands._spec_input import load_spec_or_exit
 
 
-def _dry_run(spec, *, devices: int | None, num_processes: int | None, steps: int | None, precision: str | None, as_json: bool) -> None:
+def _dry_run(
+    spec, *, devices: int | None, num_processes: int | None, steps: int | None, precision: str | None, adaptation: str | None,
+    as_json: bool,
+) -> None:
     """Print the run the plan describes (and each deviation a named option asks for)."""
     from genaisdk.backend.jax.config import BackendError, RunConfig
     from genaisdk.diagnostics import SpecError
@@ -40,6 +43,7 @@ def _dry_run(spec, *, devices: int | None, num_processes: int | None, steps: int
             devices=devices * processes if devices is not None else None,
             steps=steps,
             precision=precision,
+            adaptation=adaptation,
             devices_why=f"--devices {devices}" + (f" x {processes} processes" if processes > 1 else "") if devices else None,
         )
     except RunSettingsError as exc:
@@ -80,6 +84,13 @@ def _dry_run(spec, *, devices: int | None, num_processes: int | None, steps: int
     "plan's global batch and is recorded as a deviation.",
 )
 @click.option("--precision", metavar="NAME", help="Train in another precision than the plan's (e.g. fp32 on a CPU); recorded as a deviation.")
+@click.option(
+    "--adapt",
+    "adaptation",
+    metavar="METHOD",
+    help="Run with another adaptation method than the plan's: `finetune` trains every weight of a LoRA plan "
+    "(the JAX backend has no adapters); recorded as a deviation.",
+)
 @click.option("--coordinator", metavar="HOST:PORT", help="Multi-host: address of process 0's coordinator.")
 @click.option("--num-processes", type=int, metavar="N", help="Multi-host: number of processes.")
 @click.option("--process-id", type=int, metavar="I", help="Multi-host: this process's rank, 0 .. N-1.")
@@ -98,6 +109,7 @@ def command(
     eval_every: int | None,
     devices: int | None,
     precision: str | None,
+    adaptation: str | None,
     coordinator: str | None,
     num_processes: int | None,
     process_id: int | None,
@@ -110,7 +122,7 @@ def command(
     """Train the model a spec describes, as `genai plan` planned it.
 
     The run takes the plan's model, precision, strategy, devices, batch, micro-batch,
-    accumulation and recomputation; --devices, --steps and --precision change them, and
+    accumulation and recomputation; --devices, --steps, --precision and --adapt change them, and
     every field that then differs from the plan is printed and recorded in run.json.
 
     \b
@@ -125,7 +137,10 @@ def command(
         raise click.UsageError("--json goes with --dry-run")
     if dry_run:
         spec = load_spec_or_exit(spec_file, overrides)
-        _dry_run(spec, devices=devices, num_processes=num_processes, steps=steps, precision=precision, as_json=as_json)
+        _dry_run(
+            spec, devices=devices, num_processes=num_processes, steps=steps, precision=precision, adaptation=adaptation,
+            as_json=as_json,
+        )
         return
 
     from genaisdk.backend.jax.train import TrainError, TrainingDiverged, require_jax
@@ -155,6 +170,7 @@ def command(
             eval_every=eval_every,
             devices=devices,
             precision=precision,
+            adaptation=adaptation,
             coordinator=coordinator,
             num_processes=num_processes,
             process_id=process_id,

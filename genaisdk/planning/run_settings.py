@@ -9,8 +9,9 @@ optimizer schedule a run needs (learning rate, warmup, weight decay, the cosine 
 each with its source, in one place.
 
 A run may differ from its plan only through a named option (`devices`, `steps`,
-`precision`): a CPU laptop run of a 64-GPU spec, a short smoke run, a precision the machine
-cannot compute in. Each field that then deviates is listed in `RunSettings.deviations` with
+`precision`, `adaptation`): a CPU laptop run of a 64-GPU spec, a short smoke run, a
+precision the machine cannot compute in, a LoRA plan run as a full fine-tune by a backend
+without adapters. Each field that then deviates is listed in `RunSettings.deviations` with
 the planned value, the run's and why; `genai train` prints them and records them in
 `run.json`. Nothing here imports JAX (a dry run is well under a second).
 """
@@ -128,6 +129,7 @@ def run_settings(
     devices: int | None = None,
     steps: int | None = None,
     precision: str | None = None,
+    adaptation: str | None = None,
     devices_why: str | None = None,
     registry: Registry | None = None,
 ) -> RunSettings:
@@ -135,7 +137,8 @@ def run_settings(
 
     `devices`: run on this many devices instead of the plan's; the global batch is kept, so
     each device takes a larger share in more micro-steps of at most the plan's micro-batch.
-    `steps`: optimizer steps in all. `precision`: a precision record's name. `devices_why`
+    `steps`: optimizer steps in all. `precision`: a precision record's name. `adaptation`:
+    an adaptation record's name (`finetune` trains every weight of a LoRA plan). `devices_why`
     words the devices deviation when the option came from elsewhere (a multi-host runtime).
     Raises RunSettingsError for a plan that trains nothing or has no step count.
     """
@@ -179,6 +182,17 @@ def run_settings(
         run_precision = record.key
         deviate("precision", t.precision, run_precision, f"--precision {precision}")
 
+    adapt = plan.adapt or AdaptSection(method=t.adaptation)
+    if adaptation is not None:
+        record = registry.get("adaptations", adaptation)
+        if record is None:
+            raise RunSettingsError(f"unknown adaptation {adaptation!r}; known: {', '.join(registry.names('adaptations'))}")
+        if record.key != adapt.method:
+            if not record.trains:
+                raise RunSettingsError(f"adapt.method = {record.key} trains nothing: there is no run to start")
+            deviate("adaptation", adapt.method, record.key, f"--adapt {adaptation}")
+            adapt = AdaptSection(method=record.key, base=adapt.base)
+
     run_steps = t.steps
     if steps is not None:
         deviate("steps", t.steps, int(steps), f"--steps {steps}")
@@ -199,7 +213,7 @@ def run_settings(
             context=m.context,
             dims=m.dims,
         ),
-        adapt=plan.adapt or AdaptSection(method=t.adaptation),
+        adapt=adapt,
         train=RunTrain(
             precision=run_precision,
             optimizer=t.optimizer,
@@ -212,7 +226,7 @@ def run_settings(
             global_batch_tokens=float(global_seq * m.context),
             recompute=t.recompute,
             attention=t.attention,
-            adaptation=t.adaptation,
+            adaptation=adapt.method,
             steps=run_steps,
             **schedule,
         ),

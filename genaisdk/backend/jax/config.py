@@ -167,7 +167,8 @@ class RunConfig:
             raise UnsupportedError(
                 f"adapt.method = {adapt.method} trains adapters (rank {adapt.rank} on {', '.join(adapt.targets)})"
                 + (" or several resident models" if len(method.resident_models) > 1 else "")
-                + "; the JAX backend trains every weight: plan it with `adapt { method = finetune }` to run it"
+                + "; the JAX backend trains every weight: pass --adapt finetune to run it as a full fine-tune"
+                " (recorded as a deviation), or plan it with `adapt { method = finetune }`"
             )
         strategy = _lookup(registry, "strategies", train.strategy)
         if strategy.offload_optimizer or strategy.offload_weights:

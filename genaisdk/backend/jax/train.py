@@ -314,6 +314,7 @@ def train(
     process_id: int | None = None,
     dp_impl: str | None = None,
     precision: str | None = None,
+    adaptation: str | None = None,
     quiet: bool = False,
     progress: Any = None,
     stream: Any = None,
@@ -325,8 +326,9 @@ def train(
     ``runs/<project>``). `resume`: continue from the latest good checkpoint in `out`.
     `overrides`: ``{"train.sharding": "fsdp"}`` or ``["train.sharding=fsdp"]``.
     `devices`: devices per process (on CPU, creates that many; default: the plan's count).
-    `precision`: train in another precision than the plan's. `devices`, `steps` and
-    `precision` are the named options a run may differ from its plan by; each field that
+    `precision`: train in another precision than the plan's. `adaptation`: another
+    adaptation method (`finetune` runs a LoRA plan as a full fine-tune). `devices`, `steps`,
+    `precision` and `adaptation` are the named options a run may differ from its plan by; each field that
     then deviates is printed and recorded in run.json. `coordinator`,
     `num_processes`, `process_id`: join a multi-host run explicitly. `quiet`: print nothing.
     `progress`: force the progress bar on (True) or plain lines (False); None: a bar on a
@@ -372,7 +374,13 @@ def train(
         why = f"the devices of this {runtime.process_count}-process run"
     try:
         settings = run_settings(
-            the_plan, spec_obj, devices=runtime.global_devices, steps=steps, precision=precision, devices_why=why
+            the_plan,
+            spec_obj,
+            devices=runtime.global_devices,
+            steps=steps,
+            precision=precision,
+            adaptation=adaptation,
+            devices_why=why,
         )
     except RunSettingsError as exc:
         raise TrainError(str(exc)) from None
@@ -496,11 +504,6 @@ def _run(
         warnings.simplefilter("always")
         trainer = Trainer(config, mesh, tokenizer=tokenizer)
     notes = [str(w.message) for w in caught] + tokenizer_notes
-    method = project.adapt.method
-    if checkpoint is not None and method in ("lora", "qlora"):
-        notes.append(
-            f"adapt.method = {method}: the JAX backend does not train adapters yet; every weight trains from the checkpoint"
-        )
 
     pipeline = build_pipeline(
         project.data.source,

@@ -162,6 +162,8 @@ class BudgetSpec:
     """USD per device-hour, overriding the hardware record's indicative price."""
     compute: Bound | None = None
     """Training FLOPs limit (`compute <= 3640 pf-days`), in FLOPs."""
+    carbon_intensity: float | None = None
+    """Grams of CO2-equivalent per kWh of the grid the run draws from (`400 g/kWh`)."""
 
 
 @attrs.frozen(kw_only=True)

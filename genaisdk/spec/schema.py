@@ -262,6 +262,8 @@ BLOCKS: dict[str, BlockSchema] = {
                 doc="Training compute limit, e.g. `compute <= 3640 pf-days`."),
             Key(example="$2.50", name="price_per_hour", kind="quantity", dimension="usd", unit_required=True, positive=True,
                 doc="USD per device-hour, overriding the hardware record's price, e.g. $2.50."),
+            Key(example="400 g/kWh", name="carbon_intensity", kind="quantity", dimension="carbon_intensity", unit_required=True,
+                positive=True, doc="Grid carbon intensity in g CO2-eq per kWh, for the model card's emissions, e.g. 400 g/kWh."),
         ),
     ),
     "serve": BlockSchema(

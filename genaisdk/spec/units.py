@@ -26,6 +26,7 @@ DIMENSIONS: dict[str, str] = {
     "usd": "an amount of money",
     "fraction": "a percentage",
     "flops": "an amount of compute",
+    "carbon_intensity": "a carbon intensity",
 }
 """Dimension -> how a message names it ("`tokens` expects a token count")."""
 
@@ -78,6 +79,9 @@ UNITS: tuple[Unit, ...] = (
     Unit(name="USD", dimension="usd", factor=Decimal(1), aliases=("usd", "dollars", "dollar")),
     Unit(name="FLOPs", dimension="flops", factor=Decimal(1), aliases=("flops", "FLOP", "flop", "FLOPS")),
     Unit(name="pf-days", dimension="flops", factor=PF_DAY, aliases=("PF-days", "pfs-days", "petaflop-days")),
+    # Grams of CO2-equivalent per kWh of electricity drawn: how grid intensities are published.
+    Unit(name="g/kWh", dimension="carbon_intensity", factor=Decimal(1), aliases=("gCO2/kWh", "gCO2e/kWh", "kg/MWh")),
+    Unit(name="kg/kWh", dimension="carbon_intensity", factor=Decimal(1000), aliases=("t/MWh",)),
 )
 
 UNIT_BY_WORD: dict[str, Unit] = {}
@@ -86,7 +90,15 @@ for _unit in UNITS:
         UNIT_BY_WORD[_word] = _unit
 UNIT_BY_WORD["B"] = UNIT_BY_WORD["bytes"]  # only as a separate word: `512 B`
 
-CANONICAL_UNIT = {"tokens": "tokens", "params": "params", "seconds": "s", "bytes": "bytes", "usd": "USD", "flops": "FLOPs"}
+CANONICAL_UNIT = {
+    "tokens": "tokens",
+    "params": "params",
+    "seconds": "s",
+    "bytes": "bytes",
+    "usd": "USD",
+    "flops": "FLOPs",
+    "carbon_intensity": "g/kWh",
+}
 
 MAX_EXPONENT = 30
 """Numbers above 1e30 are refused: nothing in a spec is that large, and it keeps the exact
@@ -195,7 +207,7 @@ def unit_for(word: str) -> Unit:
     if word.lower() in ("gb", "mb", "tb", "kb", "gib", "mib", "tib", "kib"):
         hint = "bytes are case-sensitive: GB, MB, TB (powers of 1000) or GiB, MiB, TiB (powers of 1024)"
     else:
-        hint = f"did you mean `{guess}`?" if guess else "units are tokens, params, s/min/hours/days/weeks, MB/GB/TB, MiB/GiB/TiB, FLOPs, pf-days"
+        hint = f"did you mean `{guess}`?" if guess else "units are tokens, params, s/min/hours/days/weeks, MB/GB/TB, MiB/GiB/TiB, FLOPs, pf-days, g/kWh"
     raise QuantityError(f"unknown unit `{word}`", hint=hint)
 
 

@@ -59,6 +59,15 @@ def test_legal_spec_in_canonical_units(builtin_registry):
     assert spec.diagnostics == ()
 
 
+def test_carbon_intensity_in_grams_per_kwh_and_a_comment_after_it(builtin_registry):
+    text = SMALL.replace("    hardware = 8 x a100-80gb\n", "    hardware = 8 x a100-80gb\n    carbon_intensity = 0.4 kg/kWh // grid average\n")
+    spec = loads(text, registry=builtin_registry)
+    assert spec.project.budget.carbon_intensity == 400.0
+    with pytest.raises(SpecError) as info:
+        loads(text.replace("0.4 kg/kWh", "400 days"), registry=builtin_registry)
+    assert "expects a carbon intensity" in info.value.diagnostics[0].message
+
+
 def test_spans_point_at_values(builtin_registry):
     spec = loads(LEGAL, "legal.genai", registry=builtin_registry)
     span = spec.spans["train.precision"]

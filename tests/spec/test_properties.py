@@ -145,6 +145,7 @@ BLOCK_KEYS = {
         "cost": st.sampled_from(["<= $250k", "= $5M", "<= $1_000", "<= 2500 USD"]),
         "compute": st.sampled_from(["<= 3640 pf-days", "<= 3.14e23 FLOPs"]),
         "price_per_hour": st.sampled_from(["$2.50", "$1"]),
+        "carbon_intensity": st.sampled_from(["400 g/kWh", "0.2 kg/kWh", "35 gCO2e/kWh"]),
     },
     "serve": {
         "precision": st.sampled_from(["int8", "int4", "bf16", "fp8"]),

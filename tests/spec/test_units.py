@@ -50,6 +50,9 @@ FAST = settings(max_examples=100, deadline=None)
         ("0.5%", 0.005, "fraction", "%"),
         ("3.14e23 FLOPs", 3.14e23, "flops", "FLOPs"),
         ("3640 pf-days", float(3640 * PF_DAY), "flops", "pf-days"),
+        ("400 g/kWh", 400, "carbon_intensity", "g/kWh"),
+        ("400 gCO2e/kWh", 400, "carbon_intensity", "g/kWh"),
+        ("0.4 kg/kWh", 400, "carbon_intensity", "kg/kWh"),
     ],
 )
 def test_parse_quantity(text, value, dimension, unit):
@@ -117,6 +120,7 @@ def test_split_number():
         (Quantity(value=65536, dimension="count", unit=""), "65536"),
         (Quantity(value=3.2e6, dimension="tokens", unit="tokens"), "3.2M tokens"),
         (Quantity(value=3.14e23, dimension="flops", unit="FLOPs"), "3.14e23 FLOPs"),
+        (Quantity(value=400, dimension="carbon_intensity", unit="g/kWh"), "400 g/kWh"),
     ],
 )
 def test_format_quantity(quantity, text):

@@ -104,6 +104,10 @@ def test_a_run_learns_and_writes_metrics_checkpoints_and_run_files(tmp_path):
     assert run["config"]["strategy"] == "ddp" and run["config"]["global_batch"] == 8
     assert run["runtime"]["devices"] == 2
     assert "tiny-loop" in (out / "spec.genai").read_text()
+    measured = json.loads((out / "result.json").read_text())
+    assert measured["status"] == "completed" and measured["steps"] == 12
+    assert measured["final_loss"] == result.final_loss and measured["eval_loss"] == result.eval_loss
+    assert measured["tokens_per_s"] == result.tokens_per_s and measured["mfu"] is None
 
     # The same folder again without --resume would overwrite a run: refused.
     with pytest.raises(TrainError, match="already holds checkpoints") as info:

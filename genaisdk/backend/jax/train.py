@@ -16,6 +16,8 @@ The output folder holds:
   (the plan's names), each deviation from the plan with why, the resolved configuration
   (dimensions, batch, schedule, strategy), devices and versions;
 - ``metrics.jsonl``: one JSON object per optimizer step and one per evaluation;
+- ``result.json``: what the run measured when it stopped (status, steps, losses,
+  tokens/s, MFU, the devices' peak memory next to the plan's), rewritten by every resume;
 - ``checkpoints/``: orbax checkpoints, one folder per saved step;
 - ``tokenizer/``: a copy of the tokenizer files the data was tokenized with (a checkpoint's
   or `data.tokenizer`'s; none for the byte tokenizer).
@@ -45,6 +47,7 @@ import attrs
 
 MISSING_JAX = "the JAX backend needs JAX, optax and orbax: pip install 'genaisdk[jax]'"
 RUN_FILE = "run.json"
+RESULT_FILE = "result.json"
 SPEC_COPY = "spec.genai"
 CHECKPOINTS = "checkpoints"
 TOKENIZER_COPY = "tokenizer"
@@ -667,6 +670,8 @@ def _run(
         state=outcome.state,
         signal_number=outcome.signal_number,
     )
+    if primary:
+        _write_result(out_dir, result)
     if not quiet and primary:
         print(format_summary(result), file=stream, flush=True)
     if outcome.status == DIVERGED:
@@ -742,6 +747,48 @@ def _write_run_files(
         }
         run["tokenizer"] = {"name": tokenizer.name, "file": f"{TOKENIZER_COPY}/{copies[0].name}", "ids": ids}
     (out_dir / RUN_FILE).write_text(json.dumps(run, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def result_record(result: TrainResult) -> dict[str, Any]:
+    """The measured part of a TrainResult as JSON-ready data (``result.json``); NaN and
+    infinity are written as null."""
+
+    def number(value: Any) -> Any:
+        if value is None or isinstance(value, (bool, int)):
+            return value
+        value = float(value)
+        return value if math.isfinite(value) else None
+
+    return {
+        "status": result.status,
+        "project": result.project,
+        "start_step": result.start_step,
+        "steps": result.steps,
+        "total_steps": result.total_steps,
+        "final_loss": number(result.final_loss),
+        "eval_loss": number(result.eval_loss),
+        "perplexity": number(result.perplexity),
+        "tokens_per_s": number(result.tokens_per_s),
+        "mfu": number(result.mfu),
+        "peak_flops": number(result.peak_flops),
+        "peak_memory_bytes": result.peak_memory_bytes,
+        "planned_memory_bytes": result.planned_memory_bytes,
+        "planned_devices": result.planned_devices,
+        "seconds": number(result.seconds),
+        "devices": result.devices,
+        "processes": result.processes,
+        "platform": result.platform,
+        "last_checkpoint": result.last_checkpoint,
+        "message": result.message,
+        "notes": list(result.notes),
+    }
+
+
+def _write_result(out_dir: Path, result: TrainResult) -> None:
+    path = out_dir / RESULT_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result_record(result), indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)  # a reader never sees half a file
 
 
 # ----------------------------------------------------------------------------- the summary

@@ -9,7 +9,10 @@ The peak is the hardware's dense figure for the precision's compute dtype (bf16 
 312e12; NVIDIA A100 datasheet). Device-hours = seconds x devices / 3600; dollars =
 device-hours x price per device-hour; energy = devices x power x seconds (kWh), times a
 datacenter PUE when one is given (Patterson et al. 2021, "Carbon Emissions and Large Neural
-Network Training", Sec. 2: energy = hours x power x PUE).
+Network Training", Sec. 2: energy = hours x power x PUE); emissions = energy x the grid's
+carbon intensity (the same paper, Sec. 2: tCO2e = MWh x tCO2e per MWh; Lacoste et al. 2019,
+"Quantifying the Carbon Emissions of Machine Learning", the ML CO2 Impact calculator:
+kg CO2eq = kWh x g per kWh / 1000, no PUE term).
 
 Every function broadcasts over numpy arrays.
 """
@@ -65,6 +68,13 @@ def energy_kwh(seconds, *, devices, power_watts, pue=1.0):
     Uses the devices' rated power: an upper bound for the accelerators alone."""
     joules = np.asarray(seconds, dtype=float) * np.asarray(devices, dtype=float) * np.asarray(power_watts, dtype=float)
     return joules * np.asarray(pue, dtype=float) / 3.6e6
+
+
+def co2_grams(energy_kwh_, carbon_intensity):
+    """Grams of CO2-equivalent = kWh x grid intensity in g/kWh (Patterson et al. 2021, Sec. 2;
+    Lacoste et al. 2019). The intensity is the grid's, so the result is what that energy emits
+    there; renewable purchases and offsets are not subtracted."""
+    return np.asarray(energy_kwh_, dtype=float) * np.asarray(carbon_intensity, dtype=float)
 
 
 def achieved_mfu(model_flops, *, seconds, devices, peak_flops):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from genaisdk.estimate.cost import (
+    co2_grams,
     cost_usd,
     device_hours,
     devices_for_time,
@@ -64,6 +65,12 @@ def test_time_and_cost():
     assert float(energy_kwh(3600.0, devices=8, power_watts=400)) == pytest.approx(3.2)
     assert float(energy_kwh(3600.0, devices=8, power_watts=400, pue=1.1)) == pytest.approx(3.52)
     assert float(devices_for_time(3.14e23, seconds=seconds, peak_flops=312e12, mfu=0.4)) == 1024
+
+
+def test_emissions_are_energy_times_grid_intensity():
+    # Patterson et al. 2021, Table 4, GPT-3: 1,287 MWh at 0.429 kg CO2e/kWh is 552 tCO2e.
+    assert float(co2_grams(1287e3, 429)) / 1e6 == pytest.approx(552, rel=1e-3)
+    assert np.allclose(co2_grams(np.array([1.0, 2.0]), 400), [400, 800])
 
 
 def test_pf_day_round_trip():

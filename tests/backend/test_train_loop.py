@@ -108,6 +108,7 @@ def test_a_run_learns_and_writes_metrics_checkpoints_and_run_files(tmp_path):
     assert measured["status"] == "completed" and measured["steps"] == 12
     assert measured["final_loss"] == result.final_loss and measured["eval_loss"] == result.eval_loss
     assert measured["tokens_per_s"] == result.tokens_per_s and measured["mfu"] is None
+    assert measured["hardware"] is None and measured["peak_memory_bytes"] is None  # CPU: no record, no counter
 
     # The same folder again without --resume would overwrite a run: refused.
     with pytest.raises(TrainError, match="already holds checkpoints") as info:

@@ -17,7 +17,8 @@ The output folder holds:
   (dimensions, batch, schedule, strategy), devices and versions;
 - ``metrics.jsonl``: one JSON object per optimizer step and one per evaluation;
 - ``result.json``: what the run measured when it stopped (status, steps, losses,
-  tokens/s, MFU, the devices' peak memory next to the plan's), rewritten by every resume;
+  tokens/s, MFU, the devices' peak memory next to the plan's, the hardware record the
+  devices match), rewritten by every resume;
 - ``checkpoints/``: orbax checkpoints, one folder per saved step;
 - ``tokenizer/``: a copy of the tokenizer files the data was tokenized with (a checkpoint's
   or `data.tokenizer`'s; none for the byte tokenizer).
@@ -91,6 +92,8 @@ class TrainResult:
     """The plan's memory per device (for its configuration; the run's deviations aside)."""
     planned_devices: int | None
     """The device count of the plan, which differs from `devices` only through `--devices`."""
+    hardware: str | None = None
+    """The hardware record the devices match (its rated power gives the run's energy), or None."""
     seconds: float
     devices: int
     processes: int
@@ -251,12 +254,18 @@ def match_hardware(device_kind: str, records: Iterable[Any]) -> Any:
     return best
 
 
+def device_hardware(devices: list, registry: Any) -> Any:
+    """The hardware record the training devices are, or None (CPU, or a device no hardware
+    record describes)."""
+    if not devices or devices[0].platform == "cpu":
+        return None
+    return match_hardware(devices[0].device_kind, registry.catalog("hardware").values())
+
+
 def peak_flops_per_device(devices: list, compute_dtype: str, registry: Any) -> float | None:
     """The datasheet peak FLOP/s of one training device for `compute_dtype`, or None (CPU,
     or a device no hardware record describes)."""
-    if not devices or devices[0].platform == "cpu":
-        return None
-    record = match_hardware(devices[0].device_kind, registry.catalog("hardware").values())
+    record = device_hardware(devices, registry)
     if record is None:
         return None
     return record.peak_flops.get(compute_dtype) or record.peak_flops.get("bf16")
@@ -656,6 +665,7 @@ def _run(
         peak_memory_bytes=measured_peak_memory(distributed.local_devices(runtime)),
         planned_memory_bytes=int(planned_total) if planned_total else None,
         planned_devices=int(plan.train.devices),
+        hardware=getattr(device_hardware(training_devices, registry), "key", None),
         seconds=outcome.seconds,
         devices=runtime.global_devices,
         processes=runtime.process_count,
@@ -774,6 +784,7 @@ def result_record(result: TrainResult) -> dict[str, Any]:
         "peak_memory_bytes": result.peak_memory_bytes,
         "planned_memory_bytes": result.planned_memory_bytes,
         "planned_devices": result.planned_devices,
+        "hardware": result.hardware,
         "seconds": number(result.seconds),
         "devices": result.devices,
         "processes": result.processes,

@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "Train the spec'd model with the JAX backend."),
     "measure": ("measure", "Compile the planned training step and compare XLA's numbers to the plan."),
     "export": ("export", "Write a trained run or a checkpoint as a Hugging Face checkpoint folder."),
+    "report": ("report", "Write the plan (and a run, an evaluation) as one HTML page with plots."),
+    "card": ("card", "Write a Hugging Face model card from the spec, plan, run and evaluation."),
 }
 
 

@@ -47,3 +47,29 @@ def load_spec_or_exit(spec_file: str, overrides: Sequence[str]) -> Spec:
         click.echo(printable(f"error: cannot read {spec_file}: {exc.strerror or exc}"), err=True)
         sys.exit(1)
     return spec
+
+
+def plan_or_exit(spec: Spec):
+    """The spec's Plan, or: its diagnostics on stderr and exit status 1."""
+    from genaisdk.diagnostics import SpecError
+    from genaisdk.planner import plan as make_plan
+
+    try:
+        return make_plan(spec)
+    except SpecError as exc:
+        print_diagnostics(exc.diagnostics, exc.source or spec.source)
+        sys.exit(1)
+
+
+def read_inputs_or_exit(run_dir: str | None, eval_file: str | None):
+    """(Run or None, Evaluation or None) for `--run` and `--eval`; a folder or file that
+    cannot be read is one line on stderr and exit status 1."""
+    from genaisdk.render.inputs import InputError, read_eval, read_run
+
+    try:
+        run = read_run(run_dir) if run_dir else None
+        evaluation = read_eval(eval_file) if eval_file else None
+    except InputError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    return run, evaluation

@@ -147,3 +147,11 @@ def test_bad_inputs_are_one_line_and_exit_1(tmp_path, args, message):
     result = CliRunner().invoke(cli, ["report", str(SPECS[0]), *args, "-o", str(tmp_path / "r.html")])
     assert result.exit_code == 1
     assert result.output.startswith(f"error: {message}") and result.output.count("\n") == 1
+
+
+def test_docs_describe_every_panel():
+    from .conftest import ROOT
+
+    doc = (ROOT / "docs" / "report.md").read_text(encoding="utf-8")
+    for panel in PANELS:
+        assert f"| {panel.title.split(' (')[0]}" in doc, panel.title

@@ -1,5 +1,12 @@
-"""The terminal view of a Plan: sections Select, Fit, Cost, Serve, then the reasons and the
-diagnostics, as rich tables. rich is imported here only, when a plan is printed.
+"""The terminal view of a Plan: the verdict, then sections Select, Fit, Cost, Serve, the
+reasons and the diagnostics, as rich tables. rich is imported here only, when a plan is
+printed.
+
+Two layouts: `wide` (a terminal of `WIDE_COLUMNS` or more) puts every strategy x precision
+of the memory options in one table; `narrow` (80 columns) stacks one table per precision
+with fewer, shorter columns. Neither truncates a cell: text wraps between words, and the
+verdict (fits or not, within budget or not) is the line after the title, so it is always
+on screen.
 
 Nothing here is rich markup: every cell is a `rich.text.Text`, styled explicitly, so a
 project called `[/]` prints as written, and control characters from a spec are shown
@@ -28,6 +35,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from genaisdk.plans import Plan
 
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+_VERDICT_STYLE = {"ok": "bold green", "warn": "bold yellow", "error": "bold red"}
+
+WIDE_COLUMNS = 120
+"""From this terminal width on, the wide layout."""
 
 
 def _text(value: object, style: str = "") -> Text:
@@ -174,6 +185,49 @@ def _options_table(plan: Plan) -> object | None:
     return table
 
 
+def _options_tables(plan: Plan) -> list[object]:
+    """The narrow layout of the strategy x precision options: one table per precision
+    (the plan's first), the verdict (`fits`) next to the strategy so it is never off screen."""
+    if not plan.memory.options:
+        return []
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    chosen = plan.train.precision
+    precisions = list(dict.fromkeys([chosen, *(o.precision for o in plan.memory.options)]))
+    tables = []
+    for precision in precisions:
+        rows = [o for o in plan.memory.options if o.precision == precision]
+        if not rows:
+            continue
+        table = Table(
+            box=box.SIMPLE_HEAD,
+            show_edge=False,
+            pad_edge=False,
+            title=_text(f"{precision}: memory per device by strategy ({plan.train.devices} devices, {plan.train.recompute} recomputation)"),
+            title_justify="left",
+        )
+        table.add_column("strategy", no_wrap=True)
+        table.add_column("fits", no_wrap=True)
+        for col in ("peak", "micro", "weights", "grads", "optim.", "activ."):
+            table.add_column(col, justify="right", no_wrap=True)
+        for o in rows:
+            b = o.per_device
+            table.add_row(
+                Text(o.strategy + (" *" if o.chosen else ""), style="bold" if o.chosen else ""),
+                Text("yes" if o.fits else "no", style="green" if o.fits else "red"),
+                fmt_bytes(b.total),
+                str(o.micro_batch),
+                fmt_bytes(b.weights),
+                fmt_bytes(b.gradients),
+                fmt_bytes(b.optimizer),
+                fmt_bytes(b.activations),
+            )
+        tables.append(table)
+    return tables
+
+
 def _fit(plan: Plan) -> object:
     t = plan.train
     table = _kv_table()
@@ -257,22 +311,42 @@ def heading(plan: Plan) -> Text:
     return _text(plan.project.name, "bold") + "  " + _text(plan.spec_file or "", "dim")
 
 
-def render_text(plan: Plan, console: Console) -> None:
-    """Print the plan to a rich Console."""
+def _verdict(plan: Plan) -> object:
+    from rich.text import Text
+
+    from genaisdk.render.summary import verdict
+
+    found = verdict(plan)
+    line = Text(printable(found.headline), style=_VERDICT_STYLE.get(found.level, ""))
+    if found.details:
+        line.append(printable("; " + "; ".join(found.details)), style="")
+    return line
+
+
+def render_text(plan: Plan, console: Console, *, layout: str | None = None) -> None:
+    """Print the plan to a rich Console. `layout`: 'wide', 'narrow', or None for the one the
+    console's width suits (wide from WIDE_COLUMNS on)."""
     from rich.rule import Rule
 
+    if layout is None:
+        layout = "wide" if console.width >= WIDE_COLUMNS else "narrow"
     p = plan.project
     console.print(heading(plan))
     if p.scope:
         console.print(_text(p.scope, "dim"))
+    console.print(_verdict(plan))
     console.print(Rule("Select", align="left"))
     console.print(_select(plan))
     console.print(Rule("Fit", align="left"))
     console.print(_fit(plan))
     console.print(_memory_table(plan))
-    options = _options_table(plan)
-    if options is not None:
-        console.print(options)
+    if layout == "wide":
+        options = _options_table(plan)
+        if options is not None:
+            console.print(options)
+    else:
+        for table in _options_tables(plan):
+            console.print(table)
     console.print(Rule("Cost", align="left"))
     console.print(_cost(plan))
     console.print(Rule("Serve", align="left"))
@@ -291,10 +365,10 @@ def make_console(file: IO[str] | None = None, *, width: int | None = None, color
     return Console(file=file, width=width, force_terminal=color, no_color=color is False, highlight=False, emoji=False, soft_wrap=False)
 
 
-def to_text(plan: Plan, *, width: int = 120, color: bool = False) -> str:
+def to_text(plan: Plan, *, width: int = 120, color: bool = False, layout: str | None = None) -> str:
     """The terminal view as a string (for tests and for embedding)."""
     import io
 
     buffer = io.StringIO()
-    render_text(plan, make_console(buffer, width=width, color=color))
+    render_text(plan, make_console(buffer, width=width, color=color), layout=layout)
     return buffer.getvalue()

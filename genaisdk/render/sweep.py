@@ -53,19 +53,33 @@ def sweep_markdown(result: SweepResult, top: int = 10) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_sweep(result: SweepResult, console: Console, top: int = 10) -> None:
+NARROW_HIDDEN = ("shape", "micro", "recompute")
+"""Columns the table leaves out under 120 columns (they are in --json and --markdown)."""
+
+
+def render_sweep(result: SweepResult, console: Console, top: int = 10, *, narrow: bool | None = None) -> None:
+    """The front as a table. Narrow (under 120 columns, or `narrow=True`) leaves out shape,
+    micro-batch and recomputation, so that no cell is cut at 80 columns."""
     from rich import box
     from rich.table import Table
 
+    if narrow is None:
+        narrow = console.width < 120
     rows = result.shown(top)
     table = Table(
         box=box.SIMPLE_HEAD,
+        show_edge=not narrow,
+        pad_edge=not narrow,
         title=f"Pareto front: predicted loss vs time vs cost ({len(result.front)} configurations, {len(rows)} shown)",
         title_justify="left",
     )
-    for column in COLUMNS:
-        table.add_column(column, justify="right" if column in RIGHT else "left")
+    shown = [i for i, column in enumerate(COLUMNS) if not (narrow and column in NARROW_HIDDEN)]
+    for i in shown:
+        table.add_column(COLUMNS[i], justify="right" if COLUMNS[i] in RIGHT else "left", no_wrap=True)
     for r in rows:
-        table.add_row(*_cells(r), style="bold" if r.is_plan else None)
+        cells = _cells(r)
+        table.add_row(*(cells[i] for i in shown), style="bold" if r.is_plan else None)
     console.print(table)
+    if narrow:
+        console.print("[dim]shape, micro-batch and recomputation: at 120 columns or more, or with --json[/]")
     console.print(f"[dim]{_summary(result)}[/]")

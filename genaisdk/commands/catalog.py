@@ -89,6 +89,30 @@ def _yes(flag: bool) -> str:
 # kind -> (columns, row builder)
 _Row = Callable[[Any, Any], list[str]]
 
+PROSE: dict[str, tuple[str, ...]] = {"presets": ("source",), "tasks": ("examples",)}
+"""Columns of long text a compact listing leaves out at any width: a citation per preset
+would turn 52 rows into hundreds of lines."""
+
+DROP_FIRST: dict[str, tuple[str, ...]] = {
+    "tasks": ("examples", "aliases"),
+    "architectures": ("description", "extra dims"),
+    "objectives": ("loss fraction", "JAX loss", "mean span"),
+    "precisions": ("loss scaling", "activations B", "compute", "master B"),
+    "optimizers": ("state", "optax"),
+    "strategies": ("comm (x model)", "offload"),
+    "hardware": ("vendor", "host", "net GB/s", "link GB/s", "node", "price date", "int8 TOP/s", "fp32 TF/s", "W",
+                 "mem TB/s", "fp8 TF/s"),
+    "presets": ("source", "heads", "architecture", "published"),
+    "adaptations": ("resident", "targets", "frozen at", "trains"),
+}
+"""The columns a compact listing leaves out when the terminal is too narrow, least needed
+first (`--wide` shows them all; `--json` has every field)."""
+
+NUMERIC = {"layers", "d_model", "heads", "params", "published", "rank", "noise", "mean span", "loss fraction",
+           "memory", "fp32 TF/s", "bf16 TF/s", "fp8 TF/s", "int8 TOP/s", "mem TB/s", "W", "$/h",
+           "weights B", "grads B", "master B", "activations B", "state B/param", "comm (x model)", "node", "link GB/s",
+           "net GB/s", "host"}
+
 
 def _price_sources(registry: Any) -> list[str]:
     """The distinct price sources of the hardware catalog, in catalog order (footnotes [1], [2], ...)."""
@@ -219,12 +243,10 @@ _TABLES: dict[str, tuple[tuple[str, ...], _Row]] = {
 
 
 def _console() -> Any:
-    """A rich console; when the output is not a terminal, wide enough not to fold tables."""
-    import sys
+    """A rich console as wide as the terminal, or as COLUMNS says when the output is piped."""
+    from genaisdk.render.text import make_console
 
-    from rich.console import Console
-
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    return make_console()
 
 
 def _kind_or_usage_error(kind: str) -> str:
@@ -241,11 +263,14 @@ def _kind_or_usage_error(kind: str) -> str:
 @click.command(name="catalog")
 @click.argument("kind", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the records as JSON instead of a table.")
-def command(kind: str | None, as_json: bool) -> None:
+@click.option("--wide", is_flag=True, help="Every column, however wide the lines get (default: the columns that fit).")
+def command(kind: str | None, as_json: bool, wide: bool) -> None:
     """List the registered records of KIND: tasks, architectures, objectives, precisions,
     optimizers, strategies, hardware, presets or adaptations. Without KIND, list the kinds.
 
-    Figures come from each record's source (see --json for every field).
+    The table fits the terminal (or COLUMNS when piped), leaving out the least needed
+    columns and saying which; --wide shows them all. Figures come from each record's source
+    (see --json for every field).
     """
     from genaisdk.registry import get_registry
 
@@ -264,29 +289,36 @@ def command(kind: str | None, as_json: bool) -> None:
         return
 
     from rich.markup import escape
-    from rich.table import Table
+
+    from genaisdk.render.tables import print_fitted
 
     columns, row = _TABLES[kind]
     records = list(registry.catalog(kind).values())
     show_provider = any(not r.provider.startswith(BUILTIN_PREFIX) for r in records)
-    table = Table(title=f"{kind} ({len(records)})", title_justify="left")
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    if show_provider:
-        table.add_column("provider")
+    names = list(columns) + (["provider"] if show_provider else [])
+    rows = []
     for record in records:
         cells = [escape(str(cell)) for cell in row(registry, record)]
         if show_provider:
             cells.append(escape(_provider(record)))
-        table.add_row(*cells)
-    _console().print(table)
+        rows.append(cells)
+    console = _console()
+    prose = () if wide else PROSE.get(kind, ())
+    shown = [n for n in names if n not in prose]
+    rows = [[cell for name, cell in zip(names, cells) if name not in prose] for cells in rows]
+    hidden = list(prose) + print_fitted(console, f"{kind} ({len(records)})", shown, rows, drop=DROP_FIRST.get(kind, ()),
+                                        wide=wide, right=NUMERIC)
+    if hidden:
+        console.print(f"[dim]not shown: {', '.join(hidden)} (--wide or --json)[/]")
     if kind == "hardware":
-        click.echo(
+        from rich.text import Text
+
+        console.print(Text(
             "Peak dense TFLOP/s (int8: TOP/s); memory and host memory per device in decimal units (1 GB = 1e9 bytes), as `genai plan` shows them. "
             "link: the intra-node link, net: the network between nodes, both per device in GB/s in one "
             "direction; node: devices per node of the reference system (--json: `system`). "
             "$/h: on-demand list price per device-hour on its date, from:"
-        )
+        ))
         for number, source in enumerate(_price_sources(registry), start=1):
-            click.echo(f"  [{number}] {source}")
-        click.echo("A device without a price says why in --json `price_note`; budget.price_per_hour overrides any.")
+            console.print(Text(f"  [{number}] {source}"))
+        console.print(Text("A device without a price says why in --json `price_note`; budget.price_per_hour overrides any."))

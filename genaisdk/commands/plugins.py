@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
@@ -46,27 +45,31 @@ def command(as_json: bool) -> None:
         click.echo(json.dumps(plugins_to_json(infos), indent=2))
         return
 
-    from rich.console import Console
     from rich.markup import escape
-    from rich.table import Table
 
-    table = Table(title="genaisdk plugins", title_justify="left")
-    for column in ("plugin", "distribution", "status", "hooks", "records", "load ms"):
-        table.add_column(column, overflow="fold")
+    from genaisdk.render.tables import print_fitted
+    from genaisdk.render.text import make_console
+
     styles = {"active": "green", "disabled": "yellow", "failed": "bold red"}
+    rows = []
     for info in infos:
         hooks = ", ".join(h.removeprefix(PROJECT + "_") for h in info.hooks)
         records = ", ".join(f"{count} {kind}" for kind, count in info.records.items())
-        table.add_row(
-            escape(info.name),
-            escape(f"{info.distribution} {info.version}"),
-            f"[{styles[info.status]}]{info.status}[/]",
-            hooks or "-",
-            records or "-",
-            f"{info.seconds * 1e3:.0f}",
+        rows.append(
+            [
+                escape(info.name),
+                escape(f"{info.distribution} {info.version}"),
+                f"[{styles[info.status]}]{info.status}[/]",
+                hooks or "-",
+                records or "-",
+                f"{info.seconds * 1e3:.0f}",
+            ]
         )
-    console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
-    console.print(table)
+    console = make_console()
+    hidden = print_fitted(console, "genaisdk plugins", ("plugin", "distribution", "status", "hooks", "records", "load ms"),
+                          rows, drop=("hooks", "load ms"), right=("load ms",))
+    if hidden:
+        console.print(f"[dim]not shown: {', '.join(hidden)} (--json has every field)[/]")
     for info in infos:
         if info.error:
             console.print(f"[bold red]{escape(info.name)}[/] failed: {escape(info.error)}")

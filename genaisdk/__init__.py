@@ -31,6 +31,8 @@ _EXPORTS = {
     "plan": "genaisdk.planning.pipeline:plan",
     "Plan": "genaisdk.plans:Plan",
     "train": "genaisdk.backend.jax.train:train",
+    "report": "genaisdk.render.report:render_report",
+    "card": "genaisdk.render.card:model_card",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -58,5 +60,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from genaisdk.plans import Plan
     from genaisdk.planning.pipeline import plan
     from genaisdk.registry import get_registry
+    from genaisdk.render.card import model_card as card
+    from genaisdk.render.report import render_report as report
     from genaisdk.spec import check, load, loads
     from genaisdk.spec.model import AUTO, Spec

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from genaisdk.render import summary
-from genaisdk.render.inputs import Evaluation, EvalRow, Run, metric_label
+from genaisdk.render.inputs import Evaluation, EvalRow, Run, as_evaluation, as_run, metric_label
 from genaisdk.render.units import fmt_bytes, fmt_count, fmt_fraction, fmt_sci, fmt_seconds, fmt_usd
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -323,20 +323,27 @@ def _number(value: float | None) -> str:
 
 
 def model_card(
-    spec: Spec,
+    spec: Spec | str | Path,
     plan: Plan | None = None,
     *,
-    run: Run | None = None,
-    evaluation: Evaluation | None = None,
+    run: Run | str | Path | None = None,
+    evaluation: Evaluation | str | Path | None = None,
     license: str | None = None,
     languages: Sequence[str] = (),
     base_model: str | None = None,
     name: str | None = None,
 ) -> str:
-    """The model card as Markdown with YAML front matter. `plan` defaults to
-    `genaisdk.plan(spec)`; `license` is an SPDX-style id the Hub knows (`apache-2.0`),
-    `languages` ISO 639-1 codes, `base_model` a Hub model id; `name` the model's name in
-    `model-index` (default: the project's)."""
+    """The model card as Markdown with YAML front matter. `spec` is a Spec or a spec file's
+    path; `plan` defaults to `genaisdk.plan(spec)`; `run` a run folder (or its Run),
+    `evaluation` an evaluation file (or its Evaluation); `license` an SPDX-style id the Hub
+    knows (`apache-2.0`), `languages` ISO 639-1 codes, `base_model` a Hub model id; `name`
+    the model's name in `model-index` (default: the project's). Raises InputError for a run
+    folder or evaluation file that cannot be read."""
+    if isinstance(spec, (str, Path)):
+        from genaisdk import load
+
+        spec = load(spec)
+    run, evaluation = as_run(run), as_evaluation(evaluation)
     if plan is None:
         from genaisdk import plan as make_plan
 

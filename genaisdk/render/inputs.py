@@ -471,3 +471,13 @@ def read_eval(path: str | Path) -> Evaluation:
 def sources_named(rows: Iterable[EvalRow]) -> list[str]:
     """The distinct subjects of the rows, in order."""
     return list(dict.fromkeys(r.subject for r in rows if r.subject))
+
+
+def as_run(run: Run | str | Path | None) -> Run | None:
+    """A Run, or a run folder's path read into one."""
+    return read_run(run) if isinstance(run, (str, Path)) else run
+
+
+def as_evaluation(evaluation: Evaluation | str | Path | None) -> Evaluation | None:
+    """An Evaluation, or an evaluation file's path read into one."""
+    return read_eval(evaluation) if isinstance(evaluation, (str, Path)) else evaluation

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from genaisdk.render import figures, summary
-from genaisdk.render.inputs import LOWER_IS_BETTER, Evaluation, Run, metric_label
+from genaisdk.render.inputs import LOWER_IS_BETTER, Evaluation, Run, as_evaluation, as_run
 from genaisdk.render.units import fmt_bytes, fmt_count, fmt_seconds, fmt_usd
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -309,10 +309,23 @@ def _environment():
     )
 
 
-def render_report(spec: Spec, plan: Plan | None = None, *, run: Run | None = None, evaluation: Evaluation | None = None) -> str:
-    """The HTML page (a string). `plan` defaults to `genaisdk.plan(spec)`. Raises
-    MissingExtra without matplotlib or jinja2."""
+def render_report(
+    spec: Spec | str | Path,
+    plan: Plan | None = None,
+    *,
+    run: Run | str | Path | None = None,
+    evaluation: Evaluation | str | Path | None = None,
+) -> str:
+    """The HTML page (a string). `spec` is a Spec or a spec file's path; `plan` defaults to
+    `genaisdk.plan(spec)`; `run` a run folder (or its Run), `evaluation` an evaluation file
+    (or its Evaluation). Raises MissingExtra without matplotlib or jinja2, InputError for a
+    run folder or evaluation file that cannot be read, SpecError for a bad spec."""
     require_report_extra()
+    if isinstance(spec, (str, Path)):
+        from genaisdk import load
+
+        spec = load(spec)
+    run, evaluation = as_run(run), as_evaluation(evaluation)
     if plan is None:
         from genaisdk import plan as make_plan
 

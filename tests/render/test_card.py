@@ -160,6 +160,14 @@ def test_an_adaptation_names_its_base_model(planned):
     assert "llama2-7b (genaisdk preset; [To fill: its Hub id, passed as --base-model])" in without
 
 
+def test_the_python_api_takes_paths():
+    import genaisdk
+
+    text = genaisdk.card(str(TINY), run=RUN, evaluation=str(EVAL))
+    meta, _ = split_card(text)
+    assert meta["model-index"][0]["results"][0]["metrics"][0]["value"] == json.loads(EVAL.read_text())["loss"]
+
+
 def test_yaml_writer_round_trips():
     data = {"a": "x: y", "b": [1, 2.5, True, None], "c": [{"d": "é", "e": {"f": []}}], "model-index": []}
     assert yaml.safe_load(to_yaml(data)) == data

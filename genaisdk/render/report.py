@@ -273,7 +273,11 @@ def report_context(spec: Spec, plan: Plan, *, run: Run | None = None, evaluation
         "evaluation": {"path": evaluation.path, "tables": evaluation_tables(evaluation), "info": dict(evaluation.info)}
         if evaluation else None,
         "reasons": [{"field": r.field, "value": _value(r.value), "reason": r.reason} for r in plan.reasons],
-        "assumptions": [{"name": a.name, "value": _value(a.value), "source": a.source, "note": a.note} for a in plan.assumptions],
+        "assumptions": [
+            {"name": a.name, "value": fmt_bytes(a.value) if a.name.endswith("_bytes") and isinstance(a.value, (int, float))
+             and a.value >= 1e3 else _value(a.value), "source": a.source, "note": a.note}
+            for a in plan.assumptions
+        ],
         "diagnostics": [
             {"severity": d.severity, "code": d.code, "line": d.span.line if d.span else None, "message": d.message, "hint": d.hint}
             for d in plan.diagnostics

@@ -76,8 +76,16 @@ def parse(html: str) -> PageParser:
 
 @pytest.fixture(scope="module")
 def pages(planned):
-    """spec name -> its report (plan only), each rendered once."""
-    return {name: render_report(spec, plan) for name, (spec, plan) in planned.items()}
+    """pages[name]: the report (plan only) of one spec, rendered on first use. Lazily, so
+    that test workers splitting this module render only the specs they test."""
+
+    class Pages(dict):
+        def __missing__(self, name):
+            spec, plan = planned[name]
+            self[name] = render_report(spec, plan)
+            return self[name]
+
+    return Pages()
 
 
 @pytest.mark.parametrize("name", [p.name for p in SPECS])

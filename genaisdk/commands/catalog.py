@@ -100,8 +100,8 @@ DROP_FIRST: dict[str, tuple[str, ...]] = {
     "precisions": ("loss scaling", "activations B", "compute", "master B"),
     "optimizers": ("state", "optax"),
     "strategies": ("comm (x model)", "offload"),
-    "hardware": ("vendor", "host", "net GB/s", "link GB/s", "node", "price date", "int8 TOP/s", "fp32 TF/s", "W",
-                 "mem TB/s", "fp8 TF/s"),
+    "hardware": ("vendor", "host", "net GB/s", "link GB/s", "node", "int8 TOP/s", "fp32 TF/s", "W", "mem TB/s",
+                 "fp8 TF/s", "price date"),
     "presets": ("source", "heads", "architecture", "published"),
     "adaptations": ("resident", "targets", "frozen at", "trains"),
 }

@@ -363,8 +363,15 @@ def model_card(
     if t.adaptation == "pretrain":
         origin = "trained from scratch (pretraining)"
     else:
-        origin = base_model or (f"{m.preset} (genaisdk preset; " + fill("its Hub id, passed as --base-model") + ")"
-                                if m.preset else fill("the base model's Hub id"))
+        checkpoint = getattr(project.model, "checkpoint", None)
+        if base_model:
+            origin = base_model
+        elif checkpoint:
+            origin = f"the checkpoint `{checkpoint}` (" + fill("its Hub id, passed as --base-model") + ")"
+        elif m.preset:
+            origin = f"{m.preset} (genaisdk preset; " + fill("its Hub id, passed as --base-model") + ")"
+        else:
+            origin = fill("the base model's Hub id")
     lines += [
         "## Model Details", "", "### Model Description", "",
         f"A {fmt_count(m.params, 'parameter')} {m.family.replace('_', '-')} transformer"

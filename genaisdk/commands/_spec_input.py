@@ -52,7 +52,7 @@ def load_spec_or_exit(spec_file: str, overrides: Sequence[str]) -> Spec:
 def plan_or_exit(spec: Spec):
     """The spec's Plan, or: its diagnostics on stderr and exit status 1."""
     from genaisdk.diagnostics import SpecError
-    from genaisdk.planner import plan as make_plan
+    from genaisdk.planning.pipeline import plan as make_plan
 
     try:
         return make_plan(spec)

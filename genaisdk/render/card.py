@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from genaisdk.render import summary
 from genaisdk.render.inputs import Evaluation, EvalRow, Run, as_evaluation, as_run, metric_label
-from genaisdk.render.units import fmt_bytes, fmt_count, fmt_fraction, fmt_sci, fmt_seconds, fmt_usd
+from genaisdk.core.numbers import fmt_bytes, fmt_count, fmt_fraction, fmt_sci, fmt_seconds, fmt_usd
 
 if TYPE_CHECKING:  # pragma: no cover
     from genaisdk.plans import Plan

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from genaisdk.render.figures import MEMORY_PARTS
-from genaisdk.render.units import fmt_bytes, fmt_count, fmt_sci, fmt_usd
+from genaisdk.core.numbers import fmt_bytes, fmt_count, fmt_sci, fmt_usd
 
 if TYPE_CHECKING:  # pragma: no cover
     from genaisdk.render.figures import IsoFlopPicture, MemoryBar, ScalingPicture, ServePicture

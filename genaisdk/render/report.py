@@ -27,7 +27,7 @@ import attrs
 
 from genaisdk.render import figures, summary
 from genaisdk.render.inputs import LOWER_IS_BETTER, Evaluation, Run, as_evaluation, as_run
-from genaisdk.render.units import fmt_bytes, fmt_count, fmt_seconds, fmt_usd
+from genaisdk.core.numbers import fmt_bytes, fmt_count, fmt_seconds, fmt_usd
 
 if TYPE_CHECKING:  # pragma: no cover
     from genaisdk.plans import Plan

@@ -2,7 +2,7 @@
 sections as (label, value, why) rows, for the HTML report and the model card.
 
 Everything comes from the Plan's public sections; numbers are worded by
-`genaisdk.render.units` the way `genai plan` prints them.
+`genaisdk.core.numbers` the way `genai plan` prints them.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from genaisdk.render.units import fmt_bytes, fmt_count, fmt_fraction, fmt_ratio, fmt_sci, fmt_seconds, fmt_usd
+from genaisdk.core.numbers import fmt_bytes, fmt_count, fmt_fraction, fmt_ratio, fmt_sci, fmt_seconds, fmt_usd
 
 if TYPE_CHECKING:  # pragma: no cover
     from genaisdk.plans import Plan

@@ -35,12 +35,20 @@ RELATIVE_MAX_DISTANCE = 128
 Sec. 2.1); `Dimensions.relative_max_distance`, with the bucket count `relative_buckets`."""
 
 
+def dense(x: Any, policy: Policy) -> jax.Array:
+    """`x` itself, or, for a quantized weight (`genaisdk.backend.jax.quantize`), its values
+    dequantized to the compute dtype: the one place quantized weights turn into numbers."""
+    dequantize = getattr(x, "dequantize", None)
+    return dequantize(policy.compute_dtype) if dequantize is not None else x
+
+
 def einsum(spec: str, *operands: jax.Array, policy: Policy, out: Any = None) -> jax.Array:
     """`jnp.einsum` in the compute dtype at the policy's matmul precision; `out` sets the
-    accumulation/result dtype (fp32 for logits and attention scores)."""
+    accumulation/result dtype (fp32 for logits and attention scores). A quantized operand
+    is dequantized in the product (weight-only quantization)."""
     return jnp.einsum(
         spec,
-        *operands,
+        *(dense(x, policy) for x in operands),
         precision=policy.matmul_precision,
         preferred_element_type=out if out is not None else policy.compute_dtype,
     )
@@ -70,6 +78,12 @@ def norm(kind: str, x: jax.Array, p: dict, policy: Policy, eps: float | None = N
     """LayerNorm or RMSNorm by `kind`; `eps` None takes the kind's default (`DEFAULT_NORM_EPS`)."""
     eps = DEFAULT_NORM_EPS[kind] if eps is None else eps
     return layer_norm(x, p, policy, eps) if kind == "layernorm" else rms_norm(x, p, policy, eps)
+
+
+def lookup(table: Any, ids: jax.Array, policy: Policy) -> jax.Array:
+    """Rows `ids` of an embedding table [rows, e] (token or learned-position embeddings);
+    ids beyond the table are clamped, so padding never reads outside it."""
+    return jnp.take(dense(table, policy), ids, axis=0, mode="clip")
 
 
 def activate(kind: str, x: jax.Array) -> jax.Array:
@@ -158,14 +172,18 @@ def relative_buckets(
     bidirectional: bool,
     num_buckets: int,
     max_distance: int = RELATIVE_MAX_DISTANCE,
+    offset: jax.Array | None = None,
 ) -> jax.Array:
     """T5's bucket of each (query i, key j) offset j − i: [s, t] int32.
 
     Half the buckets hold exact small distances, the rest logarithmically wider ranges up
     to `max_distance`; a bidirectional stack spends half its buckets on each
-    direction, a causal one only looks back (Raffel et al. 2020, Sec. 2.1).
+    direction, a causal one only looks back (Raffel et al. 2020, Sec. 2.1). `offset`
+    ([..., s, t], key position − query position) replaces the offsets of queries 0..s−1
+    over keys 0..t−1 (a cached decoding step, whose query sits at a later position).
     """
-    offset = jnp.arange(key_len)[None, :] - jnp.arange(query_len)[:, None]
+    if offset is None:
+        offset = jnp.arange(key_len)[None, :] - jnp.arange(query_len)[:, None]
     distance = -offset
     buckets = num_buckets
     base = jnp.zeros_like(distance)
@@ -182,14 +200,26 @@ def relative_buckets(
 
 
 def relative_bias(
-    table: jax.Array, query_len: int, key_len: int, *, bidirectional: bool, max_distance: int = RELATIVE_MAX_DISTANCE
+    table: jax.Array,
+    query_len: int,
+    key_len: int,
+    *,
+    bidirectional: bool,
+    max_distance: int = RELATIVE_MAX_DISTANCE,
+    offset: jax.Array | None = None,
 ) -> jax.Array:
-    """Attention bias [1, heads, s, t] in fp32 from a [buckets, heads] table."""
+    """Attention bias [1, heads, s, t] in fp32 from a [buckets, heads] table ([b, heads, s, t]
+    for an `offset` [b, s, t], see `relative_buckets`)."""
     buckets = relative_buckets(
-        query_len, key_len, bidirectional=bidirectional, num_buckets=table.shape[0], max_distance=max_distance
+        query_len,
+        key_len,
+        bidirectional=bidirectional,
+        num_buckets=table.shape[0],
+        max_distance=max_distance,
+        offset=offset,
     )
-    bias = table.astype(jnp.float32)[buckets]  # [s, t, h]
-    return jnp.transpose(bias, (2, 0, 1))[None]
+    bias = jnp.moveaxis(table.astype(jnp.float32)[buckets], -1, -3)  # [..., h, s, t]
+    return bias if bias.ndim == 4 else bias[None]
 
 
 def alibi_slopes(heads: int) -> jax.Array:
@@ -208,20 +238,46 @@ def alibi_slopes(heads: int) -> jax.Array:
     return jnp.asarray(slopes, jnp.float32)
 
 
-def alibi_bias(heads: int, query_len: int, key_len: int) -> jax.Array:
+def alibi_bias(heads: int, query_len: int, key_len: int, *, offset: jax.Array | None = None) -> jax.Array:
     """−slope·|i − j| for every head: [1, heads, s, t] in fp32 (the causal half is what a
-    decoder sees; an encoder uses the symmetric distance)."""
-    distance = jnp.abs(jnp.arange(key_len)[None, :] - jnp.arange(query_len)[:, None]).astype(jnp.float32)
-    return (-alibi_slopes(heads)[:, None, None] * distance)[None]
+    decoder sees; an encoder uses the symmetric distance). `offset` [b, s, t] (key position
+    − query position) gives [b, heads, s, t] for queries at later positions (cached decoding)."""
+    if offset is None:
+        distance = jnp.abs(jnp.arange(key_len)[None, :] - jnp.arange(query_len)[:, None]).astype(jnp.float32)
+        return (-alibi_slopes(heads)[:, None, None] * distance)[None]
+    distance = jnp.abs(offset).astype(jnp.float32)[:, None]
+    return -alibi_slopes(heads)[None, :, None, None] * distance
 
 
 # ----------------------------------------------------------------------------- attention
 
 
+def project_kv(
+    p: dict,
+    memory: jax.Array,
+    *,
+    k_positions: jax.Array | None,
+    use_rotary: bool,
+    policy: Policy,
+    rotary_base: float = ROTARY_BASE,
+    rotary_scaling: RotaryScaling | None = None,
+) -> tuple[jax.Array, jax.Array]:
+    """Keys and values [b, t, g, d] of memory[b, t, e] (rotated when the model is rotary):
+    what a KV cache stores for each position."""
+    k = einsum("bte,egd->btgd", memory, p["k"], policy=policy)
+    v = einsum("bte,egd->btgd", memory, p["v"], policy=policy)
+    if "k_bias" in p:
+        k = k + p["k_bias"]
+        v = v + p["v_bias"]
+    if use_rotary:
+        k = rotary(k, k_positions, base=rotary_base, scaling=rotary_scaling)
+    return k, v
+
+
 def attention(
     p: dict,
     x: jax.Array,
-    memory: jax.Array,
+    memory: jax.Array | None,
     *,
     mask: jax.Array,
     bias: jax.Array | None,
@@ -232,6 +288,7 @@ def attention(
     scale: float | None = None,
     rotary_base: float = ROTARY_BASE,
     rotary_scaling: RotaryScaling | None = None,
+    kv: tuple[jax.Array, jax.Array] | None = None,
 ) -> jax.Array:
     """Multi-head, grouped-query or multi-query attention of x[b, s, e] over memory[b, t, e].
 
@@ -240,22 +297,33 @@ def attention(
     boolean [b, 1, s, t] (True = attend); `bias` an fp32 [1 or b, h, s, t] added to the
     scores. Scores and softmax are fp32; scores are scaled by `scale`, None meaning 1/√d (Vaswani et al. 2017, Eq. 1;
     T5 passes 1). Rotary positions use `rotary_base` and `rotary_scaling` (`rotary`).
+
+    `kv`: keys and values [b, t, g, d] already projected (`project_kv`), e.g. a KV cache whose
+    slot j holds position j; `memory` is then not read, and a Transformer-XL query sits at
+    `q_positions` (cached decoding) rather than at 0..s−1.
     """
     q = einsum("bse,ehd->bshd", x, p["q"], policy=policy)
-    k = einsum("bte,egd->btgd", memory, p["k"], policy=policy)
-    v = einsum("bte,egd->btgd", memory, p["v"], policy=policy)
     if "q_bias" in p:
         q = q + p["q_bias"]
-        k = k + p["k_bias"]
-        v = v + p["v_bias"]
     if use_rotary:
         q = rotary(q, q_positions, base=rotary_base, scaling=rotary_scaling)
-        k = rotary(k, k_positions, base=rotary_base, scaling=rotary_scaling)
+    if kv is None:
+        k, v = project_kv(
+            p,
+            memory,
+            k_positions=k_positions,
+            use_rotary=use_rotary,
+            policy=policy,
+            rotary_base=rotary_base,
+            rotary_scaling=rotary_scaling,
+        )
+    else:
+        k, v = kv
     b, s, h, d = q.shape
     g = k.shape[2]
     scale = (1.0 / math.sqrt(d)) if scale is None else scale
     if "rel" in p:
-        scores = _xl_scores(p, q, k, policy) * scale
+        scores = _xl_scores(p, q, k, policy, q_positions=None if kv is None else q_positions) * scale
     else:
         q = q.reshape(b, s, g, h // g, d)
         scores = einsum("bsgrd,btgd->bgrst", q, k, policy=policy, out=jnp.float32) * scale
@@ -270,23 +338,34 @@ def attention(
     return y
 
 
-def _xl_scores(p: dict, q: jax.Array, k: jax.Array, policy: Policy) -> jax.Array:
+def _xl_scores(
+    p: dict, q: jax.Array, k: jax.Array, policy: Policy, *, q_positions: jax.Array | None = None
+) -> jax.Array:
     """Transformer-XL relative attention scores (Dai et al. 2019, Sec. 3.3, Eq. (a)-(d)):
     (q + u)·k_j for content plus (q + v)·W_R·R_{i−j} for position, R the sinusoidal
     embedding of the offset i − j. The position term is computed once per offset
-    (2·t − 1 of them) and gathered into [s, t]. Returns [b, g, r, s, t] in fp32."""
+    (s + t − 1 of them) and gathered into [s, t]. Returns [b, g, r, s, t] in fp32.
+
+    Query i sits at position i, key j at j; with `q_positions` [b, s] (a cached decoding
+    step over a cache whose slot j is position j) the queries sit there instead."""
     b, s, h, d = q.shape
     t, g = k.shape[1], k.shape[2]
     r = h // g
-    offsets = jnp.arange(s - 1, -t, -1)  # i − j from s−1 down to −(t−1)
+    top = s - 1 if q_positions is None else t - 1
+    offsets = jnp.arange(top, -t, -1)  # i − j from the largest query position down to −(t−1)
     table = sinusoidal(offsets, p["rel"].shape[0]).astype(policy.compute_dtype)  # [K, e]
     projected = einsum("ke,ehd->khd", table, p["rel"], policy=policy).reshape(-1, g, r, d)
     q_content = (q + p["rel_u"]).reshape(b, s, g, r, d)
     q_position = (q + p["rel_v"]).reshape(b, s, g, r, d)
     content = einsum("bsgrd,btgd->bgrst", q_content, k, policy=policy, out=jnp.float32)
     by_offset = einsum("bsgrd,kgrd->bgrsk", q_position, projected, policy=policy, out=jnp.float32)
-    index = (s - 1) - (jnp.arange(s)[:, None] - jnp.arange(t)[None, :])  # row of offset i − j
-    position = jnp.take_along_axis(by_offset, jnp.broadcast_to(index, (b, g, r, s, t)), axis=-1)
+    if q_positions is None:
+        index = (s - 1) - (jnp.arange(s)[:, None] - jnp.arange(t)[None, :])  # row of offset i − j
+        index = jnp.broadcast_to(index, (b, g, r, s, t))
+    else:
+        index = top - (q_positions[:, :, None] - jnp.arange(t)[None, None, :])
+        index = jnp.broadcast_to(jnp.clip(index, 0, top + t - 1)[:, None, None], (b, g, r, s, t))
+    position = jnp.take_along_axis(by_offset, index, axis=-1)
     return content + position
 
 

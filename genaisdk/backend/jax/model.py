@@ -327,6 +327,10 @@ class Transformer:
                 key_valid=inputs != self.pad_id,
                 token_types=token_types,
             )
+        return self._logits(p, h, policy)
+
+    def _logits(self, p: dict, h: jax.Array, policy: Policy) -> jax.Array:
+        """The output head over the final hidden states h [b, s, e]: logits [b, s, vocab]."""
         dims = self.dims
         if dims.mlm_head:
             # BERT's transform before the output projection (Devlin et al. 2019, App. A.1),
@@ -347,6 +351,89 @@ class Transformer:
             logits = logits + p["mlm_head"]["output_bias"].astype(jnp.float32)
         return logits.astype(policy.output_dtype)
 
+    # ------------------------------------------------------------------ cached decoding
+
+    def _decoder_stack_shape(self) -> tuple[int, int, int]:
+        if self.family == "encoder":
+            raise ValueError("an encoder has no decoder stack to cache: it reads its input in one pass")
+        dims = self.dims
+        return self._stack_layers("decoder"), dims.n_kv_heads, dims.d_head
+
+    def init_cache(self, batch: int, max_len: int, dtype: Any = jnp.float32) -> dict:
+        """A zeroed KV cache for the decoder stack's self-attention: {'k', 'v'}, each
+        [layers, batch, max_len, kv_heads, head_dim], slot j holding position j."""
+        layers, g, d = self._decoder_stack_shape()
+        shape = (layers, batch, max_len, g, d)
+        return {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
+
+    def encode(self, params: dict, inputs: jax.Array, *, policy: Policy) -> jax.Array:
+        """An encoder_decoder's encoder output [b, s, e] over input ids [b, s] (PAD masked)."""
+        p = policy.cast_to_compute(params)
+        return self._run_stack("encoder", p, inputs, policy, lambda x: x, causal=False, key_valid=inputs != self.pad_id)
+
+    def cross_kv(self, params: dict, memory: jax.Array, *, policy: Policy) -> dict:
+        """Every decoder layer's cross-attention keys and values over the encoder output
+        memory [b, s, e], computed once per request: {'k', 'v'} [layers, b, s, kv_heads, head_dim]."""
+        p = policy.cast_to_compute(params)
+
+        def layer(_: None, lp: dict) -> tuple[None, tuple[jax.Array, jax.Array]]:
+            return None, nn.project_kv(lp["cross"], memory, k_positions=None, use_rotary=False, policy=policy)
+
+        layers = p["decoder"]["layers"]
+        if isinstance(layers, (list, tuple)):
+            k, v = (jnp.stack(kv) for kv in zip(*(layer(None, lp)[1] for lp in layers), strict=True))
+        else:
+            _, (k, v) = jax.lax.scan(layer, None, layers)
+        return {"k": k, "v": v}
+
+    def unstack_layers(self, params: dict) -> dict:
+        """`params` with each stack's 'layers' split into a tuple of per-layer trees.
+
+        `apply`, `decode` and `cross_kv` accept either layout. Decoding with batch 1 is
+        bound by reading the weights; a scan over stacked layers slices each layer's
+        weights into a copy before using them (about 3x the memory traffic on a CPU), while
+        separate arrays are read in place. MaxText serves the same way (``scan_layers:
+        false`` in its inference configurations); compile time then grows with depth."""
+        return _unstack(params, tuple((stack, self._stack_layers(stack)) for stack in FAMILY_STACKS[self.family]))
+
+    def decode(
+        self,
+        params: dict,
+        ids: jax.Array,
+        positions: jax.Array,
+        cache: dict,
+        *,
+        policy: Policy,
+        cross: dict | None = None,
+        memory_valid: jax.Array | None = None,
+    ) -> tuple[jax.Array, dict]:
+        """One cached step of the decoder stack: logits [b, s, vocab] for ids [b, s] at
+        positions [b, s], and the cache with their keys and values written at those slots.
+
+        Each query attends to the cache slots up to its own position, so a prefill (s = the
+        padded prompt, positions 0..s−1) and a step (s = 1, each row at its own position)
+        are the same function. An encoder_decoder also needs `cross` (`cross_kv`) and
+        `memory_valid` [b, s_enc] (the encoder's non-PAD positions).
+        """
+        self._decoder_stack_shape()
+        if self.family == "encoder_decoder" and cross is None:
+            raise ValueError("an encoder_decoder model decodes with the cross-attention keys and values (cross_kv)")
+        p = policy.cast_to_compute(params)
+        h, cache = self._run_stack(
+            "decoder",
+            p,
+            ids,
+            policy,
+            lambda x: x,
+            causal=True,
+            memory_valid=memory_valid,
+            positions=positions,
+            cache=cache,
+            cross=cross,
+        )
+        return self._logits(p, h, policy), cache
+
+
     def _run_stack(
         self,
         stack: str,
@@ -360,42 +447,87 @@ class Transformer:
         memory: jax.Array | None = None,
         memory_valid: jax.Array | None = None,
         token_types: jax.Array | None = None,
-    ) -> jax.Array:
+        positions: jax.Array | None = None,
+        cache: dict | None = None,
+        cross: dict | None = None,
+    ) -> Any:
+        """The stack's final hidden states [b, s, e]. With a `cache` (see `decode`): the ids
+        sit at `positions`, self-attention writes their keys and values into the cache and
+        reads it, cross-attention reads `cross`; returns (hidden states, cache)."""
         dims = self.dims
         sp = p[stack]
         b, s = ids.shape
-        positions = jnp.broadcast_to(jnp.arange(s, dtype=jnp.int32), (b, s))
-        h = jnp.take(p["embed"]["token"], ids, axis=0)
+        cached = cache is not None
+        if positions is None:
+            positions = jnp.broadcast_to(jnp.arange(s, dtype=jnp.int32), (b, s))
+        h = nn.lookup(p["embed"]["token"], ids, policy)
         if dims.token_types:
-            table = p["embed"]["token_types"]
+            table = nn.dense(p["embed"]["token_types"], policy)
             h = h + (table[0] if token_types is None else jnp.take(table, token_types, axis=0))
         if dims.positions == "learned":
             # OPT, RoBERTa and BART read their table from row 2 (`position_offset`).
-            offset = dims.position_offset
-            h = h + sp["position"][offset : offset + s][None]
+            first = dims.position_offset
+            if cached:
+                h = h + nn.lookup(sp["position"], positions + first, policy)
+            else:
+                h = h + nn.dense(sp["position"], policy)[first : first + s][None]
         elif dims.positions == "sinusoidal":
             h = h + nn.sinusoidal(positions, dims.d_model).astype(h.dtype)
         if dims.embedding_norm:
             h = nn.norm(dims.norm, h, sp["embedding_norm"], policy, dims.eps)
         h = constrain(h.astype(policy.compute_dtype))
 
-        if causal:
+        # A cached step's queries sit at `positions`; its keys are the cache's slots 0..t-1.
+        offset = None
+        t = s
+        if cached:
+            t = cache["k"].shape[2]
+            offset = jnp.arange(t, dtype=jnp.int32)[None, None, :] - positions[:, :, None]  # [b, s, t]
+            mask = (offset <= 0)[:, None]
+        elif causal:
             mask = jnp.tril(jnp.ones((s, s), bool))[None, None]
         else:
             mask = key_valid[:, None, None, :] if key_valid is not None else jnp.ones((1, 1, s, s), bool)
         if dims.positions == "relative":
             bias = nn.relative_bias(
-                sp["relative_bias"], s, s, bidirectional=not causal, max_distance=dims.relative_max_distance
+                sp["relative_bias"],
+                s,
+                t,
+                bidirectional=not causal,
+                max_distance=dims.relative_max_distance,
+                offset=offset,
             )
         elif dims.positions == "alibi":
-            bias = nn.alibi_bias(dims.heads, s, s)
+            bias = nn.alibi_bias(dims.heads, s, t, offset=offset)
         else:
             bias = None
         use_rotary = dims.positions == "rotary"
         cross_mask = memory_valid[:, None, None, :] if memory_valid is not None else None
+        has_cross = memory is not None or cross is not None
         pre_norm = dims.final_norm
 
+        # The cached path's per-layer state: this layer's index, cross keys and values, and
+        # the cache (written by self-attention); set by `cached_block` for each layer.
+        step: dict[str, Any] = {}
+
         def self_attention(x: jax.Array, lp: dict) -> jax.Array:
+            kv = None
+            if cached:
+                k, v = nn.project_kv(
+                    lp["attn"],
+                    x,
+                    k_positions=positions,
+                    use_rotary=use_rotary,
+                    policy=policy,
+                    rotary_base=dims.rotary_base,
+                    rotary_scaling=dims.rotary_scaling,
+                )
+                layer, rows = step["layer"], jnp.arange(b)[:, None]
+                step["cache"] = {
+                    name: step["cache"][name].at[layer, rows, positions].set(new.astype(step["cache"][name].dtype))
+                    for name, new in (("k", k), ("v", v))
+                }
+                kv = (step["cache"]["k"][layer], step["cache"]["v"][layer])
             return nn.attention(
                 lp["attn"],
                 x,
@@ -409,6 +541,7 @@ class Transformer:
                 scale=dims.score_scale,
                 rotary_base=dims.rotary_base,
                 rotary_scaling=dims.rotary_scaling,
+                kv=kv,
             )
 
         def cross_attention(x: jax.Array, lp: dict) -> jax.Array:
@@ -423,6 +556,7 @@ class Transformer:
                 use_rotary=False,
                 policy=policy,
                 scale=dims.score_scale,
+                kv=step.get("cross"),
             )
 
         def ffn(x: jax.Array, lp: dict) -> jax.Array:
@@ -438,18 +572,19 @@ class Transformer:
             h = constrain(h)
             if dims.parallel_block:
                 # Cross-attention (if any) first, then attention and FFN side by side.
-                if memory is not None:
+                if has_cross:
                     h = sublayer(h, lp, "cross_norm", cross_attention)
                 both = lambda x, lp: self_attention(x, lp) + ffn(x, lp)  # noqa: E731
                 h = sublayer(h, lp, "attn_norm", both)
             else:
                 # Self-attention, cross-attention, FFN (Vaswani et al. 2017, Sec. 3.1).
                 h = sublayer(h, lp, "attn_norm", self_attention)
-                if memory is not None:
+                if has_cross:
                     h = sublayer(h, lp, "cross_norm", cross_attention)
                 h = sublayer(h, lp, "mlp_norm", ffn)
             return h.astype(policy.compute_dtype), None
 
+        plain_block = block  # decoding keeps nothing for a backward pass
         if self.recompute == "full":
             block = jax.checkpoint(block, policy=jax.checkpoint_policies.nothing_saveable, prevent_cse=False)
         elif self.recompute == "selective":
@@ -458,10 +593,42 @@ class Transformer:
             block = jax.checkpoint(
                 block, policy=jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims, prevent_cse=False
             )
-        h, _ = jax.lax.scan(block, h, sp["layers"], unroll=True if self.unroll else 1)
+        layers = sp["layers"]
+        if cached:
+
+            def cached_block(carry: tuple, xs: tuple) -> tuple[tuple, None]:
+                h, cache, layer = carry
+                lp, cross_layer = xs
+                step.update(layer=layer, cache=cache, cross=cross_layer)
+                h, _ = plain_block(h, lp)
+                return (h, step["cache"], layer + 1), None
+
+            if isinstance(layers, (list, tuple)):
+                for index, lp in enumerate(layers):
+                    cross_layer = None if cross is None else (cross["k"][index], cross["v"][index])
+                    (h, cache, _), _ = cached_block((h, cache, index), (lp, cross_layer))
+            else:
+                cross_xs = None if cross is None else (cross["k"], cross["v"])
+                (h, cache, _), _ = jax.lax.scan(cached_block, (h, cache, jnp.int32(0)), (layers, cross_xs))
+        elif isinstance(layers, (list, tuple)):
+            for lp in layers:
+                h, _ = block(h, lp)
+        else:
+            h, _ = jax.lax.scan(block, h, layers, unroll=True if self.unroll else 1)
         if dims.final_norm:
             h = nn.norm(dims.norm, h, sp["final_norm"], policy, dims.eps)
-        return h
+        return (h, cache) if cached else h
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _unstack(params: dict, stacks: tuple[tuple[str, int], ...]) -> dict:
+    """`unstack_layers` as one compiled program (a copy per layer, not an op per leaf)."""
+    out = dict(params)
+    for stack, count in stacks:
+        layers = params[stack]["layers"]
+        if not isinstance(layers, (list, tuple)):
+            out[stack] = {**params[stack], "layers": tuple(jax.tree.map(lambda a, i=i: a[i], layers) for i in range(count))}
+    return out
 
 
 def build(

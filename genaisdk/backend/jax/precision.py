@@ -63,15 +63,19 @@ class Policy:
         return jnp.dtype(self.param_dtype) != jnp.dtype(self.compute_dtype)
 
     def cast_to_compute(self, tree: Any) -> Any:
-        """The working copy: floating leaves cast to the compute dtype (a no-op when equal)."""
+        """The working copy: floating leaves cast to the compute dtype (a no-op when equal).
+        Quantized weights (with a `dequantize` method) are left as they are: their scales
+        keep their own dtype and they are dequantized where they are used."""
         dtype = self.compute_dtype
 
         def cast(x: Any) -> Any:
+            if hasattr(x, "dequantize"):
+                return x
             if jnp.issubdtype(x.dtype, jnp.floating) and x.dtype != dtype:
                 return x.astype(dtype)
             return x
 
-        return jax.tree.map(cast, tree)
+        return jax.tree.map(cast, tree, is_leaf=lambda x: hasattr(x, "dequantize"))
 
     def cast_to_param(self, tree: Any) -> Any:
         dtype = self.param_dtype

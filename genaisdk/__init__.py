@@ -4,6 +4,8 @@
     >>> spec = genaisdk.load("specs/legal.genai")
     >>> plan = genaisdk.plan(spec)
     >>> plan.memory.per_device.total
+    >>> result = genaisdk.train("specs/tiny-gpt.genai", out="runs/tiny")
+    >>> genaisdk.generate("runs/tiny", "Once", max_new_tokens=20).text
 
 The public names are imported lazily so that `import genaisdk` stays cheap.
 """
@@ -33,6 +35,7 @@ _EXPORTS = {
     "train": "genaisdk.backend.jax.train:train",
     "report": "genaisdk.render.report:render_report",
     "card": "genaisdk.render.card:model_card",
+    "generate": "genaisdk.backend.jax.generate:generate",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -53,6 +56,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from genaisdk.backend.jax.generate import generate
     from genaisdk.backend.jax.train import train
     from genaisdk.diagnostics import Diagnostic, Span, SpecError
     from genaisdk.dims import Dimensions

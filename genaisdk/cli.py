@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("export", "Write a trained run or a checkpoint as a Hugging Face checkpoint folder."),
     "report": ("report", "Write the plan (and a run, an evaluation) as one HTML page with plots."),
     "card": ("card", "Write a Hugging Face model card from the spec, plan, run and evaluation."),
+    "generate": ("generate", "Continue a prompt with a trained model (KV cache), or time it (--bench)."),
 }
 
 

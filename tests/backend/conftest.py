@@ -114,3 +114,134 @@ def run_steps():
         return np.asarray(losses), state, history
 
     return run
+
+
+# ----------------------------------------------------------------------------- a trained model
+
+_SUBJECTS = ("the licensee", "the author", "a contributor", "the recipient", "this licence", "the program")
+_VERBS = ("grants", "may copy", "must keep", "shall not remove", "may distribute", "agrees to")
+_OBJECTS = ("the source code", "every notice", "the copyright", "a copy of the work", "the warranty", "these terms")
+_ENDINGS = ("without fee.", "in any medium.", "as stated above.", "under the same terms.", "at no charge.")
+
+
+def licence_text(documents: int, seed: int) -> list[str]:
+    """Short documents of licence-like sentences from a fixed grammar: a learnable text."""
+    rng = np.random.default_rng(seed)
+    pick = lambda words: words[rng.integers(len(words))]  # noqa: E731
+    return [
+        " ".join(f"{pick(_SUBJECTS).capitalize()} {pick(_VERBS)} {pick(_OBJECTS)} {pick(_ENDINGS)}" for _ in range(3))
+        for _ in range(documents)
+    ]
+
+
+TRAINED_SPEC = """genai 1
+
+project "tiny-serve" {{
+  task = text-generation
+  model {{
+    family    = decoder
+    layers    = 2
+    d_model   = 32
+    heads     = 4
+    kv_heads  = 2
+    d_ff      = 64
+    vocab     = 384
+    context   = 64 tokens
+    positions = rotary
+  }}
+  data {{
+    source   = "{source}"
+    held_out = 10%
+  }}
+  train {{
+    precision     = fp32
+    sharding      = ddp
+    batch         = 512 tokens
+    steps         = 60
+    learning_rate = 0.01
+    warmup        = 5
+    seed          = 0
+  }}
+}}
+"""
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """A tiny decoder trained for a few seconds on licence-like text, on one device:
+    `out_dir` (the run directory), `eval_loss` (the training loop's final held-out loss)
+    and `corpus`. Shared by the generation, evaluation and quantization tests, and trained
+    once per test session: parallel workers wait for the first one's run."""
+    import json
+    import os
+    import time
+    from types import SimpleNamespace
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the folder every worker of this session shares
+    folder = root / "trained-tiny-serve"
+    ready, failed = folder / "ready.json", folder / "failed"
+    try:
+        os.close(os.open(root / "trained-tiny-serve.lock", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        owner = True
+    except FileExistsError:
+        owner = False
+    if owner:
+        try:
+            ready.write_text(json.dumps(_train_tiny(folder)))
+        except BaseException:
+            folder.mkdir(parents=True, exist_ok=True)
+            failed.touch()
+            raise
+    else:
+        deadline = time.monotonic() + 900
+        while not ready.exists():
+            if failed.exists() or time.monotonic() > deadline:
+                pytest.fail("the shared tiny training run failed in another worker")
+            time.sleep(0.2)
+    info = json.loads(ready.read_text())
+    return SimpleNamespace(out_dir=folder / "run", eval_loss=info["eval_loss"], corpus=folder / "corpus.txt")
+
+
+def _train_tiny(folder) -> dict:
+    import os
+
+    import jax
+
+    from genaisdk.backend.jax.train import train
+
+    # Start JAX with the suite's 8 devices before `train(devices=1)` could start it with one
+    # (the device count is read once, when the CPU backend starts).
+    assert jax.device_count() == DEVICES
+
+    folder.mkdir(parents=True, exist_ok=True)
+    corpus = folder / "corpus.txt"
+    corpus.write_text("\n\n".join(licence_text(120, seed=0)), encoding="utf-8")
+    spec = folder / "tiny-serve.genai"
+    spec.write_text(TRAINED_SPEC.format(source=corpus.name))
+    previous = os.environ.get("GENAISDK_COMPILATION_CACHE")
+    os.environ["GENAISDK_COMPILATION_CACHE"] = "0"
+    try:
+        result = train(spec, out=folder / "run", devices=1, checkpoint_every=60, quiet=True)
+    finally:
+        if previous is None:
+            os.environ.pop("GENAISDK_COMPILATION_CACHE", None)
+        else:
+            os.environ["GENAISDK_COMPILATION_CACHE"] = previous
+    assert result.ok
+    return {"eval_loss": result.eval_loss}
+
+
+@pytest.fixture(scope="session")
+def trained_model(trained_run):
+    """The trained run loaded back (`genaisdk.backend.jax.runs.load`)."""
+    from genaisdk.backend.jax.runs import load
+
+    return load(trained_run.out_dir)
+
+
+@pytest.fixture(scope="session")
+def licence():
+    """`licence(documents, seed)`: documents of the text the trained model learned."""
+    return licence_text

@@ -43,4 +43,13 @@ Compute core (the API the training loop, checkpoints and `genai measure` build o
 ``precision``: ``policy_from_record``; ``loss_scale``: the dynamic fp16 loss scaler.
 ``sharding``: mesh, logical-axis rules → NamedShardings, optimizer-state mirroring.
 ``measure``: ahead-of-time compiled memory and FLOPs of the planned step vs the plan.
+
+Serving (``genai generate``):
+
+``runs``: ``resolve_model(MODEL)`` → ``LoadedModel`` (model, parameters of the latest good
+    checkpoint, tokenizer, the run's data and task) from a run directory or a TrainResult;
+    ``fresh_model(dims)`` for benchmarks.
+``generate``: ``Generator(model, precision)`` (KV cache over the stacked layers, compiled
+    prefill and while-loop decode, greedy / top-k / top-p sampling), ``generate(...)``,
+    ``bench(...)``; ``quantize``: serving formats (a dtype cast, int8 per-channel, NF4).
 """

@@ -123,6 +123,13 @@ class ByteTokenizer:
     def save(self, folder: str | Path) -> list[Path]:
         return []
 
+    def token_bytes(self) -> np.ndarray:
+        """UTF-8 bytes each id spells, [vocab_size] int: 1 for a byte id, 0 for a special
+        (the denominator of bits per byte)."""
+        lengths = np.zeros(self.vocab_size, np.int64)
+        lengths[BYTE_OFFSET:BYTE_VOCAB] = 1
+        return lengths
+
     @property
     def num_sentinels(self) -> int:
         """How many span-corruption sentinels the vocabulary leaves room for."""

@@ -117,6 +117,13 @@ class TrainResult:
         return self.status == "completed"
 
     @property
+    def params(self) -> Any:
+        """The final parameters (a pytree of arrays on the training devices), or None when
+        the run kept no state (diverged). `genaisdk.generate(result, ...)` and
+        `genaisdk.evaluate(result, ...)` use them directly."""
+        return None if self.state is None else self.state.params
+
+    @property
     def exit_code(self) -> int:
         """0 completed; 1 diverged; 128 + signal number when stopped by a signal."""
         if self.status == "completed":
@@ -732,7 +739,13 @@ def _write_run_files(
         "settings": settings.to_json(),
         "deviations": settings.to_json()["deviations"],
         "config": record,
-        "data": {"sources": list(spec.project.data.source), "description": pipeline.description, "fingerprint": pipeline.fingerprint},
+        "data": {
+            "sources": list(spec.project.data.source),
+            "base_dir": str(_spec_folder(spec)),
+            "held_out": pipeline.settings.held_out,
+            "description": pipeline.description,
+            "fingerprint": pipeline.fingerprint,
+        },
         "runtime": {
             "platform": runtime.platform,
             "devices": runtime.global_devices,

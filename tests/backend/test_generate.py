@@ -1,0 +1,244 @@
+"""Generation with a KV cache: equal to recomputing every token, sampling, stops, sizes,
+the command line and its errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import attrs
+import numpy as np
+import pytest
+
+pytest.importorskip("jax")
+pytest.importorskip("orbax.checkpoint")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
+
+from genaisdk.backend.jax.generate import GenerationError, Generator, Sampling, generate, sample  # noqa: E402
+from genaisdk.backend.jax.runs import ModelLoadError, fresh_model  # noqa: E402
+from genaisdk.backend.jax.tokenizer import ByteTokenizer  # noqa: E402
+from genaisdk.cli import cli  # noqa: E402
+from genaisdk.estimate.inference import model_kv_cache_bytes  # noqa: E402
+
+PROMPTS = ["T", "The lic", "A contributor may"]  # 1, 7 and 17 tokens: one batch, three lengths
+
+
+@pytest.fixture(scope="module")
+def decoder(trained_model):
+    return Generator(trained_model)
+
+
+@pytest.fixture(scope="module")
+def encoder_decoder(tiny_dims):
+    """A fresh T5-style encoder-decoder (relative positions), its weights scaled up so that
+    the logits have clear winners."""
+    loaded = fresh_model(tiny_dims["encoder-decoder"], family="encoder_decoder", seed=3)
+    scaled = jax.tree.map(lambda x: np.asarray(x) * (8 if x.ndim > 1 else 1), loaded.params)
+    return Generator(attrs.evolve(loaded, params=scaled))
+
+
+NEW = 12  # every decoder test generates this many tokens for 3 prompts: one compiled shape
+
+
+def test_cached_greedy_decoding_equals_recomputing_every_token_decoder(decoder):
+    prompts = decoder.encode_prompts(PROMPTS)
+    cached = decoder.run(prompts, max_new_tokens=NEW, stop=False)
+    recomputed = decoder.run_by_recompute(prompts, max_new_tokens=NEW, stop=False)
+    np.testing.assert_array_equal(cached["tokens"], recomputed)
+    assert cached["steps"] == NEW
+    # Next to other prompts, each gives what it gives among copies of itself (its own
+    # positions; no padding or other row leaks in).
+    alone = decoder.run(decoder.encode_prompts([PROMPTS[1]] * 3), max_new_tokens=NEW, stop=False)
+    np.testing.assert_array_equal(alone["tokens"][0], cached["tokens"][1])
+
+
+def test_cached_greedy_decoding_equals_recomputing_every_token_encoder_decoder(encoder_decoder):
+    prompts = encoder_decoder.encode_prompts(PROMPTS)
+    cached = encoder_decoder.run(prompts, max_new_tokens=10, stop=False)
+    recomputed = encoder_decoder.run_by_recompute(prompts, max_new_tokens=10, stop=False)
+    np.testing.assert_array_equal(cached["tokens"], recomputed)
+    assert len(set(cached["tokens"][0].tolist())) > 1  # not a constant stream
+    # The encoder reads the prompt and EOS; the cache holds start + 10 decoder positions and
+    # the cross-attention keys and values over the 18 encoder slots of the padded batch.
+    dims = encoder_decoder.model.dims
+    assert prompts[1].tolist()[-1] == ByteTokenizer().eos_id
+    assert cached["kv_bytes"] == model_kv_cache_bytes(
+        dims, family="encoder_decoder", context=11, input_context=cached["prompt_len"], batch=3, bytes_per_value=4
+    )
+
+
+def test_seeded_sampling_is_reproducible(decoder):
+    prompts = decoder.encode_prompts(PROMPTS)
+    sampling = Sampling(temperature=1.5, top_k=40, top_p=0.95)
+    first = decoder.run(prompts, max_new_tokens=NEW, sampling=sampling, seed=7, stop=False)["tokens"]
+    again = decoder.run(prompts, max_new_tokens=NEW, sampling=sampling, seed=7, stop=False)["tokens"]
+    other = decoder.run(prompts, max_new_tokens=NEW, sampling=sampling, seed=8, stop=False)["tokens"]
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+    # top_k = 1 is greedy whatever the temperature (the same program, other knob values).
+    greedy = decoder.run(prompts, max_new_tokens=NEW, stop=False)["tokens"]
+    top1 = decoder.run(prompts, max_new_tokens=NEW, sampling=Sampling(temperature=1.5, top_k=1), seed=7, stop=False)
+    np.testing.assert_array_equal(top1["tokens"], greedy)
+
+
+def test_a_stop_id_ends_its_row_and_the_loop(decoder):
+    prompts = decoder.encode_prompts([PROMPTS[0]] * 3)
+    free = decoder.run(prompts, max_new_tokens=NEW, stop=False)["tokens"][0]
+    stopper = int(free[3])
+    first_seen = free.tolist().index(stopper)
+    original = decoder.stop_ids
+    decoder.stop_ids = (stopper,)
+    try:
+        run = decoder.run(prompts, max_new_tokens=NEW)
+        out = decoder.generations(["T"] * 3, prompts, run["tokens"])[0]
+    finally:
+        decoder.stop_ids = original
+    assert run["steps"] == first_seen + 1  # the loop ended at the stop id, not at NEW
+    assert out.ids == tuple(free[: first_seen + 1].tolist()) and out.stop_reason == "stop"
+    assert (run["tokens"][:, first_seen + 1 :] == 0).all()
+
+
+def test_sampling_rules():
+    logits = jnp.asarray([[2.0, 1.0, 0.5, -1.0]])
+    keys = jax.random.split(jax.random.key(0), 4000)
+    draw = jax.jit(jax.vmap(lambda k, knobs: sample(logits, k, greedy=False, knobs=knobs)[0], in_axes=(0, None)))
+    drawn = lambda **kw: np.asarray(draw(keys, Sampling(temperature=1.0, **kw).knobs()))  # noqa: E731
+    assert int(sample(logits, keys[0], Sampling())[0]) == 0
+    assert set(drawn(top_k=1).tolist()) == {0}
+    assert set(drawn(top_k=2).tolist()) == {0, 1}
+    assert set(drawn(top_p=0.01).tolist()) == {0}
+    # Nucleus keeps the token that crosses top_p: p = [0.61, 0.22, 0.14, 0.03]; 0.7 keeps two.
+    assert set(drawn(top_p=0.7).tolist()) == {0, 1}
+    counts = np.bincount(drawn(), minlength=4) / 4000
+    np.testing.assert_allclose(counts, np.asarray(jax.nn.softmax(logits[0])), atol=0.03)
+    for bad in ({"temperature": -1}, {"top_k": -2}, {"top_p": 0.0}, {"top_p": 1.5}):
+        with pytest.raises(GenerationError):
+            Sampling(**bad)
+
+
+def test_kv_cache_is_stacked_over_layers_and_measured_as_planned(decoder, trained_model):
+    dims = trained_model.dims
+    cache = jax.eval_shape(lambda: decoder.model.init_cache(3, 40))
+    assert cache["k"].shape == (dims.layers, 3, 40, dims.n_kv_heads, dims.d_head)
+    run = decoder.run(decoder.encode_prompts(PROMPTS), max_new_tokens=NEW, stop=False)
+    # Prompts padded to 32 tokens, 12 new: 44 slots per row; fp32 keys and values.
+    assert run["cache_len"] == 32 + NEW
+    planned = model_kv_cache_bytes(dims, family="decoder", context=32 + NEW, batch=3, bytes_per_value=4)
+    assert run["kv_bytes"] == planned == 3 * (32 + NEW) * decoder.kv_bytes_per_token()
+    assert decoder.kv_bytes_per_token() == 2 * dims.layers * dims.n_kv_heads * dims.d_head * 4
+
+
+def test_python_api_and_bad_settings(trained_model):
+    out = generate(trained_model, "The licensee", max_new_tokens=6)  # the CLI tests' shapes
+    assert len(out.ids) <= 6 and out.prompt_ids == tuple(ByteTokenizer().encode("The licensee").tolist())
+    assert isinstance(out.text, str) and out.to_json().keys() == {"prompt_ids", "ids", "text"}
+    outs = generate(trained_model, prompts=PROMPTS, max_new_tokens=NEW)
+    assert [o.prompt for o in outs] == PROMPTS
+    with pytest.raises(GenerationError, match="empty"):
+        generate(trained_model, "", max_new_tokens=4)
+    with pytest.raises(GenerationError, match="max_new_tokens"):
+        generate(trained_model, "x", max_new_tokens=0)
+    with pytest.raises(ModelLoadError, match="tokenizer does not match"):
+        generate(trained_model, "x", tokenizer=ByteTokenizer(vocab_size=512))
+    with pytest.raises(GenerationError, match="unknown precision"):
+        generate(trained_model, "x", precision="int3")
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def _generate(*args):
+    return CliRunner().invoke(cli, ["generate", *map(str, args)], catch_exceptions=False)
+
+
+def test_cli_json_output_matches_the_python_api(trained_run, trained_model):
+    result = _generate(trained_run.out_dir, "--prompt", "The author", "--max-new-tokens", 6, "--json")  # one compile
+
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.output)
+    expected = generate(trained_model, "The author", max_new_tokens=6)
+    assert printed == expected.to_json()
+
+
+def test_cli_bench_reports_speeds_and_measured_bytes(trained_run):
+    # The shapes of the JSON test's run (1 prompt padded to 16 tokens, 6 new): compiled once.
+    result = _generate(trained_run.out_dir, "--bench", "--json", "--prompt-tokens", 10, "--max-new-tokens", 6)
+    assert result.exit_code == 0, result.output
+    bench = json.loads(result.output)
+    for key in ("ttft_s", "prompt_tokens_per_s", "decode_tokens_per_s", "bandwidth", "peak_bandwidth", "bandwidth_fraction"):
+        assert bench[key] > 0
+    assert bench["peak_source"] == "memcpy"
+    assert bench["weight_bytes"] == bench["planned_weight_bytes"]  # fp32 weights: 4 bytes each
+    assert bench["kv_bytes"] == bench["planned_kv_bytes"] == bench["cache_len"] * bench["kv_bytes_per_token"]
+    assert (bench["prompt_tokens"], bench["cache_len"]) == (10, 16 + 6)
+
+
+def test_cli_escapes_control_characters_the_model_writes(trained_run, monkeypatch):
+    # A byte-level model can emit ESC [ 2 J (clear screen): printed escaped, kept in --json.
+    escape = [3 + b for b in b"ok\x1b[2J"]
+    fake = {"tokens": np.asarray([escape]), "kv_bytes": 0, "cache_len": 8}
+    monkeypatch.setattr(Generator, "run", lambda self, prompts, **kw: fake)
+    plain = _generate(trained_run.out_dir, "--prompt", "x", "-q")
+    assert plain.exit_code == 0 and plain.output == "ok\\x1b[2J\n"
+    printed = json.loads(_generate(trained_run.out_dir, "--prompt", "x", "--json").output)
+    assert printed["text"] == "ok\x1b[2J"
+
+
+@pytest.mark.parametrize(
+    "case, code, message",
+    [
+        ("missing", 1, "no such run directory or checkpoint folder"),
+        ("no-checkpoint", 1, "holds no checkpoint"),
+        ("not-a-run", 1, "neither a Hugging Face checkpoint"),
+        ("empty-prompt", 1, "the prompt is empty"),
+        ("zero-tokens", 2, "--max-new-tokens"),
+        ("no-prompt", 2, "give a prompt"),
+        ("vocab-mismatch", 1, "other shapes than run.json describes"),
+    ],
+)
+def test_cli_bad_input_is_a_clear_error(trained_run, tmp_path, case, code, message):
+    run = trained_run.out_dir
+    args = ["--prompt", "x"]
+    if case == "missing":
+        run = tmp_path / "nowhere"
+    elif case == "no-checkpoint":
+        run = tmp_path / "fresh"
+        run.mkdir()
+        shutil.copy(trained_run.out_dir / "run.json", run / "run.json")
+    elif case == "not-a-run":
+        run = tmp_path
+    elif case == "empty-prompt":
+        args = ["--prompt", ""]
+    elif case == "zero-tokens":
+        args += ["--max-new-tokens", "0"]
+    elif case == "no-prompt":
+        args = []
+    elif case == "vocab-mismatch":
+        run = tmp_path / "edited"
+        shutil.copytree(trained_run.out_dir, run)
+        record = json.loads((run / "run.json").read_text())
+        record["config"]["dims"]["vocab"] = 512
+        (run / "run.json").write_text(json.dumps(record))
+    result = _generate(run, *args)
+    assert result.exit_code == code, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("name", ["gpt2", "t5"])
+def test_hugging_face_checkpoints_generate_with_their_tokenizers(name):
+    """GPT-2 (learned positions, BPE) and T5 (relative positions, unscaled attention,
+    SentencePiece adding EOS itself): cached decoding equals recomputation."""
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "fixtures" / "hf" / name
+    generator = Generator(str(folder))
+    assert generator.loaded.kind == "hf" and generator.stop_ids
+    prompts = generator.encode_prompts(["Hello world", "The licence"])
+    if name == "t5":  # the tokenizer's own EOS, once
+        assert all(p[-1] == generator.tokenizer.eos_id and p[-2] != generator.tokenizer.eos_id for p in prompts)
+    cached = generator.run(prompts, max_new_tokens=6, stop=False)["tokens"]
+    np.testing.assert_array_equal(cached, generator.run_by_recompute(prompts, max_new_tokens=6, stop=False))

@@ -1,0 +1,88 @@
+"""Weight-only int8 and NF4: the code book, round trips, layer slicing, measured bytes
+against the plan, and the quality cost on a trained model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("jax")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from genaisdk.backend.jax import quantize as Q  # noqa: E402
+from genaisdk.backend.jax.config import UnsupportedError  # noqa: E402
+from genaisdk.dims import Dimensions  # noqa: E402
+from genaisdk.estimate.inference import inference_memory  # noqa: E402
+from genaisdk.estimate.quantization import int8_bytes_per_param, nf4_bytes_per_param  # noqa: E402
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def test_nf4_code_book_is_qloras():
+    published = json.loads((FIXTURES / "nf4_code_book.json").read_text())
+    np.testing.assert_allclose(Q.nf4_code_book(), published["values"], atol=1e-6)
+    # 4 bits + an 8-bit absmax per 64 weights + an fp32 constant per 256 absmaxes.
+    assert (nf4_bytes_per_param() - 0.5) * 8 == pytest.approx(published["bits_per_parameter_of_constants"], abs=5e-4)
+
+
+def test_int8_round_trip_and_per_channel_scales():
+    w = jax.random.normal(jax.random.key(0), (3, 64, 4, 8)) * 0.05  # [layers, e, h, d] like q
+    q = Q.quantize_int8(w, axes=(1,))
+    assert q.codes.dtype == jnp.int8 and q.scales[0].shape == (3, 1, 4, 8)
+    scale = np.asarray(q.scales[0], np.float32)
+    error = np.abs(np.asarray(q.dequantize(jnp.float32)) - np.asarray(w))
+    assert (error <= scale / 2 + 1e-6).all()  # rounding to the nearest code
+    assert q.nbytes == w.size + 3 * 4 * 8 * 2  # a byte per weight, a bf16 scale per channel
+
+
+def test_nf4_round_trip_blocks_and_slicing_by_layer():
+    w = jax.random.normal(jax.random.key(1), (2, 96, 40)) * 0.02
+    q = Q.quantize_nf4(w, lead=1)
+    assert q.shape == (2, 96, 40) and q.codes.shape == (2, 96 * 40 // 2)
+    dense = np.asarray(q.dequantize(jnp.float32))
+    # Every weight is a code-book value times its block's (double-quantized) absmax.
+    blocks = dense.reshape(2, -1, 64)
+    absmax = np.abs(blocks).max(axis=-1, keepdims=True)
+    ratios = blocks / np.where(absmax > 0, absmax, 1)
+    assert np.abs(ratios[..., None] - Q.nf4_code_book()).min(axis=-1).max() < 1e-5
+    relative = np.linalg.norm(dense - np.asarray(w)) / np.linalg.norm(np.asarray(w))
+    assert relative < 0.12
+    # A scan over the layers axis slices every child, and gives each layer's weights.
+    summed, _ = jax.lax.scan(lambda c, layer: (c + layer.dequantize(jnp.float32).sum(), None), 0.0, q)
+    assert float(summed) == pytest.approx(float(dense.sum()), rel=1e-4)
+
+
+def test_serving_formats_from_precision_records(registry):
+    formats = {name: Q.serving_format(registry.get("precisions", name)) for name in ("fp32", "bf16", "int8", "nf4")}
+    assert (formats["fp32"].weights, formats["bf16"].weights) == ("fp32", "bf16")
+    assert (formats["int8"].weights, formats["int8"].compute) == ("int8", "bf16")
+    assert (formats["nf4"].precision, formats["nf4"].weights) == ("int4", "nf4")
+    with pytest.raises(UnsupportedError, match="cannot serve"):
+        Q.serving_format(registry.get("precisions", "fp8"))
+
+
+def test_measured_weight_bytes_equal_the_plan(registry):
+    """int8 within 1% of the plan's parameters x 1 byte once d_model is 256 (a bf16 scale per
+    256 weights is 0.8%); NF4 equals its formula (4.127 bits) within 1%, 3.2% above the
+    plan's 4 bits, which leave the block constants out."""
+    from genaisdk.backend.jax.runs import fresh_model
+
+    dims = Dimensions(layers=2, d_model=256, heads=4, d_ff=1024, vocab=384, context=64, ffn="gated", norm="rmsnorm", biases=False)
+    loaded = fresh_model(dims)
+    params = loaded.model.num_params()
+    specs = loaded.model.specs()
+    for name, tolerance in (("int8", 0.01), ("int4", None)):
+        fmt = Q.serving_format(registry.get("precisions", name))
+        measured = Q.tree_bytes(Q.prepare_params(loaded.params, specs, fmt))
+        planned = inference_memory(dims, params=params, weight_bytes=fmt.planned_weight_bytes, context=1, batch=1).weights
+        if tolerance is not None:
+            assert measured / planned == pytest.approx(1.0, abs=tolerance)
+            assert measured / params == pytest.approx(float(int8_bytes_per_param(dims.d_model)), rel=0.01)
+        else:
+            assert measured / params == pytest.approx(float(nf4_bytes_per_param()), rel=0.01)
+            assert measured / planned == pytest.approx(float(nf4_bytes_per_param()) / 0.5, rel=0.01)

@@ -6,6 +6,7 @@
     >>> plan.memory.per_device.total
     >>> result = genaisdk.train("specs/tiny-gpt.genai", out="runs/tiny")
     >>> genaisdk.generate("runs/tiny", "Once", max_new_tokens=20).text
+    >>> genaisdk.evaluate("runs/tiny", precision="int8").perplexity
 
 The public names are imported lazily so that `import genaisdk` stays cheap.
 """
@@ -36,6 +37,7 @@ _EXPORTS = {
     "report": "genaisdk.render.report:render_report",
     "card": "genaisdk.render.card:model_card",
     "generate": "genaisdk.backend.jax.generate:generate",
+    "evaluate": "genaisdk.backend.jax.evaluate:evaluate",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -56,6 +58,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from genaisdk.backend.jax.evaluate import evaluate
     from genaisdk.backend.jax.generate import generate
     from genaisdk.backend.jax.train import train
     from genaisdk.diagnostics import Diagnostic, Span, SpecError

@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("report", "Write the plan (and a run, an evaluation) as one HTML page with plots."),
     "card": ("card", "Write a Hugging Face model card from the spec, plan, run and evaluation."),
     "generate": ("generate", "Continue a prompt with a trained model (KV cache), or time it (--bench)."),
+    "eval": ("evaluate", "Held-out loss, perplexity, bits per byte and the task's metric of a trained model."),
 }
 
 

@@ -1,5 +1,5 @@
 """The import graph is the stack of layers `pyproject.toml` declares ([tool.importlinter]):
-cli -> render | backend -> planning -> spec -> registry -> builtins -> estimate | plans | checkpoints ->
+cli -> render | backend -> planning -> spec -> registry -> builtins -> estimate | plans | checkpoints | evaluation ->
 hookspecs -> records : dims -> core : diagnostics. `.ci/run` runs only pytest, so the
 contracts are checked here."""
 

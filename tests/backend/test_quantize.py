@@ -86,3 +86,17 @@ def test_measured_weight_bytes_equal_the_plan(registry):
         else:
             assert measured / params == pytest.approx(float(nf4_bytes_per_param()), rel=0.01)
             assert measured / planned == pytest.approx(float(nf4_bytes_per_param()) / 0.5, rel=0.01)
+
+
+def test_quantized_perplexity_within_1_and_5_percent_of_bf16(trained_model):
+    from genaisdk.backend.jax.evaluate import evaluate
+
+    int8 = evaluate(trained_model, precision="int8")
+    int4 = evaluate(trained_model, precision="int4")
+    bf16 = int8.baseline["perplexity"]
+    assert int8.baseline["precision"] == int4.baseline["precision"] == "bf16"
+    assert int4.baseline["perplexity"] == bf16  # the same data, batches and weights
+    assert int8.perplexity / bf16 == pytest.approx(int8.baseline["perplexity_ratio"])
+    assert abs(int8.perplexity / bf16 - 1) < 0.01
+    assert abs(int4.perplexity / bf16 - 1) < 0.05
+    assert int4.memory["weight_bytes"] < int8.memory["weight_bytes"] < int8.memory["params"] * 2

@@ -44,7 +44,7 @@ Compute core (the API the training loop, checkpoints and `genai measure` build o
 ``sharding``: mesh, logical-axis rules → NamedShardings, optimizer-state mirroring.
 ``measure``: ahead-of-time compiled memory and FLOPs of the planned step vs the plan.
 
-Serving (``genai generate``):
+Serving and evaluation (``genai generate``, ``genai eval``):
 
 ``runs``: ``resolve_model(MODEL)`` → ``LoadedModel`` (model, parameters of the latest good
     checkpoint, tokenizer, the run's data and task) from a run directory or a TrainResult;
@@ -52,4 +52,7 @@ Serving (``genai generate``):
 ``generate``: ``Generator(model, precision)`` (KV cache over the stacked layers, compiled
     prefill and while-loop decode, greedy / top-k / top-p sampling), ``generate(...)``,
     ``bench(...)``; ``quantize``: serving formats (a dtype cast, int8 per-channel, NF4).
+``evaluate``: ``evaluate(model, data, task=..., precision=...)`` (loss, perplexity, bits
+    per byte, task metrics; the training loop's held-out evaluation is its
+    ``held_out_batches`` + ``lm_totals``).
 """

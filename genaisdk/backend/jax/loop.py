@@ -11,7 +11,9 @@ The loop drives a `Trainer` (the compiled steps) with batches from a `DataPipeli
   leaves the device idle. A checkpoint, an evaluation or a stop first drains the metrics,
   so nothing is saved before its step's loss has been seen to be finite.
 - Every `eval_every` steps and at the end: held-out loss (token mean over a fixed set of
-  held-out batches) and perplexity, exp(loss) (Jelinek et al. 1977).
+  held-out batches, each held-out sequence once), perplexity, exp(loss) (Jelinek et al.
+  1977), and bits per byte; computed by `genaisdk.backend.jax.evaluate`, the code
+  `genai eval` runs.
 - Every `checkpoint_every` steps and at the end, a checkpoint. SIGINT or SIGTERM only sets a
   flag (a second SIGINT aborts at once); the loop saves at the next step boundary and
   returns "interrupted".
@@ -31,9 +33,9 @@ from typing import Any
 import attrs
 import numpy as np
 
+from genaisdk.backend.jax.evaluate import DEFAULT_EVAL_BATCHES, held_out_batches, lm_totals, token_bytes
+
 TRAIN_RNG_STREAM = 101
-EVAL_RNG_STREAM = 102
-DEFAULT_EVAL_BATCHES = 8
 STOP_AGREEMENT_EVERY = 10
 """Steps between checks, in a multi-host run, that every process agrees to stop."""
 
@@ -150,7 +152,8 @@ class TrainingLoop:
         self.checkpoint_meta = checkpoint_meta or (lambda step: {})
         self.tokens_per_step = int(trainer.config.tokens_per_step)
         self.flops_per_step = float(trainer.flops_per_step)
-        self._eval_host: dict[int, dict[str, np.ndarray]] = {}
+        self._eval_host: list[dict[str, np.ndarray]] | None = None
+        self._token_bytes: np.ndarray | None = None
         self._all_finite: Callable[[Any], Any] | None = None
 
     # -- batches ---------------------------------------------------------------------------
@@ -161,35 +164,34 @@ class TrainingLoop:
         rng = np.random.default_rng([self.settings.seed, TRAIN_RNG_STREAM, step])
         return self.trainer.put_batch(self.trainer.make_batch(tokens, rng))
 
-    def _eval_batch(self, index: int) -> dict[str, Any]:
-        host = self._eval_host.get(index)
-        if host is None:
-            rng = np.random.default_rng([self.settings.seed, EVAL_RNG_STREAM, index])
-            host = self.trainer.make_batch(self.pipeline.held_out_batch(index), rng)
-            self._eval_host[index] = host
-        return self.trainer.put_batch(host)
-
     # -- evaluation ------------------------------------------------------------------------
 
     def evaluate(self, state: Any, step: int) -> dict[str, Any] | None:
-        import jax
+        from genaisdk.backend.jax.tokenizer import ByteTokenizer
 
-        count = self.pipeline.held_out_batches(self.settings.eval_batches)
-        if count == 0:
+        if self._eval_host is None:
+            self._eval_host = held_out_batches(
+                self.pipeline, self.trainer.make_batch, seed=self.settings.seed, limit=self.settings.eval_batches
+            )
+            tokenizer = getattr(self.pipeline.settings, "tokenizer", None)
+            self._token_bytes = token_bytes(tokenizer or ByteTokenizer(vocab_size=self.trainer.config.dims.vocab))
+        if not self._eval_host:
             return None
-        # Each batch's result is read before the next is dispatched: independent sharded
-        # programs in flight together can deadlock the CPU backend's collectives.
-        results = [jax.device_get(self.trainer.eval_step(state, self._eval_batch(i))) for i in range(count)]
-        tokens = sum(float(r["tokens"]) for r in results)
-        loss_sum = sum(float(r["loss"]) * float(r["tokens"]) for r in results)
-        loss = loss_sum / max(tokens, 1.0)
+
+        def loss_fn(batch: dict[str, np.ndarray]) -> tuple[Any, Any]:
+            result = self.trainer.eval_step(state, self.trainer.put_batch(batch))
+            return result["loss"] * result["tokens"], result["tokens"]
+
+        totals = lm_totals(loss_fn, self._eval_host, self._token_bytes)
+        figures = totals.metrics()
         entry = {
             "kind": "eval",
             "step": step,
-            "eval_loss": loss,
-            "perplexity": math.exp(loss) if loss < 700 else float("inf"),
-            "batches": count,
-            "tokens": int(tokens),
+            "eval_loss": figures["loss"],
+            "perplexity": figures["perplexity"],
+            "bits_per_byte": figures["bits_per_byte"],
+            "batches": totals.batches,
+            "tokens": figures["tokens"],
         }
         if self.metrics is not None:
             self.metrics.write(entry)

@@ -2,7 +2,7 @@
 
 Training entries: ``{"kind": "train", "step", "loss", "tokens_per_s", "lr", "grad_norm",
 "loss_scale", "skipped", "seconds", "mfu"}``. Evaluation entries: ``{"kind": "eval", "step",
-"eval_loss", "perplexity", "batches", "tokens"}``. ``step`` counts completed optimizer steps (the
+"eval_loss", "perplexity", "bits_per_byte", "batches", "tokens"}``. ``step`` counts completed optimizer steps (the
 entry after the first update has step 1).
 
 Each line is flushed as it is written, so a run killed at any moment leaves whole lines

@@ -1,0 +1,111 @@
+"""`genai eval`: the training loop's held-out loss, data sources, task metrics, eval.json."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip("jax")
+pytest.importorskip("orbax.checkpoint")
+
+from click.testing import CliRunner  # noqa: E402
+
+from genaisdk.backend.jax.evaluate import EvaluationError, evaluate  # noqa: E402
+from genaisdk.backend.jax.metrics import read_metrics  # noqa: E402
+from genaisdk.cli import cli  # noqa: E402
+from genaisdk.evaluation import metrics as M  # noqa: E402
+
+
+def _eval(*args):
+    return CliRunner().invoke(cli, ["eval", *map(str, args)], catch_exceptions=False)
+
+
+def test_eval_loss_equals_the_training_loops_held_out_loss(trained_run):
+    result = _eval(trained_run.out_dir, "--json")
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.output)
+    assert printed["loss"] == pytest.approx(trained_run.eval_loss, rel=1e-6)
+    assert printed["perplexity"] == pytest.approx(math.exp(trained_run.eval_loss), rel=1e-6)
+    # The loop logged the same figures, bits per byte included.
+    logged = [e for e in read_metrics(trained_run.out_dir / "metrics.jsonl") if e["kind"] == "eval"][-1]
+    assert printed["bits_per_byte"] == pytest.approx(logged["bits_per_byte"], rel=1e-6)
+    assert printed["tokens"] == logged["tokens"]
+    assert printed["sources"][0]["source"] == "held-out split" and printed["step"] == 60
+    # No task metric for text-generation; eval.json holds what was printed.
+    assert "task" not in printed
+    assert json.loads((trained_run.out_dir / "eval.json").read_text())["loss"] == printed["loss"]
+
+
+def test_each_data_source_is_measured_on_its_own(trained_model, licence, tmp_path):
+    import jax
+
+    first, second = tmp_path / "a.txt", tmp_path / "b.jsonl"
+    first.write_text("\n\n".join(licence(6, seed=11)))
+    second.write_text("\n".join(json.dumps({"text": t}) for t in licence(4, seed=12)))
+    result = evaluate(trained_model, [str(first), str(second)], baseline=False)
+    a, b = result.sources
+    assert (a["source"], b["source"]) == (str(first), str(second))
+    tokens = a["tokens"] + b["tokens"]
+    assert result.loss == pytest.approx((a["loss"] * a["tokens"] + b["loss"] * b["tokens"]) / tokens)
+    assert result.bits_per_byte == pytest.approx(result.loss * tokens / (math.log(2) * result.overall["bytes"]))
+
+    # The first source by hand: the file (one document) + EOS packed into 64-token rows (the
+    # tail padded), next-token loss over every non-PAD target, in one batch.
+    loaded = trained_model
+    stream = loaded.tokenizer.encode_documents([first.read_text()])
+    rows = np.zeros((-(-len(stream) // 64), 64), np.int32)
+    rows.reshape(-1)[: len(stream)] = stream
+    batch = loaded.objective.make_batch(rows)
+    total, count = jax.jit(lambda p, b: loaded.objective.loss_sum(loaded.model.apply, p, b, _policy()))(loaded.params, batch)
+    assert a["tokens"] == int(count) == len(stream) - len(rows)  # a row's last token predicts nothing
+    assert a["loss"] == pytest.approx(float(total) / float(count), rel=1e-5)
+
+
+def _policy():
+    from genaisdk.backend.jax.precision import Policy
+
+    return Policy(name="fp32")
+
+
+def test_task_metrics_from_task_records(trained_model, licence, tmp_path):
+    records = tmp_path / "summaries.jsonl"
+    texts = licence(4, seed=21)
+    records.write_text("\n".join(json.dumps({"input": t, "target": t.split(".")[0] + "."}) for t in texts))
+    result = evaluate(trained_model, [str(records)], task="summarization", baseline=False, max_new_tokens=12)
+    task = result.task
+    assert (task["name"], task["metric"], task["examples"]) == ("summarization", "rouge", 4)
+    targets = [t.split(".")[0] + "." for t in texts]
+    assert {k: task[k] for k in M.ROUGE_TYPES} == {
+        k: v for k, v in M.rouge(task["predictions"], targets).items() if k in M.ROUGE_TYPES
+    }
+    assert all(0.0 <= task[k] <= 1.0 for k in M.ROUGE_TYPES)
+
+    labelled = tmp_path / "labels.jsonl"
+    labelled.write_text(
+        "\n".join(json.dumps({"input": t, "label": ("keep", "copy")[i % 2]}) for i, t in enumerate(texts))
+    )
+    result = evaluate(trained_model, [str(labelled)], task="sentiment", baseline=False)
+    task = result.task
+    assert (task["name"], task["metric"]) == ("sentiment-analysis", "accuracy")
+    assert set(task["predictions"]) <= {"keep", "copy"} and 0.0 <= task["accuracy"] <= 1.0
+    assert task == {**task, **M.accuracy_f1(task["predictions"], ["keep", "copy"] * 2)}
+
+
+def test_bad_evaluation_input(trained_run, trained_model, tmp_path):
+    with pytest.raises(EvaluationError, match="unknown task 'poetry'"):
+        evaluate(trained_model, task="poetry", baseline=False)
+    with pytest.raises(EvaluationError, match="no file matches"):
+        evaluate(trained_model, [str(tmp_path / "*.txt")], baseline=False)
+    plain = tmp_path / "plain.txt"
+    plain.write_text("The licensee may copy the program.")
+    with pytest.raises(EvaluationError, match="summarization is scored on JSON-lines records"):
+        evaluate(trained_model, [str(plain)], task="summarization", baseline=False)
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"input": "x"}\n')
+    result = _eval(trained_run.out_dir, "--data", broken)
+    assert result.exit_code == 1 and "broken.jsonl:1" in result.output and "Traceback" not in result.output
+    result = _eval(tmp_path / "nowhere")
+    assert result.exit_code == 1 and "no such run directory" in result.output

@@ -527,19 +527,22 @@ MEMCPY_BYTES = 256 * 2**20
 """Buffer copied to measure host memory bandwidth: far larger than any CPU cache."""
 
 
-def memcpy_bandwidth(nbytes: int = MEMCPY_BYTES, repeats: int = 5) -> float:
-    """Host memory bandwidth in bytes/s from the fastest of `repeats` copies of `nbytes`,
-    counting the bytes read and the bytes written (the STREAM "Copy" convention, McCalpin
-    1995), as a decode step's weight and cache reads are counted against it."""
+def memcpy_bandwidth(nbytes: int = MEMCPY_BYTES, copies: int = 8, rounds: int = 3) -> float:
+    """Host memory bandwidth in bytes/s: the best of `rounds` rounds of `copies` copies of
+    `nbytes`, each round's bytes over its whole time (sustained, as a decode loop's steps
+    are timed), counting the bytes read and the bytes written (the STREAM "Copy"
+    convention, McCalpin 1995), as a decode step's weight and cache reads are counted
+    against it."""
     src = np.ones(nbytes, np.uint8)
     dst = np.empty_like(src)
     np.copyto(dst, src)
     best = float("inf")
-    for _ in range(repeats):
+    for _ in range(rounds):
         started = time.perf_counter()
-        np.copyto(dst, src)
+        for _ in range(copies):
+            np.copyto(dst, src)
         best = min(best, time.perf_counter() - started)
-    return 2.0 * nbytes / best
+    return 2.0 * nbytes * copies / best
 
 
 def peak_bandwidth(device: Any = None) -> tuple[float, str]:

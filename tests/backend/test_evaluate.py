@@ -34,9 +34,15 @@ def test_eval_loss_equals_the_training_loops_held_out_loss(trained_run):
     assert printed["bits_per_byte"] == pytest.approx(logged["bits_per_byte"], rel=1e-6)
     assert printed["tokens"] == logged["tokens"]
     assert printed["sources"][0]["source"] == "held-out split" and printed["step"] == 60
-    # No task metric for text-generation; eval.json holds what was printed.
-    assert "task" not in printed
+    # No task metric for text-generation; eval.json holds what was printed, in the layout
+    # genai report and genai card read: overall and per-source figures, not the bytes.
+    assert "tasks" not in printed and printed["serving"]["memory"]["weight_bytes"] > 0
     assert json.loads((trained_run.out_dir / "eval.json").read_text())["loss"] == printed["loss"]
+    from genaisdk.render.inputs import read_eval
+
+    read = read_eval(trained_run.out_dir / "eval.json")
+    assert read.overall("loss") == pytest.approx(printed["loss"]) and read.counts["step"] == 60
+    assert {(r.group, r.subject) for r in read.rows} == {("overall", ""), ("source", "held-out split")}
 
 
 def test_each_data_source_is_measured_on_its_own(trained_model, licence, tmp_path):
@@ -77,6 +83,7 @@ def test_task_metrics_from_task_records(trained_model, licence, tmp_path):
     result = evaluate(trained_model, [str(records)], task="summarization", baseline=False, max_new_tokens=12)
     task = result.task
     assert (task["name"], task["metric"], task["examples"]) == ("summarization", "rouge", 4)
+    assert result.to_json()["tasks"]["summarization"]["rouge1"] == task["rouge1"]
     targets = [t.split(".")[0] + "." for t in texts]
     assert {k: task[k] for k in M.ROUGE_TYPES} == {
         k: v for k, v in M.rouge(task["predictions"], targets).items() if k in M.ROUGE_TYPES

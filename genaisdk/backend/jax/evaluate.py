@@ -504,6 +504,9 @@ class EvalResult:
         return self.overall["bits_per_byte"]
 
     def to_json(self) -> dict[str, Any]:
+        """eval.json: the overall figures at the top level, `sources`, `tasks` (task name ->
+        its figures), and `serving` (measured bytes; the comparison precision's figures),
+        the layout `genai report` and `genai card` read (`genaisdk.render.inputs`)."""
         out: dict[str, Any] = {
             "model": self.model,
             "step": self.step,
@@ -512,13 +515,14 @@ class EvalResult:
             "compute": self.compute,
             **{k: self.overall[k] for k in ("loss", "perplexity", "bits_per_byte", "tokens", "bytes")},
             "sources": list(self.sources),
-            "memory": self.memory,
-            "seconds": self.seconds,
         }
-        if self.baseline is not None:
-            out["baseline"] = self.baseline
         if self.task is not None:
-            out["task"] = self.task
+            figures = {k: v for k, v in self.task.items() if k != "name"}
+            out["tasks"] = {self.task["name"]: figures}
+        out["serving"] = {"memory": self.memory}
+        if self.baseline is not None:
+            out["serving"]["baseline"] = self.baseline
+        out["seconds"] = self.seconds
         if self.notes:
             out["notes"] = list(self.notes)
         return _finite(out)

@@ -332,12 +332,17 @@ class InferenceMemory:
 
 @attrs.frozen(kw_only=True)
 class InferenceSection:
-    """One serving replica: weights at the serving precision plus the KV cache."""
+    """One serving replica: weights at the serving precision, the KV cache in its own type,
+    one step's workspace (at most `prefill_tokens` tokens) and the runtime context."""
 
     precision: str
     context: int
     batch: int
     memory: InferenceMemory
+    kv_precision: str = "bf16"
+    """The KV cache's type (fp32, bf16, fp16, fp8, int8)."""
+    prefill_tokens: int = 0
+    """Tokens one serving step processes: the prefill chunk (at most context x batch)."""
     fits: bool = attrs.field(converter=bool)
     devices_per_replica: int = 1
 

@@ -43,6 +43,13 @@ KORTHIKANTI_AS2B = 5.0
 """Activation bytes per a·s²·b per layer: softmax output (2), dropout mask (1), dropout
 output (2) (Korthikanti et al. 2022, Sec. 4.1)."""
 
+SERVE_PREFILL_TOKENS = 2048
+"""Tokens one serving step processes at most (prompt chunks and decoded tokens together):
+vLLM's default token budget per scheduler step, `SchedulerConfig.DEFAULT_MAX_NUM_BATCHED_TOKENS
+= 2048` (vllm/config/scheduler.py). With chunked prefill (Agrawal et al. 2023, "SARATHI")
+a longer prompt is prefilled over several steps of at most this many tokens, so the
+working memory of one step is bounded by it, not by context x batch."""
+
 RUNTIME_CONTEXT_BYTES = 1.0e9
 """Device memory the runtime holds before the model allocates anything: the CUDA context
 (about 0.8 GB observed under PyTorch, pytorch/pytorch issue 34323), cuBLAS and

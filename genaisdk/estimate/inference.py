@@ -1,4 +1,5 @@
-"""Serving memory per replica: weights at the serving precision plus the KV cache.
+"""Serving memory per replica: weights at the serving precision, the KV cache, one step's
+working memory and the runtime context.
 
 KV cache (Pope et al. 2022, "Efficiently Scaling Transformer Inference", Sec. 3.1; Ainslie
 et al. 2023 for grouped-query attention):
@@ -6,13 +7,17 @@ et al. 2023 for grouped-query attention):
     2 · layers · kv_heads · head_dim · context · batch · bytes
 
 the 2 for keys and values, `kv_heads` (not `heads`: multi-query and grouped-query attention
-cache only their key/value heads). An encoder-decoder's decoder caches its self-attention
-over the generated tokens and, once, the cross-attention keys and values over the encoder's
-input.
+cache only their key/value heads), `bytes` those of the KV cache's own type (16-bit by
+default; an fp8 or int8 cache halves it, as vLLM's `kv_cache_dtype` does, scale factors
+left out). An encoder-decoder's decoder caches its self-attention over the generated tokens
+and, once, the cross-attention keys and values over the encoder's input.
 
-The working memory of one forward step is estimated as the prefill of the whole prompt
-through one layer at a time (residual stream plus the widest intermediate) and the last
-position's fp32 logits; an estimate, on its own line.
+Working memory of one step: serving engines prefill a long prompt in chunks, so one step
+processes at most `prefill_tokens` tokens (vLLM's `max_num_batched_tokens`, default 2048,
+`genaisdk.estimate.constants.SERVE_PREFILL_TOKENS`). The workspace is those tokens through
+one layer at a time (residual stream plus the widest intermediate) and one row of fp32
+logits per sequence; flash attention reads the cached keys and values without holding the
+scores. An estimate, on its own line.
 
 Every numeric argument broadcasts over numpy arrays.
 """
@@ -25,7 +30,7 @@ import attrs
 import numpy as np
 
 from genaisdk.dims import Dimensions
-from genaisdk.estimate.constants import RUNTIME_CONTEXT_BYTES
+from genaisdk.estimate.constants import RUNTIME_CONTEXT_BYTES, SERVE_PREFILL_TOKENS
 from genaisdk.estimate.params import canonical_family
 
 KV_FACTOR = 2
@@ -73,15 +78,34 @@ def model_kv_cache_bytes(dims: Dimensions, *, family="decoder", context, batch, 
     return cache
 
 
-def prefill_workspace_bytes(dims: Dimensions, *, context, batch, bytes_per_value):
-    """One layer's forward over the whole prompt: the residual stream (d_model) plus the
-    widest intermediate (q, k, v together, or the FFN's d_ff, two of them when gated), and
-    the last position's fp32 logits. Flash attention never holds the s x s scores."""
-    s = np.asarray(context, dtype=float)
-    b = np.asarray(batch, dtype=float)
+def step_tokens(*, context, batch, prefill_tokens=SERVE_PREFILL_TOKENS):
+    """Tokens one serving step processes: the prefill chunk, never more than the context x
+    batch tokens there are (`prefill_tokens=None`: the whole prompt in one step)."""
+    whole = np.asarray(context, dtype=float) * np.asarray(batch, dtype=float)
+    if prefill_tokens is None:
+        return whole
+    return np.minimum(np.asarray(prefill_tokens, dtype=float), whole)
+
+
+def widest_values(dims: Dimensions) -> float:
+    """Values per token one layer holds at its widest: the residual stream (d_model) plus
+    the widest intermediate, q, k and v together or the FFN's d_ff (two of them when gated)."""
     qkv = dims.heads * dims.d_head + 2 * dims.n_kv_heads * dims.d_head
     ffn = dims.d_ff * (2 if dims.ffn == "gated" else 1)
-    return s * b * np.asarray(bytes_per_value, dtype=float) * (dims.d_model + max(qkv, ffn)) + b * dims.vocab * 4.0
+    return float(dims.d_model + max(qkv, ffn))
+
+
+LOGIT_BYTES = 4.0
+"""Logits are computed in fp32 before sampling (one row of `vocab` values per sequence)."""
+
+
+def prefill_workspace_bytes(dims: Dimensions, *, context, batch, bytes_per_value, prefill_tokens=SERVE_PREFILL_TOKENS):
+    """One step's working memory: `step_tokens` tokens through one layer at a time
+    (`widest_values` per token at `bytes_per_value`) plus one fp32 logits row per sequence.
+    Flash attention never holds the s x s scores (Dao et al. 2022). Bytes."""
+    tokens = step_tokens(context=context, batch=batch, prefill_tokens=prefill_tokens)
+    b = np.asarray(batch, dtype=float)
+    return tokens * np.asarray(bytes_per_value, dtype=float) * widest_values(dims) + b * dims.vocab * LOGIT_BYTES
 
 
 @attrs.frozen(kw_only=True)
@@ -104,15 +128,20 @@ def inference_memory(
     kv_bytes=2.0,
     activation_bytes=2.0,
     input_context=None,
+    prefill_tokens=SERVE_PREFILL_TOKENS,
     runtime_bytes=RUNTIME_CONTEXT_BYTES,
 ) -> InferenceMemory:
-    """Serving memory per replica: weights (params x serving bytes) + KV cache + workspace +
-    runtime context, a plain sum since all of them are alive while a batch decodes."""
+    """Serving memory per replica, bytes: weights (params x serving bytes per weight) + KV
+    cache (`kv_bytes` per cached value) + one step's workspace (`prefill_tokens` per step,
+    None: the whole prompt at once) + runtime context, a plain sum since all of them are
+    alive while a batch decodes."""
     weights = np.asarray(params, dtype=float) * np.asarray(weight_bytes, dtype=float)
     cache = model_kv_cache_bytes(
         dims, family=family, context=context, batch=batch, bytes_per_value=kv_bytes, input_context=input_context
     )
-    workspace = prefill_workspace_bytes(dims, context=context, batch=batch, bytes_per_value=activation_bytes)
+    workspace = prefill_workspace_bytes(
+        dims, context=context, batch=batch, bytes_per_value=activation_bytes, prefill_tokens=prefill_tokens
+    )
     runtime = np.asarray(runtime_bytes, dtype=float)
     total = weights + cache + workspace + runtime
     return InferenceMemory(weights=weights, kv_cache=cache, workspace=workspace, overheads={"runtime": runtime}, total=total)

@@ -40,6 +40,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
 CHINCHILLA_RATIO = CHINCHILLA_TOKENS_PER_PARAM
 
+SERVING_FORMATS = ("fp16", "bf16", "fp8", "int8", "int4")
+"""Weight formats a serving replica can be offered (training-only ones, fp32 and tf32, are not)."""
+
+SMALL_PREFILL = 512
+"""The prefill chunk suggested when the workspace weighs: a quarter of the default step (an
+engineering choice; a smaller chunk lowers the step's memory and takes more steps to prefill)."""
+
 BLOOMBERG_DOMAIN_TOKENS = 363e9
 """BloombergGPT's financial tokens (FinPile), 51.27% of its 708.9B-token corpus (Wu et al.
 2023, Table 1)."""
@@ -68,7 +75,7 @@ def review(plan: Plan, stages: Stages, notes: Notes) -> None:
     _fit(plan, spec, resolved, notes, stages.fitted, stages.ctx.registry)
     _budget(plan, spec, notes)
     _adaptation(plan, spec, resolved, notes)
-    _serving(plan, notes)
+    _serving(plan, stages, notes)
 
 
 def _scaling(plan: Plan, spec: Spec, r: Resolved, notes: Notes) -> None:
@@ -277,14 +284,47 @@ def _adaptation(plan: Plan, spec: Spec, r: Resolved, notes: Notes) -> None:
         )
 
 
-def _serving(plan: Plan, notes: Notes) -> None:
+def _serving(plan: Plan, stages: Stages, notes: Notes) -> None:
+    """A replica larger than one device: every memory term named, and only the changes the
+    spec has not already made (a precision lower than the one served, an fp8 cache when the
+    cache is 16-bit, ...), each with what it saves."""
     i = plan.inference
     if i.fits:
         return
+    m = i.memory
+    cap = plan.memory.device_capacity
     notes.diag(
         codes.SERVING_DOES_NOT_FIT,
-        f"one serving replica needs {fmt_bytes(i.memory.total)} ({i.precision} weights {fmt_bytes(i.memory.weights)}, "
-        f"KV cache {fmt_bytes(i.memory.kv_cache)}): {i.devices_per_replica} x {plan.train.hardware}",
+        f"one serving replica needs {fmt_bytes(m.total)} = {i.precision} weights {fmt_bytes(m.weights)}"
+        f" + KV cache {fmt_bytes(m.kv_cache)} ({i.kv_precision}, {i.context} tokens x {i.batch} sequences)"
+        f" + prefill workspace {fmt_bytes(m.workspace)} ({i.prefill_tokens} tokens per step)"
+        f" + runtime {fmt_bytes(m.runtime)}, more than one {plan.train.hardware} ({fmt_bytes(cap)}):"
+        f" {i.devices_per_replica} x {plan.train.hardware} per replica",
         "serve",
-        hint="a lower serving precision (int8, int4), a shorter context or a smaller batch",
+        hint=serving_options(plan, stages),
     )
+
+
+def serving_options(plan: Plan, stages: Stages) -> str:
+    """What would shrink the replica, largest saving first, none of it already in use."""
+    from genaisdk.estimate.constants import DTYPE_BYTES
+
+    i, m = plan.inference, plan.inference.memory
+    registry, hw = stages.ctx.registry, stages.ctx.hardware
+    served = stages.ctx.resolved.serve_precision
+    options: list[tuple[float, str]] = []
+    for p in registry.catalog("precisions").values():
+        usable = p.compute_dtype in hw.peak_flops or not hw.peak_flops or not p.trainable
+        if p.weight_bytes < served.weight_bytes and usable and p.key in SERVING_FORMATS:
+            options.append((m.weights * (1 - p.weight_bytes / served.weight_bytes), f"`precision = {p.key}` weights"))
+    kv_bytes = DTYPE_BYTES[i.kv_precision]
+    if kv_bytes > DTYPE_BYTES["fp8"]:
+        options.append((m.kv_cache * (1 - DTYPE_BYTES["fp8"] / kv_bytes), "`kv_precision = fp8`"))
+    if i.batch > 1 or i.context > 1:
+        options.append((m.kv_cache / 2, "a context or batch half as large"))
+    if i.prefill_tokens > SMALL_PREFILL:
+        width = m.workspace - i.batch * plan.model.vocab * 4.0
+        options.append((width * (1 - SMALL_PREFILL / i.prefill_tokens), f"`prefill_tokens = {SMALL_PREFILL}`"))
+    ranked = [f"{text} (saves {fmt_bytes(saving)})" for saving, text in sorted(options, key=lambda o: -o[0]) if saving > 0]
+    ranked.append(f"or tensor parallel over {i.devices_per_replica} x {plan.train.hardware}")
+    return "; ".join(ranked)

@@ -16,7 +16,8 @@ from genaisdk.estimate import constants, scaling
 from genaisdk.estimate import cost as cost_math
 from genaisdk.estimate import flops as flops_math
 from genaisdk.estimate.data import epochs_over, mix_tokens, raw_tokens_needed, usable_tokens
-from genaisdk.estimate.inference import inference_memory
+from genaisdk.estimate.constants import DTYPE_BYTES
+from genaisdk.estimate.inference import inference_memory, step_tokens
 from genaisdk.estimate.inference import InferenceMemory as InferenceMemoryParts
 from genaisdk.planning.advice import domain_share
 from genaisdk.planning.grid import PHASES, Grid, GridResult, evaluate, powers_of_two
@@ -71,8 +72,12 @@ def predicted_loss(ctx: PlanContext, params: float, tokens: float) -> tuple[floa
     return (float(scaling.chinchilla_loss(params, loss_tokens)) if loss_tokens else math.inf), loss_tokens
 
 
-def inference_parts(ctx: PlanContext, dims: Dimensions, count: ParamCount, precision: Precision, context: int, batch_size: int) -> InferenceMemoryParts:
-    """One serving replica's memory (`genaisdk.estimate.inference.inference_memory`)."""
+def inference_parts(
+    ctx: PlanContext, dims: Dimensions, count: ParamCount, precision: Precision, context: int, batch_size: int, *, kv_dtype: str | None = None
+) -> InferenceMemoryParts:
+    """One serving replica's memory (`genaisdk.estimate.inference.inference_memory`): the
+    KV cache in `kv_dtype` (default: the precision's activation bytes), one step of at most
+    `prefill_tokens(ctx)` tokens."""
     return inference_memory(
         dims,
         params=float(count.total),
@@ -80,8 +85,9 @@ def inference_parts(ctx: PlanContext, dims: Dimensions, count: ParamCount, preci
         weight_bytes=float(precision.weight_bytes),
         context=context,
         batch=batch_size,
-        kv_bytes=float(precision.activation_bytes),
+        kv_bytes=float(DTYPE_BYTES[kv_dtype]) if kv_dtype else float(precision.activation_bytes),
         activation_bytes=float(precision.activation_bytes),
+        prefill_tokens=prefill_tokens(ctx),
     )
 
 
@@ -89,6 +95,13 @@ def serving(ctx: PlanContext, dims: Dimensions, count: ParamCount, context: int)
     """(context, batch) of the serving replica: the serve block's, else the training context, 1."""
     serve = ctx.project.serve
     return ((serve.context if serve and serve.context else None) or context), ((serve.batch if serve and serve.batch else None) or 1)
+
+
+def prefill_tokens(ctx: PlanContext) -> int:
+    """Tokens one serving step processes at most: the spec's `serve.prefill_tokens`, else
+    vLLM's default token budget (`genaisdk.estimate.constants.SERVE_PREFILL_TOKENS`)."""
+    serve = ctx.project.serve
+    return int(serve.prefill_tokens) if serve is not None and serve.prefill_tokens else constants.SERVE_PREFILL_TOKENS
 
 
 def assemble(stages: Stages, notes: Notes) -> Plan:
@@ -313,17 +326,19 @@ def _prompt_memory(ctx: PlanContext, dims: Dimensions, count: ParamCount, device
 
 
 def _inference(ctx: PlanContext, dims: Dimensions, count: ParamCount, seq: int, notes: Notes) -> InferenceSection:
-    precision = ctx.resolved.serve_precision
+    precision, kv_dtype = ctx.resolved.serve_precision, ctx.resolved.kv_dtype
     context, batch_size = serving(ctx, dims, count, seq)
     if ctx.project.serve is None:
-        notes.reason("serve.precision", precision.key, "no serve block: one replica at bf16, batch 1, the training context")
-    inf = inference_parts(ctx, dims, count, precision, context, batch_size)
+        notes.reason("serve.context", int(context), "no serve block: one replica, batch 1, the training context")
+    inf = inference_parts(ctx, dims, count, precision, context, batch_size, kv_dtype=kv_dtype)
     total = float(inf.total)
     cap = float(ctx.hardware.memory_bytes)
     return InferenceSection(
         precision=precision.key,
+        kv_precision=kv_dtype,
         context=int(context),
         batch=int(batch_size),
+        prefill_tokens=int(step_tokens(context=context, batch=batch_size, prefill_tokens=prefill_tokens(ctx))),
         memory=InferenceMemory(
             weights=float(inf.weights),
             kv_cache=float(inf.kv_cache),
@@ -367,5 +382,7 @@ def assumptions(stages: Stages, plan: Plan, notes: Notes) -> None:
         a("price_per_hour", ctx.price, source)
     if hw.power_watts:
         a("power_watts", hw.power_watts, f"{hw.key} rated board power", "energy is an upper bound for the accelerators alone")
-    serve = ctx.resolved.serve_precision
-    a("kv_cache_bytes", serve.activation_bytes, f"serving precision `{serve.key}`: keys and values stay 16-bit")
+    kv = ctx.resolved.kv_dtype
+    a("kv_cache_bytes", DTYPE_BYTES[kv], f"KV cache type `{kv}` (serve.kv_precision)", "fp8 or int8 halves a 16-bit cache")
+    a("serve_prefill_tokens", prefill_tokens(ctx), "tokens one serving step processes at most: vLLM's max_num_batched_tokens default (SchedulerConfig)",
+      "a longer prompt is prefilled in chunks of this many tokens; set serve.prefill_tokens to change it")

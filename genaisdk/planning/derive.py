@@ -21,9 +21,9 @@ from genaisdk.estimate import activations as act
 from genaisdk.estimate import flops as flops_math
 from genaisdk.estimate import params as params_math
 from genaisdk.estimate.constants import PF_DAY, SECONDS_PER_DAY, SECONDS_PER_HOUR
-from genaisdk.estimate.inference import KV_FACTOR
+from genaisdk.estimate.constants import DTYPE_BYTES
+from genaisdk.estimate.inference import KV_FACTOR, LOGIT_BYTES, widest_values
 from genaisdk.estimate.scaling import CHINCHILLA
-from genaisdk.planning.assemble import inference_parts, serving
 from genaisdk.planning.grid import activation_parts, memory_for, precision_arrays, strategy_arrays
 from genaisdk.plans import Term
 
@@ -502,8 +502,7 @@ def _inference(plan: Plan, stages: Stages) -> list[Term]:
     dims = stages.dims
     prec = stages.ctx.resolved.serve_precision
     family = plan.model.family
-    context, batch = serving(stages.ctx, dims, stages.count, stages.context)
-    inf = inference_parts(stages.ctx, dims, stages.count, prec, context, batch)
+    kv_bytes = DTYPE_BYTES[i.kv_precision]
     terms = [
         product_term("weights", "params × serving bytes", [(plan.model.params, "params"), (prec.weight_bytes, f"B ({prec.key})")], i.memory.weights, "bytes")
     ]
@@ -513,7 +512,7 @@ def _inference(plan: Plan, stages: Stages) -> list[Term]:
     else:
         copies = 2 if family == "encoder_decoder" else 1
         factors = [(KV_FACTOR, "(K and V)"), (layers, "layers"), (dims.n_kv_heads, "kv heads"), (dims.d_head, "head size"),
-                   (i.context, "context"), (i.batch, "batch"), (prec.activation_bytes, "B")]
+                   (i.context, "context"), (i.batch, "batch"), (kv_bytes, f"B ({i.kv_precision})")]
         if copies == 2:
             factors.append((2, "(self + cross attention)"))
         terms.append(
@@ -523,17 +522,39 @@ def _inference(plan: Plan, stages: Stages) -> list[Term]:
                 factors,
                 i.memory.kv_cache,
                 "bytes",
-                source="Pope et al. 2022, Sec. 3.1; kv_heads, not heads (Ainslie et al. 2023)",
+                source="Pope et al. 2022, Sec. 3.1; kv_heads, not heads (Ainslie et al. 2023); bytes of serve.kv_precision",
             )
         )
-    terms.append(value_term("workspace", "one layer's prefill over the prompt + last-position logits", float(inf.workspace), "bytes"))
+    width = widest_values(dims)
+    activations = i.prefill_tokens * prec.activation_bytes * width
+    logits = i.batch * dims.vocab * LOGIT_BYTES
+    terms.append(
+        product_term(
+            "prefill step",
+            "tokens per step × activation bytes × (d_model + widest intermediate)",
+            [(i.prefill_tokens, "tokens"), (prec.activation_bytes, "B"), (width, "values per token")],
+            activations,
+            "bytes",
+            source="chunked prefill: at most serve.prefill_tokens per step (vLLM max_num_batched_tokens, default 2048)",
+        )
+    )
+    terms.append(product_term("logits", "batch × vocab × 4 B (fp32)", [(i.batch, "sequences"), (dims.vocab, "vocab"), (LOGIT_BYTES, "B")], logits, "bytes"))
+    terms.append(sum_term("workspace", "prefill step + logits", [(activations, "prefill step"), (logits, "logits")], i.memory.workspace, "bytes"))
+    terms.append(value_term("runtime", "CUDA context and library workspaces", i.memory.runtime, "bytes", source="genaisdk.estimate.constants.RUNTIME_CONTEXT_BYTES"))
     terms.append(
         sum_term(
             "total per replica",
             "weights + KV cache + workspace + runtime",
-            [(i.memory.weights, "weights"), (i.memory.kv_cache, "KV cache"), (float(inf.workspace), "workspace"), (float(inf.overheads["runtime"]), "runtime")],
+            [(i.memory.weights, "weights"), (i.memory.kv_cache, "KV cache"), (i.memory.workspace, "workspace"), (i.memory.runtime, "runtime")],
             i.memory.total,
             "bytes",
+        )
+    )
+    cap = plan.memory.device_capacity
+    terms.append(
+        value_term(
+            "devices per replica", "ceil(total / device memory)", i.devices_per_replica, "devices",
+            substituted=f"ceil({fmt_bytes(i.memory.total)} / {fmt_bytes(cap)} ({plan.train.hardware}))",
         )
     )
     return terms

@@ -33,6 +33,9 @@ from genaisdk.spec.model import Spec, is_auto
 if TYPE_CHECKING:  # pragma: no cover
     from genaisdk.registry import Registry
 
+DEFAULT_SERVE_PRECISION = "bf16"
+"""The serving precision when the spec names none: 16-bit weights, as released checkpoints ship."""
+
 FAMILY_OBJECTIVE = {"encoder": "masked-lm", "decoder": "causal-lm", "encoder_decoder": "span-corruption"}
 """The pretraining objective each family is known for: BERT's masked LM (Devlin et al. 2019),
 GPT's causal LM (Radford et al. 2018), T5's span corruption (Raffel et al. 2020)."""
@@ -50,6 +53,10 @@ class Resolved:
     precision: Precision | None
     """None when the spec says `auto` (chosen later from the hardware)."""
     serve_precision: Precision
+    """The serving precision, after the check against the hardware (`serving_types`)."""
+    kv_dtype: str
+    """The KV cache's type (a key of DTYPE_BYTES): the spec's `serve.kv_precision`, else the
+    serving activations' type."""
     hardware: Hardware
     preset: Preset | None
     strategy: Strategy | None
@@ -147,7 +154,7 @@ def resolve(spec: Spec, registry: Registry, notes: Notes) -> Resolved | None:
     precision = None
     if not is_auto(p.train.precision) and p.train.precision:
         precision = _get(registry, "precisions", p.train.precision, notes, "train.precision", "precision")
-    serve_name = p.serve.precision if p.serve is not None else "bf16"
+    serve_name = (p.serve.precision if p.serve is not None else None) or DEFAULT_SERVE_PRECISION
     serve_precision = _get(registry, "precisions", serve_name, notes, "serve.precision", "precision")
 
     hardware_name = p.budget.hardware
@@ -170,6 +177,7 @@ def resolve(spec: Spec, registry: Registry, notes: Notes) -> Resolved | None:
     required = (architecture, objective, adaptation, optimizer, serve_precision, hardware)
     if any(r is None for r in required) or notes.has_errors:
         return None
+    serve_precision, kv_dtype = serving_types(spec, hardware, serve_precision, registry, notes)
     return Resolved(
         task=task,
         architecture=architecture,
@@ -178,6 +186,7 @@ def resolve(spec: Spec, registry: Registry, notes: Notes) -> Resolved | None:
         optimizer=optimizer,
         precision=precision,
         serve_precision=serve_precision,
+        kv_dtype=kv_dtype,
         hardware=hardware,
         preset=preset,
         strategy=strategy,
@@ -228,3 +237,47 @@ def auto_precision(hardware: Hardware, precisions: tuple[Precision, ...]) -> tup
             return record, why
     return None, f"{hardware.key} quotes no peak for bf16, fp16 or fp32"
 
+
+
+def serving_types(spec: Spec, hardware: Hardware, precision: Precision, registry: Registry, notes: Notes) -> tuple[Precision, str]:
+    """(serving precision, KV cache type), checked against what the hardware computes in.
+
+    A 16-bit brain-float precision on a device with fp16 but no bf16 arithmetic (V100, T4)
+    is served in fp16: the same two bytes per value, fp16's narrower range being no issue
+    for inference of a trained model (Micikevicius et al. 2018 train in it). A weight-only
+    format the device has no arithmetic for (int8 or fp8 weights on a device without int8
+    or fp8 units) keeps its storage: the weights are dequantized to 16-bit as they are read,
+    as weight-only kernels do, so the memory is unchanged. A device that quotes no
+    throughput at all (described inline) is taken to run what the spec says."""
+    serve = spec.project.serve
+    written = serve is not None and serve.precision is not None
+    peaks = hardware.peak_flops
+    fp16 = registry.get("precisions", "fp16")
+    half = "bf16" if ("bf16" in peaks or not peaks) else "fp16"
+    why = "the spec's" if written else f"no serving precision given: {DEFAULT_SERVE_PRECISION}, the weights as released"
+    chosen = precision
+    if peaks and precision.compute_dtype not in peaks:
+        if precision.compute_dtype == "bf16" and precision.weight_bytes == 2 and "fp16" in peaks and fp16 is not None:
+            chosen = fp16
+            why = f"{hardware.key} has no bf16 arithmetic: served in fp16, the same 2 bytes per value"
+            if written:
+                notes.diag(
+                    codes.ADJUSTED_VALUE, f"`serve.precision = {precision.key}`: {hardware.key} has no bf16 arithmetic, so the plan serves in fp16 (the same memory)",
+                    "serve.precision", hint="write `precision = fp16` in the serve block",
+                )
+        else:
+            why = (f"{why}; {hardware.key} has no {precision.compute_dtype} arithmetic: the {precision.param_dtype} weights are "
+                   f"dequantized to {half} as they are read (weight-only), so the memory is the same")
+    notes.reason("serve.precision", chosen.key, why)
+
+    kv = serve.kv_precision if serve is not None else None
+    if kv is None:
+        kv = "fp32" if chosen.activation_bytes == 4 else ("fp16" if chosen.compute_dtype == "fp16" else half)
+        notes.reason("serve.kv_precision", kv, f"the KV cache in the serving activations' type ({kv}); `kv_precision = fp8` halves a 16-bit cache")
+    elif kv == "bf16" and peaks and "bf16" not in peaks and "fp16" in peaks:
+        notes.diag(
+            codes.ADJUSTED_VALUE, f"`serve.kv_precision = bf16`: {hardware.key} has no bf16 arithmetic, so the cache is fp16 (the same memory)",
+            "serve.kv_precision", hint="write `kv_precision = fp16`",
+        )
+        kv = "fp16"
+    return chosen, kv

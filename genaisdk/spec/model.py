@@ -168,9 +168,14 @@ class BudgetSpec:
 
 @attrs.frozen(kw_only=True)
 class ServeSpec:
-    precision: str = "bf16"
+    precision: str | None = None
+    """A Precision name for the served weights; None: bf16 (the planner says so)."""
     context: int | None = None
     batch: int = 1
+    kv_precision: str | None = None
+    """fp16 | bf16 | fp8 | int8; None: the serving activations' 16-bit type."""
+    prefill_tokens: int | None = None
+    """Tokens one serving step processes at most; None: the documented default (2048)."""
 
 
 @attrs.frozen(kw_only=True)

@@ -30,6 +30,10 @@ import attrs
 
 from genaisdk.dims import FFN_KINDS, NORM_KINDS, POSITION_KINDS
 
+KV_PRECISIONS = ("fp16", "bf16", "fp8", "int8")
+"""Types a KV cache is stored in (vLLM's `kv_cache_dtype`: auto, fp8; LMDeploy and
+TensorRT-LLM also int8)."""
+
 VALUE_KINDS = ("name", "choice", "word", "string", "bool", "quantity", "hardware", "mix", "sources", "words", "specifier")
 
 
@@ -269,12 +273,16 @@ BLOCKS: dict[str, BlockSchema] = {
     "serve": BlockSchema(
         name="serve",
         spec_class="ServeSpec",
-        doc="How the model is served: precision, context, batch.",
+        doc="How the model is served: precision, context, batch, KV cache and prefill chunk.",
         keys=_keys(
             Key(name="precision", kind="name", registry="precisions", doc="Serving precision of the weights, e.g. int8."),
             Key(example="4096 tokens", name="context", kind="quantity", dimension="tokens", integer=True, positive=True,
                 doc="Longest sequence served, in tokens (sets the KV cache)."),
             _count("batch", "Sequences served at once.", positive=True),
+            Key(name="kv_precision", kind="choice", words=KV_PRECISIONS,
+                doc="Type of the KV cache: fp16, bf16, fp8 or int8 (default: the serving activations' 16-bit type)."),
+            Key(example="2048 tokens", name="prefill_tokens", kind="quantity", dimension="tokens", integer=True, positive=True,
+                doc="Tokens one serving step processes at most (chunked prefill; default 2048, vLLM's max_num_batched_tokens)."),
         ),
     ),
     "requires": BlockSchema(

@@ -290,9 +290,10 @@ class MemorySection:
 
 @attrs.frozen(kw_only=True)
 class TimeSection:
-    seconds: float
-    days: float
-    gpu_hours: float
+    seconds: float | None
+    """None where the device quotes no throughput for the precision (GP406)."""
+    days: float | None
+    gpu_hours: float | None
 
 
 @attrs.frozen(kw_only=True)
@@ -301,6 +302,11 @@ class CostSection:
     """None where neither the spec nor the hardware record gives a price."""
     price_per_hour: float | None = None
     energy_kwh: float | None = None
+    price_source: str | None = None
+    """Who lists the price used and for what, with its date (the hardware record's
+    `price_citation`), or "the spec's budget.price_per_hour"; None without a price."""
+    price_date: str | None = None
+    """When the catalog price was listed (YYYY-MM-DD); None for the spec's own price."""
 
 
 def _within(budget: BudgetSection) -> bool:

@@ -70,9 +70,8 @@ def _frozen_map(value: Mapping | None) -> dict:
 
 
 def _peak_flops(instance: Any, attribute: attrs.Attribute, value: Mapping[str, float]) -> None:
-    # Hand-written so that the message names the dtype whose figure is wrong.
-    if not value:
-        raise ValueError(f"{type(instance).__name__}.peak_flops must give at least one dtype")
+    # Hand-written so that the message names the dtype whose figure is wrong. An empty map is
+    # a device whose throughput is unknown (described inline with its memory only).
     for dtype, flops in value.items():
         if dtype not in DTYPES:
             raise ValueError(
@@ -308,8 +307,12 @@ class Hardware(Record):
     """'gpu' or 'tpu'."""
     memory_bytes: int = attrs.field(validator=POSITIVE)
     peak_flops: Mapping[str, float] = attrs.field(converter=_frozen_map, validator=_peak_flops)
-    """Dense peak FLOP/s (or OP/s for int8) keyed by DTYPES; a dtype left out is unsupported."""
-    bandwidth_bytes_per_s: float = attrs.field(validator=POSITIVE)
+    """Dense peak FLOP/s (or OP/s for int8) keyed by DTYPES; a dtype left out is unsupported.
+    Empty: the throughput is unknown (a device described inline without it), and a plan on
+    it answers memory but not time."""
+    bandwidth_bytes_per_s: float | None = attrs.field(default=None, validator=POSITIVE)
+    """Device memory bandwidth, bytes/s; None where unknown (inline devices only: every
+    catalog record gives it)."""
     power_watts: float | None = attrs.field(default=None, validator=POSITIVE)
     """Board power (TDP) in watts; None where the vendor publishes none (say why in `description`)."""
     intra_node_bytes_per_s: float | None = attrs.field(default=None, validator=POSITIVE)

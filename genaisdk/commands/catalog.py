@@ -136,7 +136,7 @@ def _hardware_row(registry: Any, r: Any) -> list[str]:
         _tflops(r, "bf16"),
         _tflops(r, "fp8"),
         _tflops(r, "int8"),
-        f"{r.bandwidth_bytes_per_s / 1e12:.3g}",
+        "-" if r.bandwidth_bytes_per_s is None else f"{r.bandwidth_bytes_per_s / 1e12:.3g}",
         _num(r.power_watts, 4),
         "-" if r.devices_per_node is None else f"{r.devices_per_node} x",
         "-" if r.intra_node_bytes_per_s is None else f"{r.intra_node_bytes_per_s / 1e9:.4g}",

@@ -56,6 +56,7 @@ MIX_TOTAL = "GS207"
 CONFLICT = "GS208"
 MISSING_UNIT = "GS209"
 INCONSISTENT_DIMS = "GS210"
+MISSING_FIGURE = "GS211"
 # -- names and consistency
 UNKNOWN_NAME = "GS301"
 OBJECTIVE_FAMILY = "GS302"
@@ -102,6 +103,7 @@ OVER_COST = "GP402"
 NO_PRICE = "GP403"
 OVER_COMPUTE = "GP404"
 BUDGET_UNDERUSED = "GP405"
+NO_THROUGHPUT = "GP406"
 # -- the registry
 VALIDATE_RAISED = "GR001"
 VALIDATE_NOT_A_DIAGNOSTIC = "GR002"
@@ -145,6 +147,7 @@ CODES: dict[str, tuple[str, str]] = {
     "GS208": ("error", "two keys that contradict each other"),
     "GS209": ("error", "a quantity without its unit"),
     "GS210": ("error", "model dimensions that do not fit together (heads and kv_heads, d_model and heads)"),
+    "GS211": ("error", "a device described inline without a figure the spec needs (its memory; a throughput to size by time)"),
     "GS301": ("error", "a name that is not registered (task, family, precision, hardware, LoRA target, ...)"),
     "GS302": ("error", "the objective does not train the model family"),
     "GS303": ("error", "the preset is of another family than the spec's"),
@@ -186,6 +189,7 @@ CODES: dict[str, tuple[str, str]] = {
     "GP403": ("info", "no price per device-hour is known: the plan has no cost"),
     "GP404": ("warning", "the compute budget is exceeded"),
     "GP405": ("info", "the run uses a small fraction of the budget"),
+    "GP406": ("info", "the device quotes no throughput for the precision: the plan has no time or cost"),
     "GR001": ("warning", "a plugin's genaisdk_validate hook raised, timed out or tried to exit; its checks were skipped"),
     "GR002": ("warning", "a plugin's genaisdk_validate hook returned something other than a Diagnostic"),
     "GJ201": ("warning", "an array is replicated over a mesh axis its dimensions do not divide"),

@@ -137,8 +137,9 @@ def fmt_clock(seconds: float | None) -> str:
 
 def fmt_value(value: float | None, unit: str) -> str:
     """A value in its unit: bytes as 13.5 GB, params and tokens as 6.74B, FLOPs as 3.1e23,
-    seconds as days, USD as $1.2M; any other unit after a plain number."""
-    if value is None:
+    seconds as days, USD as $1.2M; any other unit after a plain number. None and a value
+    that does not exist (NaN: a time without a throughput) print as "-"."""
+    if value is None or value != value:
         return "-"
     if unit == "bytes":
         return fmt_bytes(value)

@@ -236,7 +236,7 @@ def _budget(plan: Plan, spec: Spec, notes: Notes) -> None:
             f"{plan.compute.flops:.3g} training FLOPs is {plan.compute.flops / compute.value:.2f}x the compute budget",
             "budget.compute",
         )
-    if plan.cost.usd is None and plan.compute.model_flops > 0:
+    if plan.cost.price_per_hour is None and plan.compute.model_flops > 0:
         notes.diag(
             codes.NO_PRICE,
             f"no price per device-hour is known for {plan.train.hardware}: the plan has no cost",

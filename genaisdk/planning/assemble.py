@@ -91,6 +91,17 @@ def inference_parts(
     )
 
 
+def price_citation(ctx: PlanContext) -> dict[str, str | None]:
+    """`price_source` and `price_date` of the price the plan uses: the spec's when it gives
+    one (no date), else the hardware record's citation and date; both None without a price."""
+    if ctx.price is None:
+        return {"price_source": None, "price_date": None}
+    if ctx.project.budget.price_per_hour is not None:
+        return {"price_source": "the spec's budget.price_per_hour", "price_date": None}
+    hw = ctx.hardware
+    return {"price_source": hw.price_citation or hw.price_source or None, "price_date": hw.price_date or None}
+
+
 def serving(ctx: PlanContext, dims: Dimensions, count: ParamCount, context: int) -> tuple[int, int]:
     """(context, batch) of the serving replica: the serve block's, else the training context, 1."""
     serve = ctx.project.serve
@@ -144,15 +155,21 @@ def assemble(stages: Stages, notes: Notes) -> Plan:
 
     # time and cost
     hw = ctx.hardware
-    seconds = float(cost_math.training_seconds(model_flops, devices=devices, peak_flops=ctx.peak, mfu=ctx.mfu)) if model_flops else 0.0
-    hours = float(cost_math.device_hours(seconds, devices))
-    usd = float(cost_math.cost_usd(hours, ctx.price)) if ctx.price is not None else None
-    energy = float(cost_math.energy_kwh(seconds, devices=devices, power_watts=hw.power_watts)) if hw.power_watts else None
+    seconds: float | None
+    if not model_flops:
+        seconds = 0.0
+    elif ctx.peak > 0:
+        seconds = float(cost_math.training_seconds(model_flops, devices=devices, peak_flops=ctx.peak, mfu=ctx.mfu))
+    else:
+        seconds = None  # the device quotes no throughput (GP406): no time, no cost
+    hours = float(cost_math.device_hours(seconds, devices)) if seconds is not None else None
+    usd = float(cost_math.cost_usd(hours, ctx.price)) if (ctx.price is not None and hours is not None) else None
+    energy = float(cost_math.energy_kwh(seconds, devices=devices, power_watts=hw.power_watts)) if (hw.power_watts and seconds is not None) else None
     b = p.budget
     budget = BudgetSection(
         time_seconds=b.time.value if b.time else None,
         cost_usd=b.cost.value if b.cost else None,
-        time_ratio=seconds / b.time.value if b.time and b.time.value else None,
+        time_ratio=seconds / b.time.value if (b.time and b.time.value and seconds is not None) else None,
         cost_ratio=(usd / b.cost.value) if (b.cost and b.cost.value and usd is not None) else None,
     )
     memory = _memory_section(ctx, f) if f is not None else _prompt_memory(ctx, dims, count, devices, seq)
@@ -241,8 +258,8 @@ def assemble(stages: Stages, notes: Notes) -> Plan:
         scaling=scaling_section,
         train=train,
         memory=memory,
-        time=TimeSection(seconds=seconds, days=float(cost_math.seconds_to_days(seconds)), gpu_hours=hours),
-        cost=CostSection(usd=usd, price_per_hour=ctx.price, energy_kwh=energy),
+        time=TimeSection(seconds=seconds, days=float(cost_math.seconds_to_days(seconds)) if seconds is not None else None, gpu_hours=hours),
+        cost=CostSection(usd=usd, price_per_hour=ctx.price, energy_kwh=energy, **price_citation(ctx)),
         budget=budget,
         inference=_inference(ctx, dims, count, seq, notes),
     )

@@ -100,7 +100,14 @@ def _precision(spec: Spec, resolved: Resolved, notes: Notes) -> Precision:
             notes.diag(codes.NO_PEAK_FOR_PRECISION, why, "budget.hardware")
             raise SpecError(notes.diagnostics, spec.source)
         notes.reason("train.precision", precision.key, why)
-    if resolved.adaptation.trains and precision.compute_dtype not in hardware.peak_flops:
+    if resolved.adaptation.trains and not hardware.peak_flops:
+        notes.diag(
+            codes.NO_THROUGHPUT,
+            f"{hardware.key} quotes no throughput: the plan answers memory, but has no training time or cost",
+            "budget.hardware",
+            hint=f"add the device's dense {precision.compute_dtype} peak, e.g. `{precision.compute_dtype} = 150 TFLOP/s`",
+        )
+    elif resolved.adaptation.trains and precision.compute_dtype not in hardware.peak_flops:
         supported = ", ".join(sorted(hardware.peak_flops))
         notes.diag(
             codes.NO_PEAK_FOR_PRECISION,

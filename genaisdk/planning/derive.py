@@ -454,6 +454,9 @@ def _time(plan: Plan, stages: Stages) -> list[Term]:
     t, c = plan.time, plan.compute
     if not c.model_flops:
         return [value_term("seconds", "nothing to train", 0.0, "s")]
+    if t.seconds is None:
+        return [value_term("seconds", f"{plan.train.hardware} quotes no {stages.ctx.precision.compute_dtype} throughput: no time", math.nan, "s",
+                           substituted="unknown (GP406)")]
     return [
         product_term(
             "seconds",
@@ -478,10 +481,12 @@ def _cost(plan: Plan, stages: Stages) -> list[Term]:
     if co.usd is not None:
         terms.append(
             product_term("cost", "device-hours × price per device-hour", [(t.gpu_hours, "h"), (co.price_per_hour, "USD/h")], co.usd, "USD",
-                         source=hw.price_citation or "hardware record")
+                         source=co.price_source or "hardware record")
         )
+    elif co.price_per_hour is None:
+        terms.append(value_term("cost", "no price per device-hour known", 0.0, "USD", source=hw.price_note))
     else:
-        terms.append(value_term("cost", "no price per device-hour known", 0.0, "USD"))
+        terms.append(value_term("cost", "no time, so no cost (GP406)", 0.0, "USD", source=co.price_source or ""))
     if co.energy_kwh is not None:
         terms.append(
             product_term(

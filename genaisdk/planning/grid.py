@@ -186,8 +186,12 @@ def memory_for(
 
 
 def precision_arrays(precisions: Sequence[Precision], hardware: Hardware, axis: int = 0, ndim: int = 5) -> dict[str, np.ndarray]:
+    # A device that quotes no throughput at all runs every precision as far as memory goes;
+    # its time is unknown (NaN), not its arithmetic missing.
+    unknown = not hardware.peak_flops
     peak = [hardware.peak_flops.get(p.compute_dtype, math.nan) for p in precisions]
     return {
+        "supported": _axis([unknown or p.compute_dtype in hardware.peak_flops for p in precisions], axis, ndim),
         "weight_bytes": _axis([float(p.weight_bytes) for p in precisions], axis, ndim),
         "gradient_bytes": _axis([float(p.gradient_bytes) for p in precisions], axis, ndim),
         "master_bytes": _axis([float(p.master_bytes) for p in precisions], axis, ndim),
@@ -223,8 +227,9 @@ def evaluate(case: ModelCase, grid: Grid) -> GridResult:
     total = stack(lambda m: m.total)
     capacity = float(case.hardware.memory_bytes)
     per_device_batch = np.maximum(1, np.ceil(case.global_batch_sequences / dp))
-    valid = np.broadcast_to(prec["trainable"] & np.isfinite(prec["peak"]) & (mb <= per_device_batch), shape)
-    seconds = np.broadcast_to(case.model_flops / (dp * np.where(np.isfinite(prec["peak"]), prec["peak"], np.inf) * case.mfu), shape)
+    valid = np.broadcast_to(prec["trainable"] & prec["supported"] & (mb <= per_device_batch), shape)
+    seconds = case.model_flops / (dp * np.where(np.isfinite(prec["peak"]), prec["peak"], np.inf) * case.mfu)
+    seconds = np.broadcast_to(np.where(prec["supported"] & ~np.isfinite(prec["peak"]), np.nan, seconds), shape)
     return GridResult(
         grid=grid,
         weights=stack(lambda m: m.weights),

@@ -166,7 +166,11 @@ def resolve(spec: Spec, registry: Registry, notes: Notes) -> Resolved | None:
             "budget",
             hint="write e.g. `hardware = 8 x h100-sxm` in the budget block",
         )
-    hardware = _get(registry, "hardware", hardware_name, notes, "budget.hardware", "hardware")
+    if isinstance(hardware_name, str):
+        hardware = _get(registry, "hardware", hardware_name, notes, "budget.hardware", "hardware")
+    else:
+        hardware = hardware_name.record()  # a device described inline (genaisdk.spec.model.DeviceSpec)
+        notes.reason("budget.hardware", hardware.key, f"described in the spec ({hardware.note or 'every figure given'})")
 
     strategy = None
     if not is_auto(p.train.sharding) and p.train.sharding:
@@ -227,6 +231,8 @@ def auto_precision(hardware: Hardware, precisions: tuple[Precision, ...]) -> tup
     scaling; Kalamkar et al. 2019), else fp16 mixed precision with loss scaling (Micikevicius
     et al. 2018), else fp32."""
     by_key = {p.key: p for p in precisions}
+    if not hardware.peak_flops and "bf16" in by_key:
+        return by_key["bf16"], f"{hardware.key} quotes no throughput: bf16 mixed precision assumed, what current accelerators train in"
     for key, why in (
         ("bf16", f"{hardware.key} computes in bf16 ({hardware.peak_flops.get('bf16', 0) / 1e12:.0f} TFLOP/s): fp32 range, no loss scaling (Kalamkar et al. 2019), fp32 master weights"),
         ("fp16", f"{hardware.key} has no bf16: fp16 mixed precision with dynamic loss scaling (Micikevicius et al. 2018)"),

@@ -53,7 +53,8 @@ class SweepRow:
     """Peak bytes per device."""
     fits: bool
     loss: float
-    days: float
+    days: float | None
+    """None where the device quotes no throughput."""
     usd: float | None
     tokens: float = attrs.field(metadata=COUNT)
     is_plan: bool = False
@@ -185,6 +186,9 @@ def run_sweep(planned: Planned, *, sizes: Sequence[float] | None = None) -> Swee
     plan_row = _plan_row(planned)
     if stages.fitted is None:
         return SweepResult(configurations=0, seconds=0.0, front=(plan_row,), capacity=float(ctx.hardware.memory_bytes), tokens_rule="nothing trains")
+    if not ctx.hardware.peak_flops:
+        return SweepResult(configurations=0, seconds=0.0, front=(plan_row,), capacity=float(ctx.hardware.memory_bytes),
+                           tokens_rule="the device quotes no throughput: no time to trade against")
     grid_axes, varied = _axes(stages)
     arch = ctx.resolved.architecture
     seq = stages.context

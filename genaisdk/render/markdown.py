@@ -108,8 +108,9 @@ def to_markdown(plan: Plan) -> str:
             ["petaflop/s-days", f"{c.pf_days:,.1f}", ""],
             ["MFU assumed", fmt_fraction(t.mfu), _why(plan, "train.mfu")],
             ["wall-clock", fmt_seconds(plan.time.seconds), f"budget {fmt_seconds(bud.time_seconds)} ({fmt_ratio(bud.time_ratio)})" if bud.time_seconds else ""],
-            ["device-hours", f"{plan.time.gpu_hours:,.0f}", ""],
+            ["device-hours", "-" if plan.time.gpu_hours is None else f"{plan.time.gpu_hours:,.0f}", ""],
             ["cost", fmt_usd(plan.cost.usd), f"budget {fmt_usd(bud.cost_usd)} ({fmt_ratio(bud.cost_ratio)})" if bud.cost_usd else ""],
+            ["price", f"{fmt_usd(plan.cost.price_per_hour)}/h" if plan.cost.price_per_hour is not None else "-", plan.cost.price_source or "no price known"],
         ],
     )
     i = plan.inference

@@ -27,7 +27,7 @@ def _cells(r: SweepRow) -> list[str]:
         str(r.micro_batch),
         r.recompute,
         fmt_bytes(r.memory),
-        f"{r.days:,.1f}",
+        "-" if r.days is None else f"{r.days:,.1f}",
         fmt_usd(r.usd),
         f"{r.loss:.3f}",
     ]

@@ -262,7 +262,8 @@ def _cost(plan: Plan) -> object:
     else:
         limit = ""
     _add(table, "wall-clock", time_text, limit)
-    _add(table, "device-hours", f"{tm.gpu_hours:,.0f}", "")
+    _add(table, "device-hours", "-" if tm.gpu_hours is None else f"{tm.gpu_hours:,.0f}",
+         "" if tm.seconds is not None else f"{plan.train.hardware} quotes no throughput: no time")
     cost_text = fmt_usd(co.usd)
     if b.cost_usd is not None and co.usd is not None:
         over = b.cost_ratio is not None and b.cost_ratio > 1
@@ -271,6 +272,8 @@ def _cost(plan: Plan) -> object:
     else:
         limit = f"at {fmt_usd(co.price_per_hour)}/device-hour" if co.price_per_hour else "no price known"
     _add(table, "cost", cost_text, limit)
+    if co.price_source:
+        _add(table, "price", f"{fmt_usd(co.price_per_hour)}/h", co.price_source)
     if co.energy_kwh is not None:
         _add(table, "energy", f"{co.energy_kwh:,.0f} kWh", "devices x power x time")
     return table

@@ -20,7 +20,7 @@ from typing import Any
 from genaisdk.diagnostics import Diagnostic, Span, sort_diagnostics
 from genaisdk.records import normalize_name
 from genaisdk.spec import model as M
-from genaisdk.spec.schema import BLOCKS, MIX_ENTRY, Key, extra_keys, homes_of, parent_of, singular
+from genaisdk.spec.schema import BLOCKS, INLINE_DEVICE, MIX_ENTRY, Key, extra_keys, homes_of, parent_of, singular
 from genaisdk.core.codes import diagnostic
 from genaisdk.core.names import one_of, suggest
 from genaisdk.spec.tree import Atom, Attribute, Block, Document, ListNode, MapNode, Value, value_source
@@ -58,6 +58,7 @@ from genaisdk.core.codes import (  # noqa: E402
     PLUGIN_FAILED,
     PLUGIN_DISABLED,
     SCHEMA_MISMATCH,
+    MISSING_FIGURE,
 )
 
 EXAMPLES = {
@@ -445,7 +446,7 @@ class Builder:
         if kind == "name":
             return self.name(key, value, label)
         if kind == "hardware":
-            return self.hardware(key, value, label)
+            return self.hardware(key, value, label, path)
         if kind == "choice":
             word = self.one_word(key, value, label)
             if word not in key.words:
@@ -514,26 +515,70 @@ class Builder:
             hint += f"; `genai catalog {kind}` lists them all"
         raise _err(UNKNOWN_NAME, f"unknown {noun} `{word}`", span, hint=hint)
 
-    def hardware(self, key: Key, value: Value, label: str) -> tuple[str, Any]:
+    def hardware(self, key: Key, value: Value, label: str, path: str = "") -> tuple[str | M.DeviceSpec, Any]:
+        """`64 x a100-80gb`, `auto x h100-sxm`, `a100-80gb`, or any of them with a `{ ... }`
+        map describing the device in place of its name: (name or DeviceSpec, count or None)."""
         terms = value.terms
-        usage = "write `64 x a100-80gb`, `auto x h100-sxm` or just `a100-80gb`"
-        atoms = [t for t in terms if isinstance(t, Atom)]
-        if len(atoms) != len(terms):
+        usage = "write `64 x a100-80gb`, `auto x h100-sxm`, just `a100-80gb`, or `2 x { memory = 48 GB, bf16 = 150 TFLOP/s }`"
+        *head, last = terms
+        if not (isinstance(last, MapNode) or (isinstance(last, Atom) and last.kind == "name")) or not all(isinstance(t, Atom) for t in head):
             raise _err(WRONG_TYPE, f"`{label}` expects hardware, got `{value_source(value)}`", value.span, hint=usage)
+        atoms: list[Atom] = head  # type: ignore[assignment]
         devices: Any = None
-        if len(atoms) == 1 and atoms[0].kind == "name":
-            name_atom = atoms[0]
-        elif len(atoms) == 3 and atoms[1].kind == "name" and atoms[1].text == "x" and atoms[2].kind == "name":
+        if not atoms:
+            pass
+        elif len(atoms) == 2 and atoms[1].kind == "name" and atoms[1].text == "x":
             devices = self.device_count(atoms[0], label, usage)
-            name_atom = atoms[2]
-        elif len(atoms) == 2 and atoms[0].kind == "number" and atoms[0].text.endswith(("x", "X")) and atoms[1].kind == "name":
+        elif len(atoms) == 1 and atoms[0].kind == "number" and atoms[0].text.endswith(("x", "X")):
             # `8x a100-80gb`: the number token swallowed the x.
             glued = Atom(kind="number", text=atoms[0].text[:-1], span=atoms[0].span)
             devices = self.device_count(glued, label, usage)
-            name_atom = atoms[1]
         else:
             raise _err(WRONG_TYPE, f"`{label}` expects hardware, got `{value_source(value)}`", value.span, hint=usage)
-        return self.registered("hardware", name_atom.text, name_atom.span, label), devices
+        if isinstance(last, MapNode):
+            return self.inline_device(last, path or label), devices
+        return self.registered("hardware", last.text, last.span, label), devices
+
+    def inline_device(self, node: MapNode, path: str) -> M.DeviceSpec:
+        """A device described in the spec: each figure checked like a key of its own
+        (`genaisdk.spec.schema.INLINE_DEVICE`), every problem reported."""
+        schema = INLINE_DEVICE
+        fields: dict[str, Any] = {}
+        first_line: dict[str, int] = {}
+        ok = True
+        for pair in node.pairs:
+            key = schema.keys.get(pair.key)
+            if key is None:
+                guess = suggest(pair.key, list(schema.keys))
+                self.error(
+                    UNKNOWN_KEY, f"unknown figure `{pair.key}` for a device described inline", pair.key_span,
+                    hint=f"did you mean `{guess}`?" if guess else f"a device takes {one_of(list(schema.keys), 30)}",
+                )
+                ok = False
+                continue
+            if pair.key in first_line:
+                self.error(DUPLICATE, f"`{pair.key}` is given twice for the device", pair.key_span, hint=f"first on line {first_line[pair.key]}")
+                ok = False
+                continue
+            first_line[pair.key] = pair.key_span.line
+            try:
+                fields[key.target] = self.convert(key, pair.value, pair.op, pair.key_span, f"{path}.{pair.key}")
+            except _Problem as problem:
+                self.report(problem)
+                ok = False
+                continue
+            self.spans[f"{path}.{pair.key}"] = pair.value.span
+        if "memory" not in fields and "memory" not in first_line:
+            self.error(
+                MISSING_FIGURE, "a device described inline needs its `memory`", node.span,
+                hint="add `memory = 48 GB` (the memory of one device); throughput, bandwidth and price are optional",
+            )
+            ok = False
+        if not ok:
+            raise _Silent()
+        if "name" in fields:
+            fields["name"] = normalize_name(str(fields["name"]))
+        return M.DeviceSpec(**fields)
 
     def device_count(self, atom: Atom, label: str, usage: str) -> Any:
         if atom.kind == "name" and atom.text == "auto":

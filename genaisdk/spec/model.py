@@ -149,9 +149,62 @@ class Bound:
 
 
 @attrs.frozen(kw_only=True)
+class DeviceSpec:
+    """A device described in the spec instead of named from the catalog
+    (`hardware = 2 x { memory = 48 GB, bf16 = 150 TFLOP/s }`). Memory in bytes, throughput
+    in FLOP/s (dense), bandwidths in bytes/s, price in USD per device-hour; None where the
+    spec says nothing."""
+
+    name: str = "inline-device"
+    memory: float
+    fp32: float | None = None
+    tf32: float | None = None
+    bf16: float | None = None
+    fp16: float | None = None
+    fp8: float | None = None
+    int8: float | None = None
+    bandwidth: float | None = None
+    link: float | None = None
+    """Intra-node link per device, one direction."""
+    host_memory: float | None = None
+    price_per_hour: float | None = None
+
+    @property
+    def peak_flops(self) -> dict[str, float]:
+        """Dense peak FLOP/s by dtype, for the dtypes given."""
+        return {d: float(v) for d in ("fp32", "tf32", "bf16", "fp16", "fp8", "int8") if (v := getattr(self, d)) is not None}
+
+    def record(self) -> Any:
+        """The `genaisdk.records.Hardware` record this description makes: the figures given,
+        None (or no peak) for the rest, and notes that say what the plan cannot answer."""
+        from genaisdk.records import Hardware
+
+        missing = [what for what, absent in (
+            ("throughput (no time or cost)", not self.peak_flops),
+            ("bandwidth", self.bandwidth is None),
+            ("price (no cost)", self.price_per_hour is None),
+        ) if absent]
+        return Hardware(
+            name=self.name,
+            provider="spec",
+            description="a device described inline in the spec",
+            source="the spec's inline description",
+            memory_bytes=int(round(self.memory)),
+            peak_flops=self.peak_flops,
+            bandwidth_bytes_per_s=self.bandwidth,
+            intra_node_bytes_per_s=self.link,
+            host_memory_bytes=int(round(self.host_memory)) if self.host_memory is not None else None,
+            price_per_hour=self.price_per_hour,
+            price_source="the spec's inline device" if self.price_per_hour is not None else "",
+            price_note="" if self.price_per_hour is not None else "the inline device gives no price_per_hour",
+            note=("not given: " + ", ".join(missing)) if missing else "",
+        )
+
+
+@attrs.frozen(kw_only=True)
 class BudgetSpec:
-    hardware: str | None = None
-    """A Hardware name."""
+    hardware: str | DeviceSpec | None = None
+    """A Hardware name, or a device described inline."""
     devices: int | Auto | None = None
     """How many devices (`64 x a100-80gb`), or auto (as many as the time budget needs)."""
     time: Bound | None = None

@@ -14,7 +14,8 @@ Value kinds:
 - `string`: a double-quoted string.
 - `bool`: `true` or `false`.
 - `quantity`: a number with a unit of `dimension` (see `genaisdk.spec.units`).
-- `hardware`: `64 x a100-80gb`, `auto x h100-sxm` or `a100-80gb`.
+- `hardware`: `64 x a100-80gb`, `auto x h100-sxm` or `a100-80gb`; a `{ ... }` map
+  (`INLINE_DEVICE`) in place of the name describes a device that is not in the catalog.
 - `mix`: an inline map of free words to percentages that add up to 100%.
 - `sources`: a string, a word, or a list of them (files, globs, `synthetic`).
 - `words`: a word or a list of words.
@@ -256,7 +257,7 @@ BLOCKS: dict[str, BlockSchema] = {
         doc="What the project may spend: hardware, time, money, compute.",
         keys=_keys(
             Key(name="hardware", kind="hardware", registry="hardware",
-                doc="Devices: `64 x a100-80gb`, `auto x h100-sxm` (as many as the time allows) or `a100-80gb`."),
+                doc="Devices: `64 x a100-80gb`, `auto x h100-sxm` (as many as the time allows), `a100-80gb`, or a device described inline: `2 x { memory = 48 GB, bf16 = 150 TFLOP/s }`."),
             _count("devices", "How many devices, or auto (as many as the time budget needs).", auto=True, positive=True),
             Key(example="30 days", name="time", kind="quantity", dimension="seconds", unit_required=True, positive=True, ops=("=", "<="),
                 doc="Wall-clock limit, e.g. `time <= 30 days`."),
@@ -293,6 +294,42 @@ BLOCKS: dict[str, BlockSchema] = {
     ),
 }
 """Block name -> schema. "" is the file itself."""
+
+DEVICE_DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8")
+"""The dtypes an inline device may quote a dense peak for (genaisdk.records.DTYPES, less int4)."""
+
+DEVICE_EXAMPLES = {"fp32": "40 TFLOP/s", "tf32": "75 TFLOP/s", "bf16": "150 TFLOP/s", "fp16": "150 TFLOP/s",
+                   "fp8": "300 TFLOP/s", "int8": "300 TOP/s"}
+
+INLINE_DEVICE = BlockSchema(
+    name="device",
+    spec_class="DeviceSpec",
+    doc=(
+        "A device that is not in the catalog, described inline as the `hardware` of the budget: "
+        "`hardware = 2 x { memory = 48 GB, bf16 = 150 TFLOP/s }`. Only `memory` is required; a plan "
+        "without a throughput figure has no time or cost, and without a price no cost."
+    ),
+    keys=_keys(
+        Key(name="name", kind="word", example="rtx-a6000-ada", doc="What to call it in the plan (default `inline-device`)."),
+        Key(example="48 GB", name="memory", kind="quantity", dimension="bytes", unit_required=True, positive=True,
+            doc="Memory of one device (required)."),
+        *(
+            Key(example=DEVICE_EXAMPLES[dtype], name=dtype, kind="quantity", dimension="flop_rate", unit_required=True, positive=True,
+                doc=f"Dense peak {dtype} throughput of one device (no 2:4 sparsity)" + (", in TOP/s." if dtype == "int8" else "."))
+            for dtype in DEVICE_DTYPES
+        ),
+        Key(example="768 GB/s", name="bandwidth", kind="quantity", dimension="byte_rate", unit_required=True, positive=True,
+            doc="Memory bandwidth of one device."),
+        Key(example="300 GB/s", name="link", kind="quantity", dimension="byte_rate", unit_required=True, positive=True,
+            doc="Link between devices of one node, per device and direction (half a bidirectional figure)."),
+        Key(example="256 GiB", name="host_memory", kind="quantity", dimension="bytes", unit_required=True, positive=True,
+            doc="Host (CPU) memory per device, the room offloading has."),
+        Key(example="$0.80", name="price_per_hour", kind="quantity", dimension="usd", unit_required=True, positive=True,
+            doc="USD per device-hour."),
+    ),
+)
+"""The map a `hardware` value may give instead of a catalog name (not a block: it has no
+place of its own in a file)."""
 
 MIX_ENTRY = Key(name="*", kind="quantity", dimension="fraction", minimum=0, maximum=1,
                 doc="Share of the training tokens from this domain.")

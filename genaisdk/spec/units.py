@@ -27,6 +27,8 @@ DIMENSIONS: dict[str, str] = {
     "fraction": "a percentage",
     "flops": "an amount of compute",
     "carbon_intensity": "a carbon intensity",
+    "flop_rate": "a throughput in FLOP/s",
+    "byte_rate": "a bandwidth in bytes/s",
 }
 """Dimension -> how a message names it ("`tokens` expects a token count")."""
 
@@ -82,6 +84,18 @@ UNITS: tuple[Unit, ...] = (
     # Grams of CO2-equivalent per kWh of electricity drawn: how grid intensities are published.
     Unit(name="g/kWh", dimension="carbon_intensity", factor=Decimal(1), aliases=("gCO2/kWh", "gCO2e/kWh", "kg/MWh")),
     Unit(name="kg/kWh", dimension="carbon_intensity", factor=Decimal(1000), aliases=("t/MWh",)),
+    # Throughput of a device. Datasheets write "312 TFLOPS" (capital S: per second) and
+    # "TOPS" for integer math; `FLOPs` alone stays an amount of compute.
+    Unit(name="FLOP/s", dimension="flop_rate", factor=Decimal(1)),
+    Unit(name="GFLOP/s", dimension="flop_rate", factor=Decimal(10) ** 9, aliases=("GFLOPS", "GFLOPs")),
+    Unit(name="TFLOP/s", dimension="flop_rate", factor=Decimal(10) ** 12, aliases=("TFLOPS", "TFLOPs")),
+    Unit(name="PFLOP/s", dimension="flop_rate", factor=Decimal(10) ** 15, aliases=("PFLOPS", "PFLOPs")),
+    Unit(name="TOP/s", dimension="flop_rate", factor=Decimal(10) ** 12, aliases=("TOPS", "TOPs")),
+    # Bandwidth, decimal like datasheets (HBM "3.35 TB/s", NVLink "900 GB/s").
+    Unit(name="MB/s", dimension="byte_rate", factor=Decimal(10) ** 6, aliases=("MBps",)),
+    Unit(name="GB/s", dimension="byte_rate", factor=Decimal(10) ** 9, aliases=("GBps",)),
+    Unit(name="TB/s", dimension="byte_rate", factor=Decimal(10) ** 12, aliases=("TBps",)),
+    Unit(name="GiB/s", dimension="byte_rate", factor=Decimal(2) ** 30),
 )
 
 UNIT_BY_WORD: dict[str, Unit] = {}
@@ -98,6 +112,8 @@ CANONICAL_UNIT = {
     "usd": "USD",
     "flops": "FLOPs",
     "carbon_intensity": "g/kWh",
+    "flop_rate": "FLOP/s",
+    "byte_rate": "GB/s",
 }
 
 MAX_EXPONENT = 30
@@ -197,7 +213,8 @@ def unit_for(word: str) -> Unit:
     """The unit a separate word names; QuantityError (with a suggestion) if none."""
     if word in UNIT_BY_WORD:
         return UNIT_BY_WORD[word]
-    folded = {w.lower(): u for w, u in UNIT_BY_WORD.items() if u.dimension != "bytes"}
+    # Case is kept where it carries meaning: bytes (GB vs Gb, a bit) and the rates built on them.
+    folded = {w.lower(): u for w, u in UNIT_BY_WORD.items() if u.dimension not in ("bytes", "byte_rate")}
     if word.lower() in folded:
         return folded[word.lower()]
     from genaisdk.core.names import suggest
@@ -206,8 +223,10 @@ def unit_for(word: str) -> Unit:
     guess = suggest(word, [u.name for u in UNITS]) or suggest(word, list(UNIT_BY_WORD))
     if word.lower() in ("gb", "mb", "tb", "kb", "gib", "mib", "tib", "kib"):
         hint = "bytes are case-sensitive: GB, MB, TB (powers of 1000) or GiB, MiB, TiB (powers of 1024)"
+    elif word.lower() in ("gb/s", "mb/s", "tb/s", "gbps", "tbps", "mbps", "gib/s"):
+        hint = "bandwidth is in bytes, case-sensitive: GB/s, TB/s, MB/s (Gb/s would be bits)"
     else:
-        hint = f"did you mean `{guess}`?" if guess else "units are tokens, params, s/min/hours/days/weeks, MB/GB/TB, MiB/GiB/TiB, FLOPs, pf-days, g/kWh"
+        hint = f"did you mean `{guess}`?" if guess else "units are tokens, params, s/min/hours/days/weeks, MB/GB/TB, MiB/GiB/TiB, FLOPs, pf-days, TFLOP/s, GB/s, g/kWh"
     raise QuantityError(f"unknown unit `{word}`", hint=hint)
 
 

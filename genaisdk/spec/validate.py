@@ -71,6 +71,14 @@ class _Checks:
             self.add(codes.UNKNOWN_NAME, f"unknown {what} `{name}`", path, hint or f"known: {one_of(names)}")
         return record
 
+    def hardware(self) -> Any:
+        """The budget's device as a Hardware record: a described device's own record, else
+        the catalog's (a GS301 when the name is unknown), else the default device's."""
+        named = self.spec.project.budget.hardware
+        if named is not None and not isinstance(named, str):
+            return named.record()
+        return self.get("hardware", named or DEFAULT_HARDWARE, "budget.hardware", "hardware")
+
 
 def validate(spec: Spec, registry: Registry | None) -> list[Diagnostic]:
     """Every cross-key and registry problem of `spec` (errors and warnings), in the order
@@ -164,8 +172,7 @@ def _adaptation_and_precision(c: _Checks) -> None:
     method = c.get("adaptations", adapt.method or "pretrain", "adapt.method", "adaptation method")
     trains = method is None or method.trains
     precision = None if _auto(train.precision) else c.get("precisions", train.precision, "train.precision", "precision")
-    hardware_name = project.budget.hardware or DEFAULT_HARDWARE
-    hardware = c.get("hardware", hardware_name, "budget.hardware", "hardware")
+    hardware = c.hardware()
 
     if method is not None:
         if not method.trains and "train" in (c.spec.spans or {}):
@@ -194,7 +201,17 @@ def _adaptation_and_precision(c: _Checks) -> None:
             codes.NOT_TRAINABLE, f"`{precision.key}` is for frozen or served weights; training cannot run in it",
             "train.precision", "train in bf16 or fp16; to keep a 4-bit frozen base, use `adapt { method = qlora }`",
         )
-    if hardware is not None and trains:
+    if hardware is not None and trains and not hardware.peak_flops:
+        # A device described without throughput: memory is answered, time is not (GP406);
+        # only a device count to be found from a time budget cannot do without it.
+        budget = project.budget
+        if _auto(budget.devices) and budget.time is not None:
+            c.add(
+                codes.MISSING_FIGURE,
+                f"`auto x` devices sized by the time budget need the device's throughput, which `{hardware.key}` does not give",
+                "budget.hardware", "add e.g. `bf16 = 150 TFLOP/s` to the device, or give the number of devices",
+            )
+    elif hardware is not None and trains:
         peaks = hardware.peak_flops or {}
         usable = [d for d in ("bf16", "fp16", "tf32", "fp32", "fp8") if d in peaks]
         if precision is not None and precision.compute_dtype not in peaks:
@@ -245,14 +262,26 @@ def _sizing(c: _Checks) -> None:
         return
     devices_fixed = (isinstance(budget.devices, int) and not _auto(budget.devices)) or (budget.devices is None and budget.time is None)
     price = budget.price_per_hour
-    if price is None and c.registry is not None:
-        hardware = c.registry.get("hardware", budget.hardware or DEFAULT_HARDWARE)
+    hardware = None
+    if isinstance(budget.hardware, str) or budget.hardware is None:
+        if c.registry is not None:
+            hardware = c.registry.get("hardware", budget.hardware or DEFAULT_HARDWARE)
+    else:
+        hardware = budget.hardware.record()
+    if price is None:
         price = getattr(hardware, "price_per_hour", None)
-    bounded = (budget.time is not None and devices_fixed) or (budget.cost is not None and bool(price)) or budget.compute is not None
+    # Time and money bound the size only through the device's throughput.
+    rated = hardware is None or bool(getattr(hardware, "peak_flops", None))
+    bounded = (
+        (budget.time is not None and devices_fixed and rated)
+        or (budget.cost is not None and bool(price) and rated)
+        or budget.compute is not None
+    )
     if not bounded and not project.data.tokens:
         c.add(
             codes.NOTHING_TO_SIZE,
-            "`size = auto` needs a budget (time with a device count, cost, or compute) or data.tokens",
+            "`size = auto` needs a budget (time with a device count, cost, or compute) or data.tokens"
+            + ("" if rated else f"; `{getattr(hardware, 'key', 'the device')}` gives no throughput, so time and cost cannot size it"),
             "model.size",
             "give `size = 7B`, a `preset`, or a budget",
         )

@@ -485,7 +485,7 @@ def model_card(
     lines += ["#### Speeds, Sizes, Times", ""]
     speed = [
         ("planned wall-clock", fmt_seconds(plan.time.seconds) + f" on {t.devices} x {t.hardware} at {fmt_fraction(t.mfu)} MFU"),
-        ("planned device-hours", f"{plan.time.gpu_hours:,.4g}"),
+        ("planned device-hours", f"{plan.time.gpu_hours:,.4g}" if plan.time.gpu_hours is not None else "not known: the device quotes no throughput"),
         ("planned cost", fmt_usd(plan.cost.usd) if plan.cost.usd is not None else "no price per device-hour known"),
         ("training compute", f"{fmt_sci(plan.compute.flops)} FLOPs (6·N·D), {plan.compute.pf_days:,.4g} PF-days"),
         ("weights for serving", f"{fmt_bytes(plan.inference.memory.weights)} at {plan.inference.precision}"),
@@ -545,7 +545,8 @@ def model_card(
     run_kwh, run_how = run_energy(run) if run is not None else (None, "")
     impact = [
         f"- **Hardware Type:** {hardware}",
-        f"- **Hours used:** {hours:,.4g} device-hours" + ("" if emissions and run is not None and run_kwh is not None else " (planned)"),
+        (f"- **Hours used:** {hours:,.4g} device-hours" + ("" if emissions and run is not None and run_kwh is not None else " (planned)"))
+        if hours is not None else "- **Hours used:** not known (the device quotes no throughput)",
         "- **Cloud Provider:** " + fill("the provider, if any"),
         "- **Compute Region:** " + fill("the region, whose grid intensity the spec's budget.carbon_intensity should state"),
         "- **Energy:** " + (f"{planned_energy:,.4g} kWh planned (devices x rated power x time, an upper bound for the accelerators alone)"

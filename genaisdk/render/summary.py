@@ -63,6 +63,12 @@ def _ratio_status(ratio: float | None) -> str:
     return "over" if ratio > 1 else "ok"
 
 
+def _hours(hours: float | None) -> str:
+    if hours is None:
+        return "-"
+    return f"{hours:,.0f}" if hours >= 10 else f"{hours:.3g}"
+
+
 def verdict(plan: Plan) -> Verdict:
     mem, b, t = plan.memory, plan.budget, plan.train
     details = []
@@ -117,7 +123,8 @@ def key_figures(plan: Plan, *, carbon_intensity: float | None = None) -> list[Fi
         Figure(
             label="wall-clock",
             value=fmt_seconds(plan.time.seconds),
-            note=f"budget {fmt_seconds(b.time_seconds)}" if b.time_seconds else f"{plan.time.gpu_hours:,.0f} device-hours",
+            note=f"budget {fmt_seconds(b.time_seconds)}" if b.time_seconds else (
+                f"{plan.time.gpu_hours:,.0f} device-hours" if plan.time.gpu_hours is not None else "no throughput known"),
             status=_ratio_status(b.time_ratio),
         ),
         Figure(
@@ -203,12 +210,15 @@ def sections(plan: Plan) -> list[Section]:
         Row(label="wall-clock", value=fmt_seconds(plan.time.seconds),
             why=f"budget {fmt_seconds(b.time_seconds)}: {fmt_ratio(b.time_ratio)}" if b.time_seconds else "",
             status=_ratio_status(b.time_ratio)),
-        Row(label="device-hours", value=f"{plan.time.gpu_hours:,.0f}" if plan.time.gpu_hours >= 10 else f"{plan.time.gpu_hours:.3g}"),
+        Row(label="device-hours", value=_hours(plan.time.gpu_hours),
+            why="" if plan.time.seconds is not None else f"{t.hardware} quotes no throughput: no time"),
         Row(label="cost", value=fmt_usd(plan.cost.usd),
             why=f"budget {fmt_usd(b.cost_usd)}: {fmt_ratio(b.cost_ratio)}" if b.cost_usd and plan.cost.usd is not None else (
                 f"at {fmt_usd(plan.cost.price_per_hour)}/device-hour" if plan.cost.price_per_hour else "no price per device-hour known"),
             status=_ratio_status(b.cost_ratio)),
     ]
+    if plan.cost.price_source:
+        cost.append(Row(label="price", value=f"{fmt_usd(plan.cost.price_per_hour)}/h", why=plan.cost.price_source))
     if plan.cost.energy_kwh is not None:
         cost.append(Row(label="energy", value=f"{plan.cost.energy_kwh:,.3g} kWh", why="devices x rated power x time"))
 
@@ -216,10 +226,11 @@ def sections(plan: Plan) -> list[Section]:
     serve = [
         Row(label="precision", value=i.precision, why=why(plan, "serve.precision")),
         Row(label="weights", value=fmt_bytes(i.memory.weights), why=f"{fmt_count(m.params, 'params')} at {i.precision}"),
-        Row(label="KV cache", value=fmt_bytes(i.memory.kv_cache), why=f"context {i.context} x batch {i.batch}"),
-        Row(label="workspace and runtime", value=fmt_bytes(i.memory.workspace + i.memory.runtime)),
+        Row(label="KV cache", value=fmt_bytes(i.memory.kv_cache), why=f"{i.kv_precision}, context {i.context} x batch {i.batch}"),
+        Row(label="workspace", value=fmt_bytes(i.memory.workspace), why=f"one step of {i.prefill_tokens} tokens + logits (chunked prefill)"),
+        Row(label="runtime", value=fmt_bytes(i.memory.runtime), why="CUDA context and library workspaces"),
         Row(label="per replica", value=fmt_bytes(i.memory.total),
-            why="fits one device" if i.fits else f"needs {i.devices_per_replica} devices per replica",
+            why="fits one device" if i.fits else f"needs {i.devices_per_replica} x {t.hardware} per replica",
             status="ok" if i.fits else "over"),
     ]
     return [

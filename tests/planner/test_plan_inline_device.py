@@ -81,3 +81,18 @@ def test_check_and_plan_agree_on_a_described_device(tmp_path):
     planned = CliRunner().invoke(cli, ["plan", str(path)], catch_exceptions=False)
     assert checked.exit_code == planned.exit_code == 1
     assert "GS306" in checked.output and "GS306" in planned.output
+
+
+def test_every_view_of_a_plan_without_time_says_so(make_plan):
+    from genaisdk.render.markdown import to_markdown
+    from genaisdk.render.summary import key_figures, sections
+    from genaisdk.render.text import to_text
+
+    plan = llama_7b_fsdp(make_plan, A6000_FIGURES)
+    for width in (80, 120):
+        text = to_text(plan, width=width)
+        assert "quotes no" in text and "throughput" in text
+    assert "rtx-a6000" in to_markdown(plan)
+    rows = {r.label: r for s in sections(plan) for r in s.rows}
+    assert rows["device-hours"].value == "-" and "no throughput" in rows["device-hours"].why
+    assert next(f for f in key_figures(plan) if f.label == "wall-clock").value == "-"

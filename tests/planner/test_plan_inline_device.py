@@ -96,3 +96,18 @@ def test_every_view_of_a_plan_without_time_says_so(make_plan):
     rows = {r.label: r for s in sections(plan) for r in s.rows}
     assert rows["device-hours"].value == "-" and "no throughput" in rows["device-hours"].why
     assert next(f for f in key_figures(plan) if f.label == "wall-clock").value == "-"
+
+
+def test_the_plan_names_the_source_and_date_of_its_price(make_plan):
+    from genaisdk.render.text import to_text
+
+    plan = make_plan(model="preset = llama-7b", data="tokens = 10M tokens", adapt="method = finetune",
+                     budget="hardware = 8 x tpu-v6e")
+    assert plan.cost.price_per_hour == 2.70 and plan.cost.price_date == "2024-12-11"
+    assert "Trillium" in plan.cost.price_source and "2024-12-11" in plan.cost.price_source
+    cost = next(t for t in plan.derivations["cost"] if t.name == "cost")
+    assert cost.source == plan.cost.price_source
+    assert "2024-12-11" in to_text(plan, width=160)
+    own = make_plan(model="preset = llama-7b", data="tokens = 10M tokens", adapt="method = finetune",
+                    budget="hardware = 8 x tpu-v6e\nprice_per_hour = $1.35")
+    assert own.cost.price_source == "the spec's budget.price_per_hour" and own.cost.price_date is None

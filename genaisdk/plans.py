@@ -348,7 +348,13 @@ class InferenceSection:
     kv_precision: str = "bf16"
     """The KV cache's type (fp32, bf16, fp16, fp8, int8)."""
     prefill_tokens: int = 0
-    """Tokens one serving step processes: the prefill chunk (at most context x batch)."""
+    """Tokens one serving step may process (the chunked-prefill budget: `serve.prefill_tokens`,
+    default 2048)."""
+
+    @property
+    def step_tokens(self) -> int:
+        """Tokens the largest step processes: the budget, or every prompt token when fewer."""
+        return min(self.prefill_tokens, self.context * self.batch) if self.prefill_tokens else self.context * self.batch
     fits: bool = attrs.field(converter=bool)
     devices_per_replica: int = 1
 

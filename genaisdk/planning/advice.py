@@ -297,7 +297,7 @@ def _serving(plan: Plan, stages: Stages, notes: Notes) -> None:
         codes.SERVING_DOES_NOT_FIT,
         f"one serving replica needs {fmt_bytes(m.total)} = {i.precision} weights {fmt_bytes(m.weights)}"
         f" + KV cache {fmt_bytes(m.kv_cache)} ({i.kv_precision}, {i.context} tokens x {i.batch} sequences)"
-        f" + prefill workspace {fmt_bytes(m.workspace)} ({i.prefill_tokens} tokens per step)"
+        f" + prefill workspace {fmt_bytes(m.workspace)} ({i.step_tokens} tokens per step)"
         f" + runtime {fmt_bytes(m.runtime)}, more than one {plan.train.hardware} ({fmt_bytes(cap)}):"
         f" {i.devices_per_replica} x {plan.train.hardware} per replica",
         "serve",
@@ -322,9 +322,9 @@ def serving_options(plan: Plan, stages: Stages) -> str:
         options.append((m.kv_cache * (1 - DTYPE_BYTES["fp8"] / kv_bytes), "`kv_precision = fp8`"))
     if i.batch > 1 or i.context > 1:
         options.append((m.kv_cache / 2, "a context or batch half as large"))
-    if i.prefill_tokens > SMALL_PREFILL:
+    if i.step_tokens > SMALL_PREFILL:
         width = m.workspace - i.batch * plan.model.vocab * 4.0
-        options.append((width * (1 - SMALL_PREFILL / i.prefill_tokens), f"`prefill_tokens = {SMALL_PREFILL}`"))
+        options.append((width * (1 - SMALL_PREFILL / i.step_tokens), f"`prefill_tokens = {SMALL_PREFILL}`"))
     ranked = [f"{text} (saves {fmt_bytes(saving)})" for saving, text in sorted(options, key=lambda o: -o[0]) if saving > 0]
     ranked.append(f"or tensor parallel over {i.devices_per_replica} x {plan.train.hardware}")
     return "; ".join(ranked)

@@ -17,7 +17,7 @@ from genaisdk.estimate import cost as cost_math
 from genaisdk.estimate import flops as flops_math
 from genaisdk.estimate.data import epochs_over, mix_tokens, raw_tokens_needed, usable_tokens
 from genaisdk.estimate.constants import DTYPE_BYTES
-from genaisdk.estimate.inference import inference_memory, step_tokens
+from genaisdk.estimate.inference import inference_memory
 from genaisdk.estimate.inference import InferenceMemory as InferenceMemoryParts
 from genaisdk.planning.advice import domain_share
 from genaisdk.planning.grid import PHASES, Grid, GridResult, evaluate, powers_of_two
@@ -355,7 +355,7 @@ def _inference(ctx: PlanContext, dims: Dimensions, count: ParamCount, seq: int, 
         kv_precision=kv_dtype,
         context=int(context),
         batch=int(batch_size),
-        prefill_tokens=int(step_tokens(context=context, batch=batch_size, prefill_tokens=prefill_tokens(ctx))),
+        prefill_tokens=prefill_tokens(ctx),
         memory=InferenceMemory(
             weights=float(inf.weights),
             kv_cache=float(inf.kv_cache),

@@ -531,13 +531,13 @@ def _inference(plan: Plan, stages: Stages) -> list[Term]:
             )
         )
     width = widest_values(dims)
-    activations = i.prefill_tokens * prec.activation_bytes * width
+    activations = i.step_tokens * prec.activation_bytes * width
     logits = i.batch * dims.vocab * LOGIT_BYTES
     terms.append(
         product_term(
             "prefill step",
             "tokens per step × activation bytes × (d_model + widest intermediate)",
-            [(i.prefill_tokens, "tokens"), (prec.activation_bytes, "B"), (width, "values per token")],
+            [(i.step_tokens, f"tokens (prefill_tokens {i.prefill_tokens}, at most context × batch)"), (prec.activation_bytes, "B"), (width, "values per token")],
             activations,
             "bytes",
             source="chunked prefill: at most serve.prefill_tokens per step (vLLM max_num_batched_tokens, default 2048)",

@@ -447,8 +447,9 @@ def serve_picture(plan: Plan, *, contexts: Sequence[int] | None = None, batches:
     params = float(plan.model.params)
     weight_bytes = float(inf.memory.weights) / params if params else 0.0
     # The workspace is s·b·bytes·width + b·vocab·4 (fp32 logits): solve it for bytes.
-    fixed = float(prefill_workspace_bytes(dims, context=inf.context, batch=inf.batch, bytes_per_value=0.0))
-    per_byte = float(prefill_workspace_bytes(dims, context=inf.context, batch=inf.batch, bytes_per_value=1.0)) - fixed
+    chunk = inf.prefill_tokens or None
+    fixed = float(prefill_workspace_bytes(dims, context=inf.context, batch=inf.batch, bytes_per_value=0.0, prefill_tokens=chunk))
+    per_byte = float(prefill_workspace_bytes(dims, context=inf.context, batch=inf.batch, bytes_per_value=1.0, prefill_tokens=chunk)) - fixed
     activation_bytes = (float(inf.memory.workspace) - fixed) / per_byte if per_byte else 2.0
     elements = float(model_kv_cache_bytes(dims, family=family, context=inf.context, batch=inf.batch, bytes_per_value=1.0))
     kv_bytes = float(inf.memory.kv_cache) / elements if elements else activation_bytes
@@ -464,6 +465,7 @@ def serve_picture(plan: Plan, *, contexts: Sequence[int] | None = None, batches:
             batch=np.asarray(batch, dtype=float),
             kv_bytes=kv_bytes,
             activation_bytes=activation_bytes,
+            prefill_tokens=chunk,
             runtime_bytes=runtime,
         )
 

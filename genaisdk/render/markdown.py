@@ -120,7 +120,7 @@ def to_markdown(plan: Plan) -> str:
         [
             [f"weights ({i.precision})", fmt_bytes(i.memory.weights)],
             [f"KV cache ({i.kv_precision}, context {i.context}, batch {i.batch})", fmt_bytes(i.memory.kv_cache)],
-            [f"workspace (a step of {i.prefill_tokens} tokens)", fmt_bytes(i.memory.workspace)],
+            [f"workspace (a step of {i.step_tokens} tokens)", fmt_bytes(i.memory.workspace)],
             ["runtime", fmt_bytes(i.memory.runtime)],
             ["total per replica", fmt_bytes(i.memory.total) + ("" if i.fits else f" ({i.devices_per_replica} devices)")],
         ],

@@ -227,7 +227,7 @@ def sections(plan: Plan) -> list[Section]:
         Row(label="precision", value=i.precision, why=why(plan, "serve.precision")),
         Row(label="weights", value=fmt_bytes(i.memory.weights), why=f"{fmt_count(m.params, 'params')} at {i.precision}"),
         Row(label="KV cache", value=fmt_bytes(i.memory.kv_cache), why=f"{i.kv_precision}, context {i.context} x batch {i.batch}"),
-        Row(label="workspace", value=fmt_bytes(i.memory.workspace), why=f"one step of {i.prefill_tokens} tokens + logits (chunked prefill)"),
+        Row(label="workspace", value=fmt_bytes(i.memory.workspace), why=f"one step of {i.step_tokens} tokens + logits (chunked prefill)"),
         Row(label="runtime", value=fmt_bytes(i.memory.runtime), why="CUDA context and library workspaces"),
         Row(label="per replica", value=fmt_bytes(i.memory.total),
             why="fits one device" if i.fits else f"needs {i.devices_per_replica} x {t.hardware} per replica",

@@ -286,7 +286,7 @@ def _serve(plan: Plan) -> object:
     _add(table, "precision", i.precision, _why(plan, "serve.precision"))
     _add(table, "weights", fmt_bytes(m.weights), f"{fmt_count(plan.model.params, 'params')} at {i.precision}")
     _add(table, "KV cache", fmt_bytes(m.kv_cache), f"{i.kv_precision}, context {i.context} x batch {i.batch}")
-    _add(table, "workspace", fmt_bytes(m.workspace), f"one step of {i.prefill_tokens} tokens + logits (chunked prefill)")
+    _add(table, "workspace", fmt_bytes(m.workspace), f"one step of {i.step_tokens} tokens + logits (chunked prefill)")
     _add(table, "runtime", fmt_bytes(m.runtime), "CUDA context and library workspaces")
     fits = "fits one device" if i.fits else f"needs {i.devices_per_replica} x {plan.train.hardware} per replica"
     _add(table, "total", _text(fmt_bytes(m.total), "green" if i.fits else "yellow"), fits)

@@ -140,3 +140,14 @@ def test_bad_serving_keys_are_clear_errors(serve, code):
     with pytest.raises(SpecError) as err:
         genaisdk.loads(spec_text(model="preset = gpt3-125m", serve=serve), filename="t.genai")
     assert code in [d.code for d in err.value.diagnostics]
+
+
+@pytest.mark.parametrize("serve", ["", "prefill_tokens = 512\nkv_precision = fp8"])
+def test_the_reports_serving_curves_pass_through_the_plans_point(make_plan, serve):
+    from genaisdk.render.figures import serve_picture
+
+    plan = qwen_serving(make_plan, serve=serve)
+    picture = serve_picture(plan)
+    m = plan.inference.memory
+    assert picture.point[1] == pytest.approx(m.kv_cache) and picture.point[3] == pytest.approx(m.total)
+    assert plan.inference.step_tokens == min(plan.inference.prefill_tokens, 1024 * 171)

@@ -30,6 +30,10 @@ the gradient all-reduce), or `jax.shard_map` with an explicit `psum` of the grad
 
 RECOMPUTE = ("none", "selective", "full")
 
+MAX_STEPS = 2**31 - 1
+"""The most optimizer steps a run can count: the train state's step counter and optax's
+update count are 32-bit integers."""
+
 
 class BackendError(Exception):
     """A problem with the run's configuration, worded for the user (no traceback shown)."""
@@ -98,6 +102,11 @@ class RunConfig:
             raise BackendError(
                 f"sequences of {self.seq_len} tokens do not fit the learned position table of "
                 f"{self.dims.context} positions; raise model.context or shorten the sequences"
+            )
+        if self.total_steps > MAX_STEPS:
+            raise BackendError(
+                f"{self.total_steps:,} steps are more than a run can count ({MAX_STEPS:,}: the step counter is a "
+                "32-bit integer); lower train.steps or --steps"
             )
         if not 0 <= self.warmup_steps <= self.total_steps:
             raise BackendError(f"warmup_steps must be in [0, total_steps], got {self.warmup_steps}")

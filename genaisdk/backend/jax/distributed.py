@@ -20,8 +20,30 @@ import os
 import attrs
 
 
+MAX_CPU_DEVICES = 4096
+"""The most devices one process asks for. A CPU process creates them as virtual devices
+(and takes seconds per thousand to start them); an accelerator host has far fewer (8 GPUs,
+or 4 to 8 TPU chips). A larger count is a typo or a plan for a cluster: it is refused at
+once instead of starting a backend for minutes."""
+
+
 class DistributedError(Exception):
     """Inconsistent multi-host or device settings; the message says what to change."""
+
+
+def check_device_count(devices: int | None, *, what: str = "--devices") -> None:
+    """Refuses, before JAX starts, a device count no single process can have (see
+    `MAX_CPU_DEVICES`)."""
+    if devices is None:
+        return
+    if devices < 1:
+        raise DistributedError(f"{what} must be at least 1, got {devices}")
+    if devices > MAX_CPU_DEVICES:
+        raise DistributedError(
+            f"{what} {devices:,} is more devices than one process can have: a CPU process simulates at most "
+            f"{MAX_CPU_DEVICES:,}, an accelerator host has its own few; for a larger run start one process per host "
+            "(--coordinator, --num-processes, --process-id), or plan fewer devices"
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -85,8 +107,7 @@ def setup(
         raise DistributedError(
             "--coordinator, --num-processes and --process-id go together: give all three on every host"
         )
-    if devices is not None and devices < 1:
-        raise DistributedError(f"--devices must be at least 1, got {devices}")
+    check_device_count(devices)
     if coordinator is not None:
         if num_processes < 1 or not 0 <= process_id < num_processes:
             raise DistributedError(

@@ -2,8 +2,9 @@
 numbers next to the plan's.
 
 Nothing is allocated: the step is lowered on `jax.ShapeDtypeStruct`s that carry their
-shardings and compiled for N virtual CPU devices, so a 7B model on 64 devices is measured
-on a laptop. The compiled executable reports
+shardings and compiled for N virtual CPU devices (`genaisdk.backend.jax.compile.compile_step`,
+the same helper `genai train` compiles its step with), so a 7B model on 64 devices is
+measured on a laptop. The compiled executable reports
 
 - `memory_analysis()`: bytes per device of the arguments (train state and batch), the
   outputs (the new state, aliased onto the donated arguments), the temporaries (gradients,
@@ -27,7 +28,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import pickle
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -154,6 +154,7 @@ def fitted_flops(config: RunConfig, mesh: Any) -> tuple[float, list[dict[str, fl
     """
     import numpy as np
 
+    from genaisdk.backend.jax.compile import compile_step
     from genaisdk.backend.jax.step import Trainer
 
     fields = _depth_fields(config)
@@ -167,7 +168,7 @@ def fitted_flops(config: RunConfig, mesh: Any) -> tuple[float, list[dict[str, fl
                 accumulation=accumulation,
                 global_batch=config.micro_batch * config.devices * accumulation,
             )
-            flops = _cost_flops(Trainer(sample, mesh, unroll=True).lower().compile())
+            flops = _cost_flops(compile_step(Trainer(sample, mesh, unroll=True)).executable)
             rows.append([1.0, *depths, accumulation, *(accumulation * d for d in depths)])
             values.append(flops)
             points.append({**dict(zip(fields, depths)), "accumulation": accumulation, "flops": flops})
@@ -181,10 +182,11 @@ def fitted_flops(config: RunConfig, mesh: Any) -> tuple[float, list[dict[str, fl
 
 
 def _compile(config: RunConfig, mesh: Any) -> tuple[Any, Any]:
+    from genaisdk.backend.jax.compile import compile_step
     from genaisdk.backend.jax.step import Trainer
 
     trainer = Trainer(config, mesh)
-    return trainer, trainer.lower().compile()
+    return trainer, compile_step(trainer)
 
 
 def _cpu_mesh(devices: int) -> Any:
@@ -206,24 +208,22 @@ def measure_config(
 
     mesh = _cpu_mesh(config.devices)
     trainer, compiled = _compile(config, mesh)
-    memory = compiled.memory_analysis()
+    memory = compiled.memory
     batch_bytes = sum(
         int(np.prod(s.sharding.shard_shape(s.shape))) * s.dtype.itemsize for s in trainer.abstract_batch().values()
     )
-    args = float(memory.argument_size_in_bytes)
-    outputs = float(memory.output_size_in_bytes)
-    alias = float(memory.alias_size_in_bytes)
-    temps = float(memory.temp_size_in_bytes)
+    args = float(memory.arguments)
+    temps = float(memory.temporaries)
     xla = {
         "arguments": args,
         "state": args - batch_bytes,
         "batch": float(batch_bytes),
-        "outputs": outputs,
-        "aliased": alias,
+        "outputs": float(memory.outputs),
+        "aliased": float(memory.aliased),
         "temporaries": temps,
-        "generated_code": float(memory.generated_code_size_in_bytes),
-        "peak": args + temps + outputs - alias,
-        "flops_loop_bodies_once": _cost_flops(compiled),
+        "generated_code": float(memory.generated_code),
+        "peak": float(memory.peak),
+        "flops_loop_bodies_once": _cost_flops(compiled.executable),
         "params": float(trainer.model.num_params()),
         "model_flops_per_device": trainer.flops_per_step / config.devices,
     }
@@ -356,8 +356,14 @@ def measure(spec: Any, *, devices: int | None = None, registry: Any = None, fit_
         from genaisdk.registry import get_registry
 
         registry = get_registry()
+    from genaisdk.backend.jax.distributed import DistributedError, check_device_count
+
     planned_spec, plan = _planned(spec, devices, registry)
     count = int(plan.train.devices)
+    try:
+        check_device_count(count, what="--devices" if devices is not None else "the plan's device count")
+    except DistributedError as exc:
+        raise BackendError(str(exc)) from None
     if not _prepare_devices(count):
         return _in_subprocess(spec, devices=count, fit_flops=fit_flops)
     config = config_for_plan(planned_spec, plan, registry=registry)
@@ -365,12 +371,41 @@ def measure(spec: Any, *, devices: int | None = None, registry: Any = None, fit_
     return measure_config(config, plan=plan, fit_flops=fit_flops, notes=tuple(notes))
 
 
+def spec_request(spec: Any, *, devices: int, fit_flops: bool) -> dict[str, Any]:
+    """What the measuring subprocess needs, as JSON data: the spec's own text, its file name
+    and its `--set` overrides (the subprocess parses them again, like any spec), never a
+    serialized Python object (a pickle would run whatever code its bytes name)."""
+    source = getattr(spec, "source", "")
+    if not source:
+        raise BackendError("this spec has no source text to measure in a fresh process; load it from a file or text")
+    overrides = [line for line in (getattr(spec, "override_source", "") or "").splitlines() if line.strip()]
+    return {
+        "source": source,
+        "filename": str(getattr(spec, "filename", "<spec>")),
+        "overrides": overrides,
+        "devices": int(devices),
+        "fit_flops": bool(fit_flops),
+    }
+
+
+def spec_from_request(request: Any) -> Any:
+    """The spec of a `spec_request` (read as JSON); BackendError for anything malformed."""
+    from genaisdk.spec import loads
+
+    if not isinstance(request, dict) or not isinstance(request.get("source"), str):
+        raise BackendError("the measuring subprocess got a malformed request")
+    overrides = request.get("overrides") or []
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        raise BackendError("the measuring subprocess got malformed overrides")
+    return loads(request["source"], filename=str(request.get("filename", "<spec>")), overrides=overrides or None)
+
+
 def _in_subprocess(spec: Any, *, devices: int, fit_flops: bool) -> Measurement:
     env = dict(os.environ)
     flags = [p for p in env.get("XLA_FLAGS", "").split() if not p.startswith(FLAG)]
     env["XLA_FLAGS"] = " ".join(flags + [f"{FLAG}={devices}"])
     env["JAX_PLATFORMS"] = "cpu"
-    payload = pickle.dumps({"spec": spec, "devices": devices, "fit_flops": fit_flops})
+    payload = json.dumps(spec_request(spec, devices=devices, fit_flops=fit_flops)).encode()
     result = subprocess.run(
         [sys.executable, "-m", "genaisdk.backend.jax.measure"],
         input=payload,
@@ -394,10 +429,13 @@ _USER_ERROR = 3
 
 
 def _main() -> None:
-    request = pickle.loads(sys.stdin.buffer.read())
+    from genaisdk.diagnostics import SpecError
+
     try:
-        measurement = measure(request["spec"], devices=request["devices"], fit_flops=request["fit_flops"])
-    except BackendError as exc:
+        request = json.loads(sys.stdin.buffer.read().decode("utf-8"))
+        spec = spec_from_request(request)
+        measurement = measure(spec, devices=int(request["devices"]), fit_flops=bool(request["fit_flops"]))
+    except (BackendError, SpecError, ValueError, KeyError, TypeError) as exc:
         sys.stdout.write(json.dumps({"error": str(exc), "unsupported": isinstance(exc, UnsupportedError)}) + "\n")
         sys.exit(_USER_ERROR)
     sys.stdout.write(json.dumps(measurement.to_json()) + "\n")

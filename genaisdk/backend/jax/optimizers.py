@@ -45,12 +45,13 @@ def warmup_cosine(peak: float, *, warmup_steps: int, total_steps: int, min_ratio
     2022). Held at the floor after `total_steps`."""
     peak = float(peak)
     floor = peak * float(min_ratio)
-    warmup = max(int(warmup_steps), 0)
-    decay = max(int(total_steps) - warmup, 1)
+    # Python floats, not ints: a step count past 2**31 must not become an int32 constant.
+    warmup = float(max(int(warmup_steps), 0))
+    decay = float(max(int(total_steps) - int(warmup), 1))
 
     def schedule(step: jax.Array) -> jax.Array:
         step = jnp.asarray(step, jnp.float32)
-        warm = peak * jnp.minimum(step + 1.0, float(max(warmup, 1))) / float(max(warmup, 1))
+        warm = peak * jnp.minimum(step + 1.0, max(warmup, 1.0)) / max(warmup, 1.0)
         progress = jnp.clip((step - warmup) / decay, 0.0, 1.0)
         cosine = floor + 0.5 * (peak - floor) * (1.0 + jnp.cos(jnp.pi * progress))
         return jnp.where(step < warmup, warm, cosine)

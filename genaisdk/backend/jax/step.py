@@ -163,6 +163,7 @@ class Trainer:
         for note in self.diagnostics:
             warnings.warn(f"{note.message} [{note.code}]", ShardingWarning, stacklevel=2)
 
+        self._compiled_train: Any = None
         self._train = jax.jit(
             self._train_step,
             in_shardings=(self.state_shardings, self.batch_sharding),
@@ -268,8 +269,17 @@ class Trainer:
         }
 
     def train_step(self, state: TrainState, batch: dict) -> tuple[TrainState, dict[str, jax.Array]]:
-        """One optimizer step. `state` is donated: use only the returned one afterwards."""
+        """One optimizer step. `state` is donated: use only the returned one afterwards.
+
+        Runs the executable given to `use_compiled` if there is one (compiled ahead of
+        time, so step 0 compiles nothing), else the jitted step (compiled on first use)."""
+        if self._compiled_train is not None:
+            return self._compiled_train(state, batch)
         return self._train(state, batch)
+
+    def use_compiled(self, executable: Any) -> None:
+        """Run `executable` (this trainer's `lower().compile()`) for every train step."""
+        self._compiled_train = executable
 
     def eval_step(self, state: TrainState, batch: dict) -> dict[str, jax.Array]:
         """Mean token loss and token count of a batch (same layout as a train batch)."""

@@ -13,16 +13,25 @@ into a temporary folder and renames it only once every item is complete (its ato
 finalize), so a run killed mid-save leaves nothing that lists as a step. And `restore`
 recomputes every leaf's fingerprint and compares it with the one saved: a checkpoint that
 was damaged after it was written (a truncated or overwritten file) fails that check or
-fails to read, and `restore` falls back to the previous step with a warning.
+fails to read, and `restore` falls back to the previous step with one warning (orbax's
+and TensorStore's own complaints about the damaged files are kept off the terminal).
+A run that resumes from an earlier step sets the damaged steps aside (``<step>.damaged``)
+and writes them afresh when it gets there.
+
+Nothing read from a checkpoint can run code: the state is arrays (TensorStore/OCDBT) and
+the metadata is JSON, checked field by field (`checked_meta`) before anything uses it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import sys
+import traceback
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +47,15 @@ DEFAULT_KEEP = 3
 
 class CheckpointError(Exception):
     """No usable checkpoint, or one that does not belong to this run."""
+
+
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint could not be written (a full or read-only disk); `.step` is the step."""
+
+    def __init__(self, step: int | None, directory: Path, cause: BaseException):
+        what = f"checkpoint step {step}" if step is not None else "a checkpoint"
+        super().__init__(f"cannot write {what} to {directory}: {_first_line(cause)}")
+        self.step = step
 
 
 class CorruptCheckpointWarning(UserWarning):
@@ -119,6 +137,96 @@ def state_fingerprint(state: Any) -> list[int]:
     return digests
 
 
+_META_TYPES: dict[str, tuple[type, ...]] = {
+    "step": (int,),
+    "seed": (int,),
+    "data": (dict,),
+    "config_digest": (str,),
+    "layout": (str,),
+    "total_steps": (int,),
+    "project": (str,),
+    "fingerprint": (list,),
+}
+"""The type of each metadata field this module and `genai train` read."""
+
+
+def checked_meta(step: int, raw: Any) -> dict[str, Any]:
+    """A step's metadata as read from its JSON, each known field of its expected type
+    (`_META_TYPES`; the fingerprint a list of 32-bit integers); CheckpointError naming the
+    field otherwise, so that a malformed file is a damaged step, never a crash later."""
+    if not isinstance(raw, Mapping):
+        raise CheckpointError(f"step {step} has malformed metadata (a {type(raw).__name__}, not an object)")
+    meta = dict(raw)
+    for key, types in _META_TYPES.items():
+        value = meta.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise CheckpointError(
+                f"step {step} has malformed metadata: {key!r} is {type(value).__name__} {_short(value)}, "
+                f"not {' or '.join('an object' if t is dict else t.__name__ for t in types)}"
+            )
+    fingerprint = meta.get("fingerprint")
+    if fingerprint is not None and not all(
+        isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 2**32 for x in fingerprint
+    ):
+        raise CheckpointError(f"step {step} has malformed metadata: 'fingerprint' is not a list of 32-bit integers")
+    return meta
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _closed_loop_callback(unraisable: Any) -> bool:
+    """Whether an unraisable error is TensorStore calling back into the closed event loop
+    of a restore that failed (see `_drop_closed_loop_callbacks`)."""
+    if unraisable.exc_type is not RuntimeError or str(unraisable.exc_value) != "Event loop is closed":
+        return False
+    frames = traceback.extract_tb(unraisable.exc_traceback) if unraisable.exc_traceback else []
+    return any(frame.name in ("call_soon_threadsafe", "_check_closed") for frame in frames)
+
+
+def _drop_closed_loop_callbacks() -> None:
+    """Keeps one harmless error off the terminal for the rest of the process.
+
+    When orbax fails to read a damaged step, it closes the event loop of that restore while
+    TensorStore still has reads in flight; each read that finishes later calls back into the
+    closed loop, and Python reports the ``RuntimeError: Event loop is closed`` of each as an
+    unraisable error with its traceback: hundreds of lines for one damaged step, arriving
+    for seconds after the restore returned, while training goes on. The unraisable hook
+    drops those, and only those; every other one goes to the hook that was installed.
+    """
+    current = sys.unraisablehook
+    if getattr(current, "_drops_closed_loop_callbacks", False):
+        return
+
+    def hook(unraisable: Any) -> None:
+        if not _closed_loop_callback(unraisable):
+            current(unraisable)
+
+    hook._drops_closed_loop_callbacks = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
+
+
+@contextlib.contextmanager
+def _libraries_quiet() -> Iterator[None]:
+    """orbax and absl log every failed read of a damaged step; `restore` says it once.
+    TensorStore's late callbacks of a failed read are dropped from here on (they may come
+    before the failure reaches the caller)."""
+    _drop_closed_loop_callbacks()
+    loggers = [logging.getLogger(name) for name in ("absl", "orbax", "orbax.checkpoint", "tensorstore")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
 class Checkpointer:
     """Saves every so often and at the end; restores the newest step that verifies."""
 
@@ -135,6 +243,9 @@ class Checkpointer:
             cleanup_tmp_directories=True,
         )
         self._manager = ocp.CheckpointManager(self.directory, options=options)
+        self._pending: int | None = None
+        self.replaced: list[int] = []
+        """Steps found on disk when this run saved the same step, and replaced."""
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -150,25 +261,70 @@ class Checkpointer:
     # -- save ------------------------------------------------------------------------------
 
     def save(self, step: int, state: Any, meta: Mapping[str, Any]) -> bool:
-        """Starts saving `state` as step `step` (written in the background); False if the step
-        is already on disk."""
-        if step in self._manager.all_steps():
-            return False
+        """Starts saving `state` as step `step` (written in the background).
+
+        A step already on disk is replaced (listed in `replaced`): a run only saves a step
+        it has just trained, so one on disk is from the timeline a resumed run left, which
+        `restore` found damaged. Raises CheckpointWriteError when the disk refuses (full,
+        read-only), here or for the previous save still being written."""
         record = dict(meta)
         record["step"] = int(step)
         record["fingerprint"] = state_fingerprint(state)
         args = self._ocp.args.Composite(
             **{STATE_ITEM: self._ocp.args.StandardSave(state), META_ITEM: self._ocp.args.JsonSave(record)}
         )
-        return bool(self._manager.save(int(step), args=args, force=True))
+        try:
+            self._manager.wait_until_finished()
+        except Exception as exc:  # the previous save failed in the background
+            raise CheckpointWriteError(self._pending, self.directory, exc) from exc
+        self._pending = int(step)
+        try:
+            if int(step) in self._manager.all_steps():
+                self._manager.delete(int(step))
+                self.replaced.append(int(step))
+            return bool(self._manager.save(int(step), args=args, force=True))
+        except Exception as exc:  # orbax wraps OSError (ENOSPC, EROFS) in several ways
+            raise CheckpointWriteError(int(step), self.directory, exc) from exc
 
     def wait(self) -> None:
-        """Blocks until every started save is finalized on disk."""
-        self._manager.wait_until_finished()
+        """Blocks until every started save is finalized on disk; CheckpointWriteError if
+        one failed."""
+        try:
+            self._manager.wait_until_finished()
+        except Exception as exc:
+            raise CheckpointWriteError(self._pending, self.directory, exc) from exc
+
+    def set_aside(self, steps: tuple[int, ...] | list[int]) -> list[Path]:
+        """Renames damaged steps to ``<step>.damaged`` (kept for a look, no longer listed as
+        steps), so the run saves those steps afresh when it gets there. Returns the new paths."""
+        moved = []
+        for step in steps:
+            source = self.directory / str(step)
+            target = self.directory / f"{step}.damaged"
+            n = 1
+            while target.exists():
+                n += 1
+                target = self.directory / f"{step}.damaged-{n}"
+            try:
+                source.rename(target)
+            except FileNotFoundError:  # another process of the run moved it first
+                continue
+            moved.append(target)
+        self._manager.reload()
+        return moved
+
+    def finalized_steps(self) -> list[int]:
+        """Steps whose folders orbax finalized, read from the disk alone (it works after a
+        failed save, when the manager's own state may not)."""
+        if not self.directory.is_dir():
+            return []
+        return sorted(int(p.name) for p in self.directory.iterdir() if p.name.isdigit() and p.is_dir())
 
     def close(self) -> None:
-        self._manager.wait_until_finished()
-        self._manager.close()
+        try:
+            self.wait()
+        finally:
+            self._manager.close()
 
     def __enter__(self) -> Checkpointer:
         return self
@@ -179,8 +335,15 @@ class Checkpointer:
     # -- restore ---------------------------------------------------------------------------
 
     def read_meta(self, step: int) -> dict[str, Any]:
+        """Step `step`'s metadata, checked (`checked_meta`); CheckpointError if it cannot be
+        read or is malformed."""
         args = self._ocp.args.Composite(**{META_ITEM: self._ocp.args.JsonRestore()})
-        return dict(self._manager.restore(step, args=args)[META_ITEM])
+        try:
+            with _libraries_quiet():
+                raw = self._manager.restore(step, args=args)[META_ITEM]
+        except Exception as exc:
+            raise CheckpointError(f"step {step} metadata cannot be read: {_first_line(exc)}") from exc
+        return checked_meta(step, raw)
 
     def restore_step(self, step: int, abstract_state: Any) -> Restored:
         """Restores `step` onto `abstract_state`'s shapes, dtypes and shardings and verifies
@@ -192,10 +355,11 @@ class Checkpointer:
             }
         )
         try:
-            restored = self._manager.restore(step, args=args)
+            with _libraries_quiet():
+                restored = self._manager.restore(step, args=args)
         except Exception as exc:  # orbax/tensorstore raise ValueError, OSError, KeyError, ...
             raise CheckpointError(f"step {step} cannot be read: {_first_line(exc)}") from exc
-        meta = dict(restored[META_ITEM] or {})
+        meta = checked_meta(step, restored[META_ITEM])
         expected = meta.get("fingerprint")
         if expected is None:
             raise CheckpointError(f"step {step} has no fingerprint in its metadata")
@@ -221,9 +385,7 @@ class Checkpointer:
                 skipped.append(step)
                 problems.append(str(exc))
                 warnings.warn(
-                    f"checkpoint {self.directory / str(step)} is damaged ({exc}); trying an earlier one",
-                    CorruptCheckpointWarning,
-                    stacklevel=2,
+                    f"checkpoint {self.directory / str(step)} is damaged ({exc})", CorruptCheckpointWarning, stacklevel=2
                 )
                 continue
             return attrs.evolve(result, skipped=tuple(skipped))
@@ -259,15 +421,16 @@ def restore_params(directory: str | Path, abstract_params: Any, *, step: int | N
     for candidate in reversed(steps):
         folder = directory / str(candidate)
         try:
-            meta = json.loads((folder / META_ITEM / "metadata").read_text(encoding="utf-8"))
-            restored = checkpointer.restore(
-                folder / STATE_ITEM,
-                args=ocp.args.PyTreeRestore(
-                    item={"params": abstract_params}, restore_args={"params": restore_args}, partial_restore=True
-                ),
-            )["params"]
+            meta = checked_meta(candidate, json.loads((folder / META_ITEM / "metadata").read_text(encoding="utf-8")))
+            with _libraries_quiet():
+                restored = checkpointer.restore(
+                    folder / STATE_ITEM,
+                    args=ocp.args.PyTreeRestore(
+                        item={"params": abstract_params}, restore_args={"params": restore_args}, partial_restore=True
+                    ),
+                )["params"]
         except Exception as exc:  # orbax/tensorstore raise ValueError, OSError, KeyError, ...
-            problems.append(f"step {candidate} cannot be read: {_first_line(exc)}")
+            problems.append(str(exc) if isinstance(exc, CheckpointError) else f"step {candidate} cannot be read: {_first_line(exc)}")
             skipped.append(candidate)
             continue
         saved = list(meta.get("fingerprint") or [])
@@ -281,7 +444,9 @@ def restore_params(directory: str | Path, abstract_params: Any, *, step: int | N
     raise CheckpointError(f"no usable checkpoint in {directory}: " + "; ".join(problems))
 
 
-def _first_line(exc: BaseException) -> str:
+def _first_line(exc: BaseException, limit: int = 160) -> str:
+    """The first line of an error, without TensorStore's trailing dump of its spec."""
     text = str(exc).strip().splitlines()
     line = text[0] if text else type(exc).__name__
-    return line if len(line) < 300 else line[:297] + "..."
+    line = line.split(" See full TensorStore details", 1)[0].rstrip(". ")
+    return line if len(line) <= limit else line[: limit - 3] + "..."

@@ -19,6 +19,8 @@ The loop drives a `Trainer` (the compiled steps) with batches from a `DataPipeli
   returns "interrupted".
 - A non-finite loss or gradient norm on a step the loss scaler did not skip stops the run
   ("diverged") without saving, so the last checkpoint on disk is the last good state.
+- A checkpoint or a metrics line the disk refuses (full, read-only) stops the run
+  ("failed"), naming the last checkpoint that was finalized before it.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ STOP_AGREEMENT_EVERY = 10
 COMPLETED = "completed"
 INTERRUPTED = "interrupted"
 DIVERGED = "diverged"
+FAILED = "failed"
 
 
 @attrs.frozen(kw_only=True)
@@ -61,7 +64,7 @@ class LoopSettings:
 @attrs.frozen(kw_only=True)
 class LoopOutcome:
     status: str
-    """'completed', 'interrupted' or 'diverged'."""
+    """'completed', 'interrupted', 'diverged' or 'failed' (the output could not be written)."""
     start_step: int
     step: int
     """Optimizer steps complete in the returned state (the last one seen good if diverged)."""
@@ -204,6 +207,9 @@ class TrainingLoop:
     def run(self, state: Any, start_step: int, stop: StopRequest | None = None) -> LoopOutcome:
         import jax
 
+        from genaisdk.backend.jax.checkpoint import CheckpointWriteError
+        from genaisdk.backend.jax.metrics import MetricsWriteError
+
         settings = self.settings
         total = settings.total_steps
         stop = stop or StopRequest()
@@ -303,6 +309,8 @@ class TrainingLoop:
                     pending = None
                 if status == COMPLETED:
                     last_eval = self.evaluate(state, step) or last_eval
+                if self.checkpointer is not None:
+                    self.checkpointer.wait()  # a background save that fails says so here
         except Diverged as exc:
             status = DIVERGED
             kept = None
@@ -313,11 +321,25 @@ class TrainingLoop:
                 f" (the last good checkpoint is step {kept})" if kept is not None else " (no checkpoint was saved)"
             )
             last_checkpoint = kept
+        except (CheckpointWriteError, MetricsWriteError) as exc:
+            status = FAILED
+            failed_at = getattr(exc, "step", None)
+            kept = None
+            if self.checkpointer is not None:
+                finalized = [s for s in self.checkpointer.finalized_steps() if failed_at is None or s < failed_at]
+                kept = finalized[-1] if finalized else None
+            reason = exc.strerror if isinstance(exc, MetricsWriteError) and exc.strerror else str(exc)
+            where = (
+                f"the last good checkpoint is step {kept} ({self.checkpointer.directory / str(kept)}): free space "
+                "or make the folder writable, then --resume"
+                if kept is not None
+                else "no checkpoint was saved"
+            )
+            message = f"{reason}; stopped after step {step} ({where})"
+            last_checkpoint = kept
         finally:
             if self.progress is not None:
                 self.progress.close()
-        if self.checkpointer is not None:
-            self.checkpointer.wait()
         tokens_per_s = None
         if timed_seconds > 0:
             tokens_per_s = timed_tokens / timed_seconds
@@ -337,7 +359,7 @@ class TrainingLoop:
             last_checkpoint=last_checkpoint,
             message=message,
             signal_number=stop.signal_number,
-            state=None if status == DIVERGED else state,
+            state=None if status in (DIVERGED, FAILED) else state,
         )
 
     def _finite_weights(self, state: Any) -> bool:

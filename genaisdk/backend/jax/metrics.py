@@ -22,6 +22,10 @@ from typing import Any
 FILENAME = "metrics.jsonl"
 
 
+class MetricsWriteError(OSError):
+    """The metrics file could not be written (a full or read-only disk)."""
+
+
 def _clean(value: Any) -> Any:
     """JSON has no NaN or infinity: write them as strings so the line stays valid JSON."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -72,15 +76,22 @@ class MetricsLog:
         self._handle = self.path.open("a", encoding="utf-8")
 
     def write(self, entry: Mapping[str, Any]) -> None:
+        """Appends `entry` as one line; MetricsWriteError when the disk refuses it."""
         if self._handle is None:
             return
-        self._handle.write(json.dumps({k: _clean(v) for k, v in entry.items()}) + "\n")
-        self._handle.flush()
+        try:
+            self._handle.write(json.dumps({k: _clean(v) for k, v in entry.items()}) + "\n")
+            self._handle.flush()
+        except OSError as exc:
+            raise MetricsWriteError(exc.errno, f"cannot write {self.path}: {exc.strerror or exc}") from exc
 
     def close(self) -> None:
         if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+            handle, self._handle = self._handle, None
+            try:
+                handle.close()
+            except OSError:  # the write that failed has said so already
+                pass
 
     def __enter__(self) -> MetricsLog:
         return self

@@ -33,9 +33,11 @@ import numpy as np
 from genaisdk.backend.jax import synthetic
 from genaisdk.backend.jax.sources import (
     DataError,
+    DataScope,
+    SourceFile,
     corpus_fingerprint,
     is_synthetic,
-    read_documents,
+    read_sources,
     resolve_files,
 )
 from genaisdk.backend.jax.tokenizer import BYTE_OFFSET, BYTE_VOCAB, TOKEN_DTYPE, ByteTokenizer
@@ -64,6 +66,8 @@ class DataSettings:
     held_out: float = attrs.field(default=DEFAULT_HELD_OUT, validator=_fraction)
     base_dir: Path | None = None
     """Folder that relative source paths are resolved against (the spec file's)."""
+    scope: DataScope | None = None
+    """Where the entries may lead (`genaisdk.backend.jax.sources.DataScope`); None: anywhere."""
     tokenizer: Any = None
     """A `genaisdk.backend.jax.tokenizer.Tokenizer`; None: the byte tokenizer of `vocab_size`."""
 
@@ -82,6 +86,8 @@ class DataPipeline:
                 f"batches need at least one row of one token (got {settings.rows_per_step} x {settings.seq_len})"
             )
         self.settings = settings
+        self.files: tuple[SourceFile, ...] = ()
+        """Every file read, with its size and SHA-256 (none for a synthetic source)."""
         self.seq_len = settings.seq_len
         self.rows = settings.rows_per_step
         self._permutations: OrderedDict[int, np.ndarray] = OrderedDict()
@@ -122,8 +128,9 @@ class DataPipeline:
                 tokenizer = ByteTokenizer(vocab_size=self.settings.vocab_size)
             except ValueError as exc:  # a vocabulary too small for the bytes: the spec's to fix
                 raise DataError(str(exc)) from None
-        files = resolve_files(self.settings.sources, self.settings.base_dir)
-        documents = list(read_documents(files))
+        files = resolve_files(self.settings.sources, self.settings.base_dir, scope=self.settings.scope)
+        documents, read = read_sources(files)
+        self.files = tuple(read)
         stream = tokenizer.encode_documents(d.data for d in documents)
         n = len(stream) // self.seq_len
         if n < 2:
@@ -233,10 +240,11 @@ def build_pipeline(
     seed: int = 0,
     held_out: float | None = None,
     base_dir: Path | None = None,
+    scope: DataScope | None = None,
     tokenizer: Any = None,
 ) -> DataPipeline:
     """A `DataPipeline` from the spec's data entries (None `held_out` means 5%; None
-    `tokenizer`, the byte tokenizer)."""
+    `scope`, entries may lead anywhere; None `tokenizer`, the byte tokenizer)."""
     return DataPipeline(
         DataSettings(
             sources=tuple(sources),
@@ -246,6 +254,7 @@ def build_pipeline(
             seed=seed,
             held_out=DEFAULT_HELD_OUT if held_out is None else held_out,
             base_dir=base_dir,
+            scope=scope,
             tokenizer=tokenizer,
         )
     )

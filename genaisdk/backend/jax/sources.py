@@ -3,23 +3,41 @@
 An entry is one of
 
 - a path to a text file (read as bytes; ``.gz`` files are decompressed),
-- a glob (``corpus/*.txt``, ``**`` recurses),
+- a folder (every file under it),
+- a glob (``corpus/*.txt``, ``**`` recurses; names starting with ``.`` match only a
+  pattern that starts with ``.``),
 - a JSON-lines file (``.jsonl``, ``.jsonl.gz``, ``.ndjson``): one JSON object per line whose
   ``text`` field is a document,
 - ``synthetic`` or ``synthetic:<kind>``: generated tokens, see `genaisdk.backend.jax.synthetic`.
 
 Relative paths are resolved against the spec file's folder (so a spec and its corpus move
-together), or the working directory for a spec given as text. Every problem is a
-`DataError` whose message names the entry and the path, never a bare traceback.
+together), or the working directory for a spec given as text.
+
+What a spec may read is confined (`DataScope`): every file, after following its symbolic
+links, must lie inside the spec's folder, so a spec downloaded from elsewhere cannot make
+`genai train` read ``~/.ssh`` or ``/etc``. Symbolic links are followed the same way in
+the folder and the glob forms, and a link that leads out of the folder is refused before
+anything behind it is listed. The user (never the spec) may allow more: entries given on
+the command line (`--set data.source=...`) and `--allow-data-outside`. Only regular files
+are read: a device (``/dev/zero``), a named pipe or a socket is refused after a `stat`,
+without opening it, and each file is opened without blocking and checked again. An empty
+entry is an error, not the spec's whole folder. Every file read is listed with its size
+and SHA-256 (`SourceFile`; `genai train` records them in run.json).
+
+Every problem is a `DataError` whose message names the entry and the path, never a bare
+traceback.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import gzip
 import hashlib
+import io
 import json
 import os
+import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -28,6 +46,7 @@ import attrs
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")
 TEXT_FIELD = "text"
 SYNTHETIC = "synthetic"
+ALLOW_FLAG = "--allow-data-outside"
 
 
 class DataError(Exception):
@@ -42,6 +61,40 @@ class Document:
     data: bytes
 
 
+@attrs.frozen(kw_only=True)
+class SourceFile:
+    """A file a run read: its path as found, its size in bytes and the SHA-256 of its bytes
+    (of the compressed bytes for a ``.gz`` file)."""
+
+    path: str
+    bytes: int
+    sha256: str
+
+    def to_json(self) -> dict[str, object]:
+        return attrs.asdict(self)
+
+
+@attrs.frozen(kw_only=True)
+class DataScope:
+    """Where data entries may lead: inside `roots` (real paths, symbolic links resolved),
+    except for the entries in `trusted` (given by the user on the command line) and
+    everything when `anywhere`."""
+
+    roots: tuple[Path, ...] = attrs.field(converter=lambda roots: tuple(Path(os.path.realpath(r)) for r in roots))
+    trusted: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset)
+    anywhere: bool = False
+
+    def confines(self, entry: str) -> bool:
+        return not self.anywhere and entry not in self.trusted
+
+    def allows(self, real: str | Path) -> bool:
+        real = Path(real)
+        return any(real == root or root in real.parents for root in self.roots)
+
+    def describe(self) -> str:
+        return " or ".join(str(r) for r in self.roots) or "nowhere"
+
+
 def is_synthetic(entry: str) -> bool:
     return entry == SYNTHETIC or entry.startswith(SYNTHETIC + ":")
 
@@ -50,41 +103,161 @@ def _has_magic(entry: str) -> bool:
     return glob.has_magic(entry)
 
 
-def resolve_files(entries: Sequence[str], base_dir: Path | None = None) -> list[Path]:
-    """The files named by path and glob entries, in a stable order, each file once.
+class _Walk:
+    """Expands one entry into files, following symbolic links, refusing any that leads out
+    of the scope (before listing what is behind it) and visiting each real folder once
+    per path (a link back up the tree ends there)."""
 
-    Globs are expanded in sorted order; a file reached twice (two globs, or a symlink and its
-    target, as ``/usr/share/common-licenses/GPL`` -> ``GPL-3``) is read once, so that a
-    duplicated document does not leak between the training and held-out splits.
+    def __init__(self, entry: str, scope: DataScope | None):
+        self.entry = entry
+        self.scope = scope if scope is not None and scope.confines(entry) else None
+
+    def check(self, path: str) -> str:
+        """`path`'s real path, or DataError when the scope does not allow it."""
+        real = os.path.realpath(path)
+        if self.scope is not None and not self.scope.allows(real):
+            shown = path if real == os.path.abspath(path) else f"{path} (a link to {real})"
+            raise DataError(
+                f"data source {self.entry!r}: {shown} is outside the spec's folder {self.scope.describe()}; "
+                f"a spec reads only data inside its own folder. Move or link the data there (a link must point "
+                f"inside too), give the entry on the command line (--set data.source=...), or pass {ALLOW_FLAG}"
+            )
+        return real
+
+    def folder(self, path: str) -> Iterator[str]:
+        """Every file under `path` (hidden ones too), in sorted order."""
+        yield from self._tree(path, {self.check(path)}, hidden=True)
+
+    def _tree(self, path: str, ancestors: set[str], *, hidden: bool) -> Iterator[str]:
+        for name in _sorted_names(path):
+            if not hidden and name.startswith("."):
+                continue
+            child = os.path.join(path, name)
+            if os.path.isdir(child):
+                real = self.check(child)
+                if real not in ancestors:
+                    yield from self._tree(child, ancestors | {real}, hidden=hidden)
+            else:
+                yield child
+
+    def pattern(self, base: str, parts: list[str], ancestors: set[str]) -> Iterator[str]:
+        """Paths under folder `base` that match the glob components `parts`."""
+        if not parts:
+            return
+        part, rest = parts[0], parts[1:]
+        if part == "**":
+            yield from self.pattern(base, rest, ancestors)  # zero folders
+            for name in _sorted_names(base):
+                child = os.path.join(base, name)
+                if name.startswith(".") or not os.path.isdir(child):
+                    continue
+                real = self.check(child)
+                if real not in ancestors:
+                    yield from self.pattern(child, parts, ancestors | {real})
+            return
+        if _has_magic(part):
+            names = [n for n in _sorted_names(base) if fnmatch.fnmatchcase(n, part) and (part.startswith(".") or not n.startswith("."))]
+        else:
+            names = [part] if os.path.lexists(os.path.join(base, part)) else []
+        for name in names:
+            child = os.path.join(base, name)
+            if not rest:
+                yield child
+            elif os.path.isdir(child):
+                real = self.check(child)
+                if real not in ancestors:
+                    yield from self.pattern(child, rest, ancestors | {real})
+
+
+def _sorted_names(path: str) -> list[str]:
+    try:
+        return sorted(os.listdir(path))
+    except OSError:
+        return []
+
+
+def _glob_start(pattern: str) -> tuple[str, list[str]]:
+    """The folder before the first component with a wildcard, and the components after."""
+    parts = pattern.split(os.sep)
+    index = next(i for i, part in enumerate(parts) if _has_magic(part))
+    base = os.sep.join(parts[:index]) or (os.sep if pattern.startswith(os.sep) else os.curdir)
+    return base, [p for p in parts[index:] if p]
+
+
+def resolve_files(entries: Sequence[str], base_dir: Path | None = None, *, scope: DataScope | None = None) -> list[Path]:
+    """The files named by path, folder and glob entries, in a stable order, each file once.
+
+    Folders and globs are expanded in sorted order; a file reached twice (two globs, or a
+    symlink and its target, as ``/usr/share/common-licenses/GPL`` -> ``GPL-3``) is read
+    once, so that a duplicated document does not leak between the training and held-out
+    splits. `scope` None reads anywhere (for programs that pass their own paths); a
+    `DataScope` confines the entries as the module docstring says. Raises DataError.
     """
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     files: list[Path] = []
-    seen: set[Path] = set()
+    seen: set[str] = set()
     for entry in entries:
         if is_synthetic(entry):
             continue
+        if not isinstance(entry, str) or not entry.strip():
+            raise DataError(
+                f"data source {entry!r} is empty: name a file, a folder or a glob (an empty entry is not the spec's folder)"
+            )
+        walk = _Walk(entry, scope)
         expanded = os.path.expanduser(entry)
-        pattern = expanded if os.path.isabs(expanded) else str(base / expanded)
-        if _has_magic(entry):
-            matches = sorted(glob.glob(pattern, recursive=True))
-            matches = [m for m in matches if os.path.isfile(m)]
+        pattern = expanded if os.path.isabs(expanded) else os.path.join(str(base), expanded)
+        pattern = os.path.normpath(pattern)
+        # Confinement first: whether a path outside the folder exists is none of the spec's business.
+        if _has_magic(pattern):
+            start, parts = _glob_start(pattern)
+            walk.check(start)
+            if not os.path.isdir(start):
+                raise DataError(_missing_message(entry, pattern, is_glob=True))
+            matches = list(walk.pattern(start, parts, {os.path.realpath(start)}))
+            matches = [m for m in matches if not os.path.isdir(m)]
             if not matches:
                 raise DataError(_missing_message(entry, pattern, is_glob=True))
         else:
-            if not os.path.exists(pattern):
+            walk.check(pattern)
+            if not os.path.lexists(pattern):
                 raise DataError(_missing_message(entry, pattern, is_glob=False))
             if os.path.isdir(pattern):
-                matches = sorted(str(p) for p in Path(pattern).rglob("*") if p.is_file())
+                matches = list(walk.folder(pattern))
                 if not matches:
                     raise DataError(f"data source {entry!r}: the folder {pattern} holds no files")
             else:
                 matches = [pattern]
         for match in matches:
-            real = Path(match).resolve()
+            real = walk.check(match)
+            _require_regular_file(entry, match, real)
             if real not in seen:
                 seen.add(real)
                 files.append(Path(match))
     return files
+
+
+def _require_regular_file(entry: str, path: str, real: str) -> None:
+    """A regular file, checked with `stat` (which never blocks, even on a pipe)."""
+    try:
+        info = os.stat(real)
+    except OSError as exc:
+        raise DataError(f"data source {entry!r}: cannot read {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise DataError(
+            f"data source {entry!r}: {path} is {_kind(info.st_mode)}, not a regular file; only regular files are read"
+        )
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    return "not a file"
 
 
 def _missing_message(entry: str, pattern: str, *, is_glob: bool) -> str:
@@ -98,18 +271,27 @@ def _missing_message(entry: str, pattern: str, *, is_glob: bool) -> str:
     return message
 
 
-def _read_bytes(path: Path) -> bytes:
+def _read_regular(path: Path) -> bytes:
+    """The bytes of a regular file, opened without blocking (a file swapped for a pipe or a
+    device after `resolve_files` looked is refused, not waited on)."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags)
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise DataError(f"{path} is no longer a regular file; only regular files are read")
+        return handle.read()
+
+
+def _read_bytes(path: Path) -> tuple[bytes, SourceFile]:
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as handle:
-                return handle.read()
-        return path.read_bytes()
+        raw = _read_regular(path)
+        data = gzip.GzipFile(fileobj=io.BytesIO(raw)).read() if path.suffix == ".gz" else raw
     except (OSError, EOFError) as exc:
-        raise DataError(f"cannot read data file {path}: {exc}") from None
+        raise DataError(f"cannot read data file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    return data, SourceFile(path=str(path), bytes=len(raw), sha256=hashlib.sha256(raw).hexdigest())
 
 
-def _json_lines(path: Path) -> Iterator[Document]:
-    raw = _read_bytes(path)
+def _json_lines(path: Path, raw: bytes) -> Iterator[Document]:
     for number, line in enumerate(raw.splitlines(), start=1):
         if not line.strip():
             continue
@@ -129,13 +311,24 @@ def is_json_lines(path: Path) -> bool:
     return path.name.lower().endswith(JSONL_SUFFIXES)
 
 
+def read_sources(files: Sequence[Path]) -> tuple[list[Document], list[SourceFile]]:
+    """Each file's documents (a text file is one document, a JSON-lines file one per line)
+    and the list of files read, with their sizes and hashes."""
+    documents: list[Document] = []
+    read: list[SourceFile] = []
+    for path in files:
+        data, record = _read_bytes(path)
+        read.append(record)
+        if is_json_lines(path):
+            documents.extend(_json_lines(path, data))
+        else:
+            documents.append(Document(origin=str(path), data=data))
+    return documents, read
+
+
 def read_documents(files: Sequence[Path]) -> Iterator[Document]:
     """Each file's documents: a text file is one document, a JSON-lines file one per line."""
-    for path in files:
-        if is_json_lines(path):
-            yield from _json_lines(path)
-        else:
-            yield Document(origin=str(path), data=_read_bytes(path))
+    yield from read_sources(files)[0]
 
 
 def corpus_fingerprint(documents: Sequence[Document]) -> str:

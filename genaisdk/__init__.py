@@ -33,7 +33,8 @@ _EXPORTS = {
     "get_registry": "genaisdk.registry:get_registry",
     "plan": "genaisdk.planning.pipeline:plan",
     "Plan": "genaisdk.plans:Plan",
-    "train": "genaisdk.backend.jax.train:train",
+    "train": "genaisdk.training:train",
+    "TrainOptions": "genaisdk.backend.jax.options:TrainOptions",
     "report": "genaisdk.render.report:render_report",
     "card": "genaisdk.render.card:model_card",
     "generate": "genaisdk.backend.jax.generate:generate",
@@ -60,7 +61,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover
     from genaisdk.backend.jax.evaluate import evaluate
     from genaisdk.backend.jax.generate import generate
-    from genaisdk.backend.jax.train import train
+    from genaisdk.backend.jax.options import TrainOptions
     from genaisdk.diagnostics import Diagnostic, Span, SpecError
     from genaisdk.dims import Dimensions
     from genaisdk.hookspecs import hookimpl
@@ -71,3 +72,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from genaisdk.render.report import render_report as report
     from genaisdk.spec import check, load, loads
     from genaisdk.spec.model import AUTO, Spec
+    from genaisdk.training import train

@@ -27,6 +27,18 @@ else:
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _jax_started_with_every_device():
+    """JAX's CPU backend starts with all DEVICES devices before the first test: a run that
+    asks for fewer (`--devices 2`) sets the CPU device count if it is the first to start
+    JAX, and every later test in the process would then see only those."""
+    if importlib.util.find_spec("jax") is not None:
+        import jax
+
+        jax.devices()
+    yield
+
+
 PERIOD = 17
 """Synthetic text repeats a 17-token cycle: easy to learn, so a loss must fall within a few steps."""
 
@@ -209,7 +221,7 @@ def _train_tiny(folder) -> dict:
 
     import jax
 
-    from genaisdk.backend.jax.train import train
+    from genaisdk.training import train
 
     # Start JAX with the suite's 8 devices before `train(devices=1)` could start it with one
     # (the device count is read once, when the CPU backend starts).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -119,12 +120,20 @@ def test_a_vocabulary_without_room_for_sentinels_is_a_one_line_error(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--steps", "0"], "0 is not in the range x>=1"),
+        (["--steps", "0"], "0 is not in the range 1<=x<=2147483647"),
+        # More steps than the 32-bit step counter (and the schedule) can count: refused, not an overflow.
+        (["--steps", "3000000000"], "3000000000 is not in the range 1<=x<=2147483647"),
         (["--coordinator", "127.0.0.1:1234"], "--coordinator, --num-processes and --process-id go together"),
+        # More devices than any process has: refused at once, not after starting 100,000 CPU devices.
+        (["--devices", "100000"], "--devices 100,000 is more devices than one process can have"),
+        (["--device-memory", "lots"], "--device-memory 'lots'"),
     ],
 )
 def test_bad_usage_exits_2(tmp_path, args, message):
     pytest.importorskip("orbax.checkpoint")
-    result = _invoke(_spec(tmp_path), *args)
+    started = time.perf_counter()
+    result = _invoke(_spec(tmp_path), "--out", str(tmp_path / "run"), *args)
     assert result.exit_code == 2
-    assert message in result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert time.perf_counter() - started < 10
+    assert not (tmp_path / "run").exists()

@@ -3,6 +3,7 @@ tokenizer; the run folder opens again as a model and exports as a Hugging Face c
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -48,6 +49,11 @@ def test_training_starts_from_the_checkpoint_with_its_tokenizer(run, hf_dir):
     assert run.ok and run.devices == 2
     record = json.loads((run.out_dir / "run.json").read_text())
     assert "tokenizers:tokenizer.json" in record["data"]["description"]
+    # What was read is listed, with its size and hash.
+    support = run.out_dir.parent / "support.txt"
+    assert record["data"]["files"] == [
+        {"path": str(support), "bytes": support.stat().st_size, "sha256": hashlib.sha256(support.read_bytes()).hexdigest()}
+    ]
     assert record["tokenizer"]["file"] == "tokenizer/tokenizer.json" and (run.out_dir / "tokenizer" / "tokenizer.json").is_file()
     assert record["checkpoint"]["model_type"] == "llama"
     q = run.state.params["decoder"]["layers"]["attn"]["q"]

@@ -88,7 +88,7 @@ def test_formats():
     ],
 )
 def test_device_kinds_find_their_hardware_record_for_mfu(device_kind, record):
-    from genaisdk.backend.jax.train import match_hardware
+    from genaisdk.backend.jax.devices import match_hardware
     from genaisdk.registry import get_registry
 
     found = match_hardware(device_kind, get_registry().catalog("hardware").values())
@@ -111,7 +111,7 @@ def _result(**changes):
 
 
 def test_summary_shows_mfu_and_measured_against_planned_memory():
-    from genaisdk.backend.jax.train import format_summary
+    from genaisdk.render.run import train_summary as format_summary
 
     text = format_summary(_result())
     assert "final loss      1.2500   held-out loss 1.5000   perplexity 4.48" in text
@@ -124,7 +124,7 @@ def test_summary_shows_mfu_and_measured_against_planned_memory():
 
 
 def test_summary_on_cpu_says_what_is_unknown():
-    from genaisdk.backend.jax.train import format_summary
+    from genaisdk.render.run import train_summary as format_summary
 
     text = format_summary(_result(platform="cpu", mfu=None, peak_flops=None, peak_memory_bytes=None))
     assert "MFU - (no peak FLOP/s known for cpu)" in text

@@ -132,7 +132,7 @@ def test_train_passes_its_spec_argument_as_a_path(runner, tmp_path, monkeypatch)
     Path("br{ace}.genai").write_text(TINY)
     seen = []
 
-    def fake_train(spec, **kwargs):
+    def fake_train(spec, options):
         seen.append(spec)
         raise backend.TrainError("stopped before training")
 

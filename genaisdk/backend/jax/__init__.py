@@ -55,4 +55,17 @@ Serving and evaluation (``genai generate``, ``genai eval``):
 ``evaluate``: ``evaluate(model, data, task=..., precision=...)`` (loss, perplexity, bits
     per byte, task metrics; the training loop's held-out evaluation is its
     ``held_out_batches`` + ``lm_totals``).
+
+A run (``train.train(spec, options)``), one module per job:
+
+``options.TrainOptions``: everything about a run that is not in the spec (one frozen object
+    shared by the command line, ``genaisdk.train`` and the backend); ``errors``: the
+    ``TrainError`` family (a message and an exit status).
+``run_folder``: the output folder (a slug under ``runs/``, only folders this tool wrote,
+    the ``train.lock``, run.json); ``resume``: fresh, pretrained or resumed state, and
+    whether a checkpoint belongs to the run; ``compile``: the one ahead-of-time lowering
+    helper (``compile_step``) and the memory check against the device (``check_memory``);
+    ``devices``: hardware records, peak FLOP/s and memory capacity of JAX devices;
+    ``sources`` / ``data``: confined data paths and token batches; ``loop``: the steps;
+    ``checkpoint``: orbax checkpoints, verified on restore.
 """

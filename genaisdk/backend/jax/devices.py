@@ -41,12 +41,18 @@ def match_hardware(device_kind: str, records: Iterable) -> object | None:
     return best
 
 
+def device_hardware(devices: list, registry: object) -> object | None:
+    """The hardware record the training devices are, or None (CPU, or a device no hardware
+    record describes)."""
+    if not devices or devices[0].platform == "cpu":
+        return None
+    return match_hardware(devices[0].device_kind, registry.catalog("hardware").values())
+
+
 def peak_flops_per_device(devices: list, compute_dtype: str, registry: object) -> float | None:
     """The datasheet peak FLOP/s of one training device for `compute_dtype`, or None (CPU,
     or a device no hardware record describes)."""
-    if not devices or devices[0].platform == "cpu":
-        return None
-    record = match_hardware(devices[0].device_kind, registry.catalog("hardware").values())
+    record = device_hardware(devices, registry)
     if record is None:
         return None
     return record.peak_flops.get(compute_dtype) or record.peak_flops.get("bf16")
@@ -111,7 +117,7 @@ def device_capacity(devices: list, registry: object, configured: tuple[int, str]
         return Capacity(bytes=min(limits), source="the device (memory_stats bytes_limit)")
     first = devices[0]
     if first.platform != "cpu":
-        record = match_hardware(first.device_kind, registry.catalog("hardware").values())
+        record = device_hardware(devices, registry)
         if record is not None:
             return Capacity(bytes=int(record.memory_bytes), source=f"the hardware record {record.key}")
         return None

@@ -548,7 +548,7 @@ def memcpy_bandwidth(nbytes: int = MEMCPY_BYTES, copies: int = 8, rounds: int = 
 def peak_bandwidth(device: Any = None) -> tuple[float, str]:
     """(bytes/s, where it comes from): an accelerator's datasheet memory bandwidth (the
     hardware record its device kind names), else a memcpy measured now."""
-    from genaisdk.backend.jax.train import match_hardware
+    from genaisdk.backend.jax.devices import match_hardware
     from genaisdk.registry import get_registry
 
     device = device or jax.devices()[0]

@@ -353,7 +353,7 @@ def fresh_model(
     from genaisdk.backend.jax.model import is_spec, path_name
     from genaisdk.backend.jax.step import resolve
     from genaisdk.backend.jax.tokenizer import ByteTokenizer
-    from genaisdk.backend.jax.train import config_record
+    from genaisdk.backend.jax.resume import config_record
 
     config = RunConfig.from_names(
         dims=dims,

@@ -1,42 +1,42 @@
-"""`genaisdk.train(spec, ...)`: train the spec'd model with the JAX backend.
+"""`train(spec, options)`: train the spec'd model with the JAX backend, as its plan says.
 
-    >>> result = genaisdk.train("specs/tiny-gpt.genai", steps=40, out="runs/tiny")
+    >>> from genaisdk.backend.jax.options import TrainOptions
+    >>> result = train("specs/tiny-gpt.genai", TrainOptions(steps=40, out="runs/tiny"))
     >>> result.final_loss, result.tokens_per_s, result.checkpoint_dir
 
-One call does what `genai train` does: load the spec (with `--set` style overrides), plan
-it, take the run from the plan (`genaisdk.planning.run_settings`: the plan's model,
-precision, strategy, devices, batch, micro-batch, accumulation and recomputation, changed
-only by the named options `devices`, `steps` and `precision`), join the multi-host runtime
-where asked, build the `Trainer`, read the data, restore the latest good checkpoint when
-resuming, run the loop, and report.
+(`genaisdk.train(spec, steps=40, out=...)` is the same call with the options as keywords,
+and prints the summary.) A run goes through these jobs, each in its own place:
 
-The output folder holds:
+1. the spec and its plan (`load_spec`, `genaisdk.planning.pipeline.plan`);
+2. the output folder: where, whether this run may write there, its lock
+   (`genaisdk.backend.jax.run_folder`);
+3. the devices, and the run from the plan (`start_runtime`; `genaisdk.planning.run_settings`:
+   the plan's model, precision, strategy, devices, batch, micro-batch, accumulation and
+   recomputation, changed only by the named options `devices`, `steps`, `precision`,
+   `adaptation`, each deviation printed and recorded);
+4. the mesh and the trainer (`build`), then the data (`genaisdk.backend.jax.data`, confined
+   to the spec's folder);
+5. the step compiled ahead of time, its memory per device next to the plan's and the
+   device's, and a refusal when it cannot fit (`compile_and_check`,
+   `genaisdk.backend.jax.compile`);
+6. where to start: fresh, pretrained, or resumed (`genaisdk.backend.jax.resume`);
+7. ``run.json`` and the other run files, then the loop (`genaisdk.backend.jax.loop`);
+8. the result (`TrainResult`, written as ``result.json``; `genaisdk.render.run.train_summary`
+   words it).
 
-- ``spec.genai``: the spec as written, and ``run.json``: the overrides, the run settings
-  (the plan's names), each deviation from the plan with why, the resolved configuration
-  (dimensions, batch, schedule, strategy), devices and versions;
-- ``metrics.jsonl``: one JSON object per optimizer step and one per evaluation;
-- ``result.json``: what the run measured when it stopped (status, steps, losses,
-  tokens/s, MFU, the devices' peak memory next to the plan's, the hardware record the
-  devices match), rewritten by every resume;
-- ``checkpoints/``: orbax checkpoints, one folder per saved step;
-- ``tokenizer/``: a copy of the tokenizer files the data was tokenized with (a checkpoint's
-  or `data.tokenizer`'s; none for the byte tokenizer).
-
-A spec with `model { from = "..." }` trains the checkpoint's model: its dimensions, its
-weights as the starting point (loaded straight into the run's sharding), and its tokenizer
-(unless `data.tokenizer` names another). `genaisdk.backend.jax.load.load_model` opens the
+The output folder holds ``spec.genai``, ``run.json``, ``metrics.jsonl``, ``result.json``,
+``checkpoints/`` and ``tokenizer/`` (see `genaisdk.backend.jax.run_folder`). A spec with
+`model { from = "..." }` trains the checkpoint's model from its weights, with its tokenizer
+(unless `data.tokenizer` names another); `genaisdk.backend.jax.load.load_model` opens the
 run folder again as a model, and `genai export` writes it as a Hugging Face checkpoint.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import json
 import math
 import os
-import re
+import stat
 import sys
 import time
 import warnings
@@ -46,26 +46,17 @@ from typing import Any
 
 import attrs
 
-MISSING_JAX = "the JAX backend needs JAX, optax and orbax: pip install 'genaisdk[jax]'"
-RUN_FILE = "run.json"
-RESULT_FILE = "result.json"
-SPEC_COPY = "spec.genai"
-CHECKPOINTS = "checkpoints"
-TOKENIZER_COPY = "tokenizer"
+from genaisdk.backend.jax.errors import (  # noqa: F401 (the errors a caller catches live here too)
+    MISSING_JAX,
+    MissingExtraError,
+    TrainError,
+    TrainingDiverged,
+    TrainingFailed,
+)
+from genaisdk.backend.jax.options import TrainOptions
+from genaisdk.backend.jax.run_folder import CHECKPOINTS, RESULT_FILE, RUN_FILE, SPEC_COPY, TOKENIZER_COPY, RunFolder  # noqa: F401
+
 DEFAULT_OUT_ROOT = "runs"
-
-
-class TrainError(Exception):
-    """A run that cannot start or go on; the message says why. `exit_code` is the CLI's."""
-
-    def __init__(self, message: str, *, exit_code: int = 1):
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-class MissingExtraError(TrainError):
-    def __init__(self, missing: str):
-        super().__init__(f"{MISSING_JAX} ({missing} is not installed)", exit_code=2)
 
 
 @attrs.frozen(kw_only=True)
@@ -73,7 +64,8 @@ class TrainResult:
     """What a run did and measured. Losses are token means; memory is per device, bytes."""
 
     status: str
-    """'completed', 'interrupted' (SIGINT/SIGTERM; resumable) or 'diverged'."""
+    """'completed', 'interrupted' (SIGINT/SIGTERM; resumable), 'diverged' or 'failed'
+    (its output could not be written)."""
     project: str
     start_step: int
     steps: int
@@ -111,6 +103,10 @@ class TrainResult:
     """The final TrainState (its arrays live on the devices)."""
     signal_number: int | None = None
     """The signal that stopped an interrupted run."""
+    compiled_memory_bytes: int | None = None
+    """What XLA's memory_analysis says the compiled step needs per device."""
+    process_index: int = 0
+    """This process's rank; only rank 0 reports."""
 
     @property
     def ok(self) -> bool:
@@ -119,26 +115,18 @@ class TrainResult:
     @property
     def params(self) -> Any:
         """The final parameters (a pytree of arrays on the training devices), or None when
-        the run kept no state (diverged). `genaisdk.generate(result, ...)` and
+        the run kept no state (diverged, failed). `genaisdk.generate(result, ...)` and
         `genaisdk.evaluate(result, ...)` use them directly."""
         return None if self.state is None else self.state.params
 
     @property
     def exit_code(self) -> int:
-        """0 completed; 1 diverged; 128 + signal number when stopped by a signal."""
+        """0 completed; 1 diverged or failed; 128 + signal number when stopped by a signal."""
         if self.status == "completed":
             return 0
         if self.status == "interrupted":
             return 128 + int(self.signal_number or 15)
         return 1
-
-
-class TrainingDiverged(TrainError):
-    """The loss or gradient norm became NaN or infinite; `.result` tells what was kept."""
-
-    def __init__(self, result: TrainResult):
-        super().__init__(result.message, exit_code=1)
-        self.result = result
 
 
 def require_jax() -> None:
@@ -155,21 +143,14 @@ def require_jax() -> None:
 # ----------------------------------------------------------------------------- the spec
 
 
-def _override_list(overrides: Mapping[str, Any] | Iterable[str] | None) -> list[str]:
-    if not overrides:
-        return []
-    if isinstance(overrides, Mapping):
-        return [f"{key}={value}" for key, value in overrides.items()]
-    return [str(item) for item in overrides]
-
-
 def load_spec(spec: Any, overrides: Mapping[str, Any] | Iterable[str] | None = None) -> Any:
     """A Spec from a path, a Spec object, or spec text (`genaisdk.spec.is_path` tells a
     path from text); overrides applied (`train.sharding=fsdp`)."""
+    from genaisdk.backend.jax.options import override_list
     from genaisdk.spec import is_path, load, loads
     from genaisdk.spec.model import Spec
 
-    items = _override_list(overrides) or None
+    items = list(override_list(overrides)) or None
     if isinstance(spec, Spec):
         if not items:
             return spec
@@ -184,111 +165,25 @@ def load_spec(spec: Any, overrides: Mapping[str, Any] | Iterable[str] | None = N
     raise TypeError(f"spec must be a path, spec text or a genaisdk Spec, got {type(spec).__name__}")
 
 
-def _spec_folder(spec: Any) -> Path:
+def spec_folder(spec: Any) -> Path:
+    """The folder of the spec's file (its data and tokenizer paths are relative to it), or
+    the working directory for a spec given as text."""
     path = Path(getattr(spec, "filename", "") or "")
     return path.parent.absolute() if path.name and path.exists() else Path.cwd()
 
 
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "run"
+def plan_of(spec: Any) -> Any:
+    """The spec's plan; TrainError when it has errors (nothing to run)."""
+    from genaisdk.planning.pipeline import plan as make_plan
 
-
-# ----------------------------------------------------------------------------- config records
-
-
-def config_record(config: Any) -> dict[str, Any]:
-    """The resolved configuration as JSON-ready data (written to run.json, digested for resume)."""
-    return {
-        "dims": attrs.asdict(config.dims),
-        "architecture": config.architecture.name,
-        "objective": config.objective.name,
-        "optimizer": config.optimizer.name,
-        "precision": config.precision.name,
-        "strategy": config.strategy.name,
-        "devices": config.devices,
-        "global_batch": config.global_batch,
-        "micro_batch": config.micro_batch,
-        "accumulation": config.accumulation,
-        "seq_len": config.seq_len,
-        "tokens_per_step": config.tokens_per_step,
-        "learning_rate": config.learning_rate,
-        "warmup_steps": config.warmup_steps,
-        "total_steps": config.total_steps,
-        "min_lr_ratio": config.min_lr_ratio,
-        "weight_decay": config.weight_decay,
-        "grad_clip": config.grad_clip,
-        "seed": config.seed,
-        "dp_impl": config.dp_impl,
-        "recompute": config.recompute,
-        "optimizer_options": dict(config.optimizer_options),
-    }
-
-
-def config_digest(record: Mapping[str, Any]) -> str:
-    """What a checkpoint must agree with to be resumed as the same run (the step count and
-    the device count may change: the schedule stretches, the state re-shards on restore)."""
-    essential = {k: v for k, v in record.items() if k not in ("total_steps", "warmup_steps", "devices", "micro_batch", "accumulation")}
-    return hashlib.sha256(json.dumps(essential, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    plan = make_plan(spec)
+    if plan.errors:
+        problems = "; ".join(f"{d.code}: {d.message}" for d in plan.errors)
+        raise TrainError(f"the plan has errors, so there is nothing to run ({problems}); `genai plan` shows them")
+    return plan
 
 
 # ----------------------------------------------------------------------------- devices
-
-
-def match_hardware(device_kind: str, records: Iterable[Any]) -> Any:
-    """The hardware record a JAX `device_kind` (e.g. 'NVIDIA H100 80GB HBM3') refers to, or None.
-
-    A record matches when its model token (``h100``, ``a100``, ``v5p``) is in the device
-    kind; among matches the one sharing most remaining tokens (memory size, form factor)
-    wins; a PCIe record is preferred for a PCIe device and avoided otherwise.
-    """
-    kind = device_kind.lower().replace("v5 lite", "v5e").replace("v5lite", "v5e")
-    tokens = set(re.split(r"[^a-z0-9]+", kind)) - {""}
-    best, best_score = None, None
-    for record in records:
-        for name in (record.key, *getattr(record, "aliases", ())):
-            parts = [p for p in re.split(r"[^a-z0-9]+", name.lower()) if p]
-            if not parts:
-                continue
-            model_index = 1 if parts[0] == "tpu" and len(parts) > 1 else 0
-            if parts[model_index] not in tokens:
-                continue
-            rest = parts[model_index + 1 :]
-            score = sum(part in tokens for part in rest) - 0.1 * sum(part not in tokens for part in rest)
-            if ("pcie" in rest) != ("pcie" in tokens):
-                score -= 1.0  # PCIe cards run at lower clocks than their SXM siblings
-            if best_score is None or score > best_score:
-                best, best_score = record, score
-    return best
-
-
-def device_hardware(devices: list, registry: Any) -> Any:
-    """The hardware record the training devices are, or None (CPU, or a device no hardware
-    record describes)."""
-    if not devices or devices[0].platform == "cpu":
-        return None
-    return match_hardware(devices[0].device_kind, registry.catalog("hardware").values())
-
-
-def peak_flops_per_device(devices: list, compute_dtype: str, registry: Any) -> float | None:
-    """The datasheet peak FLOP/s of one training device for `compute_dtype`, or None (CPU,
-    or a device no hardware record describes)."""
-    record = device_hardware(devices, registry)
-    if record is None:
-        return None
-    return record.peak_flops.get(compute_dtype) or record.peak_flops.get("bf16")
-
-
-def measured_peak_memory(devices: list) -> int | None:
-    """Largest `peak_bytes_in_use` over this process's training devices, where reported."""
-    peaks = []
-    for device in devices:
-        try:
-            stats = device.memory_stats()
-        except Exception:  # some backends raise instead of returning None
-            stats = None
-        if stats and stats.get("peak_bytes_in_use"):
-            peaks.append(int(stats["peak_bytes_in_use"]))
-    return max(peaks) if peaks else None
 
 
 def default_checkpoint_every(total_steps: int) -> int:
@@ -296,152 +191,147 @@ def default_checkpoint_every(total_steps: int) -> int:
     return max(1, min(1000, total_steps // 10))
 
 
-def enable_compilation_cache() -> None:
+def _private_folder(path: str) -> bool:
+    """Creates `path` (mode 0700) if needed; True when it is a folder only this user can
+    write: compiled programs read from it are machine code, run as they are."""
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        info = os.stat(path)
+    except OSError:
+        return False
+    owner = getattr(os, "getuid", lambda: info.st_uid)()
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == owner and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def enable_compilation_cache() -> str | None:
     """Keeps XLA's compiled steps on disk so a rerun or a resume skips compilation.
 
     Uses JAX's persistent compilation cache in ``$XDG_CACHE_HOME/genaisdk/xla`` (default
     ``~/.cache``), unless a cache folder is already configured (``JAX_COMPILATION_CACHE_DIR``)
     or ``GENAISDK_COMPILATION_CACHE=0``. Only compilations slower than JAX's threshold
-    (one second) are stored.
+    (one second) are stored. A cache entry is a compiled program that runs as it is, so the
+    folder must be this user's alone: one that others can write is not used (the returned
+    note says so).
     """
     import jax
 
     if os.environ.get("GENAISDK_COMPILATION_CACHE", "1").strip().lower() in ("0", "false", "no", "off"):
-        return
+        return None
     if os.environ.get("JAX_COMPILATION_CACHE_DIR") or jax.config.jax_compilation_cache_dir:
-        return
+        return None
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    jax.config.update("jax_compilation_cache_dir", os.path.join(base, "genaisdk", "xla"))
+    folder = os.path.join(base, "genaisdk", "xla")
+    if not _private_folder(folder):
+        return f"the compilation cache {folder} is not a folder only you can write; compiling without it"
+    jax.config.update("jax_compilation_cache_dir", folder)
+    return None
 
 
-# ----------------------------------------------------------------------------- the run
-
-
-def train(
-    spec: Any,
-    *,
-    steps: int | None = None,
-    out: str | Path | None = None,
-    resume: bool = False,
-    overrides: Mapping[str, Any] | Iterable[str] | None = None,
-    checkpoint_every: int | None = None,
-    eval_every: int | None = None,
-    eval_batches: int | None = None,
-    devices: int | None = None,
-    coordinator: str | None = None,
-    num_processes: int | None = None,
-    process_id: int | None = None,
-    dp_impl: str | None = None,
-    precision: str | None = None,
-    adaptation: str | None = None,
-    quiet: bool = False,
-    progress: Any = None,
-    stream: Any = None,
-) -> TrainResult:
-    """Train the spec'd model as its plan says; see the module docstring.
-
-    `spec`: a path, spec text or a Spec. `steps`: optimizer steps in all (default: the
-    spec's `train.steps`, else data.tokens / batch). `out`: the output folder (default
-    ``runs/<project>``). `resume`: continue from the latest good checkpoint in `out`.
-    `overrides`: ``{"train.sharding": "fsdp"}`` or ``["train.sharding=fsdp"]``.
-    `devices`: devices per process (on CPU, creates that many; default: the plan's count).
-    `precision`: train in another precision than the plan's. `adaptation`: another
-    adaptation method (`finetune` runs a LoRA plan as a full fine-tune). `devices`, `steps`,
-    `precision` and `adaptation` are the named options a run may differ from its plan by; each field that
-    then deviates is printed and recorded in run.json. `coordinator`,
-    `num_processes`, `process_id`: join a multi-host run explicitly. `quiet`: print nothing.
-    `progress`: force the progress bar on (True) or plain lines (False); None: a bar on a
-    TTY; or an object with the `genaisdk.backend.jax.progress.Progress` methods.
-
-    Returns a TrainResult (status 'completed' or 'interrupted'); raises TrainingDiverged
-    when the loss becomes NaN or infinite, TrainError for settings that cannot run,
-    `genaisdk.SpecError` for an invalid spec.
-    """
-    if steps is not None and steps < 1:
-        raise TrainError(f"steps must be at least 1, got {steps}", exit_code=2)
-    require_jax()
+def _multi_host(options: TrainOptions) -> bool:
     from genaisdk.backend.jax import distributed
-    from genaisdk.planning.pipeline import plan as make_plan
-    from genaisdk.planning.run_settings import RunSettingsError, run_settings
 
-    # Planning needs no JAX: the plan decides how many devices to bring up.
-    spec_obj = load_spec(spec, overrides)
-    the_plan = make_plan(spec_obj)
-    if the_plan.errors:
-        problems = "; ".join(f"{d.code}: {d.message}" for d in the_plan.errors)
-        raise TrainError(f"the plan has errors, so there is nothing to run ({problems}); `genai plan` shows them")
-    multi_host = coordinator is not None or distributed._auto_environment() is not None
-    per_process = devices
-    if per_process is None and not multi_host:
-        per_process = the_plan.train.devices
+    return options.coordinator is not None or distributed._auto_environment() is not None
+
+
+def start_runtime(plan: Any, options: TrainOptions) -> Any:
+    """Brings JAX up on the plan's device count (or `options.devices` per process) and
+    joins the multi-host runtime where asked or detected. TrainError (exit 2) for devices
+    this machine cannot give, checked before JAX starts where possible."""
+    from genaisdk.backend.jax import distributed
+
+    per_process = _devices_per_process(plan, options)
     try:
-        runtime = distributed.setup(
-            devices=per_process, coordinator=coordinator, num_processes=num_processes, process_id=process_id
+        return distributed.setup(
+            devices=per_process,
+            coordinator=options.coordinator,
+            num_processes=options.num_processes,
+            process_id=options.process_id,
         )
     except distributed.DistributedError as exc:
-        if devices is None and not multi_host:
+        if options.devices is None and not _multi_host(options):
             raise TrainError(
-                f"the plan trains on {the_plan.train.devices} x {the_plan.train.hardware}, more devices than this "
+                f"the plan trains on {plan.train.devices} x {plan.train.hardware}, more devices than this "
                 f"process has: pass --devices N to run it on fewer (the global batch is kept; the change is recorded)",
                 exit_code=2,
             ) from None
         raise TrainError(str(exc), exit_code=2) from None
+
+
+def _devices_per_process(plan: Any, options: TrainOptions) -> int | None:
+    """The devices this process brings up: `options.devices`, else (one process) the
+    plan's count; TrainError (exit 2) for a count no process can have, before JAX starts."""
+    from genaisdk.backend.jax import distributed
+
+    per_process = options.devices
+    if per_process is None and not _multi_host(options):
+        per_process = plan.train.devices
+    try:
+        distributed.check_device_count(per_process, what="--devices" if options.devices else "the plan's device count")
+    except distributed.DistributedError as exc:
+        raise TrainError(str(exc), exit_code=2) from None
+    return per_process
+
+
+def settings_for(plan: Any, spec: Any, runtime: Any, options: TrainOptions) -> Any:
+    """The run of `plan` on `runtime`'s devices (`genaisdk.planning.run_settings`), with the
+    named options applied and each deviation worded."""
+    from genaisdk.planning.run_settings import RunSettingsError, run_settings
+
     why = None
-    if devices is not None:
-        why = f"--devices {devices}" + (f" x {runtime.process_count} processes" if runtime.process_count > 1 else "")
-    elif runtime.global_devices != the_plan.train.devices:
+    if options.devices is not None:
+        why = f"--devices {options.devices}" + (f" x {runtime.process_count} processes" if runtime.process_count > 1 else "")
+    elif runtime.global_devices != plan.train.devices:
         why = f"the devices of this {runtime.process_count}-process run"
     try:
-        settings = run_settings(
-            the_plan,
-            spec_obj,
+        return run_settings(
+            plan,
+            spec,
             devices=runtime.global_devices,
-            steps=steps,
-            precision=precision,
-            adaptation=adaptation,
+            steps=options.steps,
+            precision=options.precision,
+            adaptation=options.adaptation,
             devices_why=why,
         )
     except RunSettingsError as exc:
         raise TrainError(str(exc)) from None
-    enable_compilation_cache()
-    try:
-        return _run(
-            spec_obj,
-            plan=the_plan,
-            planned_run=settings,
-            runtime=runtime,
-            out=out,
-            resume=resume,
-            overrides=_override_list(overrides),
-            checkpoint_every=checkpoint_every,
-            eval_every=eval_every,
-            eval_batches=eval_batches,
-            dp_impl=dp_impl,
-            quiet=quiet,
-            progress=progress,
-            stream=stream,
-        )
-    except TrainError:
-        raise
-    except Exception as exc:
-        user_error = _user_error(exc)
-        if user_error is None:
-            raise
-        raise TrainError(user_error) from exc
 
 
-def _user_error(exc: Exception) -> str | None:
-    """The message of an error caused by the spec, the data or the checkpoints (shown without
-    a traceback), or None for a bug."""
-    from genaisdk.backend.jax.checkpoint import CheckpointError
-    from genaisdk.backend.jax.config import BackendError
-    from genaisdk.backend.jax.sources import DataError
-    from genaisdk.backend.jax.tokenizer import TokenizerError
-    from genaisdk.checkpoints import CheckpointFormatError
+# ----------------------------------------------------------------------------- the trainer
 
-    if isinstance(exc, (BackendError, DataError, CheckpointError, TokenizerError, CheckpointFormatError)):
-        return str(exc)
-    return None
+
+@attrs.frozen(kw_only=True)
+class Built:
+    """A run's configuration, trainer and what it was built from."""
+
+    config: Any
+    trainer: Any = attrs.field(repr=False)
+    tokenizer: Any = attrs.field(repr=False)
+    pretrained: Any = attrs.field(repr=False)
+    """The `model.from` checkpoint (`genaisdk.checkpoints.hf_config.HFModel`), or None."""
+    devices: list = attrs.field(repr=False)
+    """The mesh's devices, every process's."""
+    notes: tuple[str, ...] = ()
+
+
+def build(spec: Any, settings: Any, runtime: Any, options: TrainOptions, registry: Any) -> Built:
+    """The configuration (`RunConfig.from_settings`), the tokenizer, the mesh over the
+    runtime's devices and the `Trainer` (its sharding notes kept as notes)."""
+    from genaisdk.backend.jax import distributed
+    from genaisdk.backend.jax.config import RunConfig, read_spec_checkpoint
+    from genaisdk.backend.jax.sharding import make_mesh
+    from genaisdk.backend.jax.step import Trainer
+
+    config = RunConfig.from_settings(settings, registry=registry)
+    if options.dp_impl is not None:
+        config = config.evolve(dp_impl=options.dp_impl)
+    pretrained = read_spec_checkpoint(spec) if spec.project.model.checkpoint else None
+    tokenizer, tokenizer_notes = run_tokenizer(spec, pretrained, config.dims.vocab)
+    devices = distributed.training_devices(runtime)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer = Trainer(config, make_mesh(devices), tokenizer=tokenizer)
+    notes = tuple(str(w.message) for w in caught) + tuple(tokenizer_notes)
+    return Built(config=config, trainer=trainer, tokenizer=tokenizer, pretrained=pretrained, devices=devices, notes=notes)
 
 
 def run_tokenizer(spec: Any, checkpoint: Any, vocab: int) -> tuple[Any, list[str]]:
@@ -449,11 +339,11 @@ def run_tokenizer(spec: Any, checkpoint: Any, vocab: int) -> tuple[Any, list[str
     else the checkpoint's, else None (the byte tokenizer); and notes on how its ids fit
     the model's `vocab` embedding rows (more ids than rows: a TokenizerError)."""
     from genaisdk.backend.jax.tokenizer import check_vocabulary, find_tokenizer_file, load_tokenizer
-    from genaisdk.checkpoints.hf_config import spec_folder
+    from genaisdk.checkpoints.hf_config import spec_folder as checkpoint_folder
 
     ids = checkpoint.ids if checkpoint is not None else None
     if spec.project.data.tokenizer:
-        tokenizer = load_tokenizer(spec_folder(spec, spec.project.data.tokenizer), ids=ids)
+        tokenizer = load_tokenizer(checkpoint_folder(spec, spec.project.data.tokenizer), ids=ids)
         where = "data.tokenizer"
     elif checkpoint is not None and find_tokenizer_file(checkpoint.folder) is not None:
         tokenizer = load_tokenizer(checkpoint.folder, ids=ids)
@@ -464,245 +354,252 @@ def run_tokenizer(spec: Any, checkpoint: Any, vocab: int) -> tuple[Any, list[str
     return tokenizer, [f"tokenizer from {where}: {tokenizer.describe()}; {fit.describe()}"]
 
 
-def _run(
-    spec: Any,
-    *,
-    plan: Any,
-    planned_run: Any,
-    runtime: Any,
-    out: str | Path | None,
-    resume: bool,
-    overrides: list[str],
-    checkpoint_every: int | None,
-    eval_every: int | None,
-    eval_batches: int | None,
-    dp_impl: str | None,
-    quiet: bool,
-    progress: Any,
-    stream: Any,
-) -> TrainResult:
-    from genaisdk.backend.jax import distributed
-    from genaisdk.backend.jax.checkpoint import Checkpointer, layout_digest
-    from genaisdk.backend.jax.config import RunConfig, read_spec_checkpoint
+def data_scope(spec: Any, options: TrainOptions) -> Any:
+    """Where the spec's data entries may lead: the spec's folder; the entries the user gave
+    on the command line (`--set data.source=...`, not in the spec's own text) anywhere; and
+    everywhere with `allow_data_outside`."""
+    from genaisdk.backend.jax.sources import DataScope
+
+    entries = tuple(spec.project.data.source)
+    own = entries
+    if getattr(spec, "override_source", "") and getattr(spec, "source", ""):
+        from genaisdk.diagnostics import SpecError
+        from genaisdk.spec import loads
+
+        try:  # the spec's own text, without the command line's overrides
+            own = tuple(loads(spec.source, filename=spec.filename).project.data.source)
+        except SpecError:  # it needs its overrides to load: trust nothing extra
+            own = entries
+    trusted = frozenset(entries) - frozenset(own)
+    return DataScope(roots=(spec_folder(spec),), trusted=trusted, anywhere=options.allow_data_outside)
+
+
+def read_data(spec: Any, built: Built, options: TrainOptions) -> Any:
+    """The run's `DataPipeline` (its sources resolved against, and confined to, the spec's folder)."""
     from genaisdk.backend.jax.data import build_pipeline
-    from genaisdk.backend.jax.loop import DEFAULT_EVAL_BATCHES, DIVERGED, LoopSettings, TrainingLoop
-    from genaisdk.backend.jax.metrics import FILENAME as METRICS_FILE
-    from genaisdk.backend.jax.metrics import MetricsLog
-    from genaisdk.backend.jax.progress import SilentProgress, make_progress
-    from genaisdk.backend.jax.sharding import make_mesh
-    from genaisdk.backend.jax.step import Trainer
-    from genaisdk.registry import get_registry
 
-    registry = get_registry()
+    config = built.config
     project = spec.project
-    train_spec = project.train
-    stream = stream or sys.stdout
-    primary = runtime.is_primary
-
-    for name, value in (("checkpoint_every", checkpoint_every), ("eval_every", eval_every)):
-        if value is not None and value < 1:
-            raise TrainError(f"{name} must be at least 1, got {value}", exit_code=2)
-
-    config = RunConfig.from_settings(planned_run, registry=registry)
-    if dp_impl is not None:
-        config = config.evolve(dp_impl=dp_impl)
-    record = config_record(config)
-    digest = config_digest(record)
-
-    out_dir = Path(out) if out is not None else Path(DEFAULT_OUT_ROOT) / _slug(project.name)
-    out_dir = out_dir.absolute()
-    checkpoint_dir = out_dir / CHECKPOINTS
-    metrics_path = out_dir / METRICS_FILE
-
-    checkpoint = read_spec_checkpoint(spec) if project.model.checkpoint else None
-    tokenizer, tokenizer_notes = run_tokenizer(spec, checkpoint, config.dims.vocab)
-
-    training_devices = distributed.training_devices(runtime)
-    mesh = make_mesh(training_devices)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        trainer = Trainer(config, mesh, tokenizer=tokenizer)
-    notes = [str(w.message) for w in caught] + tokenizer_notes
-
-    pipeline = build_pipeline(
+    return build_pipeline(
         project.data.source,
-        seq_len=trainer.row_length,
+        seq_len=built.trainer.row_length,
         rows_per_step=config.global_batch,
         vocab_size=config.dims.vocab,
         seed=config.seed,
         held_out=project.data.held_out,
-        base_dir=_spec_folder(spec),
-        tokenizer=tokenizer,
+        base_dir=spec_folder(spec),
+        scope=data_scope(spec, options),
+        tokenizer=built.tokenizer,
     )
 
-    checkpointer = Checkpointer(checkpoint_dir)
-    existing = checkpointer.latest_step()
-    if existing is not None and not resume:
+
+# ----------------------------------------------------------------------------- compiling
+
+
+def compile_and_check(built: Built, *, plan: Any, settings: Any, options: TrainOptions, registry: Any) -> tuple[Any, Any]:
+    """The train step compiled ahead of time (`genaisdk.backend.jax.compile.compile_step`)
+    and its memory against the plan's and the device's (`check_memory`); the capacity is
+    `options.device_memory` (or `GENAISDK_DEVICE_MEMORY`), else the device's own."""
+    import jax
+
+    from genaisdk.backend.jax.compile import check_memory, compile_step
+    from genaisdk.backend.jax.devices import device_capacity
+
+    compiled = compile_step(built.trainer)
+    local = [d for d in built.devices if d.process_index == jax.process_index()]
+    capacity = device_capacity(local, registry, options.configured_device_memory())
+    check = check_memory(compiled, plan=plan, settings=settings, capacity=capacity, registry=registry)
+    return compiled, check
+
+
+def compile_dry_run(spec: Any, options: TrainOptions | None = None) -> tuple[Any, Any]:
+    """`genai train --dry-run --compile`: the run's settings and its compiled step's
+    `MemoryCheck`, on the run's devices, allocating nothing and writing nothing."""
+    from genaisdk.registry import get_registry
+
+    options = options or TrainOptions()
+    require_jax()
+    spec = load_spec(spec, options.overrides)
+    plan = plan_of(spec)
+    try:
+        runtime = start_runtime(plan, options)
+        settings = settings_for(plan, spec, runtime, options)
+        registry = get_registry()
+        built = build(spec, settings, runtime, options, registry)
+        return settings, compile_and_check(built, plan=plan, settings=settings, options=options, registry=registry)[1]
+    except Exception as exc:
+        _reraise_for_user(exc)
+        raise
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def train(spec: Any, options: TrainOptions | None = None) -> TrainResult:
+    """Train the spec'd model as its plan says; see the module docstring.
+
+    `spec`: a path, spec text or a Spec. `options`: a `TrainOptions` (default: the plan's
+    run into ``runs/<project>``).
+
+    Returns a TrainResult (status 'completed' or 'interrupted'); raises TrainingDiverged
+    when the loss becomes NaN or infinite, TrainingFailed when the disk refuses a
+    checkpoint or a metrics line, TrainError for settings that cannot run (among them a
+    compiled step larger than the device), `genaisdk.SpecError` for an invalid spec. Prints
+    progress, never the summary (`genaisdk.train` and `genai train` print that).
+    """
+    options = options or TrainOptions()
+    require_jax()
+    spec = load_spec(spec, options.overrides)
+    plan = plan_of(spec)
+    _devices_per_process(plan, options)
+    folder = None
+    try:
+        if not _multi_host(options):  # one process: lock the folder before JAX starts
+            folder = RunFolder.open(options.out, project=spec.project.name, resume=options.resume)
+        runtime = start_runtime(plan, options)
+        if folder is None:
+            folder = RunFolder.open(options.out, project=spec.project.name, resume=options.resume, primary=runtime.is_primary)
+        settings = settings_for(plan, spec, runtime, options)
+        cache_note = enable_compilation_cache()
+        return _run(spec, plan, settings, runtime, folder, options, extra_notes=(cache_note,) if cache_note else ())
+    except Exception as exc:
+        _reraise_for_user(exc)
+        raise
+    finally:
+        if folder is not None:
+            folder.close()
+
+
+def _run(spec: Any, plan: Any, settings: Any, runtime: Any, folder: RunFolder, options: TrainOptions, *, extra_notes: tuple[str, ...]) -> TrainResult:
+    """Steps 4 to 8 of the module docstring, on an open run folder."""
+    from genaisdk.backend.jax.checkpoint import Checkpointer, layout_digest
+    from genaisdk.backend.jax.compile import refusal
+    from genaisdk.backend.jax.loop import DEFAULT_EVAL_BATCHES, DIVERGED, FAILED, LoopSettings, TrainingLoop
+    from genaisdk.backend.jax.metrics import MetricsLog
+    from genaisdk.backend.jax.resume import config_digest, config_record, start_state
+    from genaisdk.registry import get_registry
+
+    registry = get_registry()
+    built = build(spec, settings, runtime, options, registry)
+    config, trainer = built.config, built.trainer
+    pipeline = read_data(spec, built, options)
+    compiled, check = compile_and_check(built, plan=plan, settings=settings, options=options, registry=registry)
+    if check.fits is False:
+        raise TrainError(refusal(check))
+    trainer.use_compiled(compiled.executable)
+
+    record = config_record(config)
+    digest = config_digest(record)
+    layout = layout_digest(trainer.abstract_state())
+    checkpointer = Checkpointer(folder.checkpoints)
+    metrics = None
+    try:
+        start = start_state(
+            trainer=trainer,
+            checkpointer=checkpointer,
+            resume=options.resume,
+            digest=digest,
+            layout=layout,
+            data_fingerprint=pipeline.fingerprint,
+            pretrained=built.pretrained,
+            primary=runtime.is_primary,
+        )
+        if runtime.is_primary:
+            _write_run_record(folder, spec, options, settings, record, runtime, pipeline, check, built)
+            metrics = MetricsLog(folder.metrics, keep_through_step=start.step or None)
+        else:
+            metrics = MetricsLog(folder.metrics, enabled=False)
+        display = _display(options, runtime.is_primary)
+        deviations = tuple(
+            f"the run differs from the plan: {d.field} {d.plan} -> {d.run} ({d.why})" for d in settings.deviations
+        )
+        notes = deviations + built.notes + tuple(folder.notes) + extra_notes + start.notes
+        for note in notes:
+            display.note(f"note: {note}")
+        display.note(_headline(spec, config, runtime, start.state))
+        display.note(f"data: {pipeline.description}")
+        display.note(check.describe())
+
+        from genaisdk.backend.jax.devices import device_hardware, peak_flops_per_device
+
+        per_device_peak = peak_flops_per_device(built.devices, config.precision.compute_dtype, registry)
+        train_spec = spec.project.train
+        loop_settings = LoopSettings(
+            total_steps=config.total_steps,
+            seed=config.seed,
+            eval_every=options.eval_every or train_spec.eval_every,
+            eval_batches=options.eval_batches or DEFAULT_EVAL_BATCHES,
+            checkpoint_every=options.checkpoint_every or train_spec.checkpoint_every or default_checkpoint_every(config.total_steps),
+            peak_flops=per_device_peak * len(built.devices) if per_device_peak else None,
+            process_count=runtime.process_count,
+        )
+
+        def checkpoint_meta(step: int) -> dict[str, Any]:
+            return {
+                "seed": config.seed,
+                "data": pipeline.position(step),
+                "config_digest": digest,
+                "layout": layout,
+                "total_steps": config.total_steps,
+                "project": spec.project.name,
+            }
+
+        loop = TrainingLoop(
+            trainer=trainer,
+            pipeline=pipeline,
+            settings=loop_settings,
+            checkpointer=checkpointer,
+            metrics=metrics,
+            progress=display,
+            checkpoint_meta=checkpoint_meta,
+        )
+        outcome = loop.run(start.state, start.step)
+    finally:
+        if metrics is not None:
+            metrics.close()
+        _close_quietly(checkpointer)
+
+    result = _result(
+        spec, plan, config, runtime, folder, outcome, start.step, check, loop_settings.peak_flops, notes, record,
+        hardware=getattr(device_hardware(built.devices, registry), "key", None),
+    )
+    if runtime.is_primary:
+        folder.write_result(result_record(result))
+    if outcome.status == DIVERGED:
+        raise TrainingDiverged(result)
+    if outcome.status == FAILED:
+        raise TrainingFailed(result)
+    return result
+
+
+def _close_quietly(checkpointer: Any) -> None:
+    """Closes the checkpointer; a save that failed has been reported by the loop already."""
+    from genaisdk.backend.jax.checkpoint import CheckpointWriteError
+
+    try:
         checkpointer.close()
-        raise TrainError(
-            f"{out_dir} already holds checkpoints (latest step {existing}): pass --resume to "
-            f"continue that run, or --out another folder",
-            exit_code=2,
-        )
+    except CheckpointWriteError:
+        pass
 
-    state = None
-    start_step = 0
-    resume_notes: list[str] = []
-    abstract_state = trainer.abstract_state()
-    layout = layout_digest(abstract_state)
-    if resume and existing is not None:
-        if _saved_layout(checkpointer, existing) not in (None, layout):
-            checkpointer.close()
-            raise TrainError(
-                f"the checkpoints in {checkpoint_dir} hold a state of other shapes than this run's "
-                "(the model, vocabulary, optimizer or precision changed): resume with the settings "
-                "they were saved with, or --out another folder",
-                exit_code=2,
-            )
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                restored = checkpointer.restore(abstract_state)
-        except BaseException:
-            checkpointer.close()
-            raise
-        resume_notes.extend(str(w.message) for w in caught)
-        state, start_step = restored.state, restored.step
-        meta = restored.meta
-        if meta.get("config_digest") not in (None, digest):
-            resume_notes.append(
-                "the configuration differs from the checkpoint's (model, objective, precision, "
-                "strategy, batch or optimizer changed); continuing with the new one"
-            )
-        fingerprint = (meta.get("data") or {}).get("fingerprint")
-        if fingerprint not in (None, pipeline.fingerprint):
-            resume_notes.append("the training data changed since the checkpoint; batches will differ")
-        resume_notes.append(f"resuming from step {start_step} ({checkpoint_dir / str(start_step)})")
-    elif resume:
-        resume_notes.append(f"nothing to resume in {checkpoint_dir}; starting from step 0")
-    if state is None:
-        params = None
-        if checkpoint is not None:
-            from genaisdk.backend.jax.hf import load_params
 
-            params, report = load_params(
-                checkpoint, trainer.param_specs, shardings=trainer.state_shardings.params, dtype=trainer.policy.param_dtype
-            )
-            resume_notes.append(f"starting from the {checkpoint.model_type} checkpoint {checkpoint.folder}")
-            resume_notes.extend(report.notes())
-        state = trainer.init(config.seed, params=params)
+def _display(options: TrainOptions, primary: bool) -> Any:
+    from genaisdk.backend.jax.progress import SilentProgress, make_progress
 
+    progress = options.progress
     if progress is None or isinstance(progress, bool):
-        display = make_progress(primary=primary, tty=progress, stream=stream, quiet=quiet)
-    else:
-        display = progress if primary else SilentProgress()
+        return make_progress(primary=primary, tty=progress, stream=options.stream or sys.stdout, quiet=options.quiet)
+    return progress if primary else SilentProgress()
 
-    if primary:
-        _write_run_files(
-            out_dir, spec, overrides, record, runtime, pipeline, planned_run, checkpoint=checkpoint, tokenizer=tokenizer
-        )
-    metrics = MetricsLog(metrics_path, keep_through_step=start_step if start_step else None, enabled=primary)
 
-    compute_dtype = config.precision.compute_dtype
-    per_device_peak = peak_flops_per_device(training_devices, compute_dtype, registry)
-    settings = LoopSettings(
-        total_steps=config.total_steps,
-        seed=config.seed,
-        eval_every=eval_every or train_spec.eval_every,
-        eval_batches=eval_batches or DEFAULT_EVAL_BATCHES,
-        checkpoint_every=checkpoint_every or train_spec.checkpoint_every or default_checkpoint_every(config.total_steps),
-        peak_flops=per_device_peak * len(training_devices) if per_device_peak else None,
-        process_count=runtime.process_count,
-    )
-
-    def checkpoint_meta(step: int) -> dict[str, Any]:
-        return {
-            "seed": config.seed,
-            "data": pipeline.position(step),
-            "config_digest": digest,
-            "layout": layout,
-            "total_steps": config.total_steps,
-            "project": project.name,
-        }
-
-    deviations = [
-        f"the run differs from the plan: {d.field} {d.plan} -> {d.run} ({d.why})" for d in planned_run.deviations
-    ]
-    notes = deviations + notes
-    for note in notes + resume_notes:
-        display.note(f"note: {note}")
-    display.note(
-        f"training {project.name}: {config.architecture.name} {_params_text(state)} params, "
+def _headline(spec: Any, config: Any, runtime: Any, state: Any) -> str:
+    return (
+        f"training {spec.project.name}: {config.architecture.name} {_params_text(state)} params, "
         f"{config.objective.name}, {config.precision.name}, {config.strategy.name} on "
         f"{runtime.global_devices} {runtime.platform} device(s)"
         + (f" x {runtime.process_count} processes" if runtime.process_count > 1 else "")
         + f"; {config.global_batch} x {config.seq_len} tokens per step"
         + (f" ({config.accumulation} micro-steps)" if config.accumulation > 1 else "")
     )
-    display.note(f"data: {pipeline.description}")
-
-    loop = TrainingLoop(
-        trainer=trainer,
-        pipeline=pipeline,
-        settings=settings,
-        checkpointer=checkpointer,
-        metrics=metrics,
-        progress=display,
-        checkpoint_meta=checkpoint_meta,
-    )
-    try:
-        outcome = loop.run(state, start_step)
-    finally:
-        metrics.close()
-        checkpointer.close()
-
-    planned_total = plan.memory.per_device.total
-    result = TrainResult(
-        status=outcome.status,
-        project=project.name,
-        start_step=start_step,
-        steps=outcome.step,
-        total_steps=config.total_steps,
-        final_loss=outcome.final_loss,
-        eval_loss=outcome.eval_loss,
-        perplexity=outcome.perplexity,
-        tokens_per_s=outcome.tokens_per_s,
-        mfu=outcome.mfu,
-        peak_flops=settings.peak_flops,
-        peak_memory_bytes=measured_peak_memory(distributed.local_devices(runtime)),
-        planned_memory_bytes=int(planned_total) if planned_total else None,
-        planned_devices=int(plan.train.devices),
-        hardware=getattr(device_hardware(training_devices, registry), "key", None),
-        seconds=outcome.seconds,
-        devices=runtime.global_devices,
-        processes=runtime.process_count,
-        platform=runtime.platform,
-        out_dir=out_dir,
-        checkpoint_dir=checkpoint_dir,
-        last_checkpoint=outcome.last_checkpoint,
-        metrics_path=metrics_path,
-        message=outcome.message,
-        notes=tuple(notes + resume_notes),
-        config=record,
-        state=outcome.state,
-        signal_number=outcome.signal_number,
-    )
-    if primary:
-        _write_result(out_dir, result)
-    if not quiet and primary:
-        print(format_summary(result), file=stream, flush=True)
-    if outcome.status == DIVERGED:
-        raise TrainingDiverged(result)
-    return result
-
-
-def _saved_layout(checkpointer: Any, step: int) -> str | None:
-    """The state layout recorded with `step`, or None (older checkpoints, unreadable meta:
-    restoring then finds out)."""
-    try:
-        return checkpointer.read_meta(step).get("layout")
-    except Exception:  # a damaged step: `restore` passes over it with a warning
-        return None
 
 
 def _params_text(state: Any) -> str:
@@ -713,38 +610,30 @@ def _params_text(state: Any) -> str:
     return fmt_count(sum(int(math.prod(x.shape)) for x in jax.tree.leaves(state.params)))
 
 
-def _write_run_files(
-    out_dir: Path,
-    spec: Any,
-    overrides: list[str],
-    record: dict,
-    runtime: Any,
-    pipeline: Any,
-    settings: Any,
-    *,
-    checkpoint: Any = None,
-    tokenizer: Any = None,
+def _write_run_record(
+    folder: RunFolder, spec: Any, options: TrainOptions, settings: Any, record: dict, runtime: Any, pipeline: Any, check: Any, built: Built
 ) -> None:
+    """run.json (with spec.genai and the tokenizer's files): what this run is."""
     import jax
 
     from genaisdk import __version__
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if getattr(spec, "source", ""):
-        (out_dir / SPEC_COPY).write_text(spec.source, encoding="utf-8")
-    run = {
+    settings_json = settings.to_json()
+    run: dict[str, Any] = {
         "project": spec.project.name,
         "spec_file": str(getattr(spec, "filename", "")),
-        "overrides": overrides,
-        "settings": settings.to_json(),
-        "deviations": settings.to_json()["deviations"],
+        "overrides": list(options.overrides),
+        "settings": settings_json,
+        "deviations": settings_json["deviations"],
         "config": record,
+        "compiled": check.to_json(),
         "data": {
             "sources": list(spec.project.data.source),
-            "base_dir": str(_spec_folder(spec)),
+            "base_dir": str(spec_folder(spec)),
             "held_out": pipeline.settings.held_out,
             "description": pipeline.description,
             "fingerprint": pipeline.fingerprint,
+            "files": [f.to_json() for f in pipeline.files],
         },
         "runtime": {
             "platform": runtime.platform,
@@ -755,6 +644,7 @@ def _write_run_files(
         "versions": {"genaisdk": __version__, "jax": jax.__version__},
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    checkpoint = built.pretrained
     if checkpoint is not None:
         # What export needs to write the run back as its base model's family.
         run["checkpoint"] = {
@@ -763,13 +653,55 @@ def _write_run_files(
             "vocab": checkpoint.dims.vocab,
             "config": dict(checkpoint.config),
         }
-    if tokenizer is not None and tokenizer.files:
-        copies = tokenizer.save(out_dir / TOKENIZER_COPY)
+    tokenizer = built.tokenizer
+    ids = None
+    if tokenizer is not None:
         ids = attrs.asdict(checkpoint.ids) if checkpoint is not None else {
             "bos": tokenizer.bos_id, "eos": list(tokenizer.stop_ids), "pad": tokenizer.pad_id, "decoder_start": None,
         }
-        run["tokenizer"] = {"name": tokenizer.name, "file": f"{TOKENIZER_COPY}/{copies[0].name}", "ids": ids}
-    (out_dir / RUN_FILE).write_text(json.dumps(run, indent=2, default=str) + "\n", encoding="utf-8")
+    folder.write_run_files(run, spec_source=getattr(spec, "source", ""), tokenizer=tokenizer, ids=ids)
+
+
+def _result(
+    spec: Any, plan: Any, config: Any, runtime: Any, folder: RunFolder, outcome: Any, start_step: int, check: Any,
+    peak_flops: float | None, notes: tuple[str, ...], record: dict, *, hardware: str | None,
+) -> TrainResult:
+    from genaisdk.backend.jax import distributed
+    from genaisdk.backend.jax.devices import measured_peak_memory
+
+    planned_total = plan.memory.per_device.total
+    return TrainResult(
+        status=outcome.status,
+        project=spec.project.name,
+        start_step=start_step,
+        steps=outcome.step,
+        total_steps=config.total_steps,
+        final_loss=outcome.final_loss,
+        eval_loss=outcome.eval_loss,
+        perplexity=outcome.perplexity,
+        tokens_per_s=outcome.tokens_per_s,
+        mfu=outcome.mfu,
+        peak_flops=peak_flops,
+        peak_memory_bytes=measured_peak_memory(distributed.local_devices(runtime)),
+        planned_memory_bytes=int(planned_total) if planned_total else None,
+        planned_devices=int(plan.train.devices),
+        hardware=hardware,
+        seconds=outcome.seconds,
+        devices=runtime.global_devices,
+        processes=runtime.process_count,
+        platform=runtime.platform,
+        out_dir=folder.path,
+        checkpoint_dir=folder.checkpoints,
+        last_checkpoint=outcome.last_checkpoint,
+        metrics_path=folder.metrics,
+        message=outcome.message,
+        notes=notes,
+        config=record,
+        state=outcome.state,
+        signal_number=outcome.signal_number,
+        compiled_memory_bytes=check.need,
+        process_index=runtime.process_index,
+    )
 
 
 def result_record(result: TrainResult) -> dict[str, Any]:
@@ -797,6 +729,7 @@ def result_record(result: TrainResult) -> dict[str, Any]:
         "peak_memory_bytes": result.peak_memory_bytes,
         "planned_memory_bytes": result.planned_memory_bytes,
         "planned_devices": result.planned_devices,
+        "compiled_memory_bytes": result.compiled_memory_bytes,
         "hardware": result.hardware,
         "seconds": number(result.seconds),
         "devices": result.devices,
@@ -808,46 +741,30 @@ def result_record(result: TrainResult) -> dict[str, Any]:
     }
 
 
-def _write_result(out_dir: Path, result: TrainResult) -> None:
-    path = out_dir / RESULT_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result_record(result), indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)  # a reader never sees half a file
+def _reraise_for_user(exc: Exception) -> None:
+    """Raises a TrainError in place of an error the user can fix (the spec, the data, the
+    devices, the checkpoints: shown without a traceback); returns for anything else (a bug,
+    a TrainError or SpecError already), which the caller re-raises as it is."""
+    converted = _as_train_error(exc)
+    if converted is not exc:
+        raise converted from exc
 
 
-# ----------------------------------------------------------------------------- the summary
+def _as_train_error(exc: Exception) -> Exception:
+    """A TrainError for an error caused by the spec, the data, the devices, the checkpoints
+    or the disk (shown without a traceback); `exc` itself for a bug."""
+    from genaisdk.backend.jax.checkpoint import CheckpointError
+    from genaisdk.backend.jax.config import BackendError
+    from genaisdk.backend.jax.distributed import DistributedError
+    from genaisdk.backend.jax.sources import DataError
+    from genaisdk.backend.jax.tokenizer import TokenizerError
+    from genaisdk.checkpoints import CheckpointFormatError
+    from genaisdk.diagnostics import SpecError
 
-
-def format_summary(result: TrainResult) -> str:
-    """The lines printed at the end of a run."""
-    from genaisdk.core.numbers import fmt_bytes, fmt_percent, fmt_rate
-
-    def number(value: float | None, digits: int = 4) -> str:
-        return "-" if value is None else f"{value:.{digits}f}"
-
-    lines = [
-        f"{result.status}: {result.project}, steps {result.start_step} -> {result.steps} of "
-        f"{result.total_steps} in {result.seconds:.1f} s"
-    ]
-    if result.message:
-        lines.append(f"  {result.message}")
-    lines.append(
-        f"  final loss      {number(result.final_loss)}   held-out loss {number(result.eval_loss)}   "
-        f"perplexity {number(result.perplexity, 2)}"
-    )
-    mfu = fmt_percent(result.mfu) if result.mfu is not None else f"- (no peak FLOP/s known for {result.platform})"
-    lines.append(f"  throughput      {fmt_rate(result.tokens_per_s)}   MFU {mfu}")
-    if result.peak_memory_bytes is not None:
-        memory = f"measured peak {fmt_bytes(result.peak_memory_bytes)} per device"
-        if result.planned_memory_bytes:
-            ratio = result.peak_memory_bytes / result.planned_memory_bytes
-            memory += f" vs planned {fmt_bytes(result.planned_memory_bytes)} (x{ratio:.2f})"
-            if result.planned_devices not in (None, result.devices):
-                memory += f"; planned for {result.planned_devices} device(s), run on {result.devices}"
-    else:
-        memory = f"not reported by {result.platform} devices"
-    lines.append(f"  memory          {memory}")
-    latest = f" (latest step {result.last_checkpoint})" if result.last_checkpoint is not None else ""
-    lines.append(f"  checkpoints     {result.checkpoint_dir}{latest}")
-    lines.append(f"  metrics         {result.metrics_path}")
-    return "\n".join(lines)
+    if isinstance(exc, (SpecError, TrainError)):
+        return exc
+    if isinstance(exc, (BackendError, DataError, CheckpointError, TokenizerError, CheckpointFormatError)):
+        return TrainError(str(exc))
+    if isinstance(exc, DistributedError):
+        return TrainError(str(exc), exit_code=2)
+    return exc

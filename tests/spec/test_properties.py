@@ -252,8 +252,13 @@ def test_a_megabyte_spec_is_checked_in_linear_time(builtin_registry, line):
     of it takes: linear, with room for a busy machine. Anything quadratic (per line, per
     comment, per diagnostic) takes a hundred times as long, and minutes at this size.
     `benchmarks/bench_check.py --scaling` measures the same up to 20 MB."""
-    small = _check_seconds(_grown(line, MEGABYTE // 10), builtin_registry)
-    big_text = _grown(line, MEGABYTE)
+    small_text, big_text = _grown(line, MEGABYTE // 10), _grown(line, MEGABYTE)
     assert len(big_text) > MEGABYTE
+    small = _check_seconds(small_text, builtin_registry)
     big = _check_seconds(big_text, builtin_registry)
+    if big > 3 * 10 * small + 1.0:
+        # Timed once more, keeping each size's faster time: a machine busy with other work
+        # slows one measurement, not both of a pair taken twice; quadratic work stays slow.
+        small = min(small, _check_seconds(small_text, builtin_registry))
+        big = min(big, _check_seconds(big_text, builtin_registry))
     assert big <= 3 * 10 * small + 1.0, f"{big:.2f} s for 1 MB, {small:.2f} s for 0.1 MB"

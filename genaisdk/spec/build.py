@@ -9,78 +9,42 @@ everything else.
 Paths in `Spec.spans` are dotted and start below the project: `name` (the label), `task`,
 `model` (the block's name), `model.family` (the value), `data.mix.legal`,
 `requires.genaisdk-moe`, `version`.
+
+Each value is read by `genaisdk.spec.values.ValueReader`, the `requires` block checked by
+`genaisdk.spec.requirements`, and the consistency across keys by `genaisdk.spec.validate`;
+this module walks the blocks: which keys and blocks stand where, duplicates, labels.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
-from genaisdk.diagnostics import Diagnostic, Span, sort_diagnostics
-from genaisdk.records import normalize_name
-from genaisdk.spec import model as M
-from genaisdk.spec.schema import BLOCKS, INLINE_DEVICE, MIX_ENTRY, Key, extra_keys, homes_of, parent_of, singular
-from genaisdk.core.codes import diagnostic
-from genaisdk.core.names import one_of, suggest
-from genaisdk.spec.tree import Atom, Attribute, Block, Document, ListNode, MapNode, Value, value_source
-from genaisdk.spec.units import COUNTED, DIMENSIONS, QuantityError, quantity_from_words
-from genaisdk.spec.validate import validate
-
-LANGUAGE_VERSION = 1
-
-# Diagnostic codes: the table is genaisdk.core.codes.
-from genaisdk.core.codes import (  # noqa: E402
-    MISSING_VERSION,
-    UNSUPPORTED_VERSION,
-    UNKNOWN_BLOCK,
+from genaisdk.core.codes import (
+    BLOCK_OR_KEY,
+    CONFLICT,
     DUPLICATE,
-    UNKNOWN_KEY,
+    EXTRA_DIM,
+    LABEL,
     MISPLACED,
     MISSING_PROJECT,
-    LABEL,
-    OPERATOR,
-    BLOCK_OR_KEY,
-    WRONG_DIMENSION,
-    BAD_QUANTITY,
-    NOT_INTEGER,
-    OUT_OF_RANGE,
-    WRONG_TYPE,
-    UNKNOWN_WORD,
-    MIX_TOTAL,
-    CONFLICT,
-    MISSING_UNIT,
-    UNKNOWN_NAME,
-    EXTRA_DIM,
-    NOT_INSTALLED,
-    WRONG_VERSION,
-    BAD_SPECIFIER,
-    PLUGIN_FAILED,
-    PLUGIN_DISABLED,
+    MISSING_VERSION,
     SCHEMA_MISMATCH,
-    MISSING_FIGURE,
+    UNKNOWN_BLOCK,
+    UNKNOWN_KEY,
+    UNSUPPORTED_VERSION,
+    diagnostic,
 )
+from genaisdk.core.names import one_of, suggest
+from genaisdk.diagnostics import Diagnostic, Span, sort_diagnostics
+from genaisdk.spec import model as M
+from genaisdk.spec.requirements import check_requirements
+from genaisdk.spec.schema import BLOCKS, Key, extra_keys, homes_of, parent_of
+from genaisdk.spec.tree import Atom, Attribute, Block, Document, Value, value_source
+from genaisdk.spec.validate import validate
+from genaisdk.spec.values import ValueProblem, ValueReader
 
-EXAMPLES = {
-    "tokens": "60B tokens",
-    "params": "7B",
-    "bytes": "80 GB",
-    "seconds": "30 days",
-    "usd": "$250k",
-    "fraction": "45%",
-    "flops": "3640 pf-days",
-    "count": "8",
-}
-"""A value of each dimension, for hints."""
-
-
-class _Problem(Exception):
-    def __init__(self, diagnostic: Diagnostic | None):
-        self.diagnostic = diagnostic
-
-
-def _err(code: str, message: str, span: Span | None, hint: str | None = None) -> _Problem:
-    return _Problem(diagnostic(code, message, span, hint))
+LANGUAGE_VERSION = 1
 
 
 class Builder:
@@ -91,6 +55,7 @@ class Builder:
         self.registry = registry
         self.diagnostics: list[Diagnostic] = []
         self.spans: dict[str, Span] = {}
+        self.values = ValueReader(registry, self.diagnostics, self.spans)
 
     # -- reporting -------------------------------------------------------------------------
     def error(self, code: str, message: str, span: Span | None, hint: str | None = None) -> None:
@@ -98,7 +63,7 @@ class Builder:
 
     warn = error  # the severity is the code's own (genaisdk.core.codes)
 
-    def report(self, problem: _Problem) -> None:
+    def report(self, problem: ValueProblem) -> None:
         if problem.diagnostic is not None:
             self.diagnostics.append(problem.diagnostic)
 
@@ -295,7 +260,7 @@ class Builder:
             if child_name in seen:
                 parts[child_name] = self.simple_block(seen[child_name])
         requirements = self.requires(seen["requires"]) if "requires" in seen else ()
-        self.check_requirements(requirements)
+        self.diagnostics.extend(check_requirements(requirements, self.registry, self.spans))
         if self.has_errors:
             return None
         try:
@@ -339,8 +304,8 @@ class Builder:
                 continue
             dotted = f"{path}.{key_name}" if path else key_name
             try:
-                value = self.convert(key, attribute.value, attribute.op, attribute.op_span, dotted)
-            except _Problem as problem:
+                value = self.values.convert(key, attribute.value, attribute.op, attribute.op_span, dotted)
+            except ValueProblem as problem:
                 self.report(problem)
                 continue
             self.spans[dotted] = attribute.value.span
@@ -394,8 +359,8 @@ class Builder:
         family_attr = attributes.get("family")
         if family_attr is not None:
             try:
-                family = self.convert(BLOCKS["model"].keys["family"], family_attr.value, family_attr.op, family_attr.op_span, "model.family")
-            except _Problem:
+                family = self.values.convert(BLOCKS["model"].keys["family"], family_attr.value, family_attr.op, family_attr.op_span, "model.family")
+            except ValueProblem:
                 family = None  # reported by fields() below
             record = self.registry_get("architectures", family)
             if record is not None:
@@ -414,8 +379,8 @@ class Builder:
         for name, attribute in attributes.items():
             dotted = f"requires.{name}"
             try:
-                specifier = self.convert(BLOCKS["requires"].free_keys, attribute.value, attribute.op, attribute.op_span, dotted)  # type: ignore[arg-type]
-            except _Problem as problem:
+                specifier = self.values.convert(BLOCKS["requires"].free_keys, attribute.value, attribute.op, attribute.op_span, dotted)  # type: ignore[arg-type]
+            except ValueProblem as problem:
                 self.report(problem)
                 continue
             self.spans[dotted] = attribute.value.span
@@ -423,396 +388,12 @@ class Builder:
             found.append(M.Requirement(distribution=name, specifier=specifier))
         return tuple(found)
 
-    # -- values ----------------------------------------------------------------------------
-    def convert(self, key: Key, value: Value, op: str, op_span: Span, path: str) -> Any:
-        label = path.split(".")[-1] if key.name == "*" else key.name
-        if op not in key.ops:
-            allowed = " or ".join(f"`{o}`" for o in key.ops)
-            raise _err(
-                OPERATOR, f"`{label}` takes {allowed}, not `{op}`", op_span,
-                hint="only budget limits (time, cost, compute) take `<=`" if "<=" not in key.ops else "a budget is an upper limit",
-            )
-        terms = value.terms
-        single = terms[0] if len(terms) == 1 else None
-        if isinstance(single, Atom) and single.kind == "name":
-            if key.auto and single.text == "auto":
-                return M.AUTO
-            if key.none and single.text == "none":
-                return None
-        kind = key.kind
-        if kind == "quantity":
-            result = self.quantity(key, value, label, op)
-            return M.Bound(value=result, op=op) if len(key.ops) > 1 else result
-        if kind == "name":
-            return self.name(key, value, label)
-        if kind == "hardware":
-            return self.hardware(key, value, label, path)
-        if kind == "choice":
-            word = self.one_word(key, value, label)
-            if word not in key.words:
-                guess = suggest(word, key.words)
-                raise _err(
-                    UNKNOWN_WORD, f"`{label}` cannot be `{word}`", value.span,
-                    hint=(f"did you mean `{guess}`? " if guess else "") + f"choose {one_of(key.words + (('auto',) if key.auto else ()))}",
-                )
-            return word
-        if kind == "bool":
-            word = self.one_word(key, value, label)
-            if word in ("true", "false"):
-                return word == "true"
-            raise _err(WRONG_TYPE, f"`{label}` is true or false, not `{word}`", value.span, hint="write `true` or `false`")
-        if kind == "string":
-            if isinstance(single, Atom) and single.kind == "string":
-                return single.string
-            raise _err(
-                WRONG_TYPE, f"`{label}` expects a string in double quotes", value.span,
-                hint=f'write `{label} = "{value_source(value)}"`',
-            )
-        if kind == "word":
-            if isinstance(single, Atom) and single.kind in ("name", "string"):
-                return single.string if single.kind == "string" else single.text
-            raise _err(WRONG_TYPE, f"`{label}` expects one word, got `{value_source(value)}`", value.span)
-        if kind == "specifier":
-            return self.specifier(value, label)
-        if kind == "mix":
-            return self.mix(value, label, path)
-        if kind in ("sources", "words"):
-            return self.sequence(key, value, label)
-        raise AssertionError(kind)  # pragma: no cover
-
-    def one_word(self, key: Key, value: Value, label: str) -> str:
-        single = value.terms[0] if len(value.terms) == 1 else None
-        if isinstance(single, Atom) and single.kind == "name":
-            return single.text
-        if isinstance(single, Atom) and single.kind == "string":
-            raise _err(
-                WRONG_TYPE, f"`{label}` expects a word, not a string", value.span,
-                hint=f"drop the quotes: `{label} = {single.string}`",
-            )
-        raise _err(WRONG_TYPE, f"`{label}` expects {key.describe()}, got `{value_source(value)}`", value.span)
-
-    def name(self, key: Key, value: Value, label: str) -> str:
-        single = value.terms[0] if len(value.terms) == 1 else None
-        if key.strings and isinstance(single, Atom) and single.kind == "string":
-            word, span = single.string, single.span
-        else:
-            word, span = self.one_word(key, value, label), value.span
-        return self.registered(key.registry or "", word, span, label, key.auto)
-
-    def registered(self, kind: str, word: str, span: Span, label: str, auto: bool = False) -> str:
-        if self.registry is None:
-            return normalize_name(word)
-        record = self.registry.get(kind, word)
-        if record is not None:
-            return record.key  # the canonical name, also when `word` is an alias
-        names = self.registry.names(kind)
-        aliases = getattr(self.registry, "aliases", None)
-        guess = suggest(word, names, aliases=aliases(kind) if aliases is not None else None)
-        noun = singular(kind)
-        choices = names + (["auto"] if auto else [])
-        hint = f"did you mean `{guess}`?" if guess else f"known {kind}: {one_of(choices)}"
-        if not guess and len(names) > 12:
-            hint += f"; `genai catalog {kind}` lists them all"
-        raise _err(UNKNOWN_NAME, f"unknown {noun} `{word}`", span, hint=hint)
-
-    def hardware(self, key: Key, value: Value, label: str, path: str = "") -> tuple[str | M.DeviceSpec, Any]:
-        """`64 x a100-80gb`, `auto x h100-sxm`, `a100-80gb`, or any of them with a `{ ... }`
-        map describing the device in place of its name: (name or DeviceSpec, count or None)."""
-        terms = value.terms
-        usage = "write `64 x a100-80gb`, `auto x h100-sxm`, just `a100-80gb`, or `2 x { memory = 48 GB, bf16 = 150 TFLOP/s }`"
-        *head, last = terms
-        if not (isinstance(last, MapNode) or (isinstance(last, Atom) and last.kind == "name")) or not all(isinstance(t, Atom) for t in head):
-            raise _err(WRONG_TYPE, f"`{label}` expects hardware, got `{value_source(value)}`", value.span, hint=usage)
-        atoms: list[Atom] = head  # type: ignore[assignment]
-        devices: Any = None
-        if not atoms:
-            pass
-        elif len(atoms) == 2 and atoms[1].kind == "name" and atoms[1].text == "x":
-            devices = self.device_count(atoms[0], label, usage)
-        elif len(atoms) == 1 and atoms[0].kind == "number" and atoms[0].text.endswith(("x", "X")):
-            # `8x a100-80gb`: the number token swallowed the x.
-            glued = Atom(kind="number", text=atoms[0].text[:-1], span=atoms[0].span)
-            devices = self.device_count(glued, label, usage)
-        else:
-            raise _err(WRONG_TYPE, f"`{label}` expects hardware, got `{value_source(value)}`", value.span, hint=usage)
-        if isinstance(last, MapNode):
-            return self.inline_device(last, path or label), devices
-        return self.registered("hardware", last.text, last.span, label), devices
-
-    def inline_device(self, node: MapNode, path: str) -> M.DeviceSpec:
-        """A device described in the spec: each figure checked like a key of its own
-        (`genaisdk.spec.schema.INLINE_DEVICE`), every problem reported."""
-        schema = INLINE_DEVICE
-        fields: dict[str, Any] = {}
-        first_line: dict[str, int] = {}
-        ok = True
-        for pair in node.pairs:
-            key = schema.keys.get(pair.key)
-            if key is None:
-                guess = suggest(pair.key, list(schema.keys))
-                self.error(
-                    UNKNOWN_KEY, f"unknown figure `{pair.key}` for a device described inline", pair.key_span,
-                    hint=f"did you mean `{guess}`?" if guess else f"a device takes {one_of(list(schema.keys), 30)}",
-                )
-                ok = False
-                continue
-            if pair.key in first_line:
-                self.error(DUPLICATE, f"`{pair.key}` is given twice for the device", pair.key_span, hint=f"first on line {first_line[pair.key]}")
-                ok = False
-                continue
-            first_line[pair.key] = pair.key_span.line
-            try:
-                fields[key.target] = self.convert(key, pair.value, pair.op, pair.key_span, f"{path}.{pair.key}")
-            except _Problem as problem:
-                self.report(problem)
-                ok = False
-                continue
-            self.spans[f"{path}.{pair.key}"] = pair.value.span
-        if "memory" not in fields and "memory" not in first_line:
-            self.error(
-                MISSING_FIGURE, "a device described inline needs its `memory`", node.span,
-                hint="add `memory = 48 GB` (the memory of one device); throughput, bandwidth and price are optional",
-            )
-            ok = False
-        if not ok:
-            raise _Silent()
-        if "name" in fields:
-            fields["name"] = normalize_name(str(fields["name"]))
-        return M.DeviceSpec(**fields)
-
-    def device_count(self, atom: Atom, label: str, usage: str) -> Any:
-        if atom.kind == "name" and atom.text == "auto":
-            return M.AUTO
-        if atom.kind != "number":
-            raise _err(WRONG_TYPE, f"`{atom.text}` is not a number of devices", atom.span, hint=usage)
-        try:
-            quantity = quantity_from_words(atom.text, [])
-        except QuantityError as exc:
-            raise _err(BAD_QUANTITY, exc.message, atom.span, hint=exc.hint) from None
-        if quantity.dimension != "count":
-            raise _err(
-                WRONG_DIMENSION, f"a number of devices is a plain number, but `{atom.text}` is {DIMENSIONS[quantity.dimension]}",
-                atom.span, hint=usage,
-            )
-        if not quantity.is_integer or quantity.value < 1:
-            raise _err(NOT_INTEGER, f"a number of devices is a whole number of at least 1, not `{atom.text}`", atom.span)
-        return int(quantity.value)
-
-    def quantity(self, key: Key, value: Value, label: str, op: str = "=") -> float | int:
-        dimension = key.dimension or "count"
-        example = key.example or EXAMPLES[dimension]
-        for_example = f"for example `{label} {op} {example}`"
-        terms = value.terms
-        money = isinstance(terms[0], Atom) and terms[0].kind == "money"
-        ok_shape = all(isinstance(t, Atom) for t in terms) and (
-            terms[0].kind in ("number", "money")  # type: ignore[union-attr]
-            and all(t.kind == "name" for t in terms[1:])  # type: ignore[union-attr]
-        )
-        if not ok_shape:
-            single = terms[0] if len(terms) == 1 else None
-            if isinstance(single, Atom) and single.kind == "name":
-                raise _err(
-                    WRONG_TYPE, f"`{label}` expects {DIMENSIONS[dimension]}, not the word `{single.text}`",
-                    value.span, hint=f"write a number such as `{example}`" + (", or `auto`" if key.auto else "") + (", or `none`" if key.none else ""),
-                )
-            raise _err(
-                WRONG_TYPE, f"`{label}` expects {DIMENSIONS[dimension]}, got `{value_source(value)}`",
-                value.span, hint=for_example,
-            )
-        number_atom = terms[0]
-        unit_words = [t.text for t in terms[1:]]  # type: ignore[union-attr]
-        try:
-            quantity = quantity_from_words(number_atom.text, unit_words, money=money)  # type: ignore[union-attr]
-        except QuantityError as exc:
-            span = terms[1].span if len(terms) == 2 and "unit" in exc.message else value.span
-            raise _err(BAD_QUANTITY, exc.message, span, hint=exc.hint) from None
-        if quantity.dimension != dimension:
-            if quantity.dimension == "count":
-                if key.unit_required:
-                    raise _err(
-                        MISSING_UNIT, f"`{label}` needs a unit: `{value_source(value)}` of what?", value.span,
-                        hint=for_example,
-                    )
-            else:
-                raise _err(
-                    WRONG_DIMENSION,
-                    f"`{label}` expects {DIMENSIONS[dimension]}, but `{value_source(value)}` is {DIMENSIONS[quantity.dimension]}",
-                    value.span, hint=for_example,
-                )
-        number = quantity.value
-        if not math.isfinite(number):
-            raise _err(OUT_OF_RANGE, f"`{value_source(value)}` is too large", value.span)
-        if dimension in COUNTED and not (float(number).is_integer() and number >= 1):
-            raise _err(
-                NOT_INTEGER,
-                f"a number of {'parameters' if dimension == 'params' else dimension} is whole and at least 1, "
-                f"not `{value_source(value)}`",
-                value.span, hint=for_example,
-            )
-        if key.integer and not float(number).is_integer():
-            raise _err(
-                NOT_INTEGER, f"`{label}` must be a whole number, not `{value_source(value)}`", value.span,
-                hint=f"write {math.floor(number)} or {math.ceil(number)}",
-            )
-        percent = dimension == "fraction"
-        shown = (lambda v: f"{v * 100:g}%") if percent else (lambda v: f"{v:g}")
-        if key.positive and number <= 0:
-            raise _err(OUT_OF_RANGE, f"`{label}` must be more than {shown(0)}", value.span, hint=for_example)
-        if key.minimum is not None and number < key.minimum:
-            raise _err(OUT_OF_RANGE, f"`{label}` must be at least {shown(key.minimum)}", value.span, hint=for_example)
-        if key.below is not None and number >= key.below:
-            raise _err(OUT_OF_RANGE, f"`{label}` must be less than {shown(key.below)}", value.span, hint=for_example)
-        if key.maximum is not None and number > key.maximum:
-            hint = for_example
-            if percent and quantity.dimension == "count":
-                hint = f"a share is written as a percentage: `{number:g}%`"
-            raise _err(OUT_OF_RANGE, f"`{label}` must be at most {shown(key.maximum)}", value.span, hint=hint)
-        return int(number) if key.integer else number
-
-    def specifier(self, value: Value, label: str) -> str:
-        single = value.terms[0] if len(value.terms) == 1 else None
-        if not (isinstance(single, Atom) and single.kind == "string"):
-            raise _err(
-                WRONG_TYPE, f"the version of `{label}` is a string", value.span,
-                hint=f'write `{label} = ">=0.1"` (or `""` for any version)',
-            )
-        text = single.string.strip()
-        if text:
-            from packaging.specifiers import InvalidSpecifier, SpecifierSet
-
-            try:
-                SpecifierSet(text)
-            except InvalidSpecifier:
-                raise _err(
-                    BAD_SPECIFIER, f"`{text}` is not a version specifier", single.span,
-                    hint='write e.g. ">=0.1", "==1.2.*" or ">=0.1,<2"',
-                ) from None
-        return text
-
-    def mix(self, value: Value, label: str, path: str) -> dict[str, float]:
-        single = value.terms[0] if len(value.terms) == 1 else None
-        if not isinstance(single, MapNode):
-            raise _err(
-                WRONG_TYPE, f"`{label}` expects a map of shares", value.span,
-                hint=f"write `{label} = {{ legal = 51%, web = 49% }}`",
-            )
-        shares: dict[str, float] = {}
-        first_line: dict[str, int] = {}
-        ok = True
-        for pair in single.pairs:
-            if pair.key in first_line:
-                self.error(
-                    DUPLICATE, f"`{pair.key}` appears twice in `{label}`", pair.key_span,
-                    hint=f"first on line {first_line[pair.key]}",
-                )
-                ok = False
-                continue
-            first_line[pair.key] = pair.key_span.line
-            try:
-                share = self.convert(MIX_ENTRY, pair.value, pair.op, pair.key_span, f"{path}.{pair.key}")
-            except _Problem as problem:
-                self.report(problem)
-                ok = False
-                continue
-            shares[pair.key] = share
-            self.spans[f"{path}.{pair.key}"] = pair.value.span
-        if ok and shares:
-            total = sum(shares.values())
-            if abs(total - 1.0) > 1e-9:
-                raise _err(
-                    MIX_TOTAL, f"the shares in `{label}` add up to {total * 100:g}%, not 100%", single.span,
-                    hint="make them sum to 100%",
-                )
-        if not ok:
-            raise _Silent()
-        return shares
-
-    def sequence(self, key: Key, value: Value, label: str) -> tuple[str, ...]:
-        single = value.terms[0] if len(value.terms) == 1 else None
-        items: list[Value]
-        if isinstance(single, ListNode):
-            items = list(single.items)
-        else:
-            items = [value]
-        out = []
-        for item in items:
-            atom = item.terms[0] if len(item.terms) == 1 else None
-            if not isinstance(atom, Atom) or atom.kind not in ("name", "string"):
-                raise _err(
-                    WRONG_TYPE, f"`{label}` expects {key.describe()}, got `{value_source(item)}`", item.span,
-                    hint='write a quoted path such as "data/*.txt"' if key.kind == "sources" else f"write `{label} = [a, b]`",
-                )
-            out.append(atom.string if atom.kind == "string" else atom.text)
-        return tuple(out)
-
     # -- registry helpers -------------------------------------------------------------------
     def registry_get(self, kind: str, name: Any) -> Any:
         if self.registry is None or not isinstance(name, str):
             return None
         return self.registry.get(kind, name)
 
-    def check_requirements(self, requirements: tuple[M.Requirement, ...]) -> None:
-        """Each `requires` entry must be installed at a matching version (the way pytest checks
-        `required_plugins`), and its plugin must have loaded. Checked whatever else is wrong:
-        a missing plugin is often why its names are unknown."""
-        if not requirements:
-            return
-        from importlib import metadata
-
-        plugins = []
-        if self.registry is not None:
-            try:
-                plugins = list(self.registry.plugins)
-            except Exception:  # a registry without plugin status still validates names
-                plugins = []
-        for requirement in requirements:
-            dist = requirement.distribution
-            where = self.spans.get(f"requires.{dist}:name")
-            wanted = f"{dist}{requirement.specifier}" if requirement.specifier else dist
-            try:
-                installed = metadata.version(dist)
-            except metadata.PackageNotFoundError:
-                self.error(
-                    NOT_INSTALLED, f"this spec requires the plugin `{dist}`, which is not installed",
-                    where, hint=f"pip install '{wanted}'",
-                )
-                continue
-            if requirement.specifier:
-                from packaging.specifiers import SpecifierSet
-                from packaging.version import InvalidVersion, Version
-
-                try:
-                    matches = SpecifierSet(requirement.specifier).contains(Version(installed), prereleases=True)
-                except InvalidVersion:
-                    matches = False
-                if not matches:
-                    self.error(
-                        WRONG_VERSION,
-                        f"this spec requires `{dist}` {requirement.specifier}, but version {installed} is installed",
-                        self.spans.get(f"requires.{dist}") or where, hint=f"pip install --upgrade '{wanted}'",
-                    )
-                    continue
-            folded = normalize_name(dist)
-            for info in plugins:
-                if normalize_name(getattr(info, "distribution", "")) != folded:
-                    continue
-                if info.status == "failed":
-                    self.error(
-                        PLUGIN_FAILED, f"the required plugin `{dist}` {installed} failed to load: {info.error}",
-                        where, hint="`genai plugins` shows the details",
-                    )
-                elif info.status == "disabled":
-                    self.warn(
-                        PLUGIN_DISABLED, f"the required plugin `{dist}` is installed but not loaded",
-                        where, hint="check GENAISDK_LOAD_PLUGINS / GENAISDK_DISABLE_PLUGINS and --no-plugins",
-                    )
-
-
-class _Silent(_Problem):
-    """The value's own problems were reported one by one; nothing more to add."""
-
-    def __init__(self) -> None:
-        super().__init__(None)
 
 
 def _leading_count(value: Value) -> Any:

@@ -237,6 +237,11 @@ class TrainSection:
     micro_batch: int
     recompute: str
     mfu: float
+    optimizer_state: str = "fp32"
+    """The dtype the optimizer's moments are kept in (fp32, bf16, int8)."""
+    master_weights: str | None = None
+    """The dtype of the master copy of the weights the optimizer updates (fp32 under mixed
+    precision), or None when the optimizer updates the working weights in place."""
     attention: str = "flash"
     adaptation: str = "pretrain"
     global_batch_tokens: float | None = attrs.field(default=None, metadata=COUNT)

@@ -31,6 +31,9 @@ DTYPE_BYTES: dict[str, float] = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp
 """Storage bytes per element of each dtype (tf32 is stored as fp32; it only computes with a
 10-bit mantissa). Scale factors of quantized formats are not included."""
 
+FLOAT_DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8")
+"""The floating-point formats among DTYPES (the rest are integer formats, quoted in OP/s)."""
+
 
 def normalize_name(name: str) -> str:
     """The registry's spelling of a name: lower case, `_` and `-` equivalent (stored as `-`)."""
@@ -231,6 +234,8 @@ class Precision(Record):
     loss_scaling: bool = False
     trainable: bool = True
     optimizer_state_dtype: str = attrs.field(default="fp32", validator=_DTYPE)
+    """The dtype optimizer moments are kept in under this precision, unless the optimizer's
+    own format says otherwise (8-bit Adam) or the spec's `train.optimizer_state` does."""
 
 
 @attrs.frozen(kw_only=True)
@@ -239,6 +244,13 @@ class Optimizer(Record):
 
     state_bytes: float = attrs.field(validator=NON_NEGATIVE)
     """E.g. Adam: two fp32 moments = 8; SGD with momentum: 4; plain SGD: 0; 8-bit Adam: 2."""
+    state_dtype: str = attrs.field(default="fp32", validator=_DTYPE)
+    """The dtype `state_bytes` is counted in. A record whose state is fp32 takes the dtype the
+    precision or the spec's `train.optimizer_state` asks for; any other (8-bit Adam's int8)
+    is the optimizer's own format and is kept."""
+    update_buffers: float = attrs.field(default=0.0, validator=NON_NEGATIVE)
+    """Parameter-sized buffers, at the state dtype, that one update materializes on top of its
+    state (Adam's sqrt(v̂) + ε in a multi-tensor step: 1; in-place SGD: 0)."""
     state_note: str = ""
     optax_factory: str | None = None
     """'module:function(learning_rate, **options) -> optax.GradientTransformation', or None."""
@@ -339,6 +351,22 @@ class Hardware(Record):
     there is no price."""
     note: str = ""
     """What this record cannot state, and why (figures no source gives, derived figures)."""
+
+    def peak_for(self, dtype: str) -> tuple[float, str]:
+        """(dense peak FLOP/s, the dtype it is quoted for) for arithmetic in `dtype`: its own
+        figure where the record quotes one, else the nearest quoted floating-point format by
+        element width (fp32 falls back on tf32, then on the 16-bit formats; fp8 on the 16-bit
+        ones), preferring the wider of two equally near; integer OP/s never stand in for
+        floating-point arithmetic. (0.0, "") when no such figure is quoted. A fallback is an
+        approximation the caller must say it made."""
+        if dtype in self.peak_flops:
+            return float(self.peak_flops[dtype]), dtype
+        floats = [d for d in self.peak_flops if d in FLOAT_DTYPES]
+        if not floats:
+            return 0.0, ""
+        width = DTYPE_BYTES.get(dtype, 4)
+        nearest = min(floats, key=lambda d: (abs(DTYPE_BYTES[d] - width), -DTYPE_BYTES[d], DTYPES.index(d)))
+        return float(self.peak_flops[nearest]), nearest
 
     @property
     def price_citation(self) -> str:

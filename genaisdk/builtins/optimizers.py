@@ -1,8 +1,12 @@
 """Built-in optimizers: state bytes per trainable parameter, and the optax factory to build each.
 
-`state_bytes` counts the optimizer's own moments only; an fp32 master copy of the weights
-belongs to the precision record (`master_bytes`). `defaults` are keyword arguments of the
-optax factory, with the values the cited papers trained with.
+`state_bytes` counts the optimizer's own moments only, in `state_dtype`; an fp32 master copy
+of the weights belongs to the precision record (`master_bytes`). `update_buffers` counts the
+parameter-sized temporaries one update materializes at the state dtype: PyTorch's
+multi-tensor Adam computes sqrt(v̂) + ε for every parameter at once (`torch/optim/adam.py`,
+`_multi_tensor_adam`: `exp_avg_sq_sqrt = torch._foreach_sqrt(...)`), and an optax update
+returns a parameter-sized update tree; SGD updates in place. `defaults` are keyword
+arguments of the optax factory, with the values the cited papers trained with.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ def genaisdk_optimizers() -> Iterator[Optimizer]:
         name="adamw",
         description="Adam with decoupled weight decay",
         state_bytes=2 * DTYPE_BYTES["fp32"],
+        update_buffers=1.0,
         state_note="first and second moments, fp32",
         optax_factory=_OPTAX + "adamw",
         defaults={"b1": 0.9, "b2": 0.95, "eps": 1e-8, "weight_decay": 0.1},
@@ -47,6 +52,7 @@ def genaisdk_optimizers() -> Iterator[Optimizer]:
         name="adam",
         description="Adam (weight decay, if any, added to the gradient)",
         state_bytes=2 * DTYPE_BYTES["fp32"],
+        update_buffers=1.0,
         state_note="first and second moments, fp32",
         optax_factory=_OPTAX + "adam",
         defaults={"b1": 0.9, "b2": 0.999, "eps": 1e-8},
@@ -75,6 +81,7 @@ def genaisdk_optimizers() -> Iterator[Optimizer]:
         name="adafactor",
         description="Adafactor: factored second moment, no first moment",
         state_bytes=adafactor_state_bytes(),
+        update_buffers=1.0,
         state_note=(
             "row and column second-moment accumulators per matrix, 4·(1/n + 1/m) bytes per parameter; "
             "bounded for matrices with both sides >= 512, plus full second moments of vectors "
@@ -89,6 +96,7 @@ def genaisdk_optimizers() -> Iterator[Optimizer]:
         name="lion",
         description="Lion: sign of an interpolated momentum",
         state_bytes=DTYPE_BYTES["fp32"],
+        update_buffers=1.0,
         state_note="one momentum buffer, fp32",
         optax_factory=_OPTAX + "lion",
         defaults={"b1": 0.9, "b2": 0.99},
@@ -98,9 +106,11 @@ def genaisdk_optimizers() -> Iterator[Optimizer]:
         name="adam-8bit",
         description="Adam with block-wise 8-bit quantized moments",
         state_bytes=2 * DTYPE_BYTES["int8"],
+        state_dtype="int8",
         state_note=(
             "two moments, 8 bits each; the fp32 absmax of each 2048-value block adds "
-            "2·4/2048 = 0.004 bytes per parameter, not counted"
+            "2·4/2048 = 0.004 bytes per parameter, not counted; the update dequantizes block by "
+            "block inside one kernel, so it needs no parameter-sized temporary"
         ),
         optax_factory=_OPTAX + "adam_8bit",
         defaults={"b1": 0.9, "b2": 0.999, "eps": 1e-8},

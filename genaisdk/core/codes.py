@@ -64,6 +64,8 @@ PRESET_FAMILY = "GS303"
 NOT_TRAINABLE = "GS304"
 EXTRA_DIM = "GS305"
 NO_PEAK_FOR_PRECISION = "GS306"
+NO_TRAINING_FORMAT = "GS307"
+STATE_FORMAT = "GS308"
 # -- requirements
 NOT_INSTALLED = "GS401"
 WRONG_VERSION = "GS402"
@@ -77,6 +79,7 @@ NOTHING_TRAINS = "GS504"
 IGNORED_ADAPTER = "GS505"
 NO_TASK = "GS507"
 BATCH_BELOW_CONTEXT = "GS508"
+IGNORED_STATE = "GS509"
 # -- overrides
 BAD_OVERRIDE = "GS601"
 # -- the planner
@@ -153,7 +156,9 @@ CODES: dict[str, tuple[str, str]] = {
     "GS303": ("error", "the preset is of another family than the spec's"),
     "GS304": ("error", "the training precision cannot train (int8, int4 hold frozen or served weights)"),
     "GS305": ("error", "a dimension of another architecture"),
-    "GS306": ("error", "the hardware has no arithmetic for the precision's compute type"),
+    "GS306": ("warning", "the hardware quotes no throughput for the precision's compute type: time uses the nearest it quotes"),
+    "GS307": ("error", "`precision = auto` on hardware that quotes no bf16, fp16 or fp32 throughput"),
+    "GS308": ("error", "an optimizer-state dtype the optimizer cannot keep"),
     "GS401": ("error", "a required plugin is not installed"),
     "GS402": ("error", "a required plugin is installed at another version"),
     "GS403": ("error", "a version specifier that cannot be read"),
@@ -165,6 +170,7 @@ CODES: dict[str, tuple[str, str]] = {
     "GS505": ("warning", "LoRA settings for a method that trains every weight"),
     "GS507": ("warning", "`family = auto` with no task and no preset to go on"),
     "GS508": ("warning", "a global batch of fewer tokens than one sequence"),
+    "GS509": ("warning", "`optimizer_state` for an optimizer that keeps no state"),
     "GS601": ("error", "a `--set` override that cannot be read"),
     "GP003": ("info", "the spec names no hardware; the plan assumes a default device"),
     "GP005": ("error", "`size = auto` has nothing to size from: no budget and no data"),

@@ -33,9 +33,19 @@ Flash attention (Dao et al. 2022, Sec. 3.1) never materializes the s x s scores:
 are kept for the backward pass.
 
 Beyond the layers (Korthikanti et al. 2022, Sec. 4.3): the embedding dropout mask, the final
-norm's input, and the loss buffers: the logits s·b·V at the activation precision and their
-fp32 copy for the softmax cross-entropy. Masked-LM heads that compute logits only at masked
+norm's input, and the loss buffers, per position and vocabulary entry: the logits at the
+activation precision (p), their fp32 copy that the softmax cross-entropy saves as
+log-probabilities (4), and, when its backward starts, two fp32 gradients (8): the one with
+respect to the log-probabilities (the negative log-likelihood's backward writes it dense)
+and the one with respect to the logits (log-softmax's backward), before it is cast to p for
+the output projection. That is 12 + p bytes, 14 with 16-bit activations: 448 KB per token
+for a 32,000-entry vocabulary (PyTorch's unfused `log_softmax` + `nll_loss`; a fused
+cross-entropy kernel needs less). Masked-LM heads that compute logits only at masked
 positions need less; this counts every position (what BERT's reference implementation does).
+
+The loss buffers and the layer that full recomputation rebuilds are never alive together:
+the loss's backward frees the logits before the first layer is rebuilt
+(`genaisdk.estimate.memory.training_memory` takes the larger).
 
 Tensor parallelism of degree t (Korthikanti et al. 2022, Sec. 4.2 and Table 2) splits the
 attention heads, the FFN's inner columns and the vocabulary, so per layer
@@ -76,13 +86,16 @@ STORED_PARTS = (
     "final_norm",
     "layer_inputs",
     "norms",
+    "kbit_upcast",
+    "lora_inputs",
 )
-"""Parts held from the forward pass until the backward pass has used them."""
+"""Parts held from the forward pass until the backward pass has used them (the last two:
+what a k-bit base and LoRA adapters add, `genaisdk.estimate.adaptation`)."""
 
-LOSS_PARTS = ("logits", "logits_fp32")
+LOSS_PARTS = ("logits", "logits_fp32", "loss_gradients")
 """Transient buffers at the loss: alive at the end of the forward and start of the backward."""
 
-BACKWARD_PARTS = ("recompute_buffer",)
+BACKWARD_PARTS = ("recompute_buffer", "kbit_upcast_rebuilt", "lora_inputs_rebuilt")
 """Transient buffers that exist only during the backward pass."""
 
 FLASH_STAT_BYTES = 4.0
@@ -91,6 +104,11 @@ FLASH_STAT_BYTES = 4.0
 LOGITS_FP32_BYTES = 4.0
 """The softmax cross-entropy runs in fp32 (mixed-precision practice, Micikevicius et al.
 2018, Sec. 3.3: reductions in fp32)."""
+
+LOSS_GRADIENT_BYTES = 8.0
+"""Two fp32 gradients at the start of the loss's backward, per position and vocabulary
+entry: with respect to the log-probabilities and with respect to the logits (PyTorch's
+`nll_loss` and `log_softmax` backward; module docstring)."""
 
 MASK_BYTES = 1.0
 """Dropout masks are stored as one byte per element (Korthikanti et al. 2022, Sec. 4.1)."""
@@ -234,6 +252,7 @@ def activation_memory(
     add("final_norm", p * h * out_seq * b / rep if dims.final_norm else 0.0 * b)
     add("logits", p * dims.vocab * out_seq * b / t)
     add("logits_fp32", LOGITS_FP32_BYTES * dims.vocab * out_seq * b / t)
+    add("loss_gradients", LOSS_GRADIENT_BYTES * dims.vocab * out_seq * b / t)
     return parts
 
 

@@ -16,15 +16,43 @@
 
 Memory is then `genaisdk.estimate.memory.training_memory` with `params` = everything
 resident, `trainable_params` = what trains and `frozen_weight_bytes` = the frozen models'
-precision.
+precision, and `kept_params` = the frozen parameters a k-bit base does not quantize.
+
+A k-bit base (QLoRA's 4-bit, LLM.int8()'s 8-bit) as 4-bit libraries build it, term by term:
+
+- what is quantized (`kbit_kept_params`): bitsandbytes quantizes `torch.nn.Linear` layers
+  only (transformers/accelerate `replace_with_bnb_linear` swaps each for `Linear4bit` or
+  `Linear8bitLt`), and keeps the output head unquantized "for numerical stability"
+  (`get_keys_to_not_convert`, `llm_int8_skip_modules` default: the output embeddings). The
+  token embedding is an `nn.Embedding` and the norms are not linear layers: all three stay
+  at the load dtype. For a Mistral-7B-shaped model the embedding and output tables are 262M
+  parameters: 0.52 GB in bf16 instead of 0.14 GB in NF4, 0.39 GB more;
+- a k-bit-prepared model's activations are wider (`kbit_upcast_bytes`): PEFT's
+  `prepare_model_for_kbit_training` casts every remaining 16-bit parameter to fp32 (its
+  loop over `model.parameters()`: "cast all non INT8 parameters to fp32"), so the norms
+  multiply by fp32 scales and return fp32; `Linear4bit.forward` computes in its compute
+  dtype and casts its output back to its input's dtype, so the residual stream, each norm's
+  output and the FFN's intermediates stay fp32 from the first block on. With full
+  recomputation (which `prepare_model_for_kbit_training` switches on by default) that is
+  each block's stored input at 4 bytes instead of 2: 262 KB more per token for 32 blocks of
+  4096, the difference measured between QLoRA (997 KB per token) and LoRA (735 KB) on that
+  model;
+- the adapters' own activations (`lora_activation_bytes`): PEFT computes
+  `lora_B(lora_A(dropout(x)))` beside the frozen layer, so each adapted matrix keeps its own
+  copy of its input (the dropout output, which `lora_A` saves for its weight gradient), the
+  dropout mask (1 byte per value) and the rank-r output of A, which B saves. LoRA and QLoRA
+  train with adapter dropout (Hu et al. 2021, App. D; Dettmers et al. 2023, App. B).
 """
 
 from __future__ import annotations
 
 import attrs
 
+import numpy as np
+
 from genaisdk.dims import Dimensions
 from genaisdk.estimate.params import canonical_family, count_params, stack_shape
+from genaisdk.records import ParamCount
 
 ATTENTION_TARGETS = ("q", "k", "v", "o")
 MLP_TARGETS = ("gate", "up", "down")
@@ -125,3 +153,74 @@ def trainable_fraction(dims: Dimensions, *, rank: int, targets, family: str = "d
     """LoRA parameters as a fraction of the base model's."""
     base = count_params(dims, canonical_family(family)).total
     return lora_params(dims, rank=rank, targets=targets, family=family) / base
+
+
+FP32_BYTES = 4.0
+MASK_BYTES = 1.0
+
+
+def _unquantized_part(name: str) -> bool:
+    """A `ParamCount.breakdown` part a k-bit library leaves at the load dtype: lookup tables
+    (`embedding.*`), norms, and the output head; every other part is linear layers."""
+    last = name.rsplit(".", 1)[-1]
+    return "embedding" in name or "norm" in last or last == "output"
+
+
+def kbit_kept_params(count: ParamCount) -> float:
+    """Parameters of a k-bit model that are not quantized: the token (and position)
+    embeddings, the norms and the untied output head (module docstring). A count without a
+    breakdown keeps its `embedding` share."""
+    if not count.breakdown:
+        return float(count.embedding)
+    return float(sum(n for name, n in count.breakdown.items() if _unquantized_part(name)))
+
+
+def _blocks(dims: Dimensions, family: str) -> int:
+    shape = stack_shape(dims, family)
+    return shape.encoder_layers + shape.decoder_layers
+
+
+def kbit_upcast_bytes(dims: Dimensions, *, family: str = "decoder", seq, micro_batch, recompute: str, bytes_per_value=2.0):
+    """Activation bytes a k-bit-prepared model adds to the `bytes_per_value` (p) accounting of
+    `genaisdk.estimate.activations` (module docstring), by part:
+
+    - `kbit_upcast`: held from the forward to the backward pass. Full recomputation: each
+      block's input (the residual stream) and the final norm's input at 4 - p more bytes per
+      value: (4 - p)·h·(L + 1) per token. Otherwise every block's fp32 tensors: both norms'
+      inputs and outputs (4h) and the FFN's intermediates (gate, up, activation and product,
+      4·d_ff; 2·d_ff without a gate), (4 - p) bytes more each;
+    - `kbit_upcast_rebuilt`: under full recomputation, the same for the one block rebuilt
+      during the backward pass.
+
+    Shapes: `seq` and `micro_batch` broadcast (numpy)."""
+    p = np.asarray(bytes_per_value, dtype=float)
+    tokens = np.asarray(seq, dtype=float) * np.asarray(micro_batch, dtype=float)
+    extra = np.maximum(FP32_BYTES - p, 0.0)
+    h = dims.d_model
+    ffn = (4 if dims.ffn == "gated" else 2) * dims.d_ff
+    layer = extra * (4 * h + ffn) * tokens
+    blocks = _blocks(dims, family)
+    if recompute == "full":
+        return {"kbit_upcast": extra * h * (blocks + 1) * tokens, "kbit_upcast_rebuilt": layer}
+    return {"kbit_upcast": blocks * layer + extra * h * tokens, "kbit_upcast_rebuilt": 0.0 * tokens}
+
+
+def lora_activation_bytes(
+    dims: Dimensions, *, rank: int, targets, family: str = "decoder", seq, micro_batch, recompute: str,
+    bytes_per_value=2.0, dropout: bool = True,
+):
+    """Activation bytes the LoRA adapters add (module docstring): per adapted matrix of input
+    width d_in and per token, d_in·(p + 1) (the dropout output and mask; d_in·p without
+    dropout, the input's copy in the adapter's dtype) + r·p (A's output). Every block holds
+    them (`lora_inputs`), or under full recomputation only the block being rebuilt
+    (`lora_inputs_rebuilt`). `bytes_per_value` is the dtype the adapters see (fp32 in a
+    k-bit-prepared model). An encoder-decoder's cross-attention adapters are not counted."""
+    p = np.asarray(bytes_per_value, dtype=float)
+    tokens = np.asarray(seq, dtype=float) * np.asarray(micro_batch, dtype=float)
+    shapes = _matrix_shapes(dims)
+    names = [n for n in expand_targets(targets) if n in shapes]
+    mask = MASK_BYTES if dropout else 0.0
+    per_layer = sum(shapes[n][0] * (p + mask) + rank * p for n in names) * tokens
+    if recompute == "full":
+        return {"lora_inputs": 0.0 * tokens, "lora_inputs_rebuilt": per_layer}
+    return {"lora_inputs": _blocks(dims, family) * per_layer, "lora_inputs_rebuilt": 0.0 * tokens}

@@ -17,15 +17,26 @@ parameter (2 + 4 + 12) and pure-fp32 Adam the classic 16 (4 + 4 + 8).
 Peak = persistent state + the worst transient phase (not the largest component, and not
 the plain sum of every buffer, since some never coexist):
 
-- persistent: weights, gradients, optimizer state, the runtime context;
+- persistent: weights, optimizer state (moments and any master copy), the runtime context;
+- gradients live from the backward pass that writes them through the optimizer step that
+  reads them, and are freed after it (PyTorch's `zero_grad(set_to_none=True)`, the default
+  since 2.0; a functional JAX step returns them). Only when micro-batches accumulate into one
+  step does an earlier micro-batch's gradient sit in memory through a later forward pass;
 - forward: stored activations, the loss buffers (logits), the all-gather buffers of a fully
   sharded strategy;
-- backward: the same plus the unsharded gradient bucket of one layer (ZeRO-2 / FSDP
-  reduce-scatter) and the layer rebuilt by full recomputation;
-- optimizer step: the fp32 copy of the gradient partition when gradients are 16-bit and the
-  update runs on fp32 master weights (Micikevicius et al. 2018, Sec. 3.1: the update is
-  applied to the fp32 master copy). An assumption about the implementation: one that
-  keeps fp32 gradients throughout passes gradient_bytes = 4 instead.
+- backward: its start holds the stored activations with the loss buffers and then with the
+  layer full recomputation rebuilds (the two never coexist: the loss's backward frees the
+  logits before the first layer is rebuilt); its end holds every gradient and the last
+  rebuilt layer. Between the two the gradients written grow as the stored activations are
+  released, layer by layer, so the larger end is the phase's peak. Both ends add the
+  unsharded gradient bucket of one layer (ZeRO-2 / FSDP reduce-scatter);
+- optimizer step: the gradients, the fp32 copy of the gradient partition when gradients are
+  16-bit and the update runs on fp32 master weights (Micikevicius et al. 2018, Sec. 3.1: the
+  update is applied to the fp32 master copy; an implementation that keeps fp32 gradients
+  throughout passes gradient_bytes = 4 instead), and the update's own temporaries
+  (`update_bytes` per trainable parameter: a multi-tensor Adam materializes sqrt(v̂) + ε for
+  every parameter at once, PyTorch's `_multi_tensor_adam` `torch._foreach_sqrt`; an optax
+  update returns a parameter-sized update tree).
 
 Allocator fragmentation is a documented fraction of that peak, on its own line.
 
@@ -46,7 +57,7 @@ from collections.abc import Mapping
 import attrs
 import numpy as np
 
-from genaisdk.estimate.constants import ALLOCATOR_FRAGMENTATION, FSDP_GATHER_LAYERS, RUNTIME_CONTEXT_BYTES
+from genaisdk.estimate.constants import ALLOCATOR_FRAGMENTATION, DTYPE_BYTES, FSDP_GATHER_LAYERS, RUNTIME_CONTEXT_BYTES
 
 FP32_BYTES = 4.0
 
@@ -77,11 +88,12 @@ class TrainingMemory:
     """Bytes per device (numpy arrays when any argument was one).
 
     `activations` is the activation footprint at its largest (start of the backward pass:
-    stored activations, loss buffers, backward-only buffers). `overheads` has one line per
-    overhead: 'runtime', 'gather_buffers', 'gradient_bucket', 'step_buffers',
-    'fragmentation'. `phases` has the transient bytes of 'forward', 'backward' and 'step'.
-    `total` is the peak: persistent + max(phases) + fragmentation. `host` is what offload
-    keeps in host memory, per device.
+    stored activations plus the larger of the loss buffers and the layer full recomputation
+    rebuilds). `overheads` has one line per overhead: 'runtime', 'gather_buffers',
+    'gradient_bucket', 'step_buffers', 'update_buffer', 'fragmentation'. `phases` has the
+    transient bytes of 'forward', 'backward' and 'step' (gradients included where they are
+    live). `persistent` is weights + optimizer + runtime. `total` is the peak: persistent +
+    max(phases) + fragmentation. `host` is what offload keeps in host memory, per device.
     """
 
     weights: np.ndarray | float
@@ -124,6 +136,7 @@ def model_state(
     master_bytes=0.0,
     trainable_params=None,
     frozen_weight_bytes=None,
+    kept_params=0.0,
     dp=1,
     shards_optimizer=False,
     shards_gradients=False,
@@ -135,7 +148,8 @@ def model_state(
 
     - weights: trainable params x `weight_bytes` (the working copy used in forward and
       backward) + frozen params x `frozen_weight_bytes` (QLoRA's 4-bit base), over N_d when
-      weights are sharded;
+      weights are sharded; `kept_params` of the frozen ones stay at `weight_bytes` (the
+      embeddings, norms and output layer a 4-bit library does not quantize);
     - gradients: trainable params x `gradient_bytes`, over N_d when gradients are sharded;
     - optimizer: trainable params x (`optimizer_bytes` + `master_bytes`), ZeRO's K, over
       N_d when optimizer state is sharded.
@@ -149,10 +163,11 @@ def model_state(
         raise ValueError("the data-parallel degree must be >= 1")
     params = np.asarray(params, dtype=float)
     trainable = params if trainable_params is None else np.asarray(trainable_params, dtype=float)
-    frozen = params - trainable
+    kept = np.asarray(kept_params, dtype=float)
+    frozen = params - trainable - kept
     frozen_bytes = weight_bytes if frozen_weight_bytes is None else frozen_weight_bytes
 
-    weights = _shard(trainable * weight_bytes + frozen * frozen_bytes, shards_weights, dp)
+    weights = _shard((trainable + kept) * weight_bytes + frozen * frozen_bytes, shards_weights, dp)
     gradients = _shard(trainable * gradient_bytes, shards_gradients, dp)
     optimizer = _shard(trainable * (np.asarray(optimizer_bytes, dtype=float) + master_bytes), shards_optimizer, dp)
 
@@ -179,8 +194,10 @@ def training_memory(
     gradient_bytes,
     optimizer_bytes,
     master_bytes=0.0,
+    update_bytes=0.0,
     trainable_params=None,
     frozen_weight_bytes=None,
+    kept_params=0.0,
     largest_layer=0.0,
     dp=1,
     shards_optimizer=False,
@@ -191,6 +208,7 @@ def training_memory(
     stored_activations=0.0,
     loss_buffers=0.0,
     backward_buffers=0.0,
+    accumulates=True,
     runtime_bytes=RUNTIME_CONTEXT_BYTES,
     fragmentation=ALLOCATOR_FRAGMENTATION,
     gather_layers=FSDP_GATHER_LAYERS,
@@ -202,6 +220,12 @@ def training_memory(
     `activation_memory(...)`). `largest_layer` is `ParamCount.largest_layer`: a fully
     sharded step gathers `gather_layers` (about two) of them at a time, and a sharded
     gradient is reduce-scattered one layer-sized bucket at a time.
+
+    `update_bytes` is the optimizer step's temporaries per trainable parameter (one
+    parameter-sized buffer at the optimizer-state dtype for Adam, 0 for plain SGD or a fused
+    kernel), sharded like the optimizer state. `accumulates` (may be an array) is true when
+    several micro-batches accumulate into one step, so that gradients are held through every
+    forward pass but the first (module docstring).
     """
     state = model_state(
         params=params,
@@ -211,6 +235,7 @@ def training_memory(
         master_bytes=master_bytes,
         trainable_params=trainable_params,
         frozen_weight_bytes=frozen_weight_bytes,
+        kept_params=kept_params,
         dp=dp,
         shards_optimizer=shards_optimizer,
         shards_gradients=shards_gradients,
@@ -242,13 +267,26 @@ def training_memory(
         _shard(trainable * FP32_BYTES, shards_optimizer, dp),
         0.0,
     )
+    # The update's own temporaries (sqrt(v̂) + ε of a multi-tensor Adam), on the host when
+    # the step runs there.
+    update_buffer = np.where(
+        np.asarray(offload_optimizer, dtype=bool),
+        0.0,
+        _shard(trainable * np.asarray(update_bytes, dtype=float), shards_optimizer, dp),
+    )
 
-    activations = stored_activations + loss_buffers + backward_buffers
-    forward = stored_activations + loss_buffers + gather
-    backward = activations + gather + bucket
-    step = step_buffers
+    grads = state.gradients
+    held = np.where(np.asarray(accumulates, dtype=bool), grads, 0.0)
+    stored = np.asarray(stored_activations, dtype=float)
+    loss = np.asarray(loss_buffers, dtype=float)
+    rebuilt = np.asarray(backward_buffers, dtype=float)
+    # The loss buffers are freed by the loss's backward before the first layer is rebuilt.
+    activations = stored + np.maximum(loss, rebuilt)
+    forward = held + stored + loss + gather
+    backward = np.maximum(held + activations, grads + rebuilt) + gather + bucket
+    step = grads + step_buffers + update_buffer
     runtime = np.asarray(runtime_bytes, dtype=float)
-    persistent = state.device + runtime
+    persistent = state.weights + state.optimizer + runtime
     allocated = persistent + np.maximum(np.maximum(forward, backward), step)
     frag = fragmentation * allocated
     total = allocated + frag
@@ -269,6 +307,7 @@ def training_memory(
             "gather_buffers": full(gather),
             "gradient_bucket": full(bucket),
             "step_buffers": full(step_buffers),
+            "update_buffer": full(update_buffer),
             "fragmentation": frag,
         },
         phases={"forward": full(forward), "backward": full(backward), "step": full(step)},
@@ -286,3 +325,35 @@ def training_memory(
 def weights_bytes(params, weight_bytes):
     """Bytes of a set of weights: params x bytes per element (1B fp32 params = 4 GB)."""
     return np.asarray(params, dtype=float) * weight_bytes
+
+
+FLOAT_STATE_DTYPES = ("fp32", "bf16", "fp16")
+"""Optimizer-state dtypes whose update runs element-wise on whole tensors; an 8-bit state
+is updated block by block inside one kernel (Dettmers et al. 2022, '8-bit Optimizers via
+Block-wise Quantization', Sec. 2: dequantize, update and requantize each block in
+registers), so it materializes no parameter-sized temporary."""
+
+
+def optimizer_state_dtype(native: str, precision_default: str, requested: str | None = None) -> str:
+    """The dtype an optimizer's state is kept in: the spec's request; else the optimizer's
+    own format when it is not fp32 (8-bit Adam's int8); else the precision record's
+    (`Precision.optimizer_state_dtype`)."""
+    if requested:
+        return requested
+    return native if native != "fp32" else precision_default
+
+
+def optimizer_state_bytes(state_bytes, native: str, dtype: str):
+    """Bytes per trainable parameter of an optimizer's state (`Optimizer.state_bytes`,
+    counted in `native`) kept in `dtype`: AdamW's two fp32 moments (8 bytes) are 4 in bf16
+    and 2 in int8 (the block scales, 8/2048 bytes per parameter, are not counted)."""
+    return np.asarray(state_bytes, dtype=float) * DTYPE_BYTES[dtype] / DTYPE_BYTES[native]
+
+
+def update_buffer_bytes(update_buffers, dtype: str):
+    """Bytes per trainable parameter of the optimizer step's temporaries: `update_buffers`
+    parameter-sized buffers at the state dtype (Adam: sqrt(v̂) + ε), none for an 8-bit state
+    (`FLOAT_STATE_DTYPES`)."""
+    if dtype not in FLOAT_STATE_DTYPES:
+        return np.asarray(0.0)
+    return np.asarray(update_buffers, dtype=float) * DTYPE_BYTES[dtype]

@@ -19,6 +19,7 @@ from genaisdk.estimate.data import epochs_over, mix_tokens, raw_tokens_needed, u
 from genaisdk.estimate.constants import DTYPE_BYTES
 from genaisdk.estimate.inference import inference_memory
 from genaisdk.estimate.inference import InferenceMemory as InferenceMemoryParts
+from genaisdk.estimate.memory import optimizer_state_bytes, update_buffer_bytes
 from genaisdk.planning.advice import domain_share
 from genaisdk.planning.grid import PHASES, Grid, GridResult, evaluate, powers_of_two
 from genaisdk.planning.notes import Notes
@@ -219,6 +220,8 @@ def assemble(stages: Stages, notes: Notes) -> Plan:
         micro_batch=int(micro),
         recompute=recompute,
         mfu=ctx.mfu,
+        optimizer_state=ctx.optimizer_state,
+        master_weights="fp32" if ctx.precision.master_bytes >= 4 else (None if not ctx.precision.master_bytes else "bf16"),
         attention=p.train.attention or "flash",
         adaptation=r.adaptation.key,
         global_batch_tokens=batch_tokens,
@@ -373,7 +376,16 @@ def assumptions(stages: Stages, plan: Plan, notes: Notes) -> None:
     ctx = stages.ctx
     a = notes.assume
     prec, opt, dims, hw = ctx.precision, ctx.resolved.optimizer, stages.dims, ctx.hardware
-    a("peak_flops", ctx.peak, f"{hw.key} dense {prec.compute_dtype} peak; {hw.source or 'hardware record'}")
+    if ctx.peak_dtype and ctx.peak_dtype != prec.compute_dtype:
+        a(
+            "peak_flops",
+            ctx.peak,
+            f"{hw.key} dense {ctx.peak_dtype} peak standing in for {prec.compute_dtype}, which it quotes no figure for; "
+            f"{hw.source or 'hardware record'}",
+            f"{prec.compute_dtype} arithmetic runs at most this fast there: the time is a lower bound",
+        )
+    else:
+        a("peak_flops", ctx.peak, f"{hw.key} dense {prec.compute_dtype} peak; {hw.source or 'hardware record'}")
     a("weight_bytes", prec.weight_bytes, f"precision `{prec.key}`: working copy of the weights ({prec.param_dtype})")
     a(
         "gradient_bytes",
@@ -382,7 +394,23 @@ def assumptions(stages: Stages, plan: Plan, notes: Notes) -> None:
         "gradients in the working dtype (ZeRO's 16 B/param); fp32 main gradients would give Megatron-LM's 18",
     )
     a("master_bytes", prec.master_bytes, f"precision `{prec.key}`: fp32 master copy for the update" if prec.master_bytes else f"precision `{prec.key}`: no master copy")
-    a("optimizer_state_bytes", opt.state_bytes, f"optimizer `{opt.key}`", opt.state_note)
+    state = float(optimizer_state_bytes(opt.state_bytes, opt.state_dtype, ctx.optimizer_state))
+    a("optimizer_state_bytes", state, f"optimizer `{opt.key}` in {ctx.optimizer_state}", opt.state_note)
+    update = float(update_buffer_bytes(opt.update_buffers, ctx.optimizer_state))
+    a(
+        "update_buffer_bytes",
+        update,
+        f"optimizer `{opt.key}`: {opt.update_buffers:g} parameter-sized buffer(s) at {ctx.optimizer_state} in the step"
+        if update
+        else f"optimizer `{opt.key}` in {ctx.optimizer_state}: the update needs no parameter-sized temporary",
+        "PyTorch's multi-tensor Adam (`_foreach_sqrt`); a fused optimizer kernel needs none",
+    )
+    a(
+        "gradient_lifetime",
+        "backward to step",
+        "gradients are freed after each step (PyTorch zero_grad(set_to_none=True), a functional JAX step)",
+        "with gradient accumulation they are held through every micro-batch's forward pass",
+    )
     a("activation_bytes", prec.activation_bytes, f"precision `{prec.key}`; dropout masks 1 byte (Korthikanti et al. 2022, Sec. 4.1)")
     a("attention", plan.train.attention, "flash attention keeps no s x s scores (Dao et al. 2022)" if plan.train.attention != "materialized" else "materialized scores: 5·a·s²·b bytes per layer")
     a("tied_embeddings", dims.tied_embeddings, "the model's dimensions", "an untied output projection adds vocab x d_model parameters")

@@ -1,6 +1,6 @@
 """Stage 2: what every later stage reads, decided once and frozen: the precision
-(`precision = auto`), the MFU, the peak FLOP/s and price of one device, the device count
-when the spec fixes it, the training context and the vocabulary."""
+(`precision = auto`), the optimizer state's dtype, the MFU, the peak FLOP/s and price of one
+device, the device count when the spec fixes it, the training context and the vocabulary."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import attrs
 from genaisdk.core import codes
 from genaisdk.diagnostics import SpecError
 from genaisdk.estimate import constants
+from genaisdk.estimate.memory import optimizer_state_dtype
 from genaisdk.planning.notes import Notes
 from genaisdk.planning.resolve import Resolved, auto_precision
 from genaisdk.planning.sizing import context_of
@@ -32,7 +33,14 @@ class PlanContext:
     """The training precision (the spec's, or `auto_precision`'s choice)."""
     mfu: float
     peak: float
-    """Dense peak FLOP/s of one device at the precision's compute dtype."""
+    """Dense peak FLOP/s of one device at the precision's compute dtype (or at `peak_dtype`,
+    the nearest format the hardware quotes, when it quotes none for that dtype); 0.0 when
+    none stands in (the plan then has no time, GP406)."""
+    peak_dtype: str
+    """The dtype `peak` is quoted for: the compute dtype, or the stand-in `Hardware.peak_for`
+    chose (the validation layer's GS306 warning says so); "" when `peak` is 0.0."""
+    optimizer_state: str
+    """The dtype of the optimizer's state (`train.optimizer_state`, else the records')."""
     price: float | None
     """USD per device-hour: the spec's `price_per_hour`, else the hardware record's."""
     devices_fixed: int | None
@@ -61,13 +69,16 @@ def build_context(spec: Spec, registry: Registry, resolved: Resolved, notes: Not
     precision = _precision(spec, resolved, notes)
     mfu = _mfu(project, notes)
     price = project.budget.price_per_hour if project.budget.price_per_hour is not None else hardware.price_per_hour
+    peak, peak_dtype = hardware.peak_for(precision.compute_dtype)
     return PlanContext(
         spec=spec,
         registry=registry,
         resolved=resolved,
         precision=precision,
+        optimizer_state=_optimizer_state(project, resolved, precision, notes),
         mfu=mfu,
-        peak=float(hardware.peak_flops.get(precision.compute_dtype, 0.0)),
+        peak=peak,
+        peak_dtype=peak_dtype,
         price=price,
         devices_fixed=_devices_fixed(project, notes),
         context=context_of(project.model, resolved),
@@ -89,34 +100,45 @@ def _mfu(project: Project, notes: Notes) -> float:
 
 
 def _precision(spec: Spec, resolved: Resolved, notes: Notes) -> Precision:
-    """The spec's precision, or for `auto` the best the hardware computes in. The
-    validation layer has checked that the hardware runs it (GS306); this re-checks for a
-    plan of a method that trains nothing, where the peak only dates a serving replica."""
+    """The spec's precision, or for `auto` the best the hardware computes in. A precision
+    the hardware has no arithmetic for is still planned: memory does not depend on it, and
+    time takes the nearest format the hardware quotes (`Hardware.peak_for`; the validation
+    layer warns, GS306). Where no quoted format stands in (a device described without
+    throughput), the plan has no time or cost (GP406)."""
     hardware = resolved.hardware
     precision = resolved.precision
     if precision is None:
         precision, why = auto_precision(hardware, resolved.precisions)
         if precision is None:
-            notes.diag(codes.NO_PEAK_FOR_PRECISION, why, "budget.hardware")
+            notes.diag(codes.NO_TRAINING_FORMAT, why, "budget.hardware")
             raise SpecError(notes.diagnostics, spec.source)
         notes.reason("train.precision", precision.key, why)
-    if resolved.adaptation.trains and not hardware.peak_flops:
+    if resolved.adaptation.trains and not hardware.peak_for(precision.compute_dtype)[1]:
+        # No quoted format stands in (`Hardware.peak_for`): memory is answered, time is not.
+        what = "no throughput" if not hardware.peak_flops else f"no floating-point throughput for {precision.compute_dtype}"
         notes.diag(
             codes.NO_THROUGHPUT,
-            f"{hardware.key} quotes no throughput: the plan answers memory, but has no training time or cost",
+            f"{hardware.key} quotes {what}: the plan answers memory, but has no training time or cost",
             "budget.hardware",
             hint=f"add the device's dense {precision.compute_dtype} peak, e.g. `{precision.compute_dtype} = 150 TFLOP/s`",
         )
-    elif resolved.adaptation.trains and precision.compute_dtype not in hardware.peak_flops:
-        supported = ", ".join(sorted(hardware.peak_flops))
-        notes.diag(
-            codes.NO_PEAK_FOR_PRECISION,
-            f"{hardware.key} has no {precision.compute_dtype} arithmetic for precision `{precision.key}`",
-            "train.precision",
-            hint=f"{hardware.key} computes in: {supported}",
-        )
-        raise SpecError(notes.diagnostics, spec.source)
     return precision
+
+
+def _optimizer_state(project: Project, resolved: Resolved, precision: Precision, notes: Notes) -> str:
+    """The optimizer state's dtype (`estimate.memory.optimizer_state_dtype`), with its reason."""
+    optimizer = resolved.optimizer
+    requested = project.train.optimizer_state
+    dtype = optimizer_state_dtype(optimizer.state_dtype, precision.optimizer_state_dtype, requested)
+    if requested:
+        why = "given in the spec"
+    elif optimizer.state_dtype != "fp32":
+        why = f"the format of optimizer `{optimizer.key}`"
+    else:
+        why = f"precision `{precision.key}` keeps optimizer moments in {dtype} (set train.optimizer_state to change it)"
+    if optimizer.state_bytes > 0:
+        notes.reason("train.optimizer_state", dtype, why)
+    return dtype
 
 
 def _devices_fixed(project: Project, notes: Notes) -> int | None:

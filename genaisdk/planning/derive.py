@@ -23,6 +23,7 @@ from genaisdk.estimate import params as params_math
 from genaisdk.estimate.constants import PF_DAY, SECONDS_PER_DAY, SECONDS_PER_HOUR
 from genaisdk.estimate.constants import DTYPE_BYTES
 from genaisdk.estimate.inference import KV_FACTOR, LOGIT_BYTES, widest_values
+from genaisdk.estimate.memory import optimizer_state_bytes, optimizer_state_dtype
 from genaisdk.estimate.scaling import CHINCHILLA
 from genaisdk.planning.grid import activation_parts, memory_for, precision_arrays, strategy_arrays
 from genaisdk.plans import Term
@@ -212,7 +213,10 @@ def _chosen_memory(stages: Stages):
     f = stages.fitted
     assert f is not None
     c = f.choice
-    prec = {k: v.reshape(1) for k, v in precision_arrays([c.precision], stages.ctx.hardware, axis=0, ndim=1).items()}
+    arrays = precision_arrays(
+        [c.precision], stages.ctx.hardware, axis=0, ndim=1, optimizer=f.case.optimizer, optimizer_state=f.case.optimizer_state
+    )
+    prec = {k: v.reshape(1) for k, v in arrays.items()}
     strat = {k: v.reshape(1) for k, v in strategy_arrays([c.strategy], axis=0, ndim=1).items()}
     mem, parts = memory_for(f.case, precision_arrays=prec, strategy_arrays=strat, dp=np.array([float(c.devices)]), micro_batch=np.array([float(c.micro_batch)]), recompute=c.recompute)
     return mem, parts
@@ -230,20 +234,25 @@ def _memory(plan: Plan, stages: Stages) -> list[Term]:
     p, s = c.precision, c.strategy
     mem, _ = _chosen_memory(stages)
     dp = c.devices
-    trainable, resident = f.case.trainable, f.case.params
-    frozen = resident - trainable
+    trainable, resident, kept = f.case.trainable, f.case.params, f.case.kept_params
+    frozen = resident - trainable - kept
     terms = []
     w_div = [(dp, "devices (sharded)")] if s.shards_weights else []
     if frozen > 0.5:
         fb = f.case.frozen_weight_bytes if f.case.frozen_weight_bytes is not None else p.weight_bytes
+        kept_text = f" + {num(kept)} unquantized × {num(p.weight_bytes)} B" if kept else ""
         terms.append(
             Term(
                 name="weights",
-                formula="trainable × bytes + frozen × frozen bytes" + (" / devices" if s.shards_weights else ""),
-                substituted=f"({num(trainable)} × {num(p.weight_bytes)} B + {num(frozen)} × {num(fb)} B)" + (f" / {dp}" if s.shards_weights else ""),
+                formula="trainable × bytes + frozen × frozen bytes"
+                + (" + unquantized (embeddings, norms, output) × bytes" if kept else "")
+                + (" / devices" if s.shards_weights else ""),
+                substituted=f"({num(trainable)} × {num(p.weight_bytes)} B + {num(frozen)} × {num(fb)} B{kept_text})"
+                + (f" / {dp}" if s.shards_weights else ""),
                 value=b.weights,
                 unit="bytes",
-                check=(trainable * p.weight_bytes + frozen * fb) / (dp if s.shards_weights else 1) * (0 if s.offload_weights else 1),
+                check=((trainable + kept) * p.weight_bytes + frozen * fb) / (dp if s.shards_weights else 1) * (0 if s.offload_weights else 1),
+                source="bitsandbytes quantizes linear layers only (transformers `replace_with_bnb_linear`)" if kept else "",
             )
         )
     else:
@@ -271,11 +280,13 @@ def _memory(plan: Plan, stages: Stages) -> list[Term]:
         )
     )
     opt = stages.ctx.resolved.optimizer
+    state_dtype = optimizer_state_dtype(opt.state_dtype, p.optimizer_state_dtype, f.case.optimizer_state)
+    state_bytes = float(optimizer_state_bytes(opt.state_bytes, opt.state_dtype, state_dtype))
     terms.append(
         product_term(
             "optimizer",
             "trainable params × (optimizer state + master copy) bytes" + (" / devices" if s.shards_optimizer else ""),
-            [(trainable, "params"), (opt.state_bytes + p.master_bytes, f"B ({opt.key} {num(opt.state_bytes)} + master {num(p.master_bytes)})")]
+            [(trainable, "params"), (state_bytes + p.master_bytes, f"B ({opt.key} {num(state_bytes)} in {state_dtype} + master {num(p.master_bytes)})")]
             + ([(0, "(offloaded to host)")] if s.offload_optimizer else []),
             b.optimizer,
             "bytes",
@@ -283,12 +294,12 @@ def _memory(plan: Plan, stages: Stages) -> list[Term]:
             source="ZeRO's K (12 for mixed-precision Adam), Sec. 3.1" + ("; stage 1 shards it" if s.shards_optimizer else ""),
         )
     )
-    per_param = float(p.weight_bytes + p.gradient_bytes + opt.state_bytes + p.master_bytes)
+    per_param = float(p.weight_bytes + p.gradient_bytes + state_bytes + p.master_bytes)
     terms.append(
         sum_term(
             "model state per parameter",
             "weight + gradient + optimizer state + master bytes (unsharded)",
-            [(p.weight_bytes, "weight"), (p.gradient_bytes, "gradient"), (opt.state_bytes, "optimizer state"), (p.master_bytes, "master")],
+            [(p.weight_bytes, "weight"), (p.gradient_bytes, "gradient"), (state_bytes, f"optimizer state ({state_dtype})"), (p.master_bytes, "master")],
             per_param,
             "B/param",
             source="fp32 Adam: 4 + 4 + 8 = 16; mixed-precision Adam: 2 + 2 + 12 = 16 (ZeRO, Sec. 3.1)",
@@ -297,7 +308,7 @@ def _memory(plan: Plan, stages: Stages) -> list[Term]:
     terms.append(
         sum_term(
             "activations",
-            f"stored for backward + logits buffers + backward-only buffers (micro-batch {c.micro_batch}, {c.recompute} recomputation)",
+            f"stored for backward + the larger of the loss buffers and the rebuilt layer (micro-batch {c.micro_batch}, {c.recompute} recomputation)",
             [(float(act_part), name) for name, act_part in _activation_groups(f).items()],
             b.activations,
             "bytes",
@@ -312,8 +323,8 @@ def _memory(plan: Plan, stages: Stages) -> list[Term]:
     terms.append(
         sum_term(
             "persistent",
-            "weights + gradients + optimizer + runtime",
-            [(b.weights, "weights"), (b.gradients, "gradients"), (b.optimizer, "optimizer"), (b.overheads.get("runtime", 0.0), "runtime")],
+            "weights + optimizer + runtime (gradients are part of the phases that hold them)",
+            [(b.weights, "weights"), (b.optimizer, "optimizer"), (b.overheads.get("runtime", 0.0), "runtime")],
             persistent,
             "bytes",
         )
@@ -349,6 +360,7 @@ _OVERHEAD_FORMULA = {
     "gather_buffers": "~2 unsharded layers × weight bytes (FSDP / ZeRO-3 all-gather and prefetch)",
     "gradient_bucket": "one unsharded layer of gradients before its reduce-scatter",
     "step_buffers": "fp32 copy of the gradient partition for the optimizer step",
+    "update_buffer": "the optimizer step's temporaries: trainable params × update bytes (Adam: sqrt(v̂) + ε at the state dtype)",
     "fragmentation": "5% of the allocated peak (caching allocator; an assumption)",
 }
 
@@ -356,11 +368,9 @@ _OVERHEAD_FORMULA = {
 def _activation_groups(f: Fitted) -> dict[str, float]:
     c = f.choice
     parts = activation_parts(f.case, micro_batch=c.micro_batch, recompute=c.recompute, bytes_per_value=c.precision.activation_bytes)
-    return {
-        "stored": float(act.stored_bytes(parts)),
-        "logits": float(act.loss_bytes(parts)),
-        "backward-only": float(act.backward_bytes(parts)),
-    }
+    loss, rebuilt = float(act.loss_bytes(parts)), float(act.backward_bytes(parts))
+    # The loss buffers and the layer full recomputation rebuilds are never alive together.
+    return {"stored": float(act.stored_bytes(parts)), ("loss buffers" if loss >= rebuilt else "rebuilt layer"): max(loss, rebuilt)}
 
 
 def _activations(plan: Plan, stages: Stages) -> list[Term]:
@@ -407,7 +417,8 @@ _PART_FORMULA = {
     "embedding": "embedding dropout mask, s·b·h bytes",
     "final_norm": "final norm input, p·s·b·h",
     "logits": "s·b·V at the activation precision",
-    "logits_fp32": "s·b·V fp32 copy for the cross-entropy",
+    "logits_fp32": "s·b·V fp32 log-probabilities the cross-entropy saves",
+    "loss_gradients": "s·b·V·8: fp32 gradients w.r.t. the log-probabilities and the logits",
 }
 
 
@@ -464,7 +475,7 @@ def _time(plan: Plan, stages: Stages) -> list[Term]:
             [(c.model_flops, "FLOPs")],
             t.seconds,
             "s",
-            divisors=[(plan.train.devices, "devices"), (stages.ctx.peak, f"FLOP/s ({stages.ctx.precision.compute_dtype} peak)"), (plan.train.mfu, "MFU")],
+            divisors=[(plan.train.devices, "devices"), (stages.ctx.peak, f"FLOP/s ({stages.ctx.peak_dtype or stages.ctx.precision.compute_dtype} peak)"), (plan.train.mfu, "MFU")],
             source="Chowdhery et al. 2022 (PaLM), App. B: the definition of MFU",
         ),
         product_term("days", "seconds / 86,400", [(t.seconds, "s")], t.days, "days", divisors=[(SECONDS_PER_DAY, "s/day")]),

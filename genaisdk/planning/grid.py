@@ -16,7 +16,7 @@ estimators, the records and the dimensions: it is a leaf of the planner.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -24,7 +24,7 @@ import numpy as np
 
 from genaisdk.dims import Dimensions
 from genaisdk.estimate import activations as act
-from genaisdk.estimate.memory import training_memory
+from genaisdk.estimate.memory import optimizer_state_bytes, optimizer_state_dtype, training_memory, update_buffer_bytes
 from genaisdk.records import Architecture, Hardware, Optimizer, ParamCount, Precision, Strategy
 
 RECOMPUTE_ORDER = ("none", "selective", "full")
@@ -58,8 +58,12 @@ class ModelCase:
 
     `params` is every parameter resident on the devices (RLHF: all four models); `trainable`
     those with gradients and optimizer state; `frozen_weight_bytes` the bytes per frozen
-    parameter (QLoRA's 4-bit base; None: the training precision's). `largest_layer` is the
-    unit a fully sharded step gathers. `model_flops` are the run's training model FLOPs."""
+    parameter (QLoRA's 4-bit base; None: the training precision's) and `kept_params` the
+    frozen ones a k-bit base keeps at the working precision. `largest_layer` is the unit a
+    fully sharded step gathers. `model_flops` are the run's training model FLOPs.
+    `optimizer_state` is the spec's optimizer-state dtype (None: each precision's default).
+    `extra_activations(dims, seq=, micro_batch=, recompute=, bytes_per_value=)` gives the
+    activation parts adapters add (`Trainable.activation_parts`)."""
 
     dims: Dimensions
     family: str
@@ -77,6 +81,9 @@ class ModelCase:
     model_flops: float
     largest_layer: float
     runtime_bytes: float | None = None
+    kept_params: float = 0.0
+    optimizer_state: str | None = None
+    extra_activations: Callable[..., Mapping[str, Any]] | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -138,8 +145,8 @@ class GridResult:
 
 def activation_parts(case: ModelCase, *, micro_batch, recompute: str, bytes_per_value) -> dict[str, Any]:
     """The architecture's activation bytes of one micro-batch, by part (Korthikanti et al.
-    2022 accounting; see `genaisdk.estimate.activations`)."""
-    return dict(
+    2022 accounting; see `genaisdk.estimate.activations`), with what adapters add."""
+    parts = dict(
         case.architecture.activation_bytes(
             case.dims,
             seq=case.seq,
@@ -149,6 +156,11 @@ def activation_parts(case: ModelCase, *, micro_batch, recompute: str, bytes_per_
             bytes_per_value=bytes_per_value,
         )
     )
+    if case.extra_activations is not None:
+        parts.update(
+            case.extra_activations(case.dims, seq=case.seq, micro_batch=micro_batch, recompute=recompute, bytes_per_value=bytes_per_value)
+        )
+    return parts
 
 
 def memory_for(
@@ -167,10 +179,12 @@ def memory_for(
         params=case.params,
         weight_bytes=precision_arrays["weight_bytes"],
         gradient_bytes=precision_arrays["gradient_bytes"],
-        optimizer_bytes=case.optimizer.state_bytes,
+        optimizer_bytes=precision_arrays["optimizer_bytes"],
+        update_bytes=precision_arrays["update_bytes"],
         master_bytes=precision_arrays["master_bytes"],
         trainable_params=case.trainable,
         frozen_weight_bytes=case.frozen_weight_bytes,
+        kept_params=case.kept_params,
         largest_layer=case.largest_layer,
         dp=dp,
         shards_optimizer=strategy_arrays["shards_optimizer"],
@@ -181,21 +195,44 @@ def memory_for(
         stored_activations=act.stored_bytes(parts),
         loss_buffers=act.loss_bytes(parts),
         backward_buffers=act.backward_bytes(parts),
+        # Gradients stay through later forward passes only when micro-batches accumulate.
+        accumulates=np.ceil(case.global_batch_sequences / (np.asarray(micro_batch, dtype=float) * np.asarray(dp, dtype=float))) > 1,
         **extra,
     ), parts
 
 
-def precision_arrays(precisions: Sequence[Precision], hardware: Hardware, axis: int = 0, ndim: int = 5) -> dict[str, np.ndarray]:
-    # A device that quotes no throughput at all runs every precision as far as memory goes;
-    # its time is unknown (NaN), not its arithmetic missing.
-    unknown = not hardware.peak_flops
-    peak = [hardware.peak_flops.get(p.compute_dtype, math.nan) for p in precisions]
+def precision_arrays(
+    precisions: Sequence[Precision],
+    hardware: Hardware,
+    axis: int = 0,
+    ndim: int = 5,
+    *,
+    optimizer: Optimizer | None = None,
+    optimizer_state: str | None = None,
+) -> dict[str, np.ndarray]:
+    """Per precision: bytes per element, the peak FLOP/s (`Hardware.peak_for`: the nearest
+    format the hardware quotes stands in for one it does not), and, given the optimizer,
+    its state and update-buffer bytes in the dtype each precision keeps them in.
+
+    `supported` marks the precisions the plan answers on this hardware. Memory never
+    depends on the arithmetic, so every precision is answered; where no quoted format
+    stands in (a device described without throughput) the peak is NaN and the time is
+    unknown (GP406), not the precision refused."""
+    peak = [hardware.peak_for(p.compute_dtype)[0] or math.nan for p in precisions]
+    dtypes = [
+        optimizer_state_dtype(optimizer.state_dtype, p.optimizer_state_dtype, optimizer_state) if optimizer is not None else "fp32"
+        for p in precisions
+    ]
+    state = [float(optimizer_state_bytes(optimizer.state_bytes, optimizer.state_dtype, d)) if optimizer is not None else 0.0 for d in dtypes]
+    update = [float(update_buffer_bytes(optimizer.update_buffers, d)) if optimizer is not None else 0.0 for d in dtypes]
     return {
-        "supported": _axis([unknown or p.compute_dtype in hardware.peak_flops for p in precisions], axis, ndim),
+        "supported": _axis([True] * len(precisions), axis, ndim),
         "weight_bytes": _axis([float(p.weight_bytes) for p in precisions], axis, ndim),
         "gradient_bytes": _axis([float(p.gradient_bytes) for p in precisions], axis, ndim),
         "master_bytes": _axis([float(p.master_bytes) for p in precisions], axis, ndim),
         "activation_bytes": _axis([float(p.activation_bytes) for p in precisions], axis, ndim),
+        "optimizer_bytes": _axis(state, axis, ndim),
+        "update_bytes": _axis(update, axis, ndim),
         "peak": _axis(np.asarray(peak, dtype=float), axis, ndim),
         "trainable": _axis([bool(p.trainable) for p in precisions], axis, ndim),
     }
@@ -210,7 +247,7 @@ def strategy_arrays(strategies: Sequence[Strategy], axis: int = 1, ndim: int = 5
 
 def evaluate(case: ModelCase, grid: Grid) -> GridResult:
     """Memory per device, fit and wall-clock time of every configuration of `grid`."""
-    prec = precision_arrays(grid.precisions, case.hardware)
+    prec = precision_arrays(grid.precisions, case.hardware, optimizer=case.optimizer, optimizer_state=case.optimizer_state)
     strat = strategy_arrays(grid.strategies)
     dp = _axis(np.asarray(grid.devices, dtype=float), 2)
     mb = _axis(np.asarray(grid.micro_batches, dtype=float), 3)

@@ -87,6 +87,8 @@ class RunTrain:
 
     precision: str
     optimizer: str
+    optimizer_state: str
+    """The dtype the optimizer's moments are kept in (the plan's `train.optimizer_state`)."""
     strategy: str
     devices: int
     hardware: str
@@ -217,6 +219,7 @@ def run_settings(
         train=RunTrain(
             precision=run_precision,
             optimizer=t.optimizer,
+            optimizer_state=t.optimizer_state,
             strategy=t.strategy,
             devices=run_devices,
             hardware=t.hardware,

@@ -186,7 +186,7 @@ def run_sweep(planned: Planned, *, sizes: Sequence[float] | None = None) -> Swee
     plan_row = _plan_row(planned)
     if stages.fitted is None:
         return SweepResult(configurations=0, seconds=0.0, front=(plan_row,), capacity=float(ctx.hardware.memory_bytes), tokens_rule="nothing trains")
-    if not ctx.hardware.peak_flops:
+    if not ctx.peak:
         return SweepResult(configurations=0, seconds=0.0, front=(plan_row,), capacity=float(ctx.hardware.memory_bytes),
                            tokens_rule="the device quotes no throughput: no time to trade against")
     grid_axes, varied = _axes(stages)

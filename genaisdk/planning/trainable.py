@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from genaisdk.estimate import constants
-from genaisdk.estimate.adaptation import alignment_params, lora_params
+from genaisdk.estimate.adaptation import alignment_params, kbit_kept_params, kbit_upcast_bytes, lora_activation_bytes, lora_params
 from genaisdk.planning.notes import Notes
 from genaisdk.records import ParamCount
 
@@ -37,7 +37,34 @@ class Trainable:
     """'rlhf' or 'dpo' when several models are resident."""
     frozen_weight_bytes: float | None = None
     """Bytes per frozen parameter (QLoRA's 4-bit base); None: the training precision's."""
+    kbit: bool = False
+    """The frozen base is quantized (QLoRA's NF4, an 8-bit base) and prepared for k-bit
+    training: its embeddings, norms and output head stay at the working precision, and its
+    activations are upcast (`genaisdk.estimate.adaptation`)."""
     family: str = "decoder"
+
+    def kept(self, count: ParamCount) -> float:
+        """Frozen parameters kept at the working precision (a k-bit base's embeddings, norms
+        and output head); 0 otherwise."""
+        return kbit_kept_params(count) if self.kbit else 0.0
+
+    def activation_parts(self, dims: Dimensions, *, seq, micro_batch, recompute: str, bytes_per_value) -> dict:
+        """Activation bytes the adapters and a k-bit base add to the architecture's own, by
+        part (`genaisdk.estimate.adaptation`); empty when every weight trains."""
+        if self.lora is None:
+            return {}
+        parts = {}
+        if self.kbit:
+            parts.update(
+                kbit_upcast_bytes(dims, family=self.family, seq=seq, micro_batch=micro_batch, recompute=recompute, bytes_per_value=bytes_per_value)
+            )
+        parts.update(
+            lora_activation_bytes(
+                dims, rank=self.lora.rank, targets=self.lora.targets, family=self.family, seq=seq, micro_batch=micro_batch,
+                recompute=recompute, bytes_per_value=constants.DTYPE_BYTES["fp32"] if self.kbit else bytes_per_value,
+            )
+        )
+        return parts
 
     def resident(self, dims: Dimensions, count: ParamCount) -> tuple[float, float]:
         """(parameters resident on the devices, parameters that train) for a model."""
@@ -70,6 +97,7 @@ def trainable_for(ctx: PlanContext, dims: Dimensions, count: ParamCount, notes: 
     alignment = _alignment(ctx)
     lora = None
     frozen_bytes = None
+    kbit = False
     if a.trains and not a.full and not alignment:
         rank = adapt.rank or a.default_rank or 8
         targets = tuple(str(t).strip().lower() for t in adapt.targets) or tuple(a.default_targets) or ("q", "v")
@@ -77,6 +105,7 @@ def trainable_for(ctx: PlanContext, dims: Dimensions, count: ParamCount, notes: 
         if a.frozen_precision:
             frozen = ctx.registry.get("precisions", a.frozen_precision)
             frozen_bytes = float(frozen.weight_bytes) if frozen is not None else None
+            kbit = frozen is not None and not frozen.trainable
             if a.frozen_precision in ("int4", "nf4") and a.key == "qlora":
                 frozen_bytes = constants.NF4_DOUBLE_QUANT_BYTES
                 notes.assume(
@@ -90,8 +119,25 @@ def trainable_for(ctx: PlanContext, dims: Dimensions, count: ParamCount, notes: 
         lora=lora,
         alignment=alignment,
         frozen_weight_bytes=frozen_bytes,
+        kbit=kbit,
         family=ctx.resolved.family,
     )
+    if kbit:
+        kept = out.kept(count)
+        notes.assume(
+            "kbit_unquantized_params",
+            kept,
+            "bitsandbytes quantizes linear layers only; the output head is kept unquantized (transformers "
+            "`get_keys_to_not_convert`, `llm_int8_skip_modules`)",
+            "embeddings, norms and output head stay at the working precision",
+        )
+        notes.assume(
+            "kbit_prepared_activations",
+            "fp32 residual stream",
+            "PEFT `prepare_model_for_kbit_training` casts the remaining 16-bit parameters to fp32; "
+            "bitsandbytes `Linear4bit` returns its input's dtype",
+            "the stored block inputs and the FFN's intermediates are fp32",
+        )
     total = float(count.total)
     if lora is not None:
         adapters = out.resident(dims, count)[1]

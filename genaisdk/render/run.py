@@ -21,7 +21,7 @@ def run_settings_text(settings: RunSettings) -> str:
         f"  model        {m.architecture} ({m.family}), {m.objective}, {fmt_count(m.params)} params ({int(m.params):,}): {shape}, "
         f"d_ff {d.d_ff}, vocab {d.vocab}, context {m.context}" + (f", preset {m.preset}" if m.preset else ""),
         f"  adaptation   {adapt}",
-        f"  precision    {t.precision}, optimizer {t.optimizer}",
+        f"  precision    {t.precision}, optimizer {t.optimizer} (state in {t.optimizer_state})",
         f"  devices      {t.devices} x {t.hardware}, strategy {t.strategy}, recompute {t.recompute}, attention {t.attention}",
         f"  batch        {t.global_batch_sequences} sequences x {m.context} tokens = {fmt_count(t.global_batch_tokens)} tokens per step: "
         f"micro-batch {t.micro_batch} x {t.devices} devices x {t.grad_accumulation} accumulation step(s)",

@@ -118,6 +118,8 @@ class AdaptSpec:
 class TrainSpec:
     precision: str | Auto = AUTO
     optimizer: str = "adamw"
+    optimizer_state: str | None = None
+    """fp32 | bf16 | int8: the optimizer moments' dtype; None = the records' default."""
     sharding: str | Auto = AUTO
     batch: float | None = None
     """Global batch, in tokens."""

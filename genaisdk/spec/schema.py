@@ -229,6 +229,9 @@ BLOCKS: dict[str, BlockSchema] = {
         keys=_keys(
             Key(name="precision", kind="name", registry="precisions", auto=True, doc="Training precision, e.g. bf16."),
             Key(name="optimizer", kind="name", registry="optimizers", doc="The optimizer, e.g. adamw."),
+            Key(name="optimizer_state", kind="choice", words=("fp32", "bf16", "int8"),
+                doc="Dtype of the optimizer's moments: fp32, bf16 (what a bf16 PyTorch model's AdamW keeps) or int8 "
+                "(block-wise 8-bit); default: the optimizer's and precision's records."),
             Key(name="sharding", kind="name", registry="strategies", auto=True,
                 doc="Distribution strategy: ddp, zero1, zero2, fsdp (+ offload variants), or auto."),
             Key(example="1M tokens", name="batch", kind="quantity", dimension="tokens", unit_required=True, positive=True,

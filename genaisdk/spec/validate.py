@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from genaisdk.core import codes
 from genaisdk.core.codes import diagnostic
 from genaisdk.core.names import did_you_mean, one_of
+from genaisdk.records import FLOAT_DTYPES
 
 if TYPE_CHECKING:  # pragma: no cover
     from genaisdk.diagnostics import Diagnostic, Span
@@ -201,8 +202,9 @@ def _adaptation_and_precision(c: _Checks) -> None:
             codes.NOT_TRAINABLE, f"`{precision.key}` is for frozen or served weights; training cannot run in it",
             "train.precision", "train in bf16 or fp16; to keep a 4-bit frozen base, use `adapt { method = qlora }`",
         )
-    if hardware is not None and trains and not hardware.peak_flops:
-        # A device described without throughput: memory is answered, time is not (GP406);
+    if hardware is not None and trains and not any(d in FLOAT_DTYPES for d in hardware.peak_flops or {}):
+        # A device that quotes no floating-point throughput (described inline without it):
+        # no format stands in for training arithmetic, so memory is answered, time is not (GP406);
         # only a device count to be found from a time budget cannot do without it.
         budget = project.budget
         if _auto(budget.devices) and budget.time is not None:
@@ -215,15 +217,34 @@ def _adaptation_and_precision(c: _Checks) -> None:
         peaks = hardware.peak_flops or {}
         usable = [d for d in ("bf16", "fp16", "tf32", "fp32", "fp8") if d in peaks]
         if precision is not None and precision.compute_dtype not in peaks:
+            stand_in, dtype = hardware.peak_for(precision.compute_dtype)
             c.add(
                 codes.NO_PEAK_FOR_PRECISION,
-                f"{hardware.key} has no {precision.compute_dtype} arithmetic for precision `{precision.key}`",
+                f"{hardware.key} quotes no {precision.compute_dtype} throughput for precision `{precision.key}`: "
+                + (
+                    f"time uses its {dtype} peak ({stand_in / 1e12:.0f} TFLOP/s), so it is a lower bound"
+                    if dtype
+                    else "memory is planned, time is not"
+                ),
                 "train.precision", f"{hardware.key} computes in {', '.join(usable) or 'no format it quotes'}",
             )
         elif precision is None and _auto(train.precision) and not any(d in peaks for d in STANDARD_DTYPES):
             c.add(
-                codes.NO_PEAK_FOR_PRECISION, f"{hardware.key} quotes no peak for bf16, fp16 or fp32",
+                codes.NO_TRAINING_FORMAT, f"{hardware.key} quotes no peak for bf16, fp16 or fp32",
                 "budget.hardware", "name the precision it computes in (`train { precision = ... }`)",
+            )
+    optimizer = c.registry.get("optimizers", train.optimizer) if (c.registry is not None and train.optimizer) else None
+    if optimizer is not None and train.optimizer_state and trains:
+        if optimizer.state_dtype != "fp32" and train.optimizer_state != optimizer.state_dtype:
+            c.add(
+                codes.STATE_FORMAT,
+                f"`{optimizer.key}` keeps its state in {optimizer.state_dtype}, not {train.optimizer_state}",
+                "train.optimizer_state", f"use adamw with `optimizer_state = {train.optimizer_state}`, or drop the key",
+            )
+        elif optimizer.state_bytes == 0:
+            c.add(
+                codes.IGNORED_STATE, f"`optimizer_state` is ignored: `{optimizer.key}` keeps no state",
+                "train.optimizer_state", "remove it, or choose an optimizer with moments (adamw, lion, ...)",
             )
     model = project.model
     if train.batch is not None and isinstance(model.context, int) and not _auto(model.context) and train.batch < model.context:

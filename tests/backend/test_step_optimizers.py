@@ -110,3 +110,37 @@ def test_eight_bit_adam_follows_full_precision_adam():
     eight, _ = _train(optimizers.adam_8bit(optax.constant_schedule(0.05), b2=0.999), steps=80)
     assert eight[-1] < 0.05 * eight[0]
     np.testing.assert_allclose(eight[:20], full[:20], rtol=0.1)
+
+
+# -- the optimizer state's dtype follows the plan ------------------------------------------
+
+
+def _state_leaves(trainer):
+    """The optimizer state's array leaves (shapes and dtypes only: nothing is compiled)."""
+    return [leaf for leaf in jax.tree.leaves(trainer.abstract_state().opt_state) if leaf.ndim > 0]
+
+
+@pytest.mark.parametrize("state, dtype", [(None, jnp.float32), ("fp32", jnp.float32), ("bf16", jnp.bfloat16)])
+def test_the_optimizer_state_dtype_is_the_plans(make_config, state, dtype):
+    from genaisdk.backend.jax.step import Trainer
+
+    trainer = Trainer(make_config(precision="bf16-pure", optimizer_state=state))
+    leaves = _state_leaves(trainer)
+    assert leaves and all(leaf.dtype == dtype for leaf in leaves)
+
+
+def test_an_int8_state_runs_adamw_block_quantized(make_config):
+    from genaisdk.backend.jax.step import Trainer
+
+    trainer = Trainer(make_config(optimizer="adamw", optimizer_state="int8"))
+    codes = [leaf for leaf in _state_leaves(trainer) if leaf.dtype == jnp.uint8]
+    # Two moments of 8-bit codes per parameter, each with the parameter's shape.
+    params = [leaf for leaf in jax.tree.leaves(trainer.abstract_state().params)]
+    assert len(codes) == 2 * len(params)
+
+
+def test_an_int8_state_without_an_8bit_form_is_refused(make_config):
+    from genaisdk.backend.jax.config import UnsupportedError
+
+    with pytest.raises(UnsupportedError, match="no 8-bit form"):
+        make_config(optimizer="lion", optimizer_state="int8")

@@ -38,8 +38,6 @@ CASES = [
     ("a precision that cannot train", ("precision = bf16", "precision = int8"), [("train.precision", "int8")], "GS304"),
     ("an objective of another family", ("family = decoder", "family = decoder\n    objective = masked-lm"),
      [("model.objective", "masked-lm")], "GS302"),
-    ("bf16 on hardware without bf16", ("8 x a100-80gb", "8 x v100-32gb"), [("budget.hardware", "v100-32gb")], "GS306"),
-    ("fp8 on hardware without fp8", ("precision = bf16", "precision = fp8"), [("train.precision", "fp8")], "GS306"),
     ("everything held out", ("tokens = 2B tokens", "tokens = 2B tokens\n    held_out = 100%"), [("data.held_out", 1.0)], "GS204"),
     ("a mix that is not 100%", ("tokens = 2B tokens", "tokens = 2B tokens\n    mix = { a = 50%, b = 40% }"),
      [("data.mix", {"a": 0.5, "b": 0.4})], "GS207"),
@@ -76,3 +74,27 @@ def test_one_severity_per_code():
     assert not set(CODES) & set(RETIRED)
     for code, (level, meaning) in CODES.items():
         assert severity(code) == level in ("error", "warning", "info") and meaning
+
+
+@pytest.mark.parametrize(
+    "what, change, fields, stand_in",
+    [
+        ("bf16 on hardware without bf16", ("8 x a100-80gb", "8 x v100-32gb"), [("budget.hardware", "v100-32gb")], "fp16"),
+        ("fp8 on hardware without fp8", ("precision = bf16", "precision = fp8"), [("train.precision", "fp8")], "bf16"),
+    ],
+)
+def test_a_precision_the_hardware_does_not_quote_is_planned_with_a_warning(what, change, fields, stand_in):
+    """Memory does not depend on the hardware's arithmetic: check and plan both warn (GS306),
+    and time takes the nearest format the hardware quotes."""
+    old, new = change
+    found = check(BASE.replace(old, new))
+    assert [d.code for d in found if d.is_error] == []
+    assert "GS306" in {d.code for d in found if d.severity == "warning"}
+    spec = genaisdk.loads(BASE)
+    for path, value in fields:
+        spec = _evolve(spec, path, value)
+    plan = genaisdk.plan(spec)
+    assert "GS306" in {d.code for d in plan.diagnostics}
+    peak = next(a for a in plan.assumptions if a.name == "peak_flops")
+    assert f"{stand_in} peak standing in" in peak.source
+    assert plan.time.seconds > 0

@@ -43,7 +43,7 @@ def test_mixed_precision_adam_is_also_16_bytes(make_plan):
     plan = make_plan(model="size = 1B", data="tokens = 20B tokens", train="precision = bf16\noptimizer = adamw", budget="hardware = 1 x a100-80gb")
     mem = terms(plan, "memory")
     assert mem["model state per parameter"].value == 16  # 2 + 2 + 8 + 4 (ZeRO's K = 12)
-    assert "adamw 8 + master 4" in mem["optimizer"].substituted
+    assert "adamw 8 in fp32 + master 4" in mem["optimizer"].substituted
 
 
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: p.name)

@@ -37,6 +37,7 @@ def test_grid_cell_equals_a_scalar_estimate(fitted):
         mem = training_memory(
             params=case.params, weight_bytes=p.weight_bytes, gradient_bytes=p.gradient_bytes,
             optimizer_bytes=case.optimizer.state_bytes, master_bytes=p.master_bytes, trainable_params=case.trainable,
+            update_bytes=case.optimizer.update_buffers * 4.0, accumulates=case.global_batch_sequences > mb * d,
             largest_layer=case.largest_layer, dp=d, shards_optimizer=s.shards_optimizer, shards_gradients=s.shards_gradients,
             shards_weights=s.shards_weights, offload_optimizer=s.offload_optimizer, offload_weights=s.offload_weights,
             stored_activations=act.stored_bytes(parts), loss_buffers=act.loss_bytes(parts), backward_buffers=act.backward_bytes(parts),

@@ -250,6 +250,8 @@ def test_validate_hook_runs_last_and_only_on_a_sound_spec():
         (("  train {", "  adapt {\n    method = finetune\n    targets = [q, v]\n  }\n  train {"), "GS505"),
         (("family = decoder", "family = decoder\n    preset = llama-7b\n    size = 7B"), "GS501"),
         (("precision = bf16", "precision = bf16\n    batch = 512 tokens"), "GS508"),
+        (("precision = bf16", "precision = fp8"), "GS306"),  # no fp8 arithmetic: time from its bf16 peak
+        (("precision = bf16", "precision = bf16\n    optimizer = sgd\n    optimizer_state = bf16"), "GS509"),
     ],
 )
 def test_warnings(change, code, builtin_registry):
@@ -271,7 +273,6 @@ def test_no_task_and_auto_family_warns(builtin_registry):
         (("family = decoder", "family = decoder\n    d_model = 100\n    heads = 12"), "GS210"),
         (("family = decoder", "family = encoder\n    preset = llama-7b"), "GS303"),
         (("family = decoder", "family = decoder\n    objective = masked-lm"), "GS302"),
-        (("8 x a100-80gb", "8 x v100-32gb"), "GS306"),  # no bf16 arithmetic: the plan could not time it
         (("  train {", "  adapt {\n    method = lora\n    targets = [q_proj, v_proj]\n  }\n  train {"), "GS301"),
         (("  train {", "  data {\n    held_out = 100%\n  }\n  train {"), "GS204"),
         (("    cost     = $10k\n", ""), "GP005"),  # size = auto with nothing to size from
@@ -281,6 +282,7 @@ def test_no_task_and_auto_family_warns(builtin_registry):
         (("  train {", "  data {\n    keep = 3\n  }\n  train {"), "GS204"),
         (('project "p" {', 'project "" {'), "GS108"),
         (("  train {", "  model {\n  }\n  train {"), "GS104"),
+        (("precision = bf16", "precision = bf16\n    optimizer = adam-8bit\n    optimizer_state = bf16"), "GS308"),
         (("  train {", "  train2 {\n  }\n  train {"), "GS103"),
         (("precision = bf16", "precision { }"), "GS110"),
         (("  task = chat", "  task = chat\n  model = decoder"), "GS110"),

@@ -34,6 +34,11 @@ MAX_STEPS = 2**31 - 1
 """The most optimizer steps a run can count: the train state's step counter and optax's
 update count are 32-bit integers."""
 
+EIGHT_BIT_FORMS = ("adam", "adamw")
+"""Optimizers whose moments the backend can keep block-wise quantized in 8 bits
+(`genaisdk.backend.jax.quantized_adam`, Dettmers et al. 2022); `adam` runs as AdamW there,
+which is the same update when weight decay is 0 (its default)."""
+
 
 class BackendError(Exception):
     """A problem with the run's configuration, worded for the user (no traceback shown)."""
@@ -84,6 +89,9 @@ class RunConfig:
     seed: int = 0
     dp_impl: str = attrs.field(default="jit", validator=_in(DP_IMPLS))
     recompute: str = attrs.field(default="none", validator=_in(RECOMPUTE))
+    optimizer_state: str | None = attrs.field(default=None, validator=attrs.validators.optional(_in(("fp32", "bf16", "fp16", "int8"))))
+    """The dtype of the optimizer's moments (the plan's `train.optimizer_state`); None: the
+    records' default (`genaisdk.estimate.memory.optimizer_state_dtype`)."""
     optimizer_options: Mapping[str, Any] = attrs.field(factory=dict, converter=lambda m: dict(m or {}))
     """Extra keyword arguments for the optax factory (b1, b2, eps, ...), over the record's defaults."""
     initial_loss_scale: float = 2.0**15
@@ -120,6 +128,18 @@ class RunConfig:
                 f"'{self.strategy.name}' shards state, use dp_impl='jit'"
             )
         _check_objective_family(self.objective, self.architecture)
+        if self.state_dtype == "int8" and self.optimizer.state_dtype != "int8" and self.optimizer.name not in EIGHT_BIT_FORMS:
+            raise UnsupportedError(
+                f"optimizer '{self.optimizer.name}' has no 8-bit form in the JAX backend (8-bit state: "
+                f"{', '.join(EIGHT_BIT_FORMS)}); plan it with train.optimizer_state = bf16 or fp32"
+            )
+
+    @property
+    def state_dtype(self) -> str:
+        """The dtype the optimizer's moments are kept in (`optimizer_state`, else the records')."""
+        from genaisdk.estimate.memory import optimizer_state_dtype
+
+        return optimizer_state_dtype(self.optimizer.state_dtype, self.precision.optimizer_state_dtype, self.optimizer_state)
 
     @property
     def tokens_per_step(self) -> int:
@@ -190,6 +210,7 @@ class RunConfig:
             architecture=arch,
             objective=_lookup(registry, "objectives", model.objective),
             optimizer=_lookup(registry, "optimizers", train.optimizer),
+            optimizer_state=train.optimizer_state,
             precision=_lookup(registry, "precisions", train.precision),
             strategy=strategy,
             devices=train.devices,

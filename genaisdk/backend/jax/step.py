@@ -120,6 +120,9 @@ class Trainer:
             min_ratio=config.min_lr_ratio,
         )
         make_optimizer = resolve(config.optimizer.optax_factory, f"optimizer '{config.optimizer.name}'")
+        if config.state_dtype == "int8" and config.optimizer.state_dtype != "int8":
+            # The plan keeps Adam's moments in 8 bits: the block-wise quantized form.
+            make_optimizer = optimizers.adam_8bit
         options = {k: v for k, v in config.optimizer.defaults.items() if k != "weight_decay"}
         options.update(config.optimizer_options)
         self.optimizer = optimizers.build(
@@ -138,9 +141,10 @@ class Trainer:
         self.param_specs = self.model.specs()
         param_shardings, notes = tree_shardings(self.param_specs, self.rules["params"], self.mesh)
         self.grad_shardings, grad_notes = tree_shardings(self.param_specs, self.rules["grads"], self.mesh)
-        # Optimizer state in the precision record's dtype (fp32 moments even for pure bf16
-        # weights): the optimizer is initialized on, and fed gradients in, that dtype.
-        self.opt_dtype = _STATE_DTYPES.get(config.precision.optimizer_state_dtype, jnp.float32)
+        # Optimizer state in the plan's dtype (`train.optimizer_state`; the records' default is
+        # fp32 moments even for pure bf16 weights): the optimizer is initialized on, and fed
+        # gradients in, that dtype. An 8-bit state quantizes fp32 moments block by block.
+        self.opt_dtype = _STATE_DTYPES.get(config.state_dtype, jnp.float32)
         abstract_opt = jax.eval_shape(self.optimizer.init, self.model.abstract(self.opt_dtype))
         self.opt_specs = mirror_specs(abstract_opt, self.param_specs)
         opt_shardings, opt_notes = tree_shardings(self.opt_specs, self.rules["opt_state"], self.mesh)

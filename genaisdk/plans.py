@@ -291,6 +291,12 @@ class MemorySection:
     )
     """`device_capacity - total` in bytes (negative when it does not fit)."""
     options: tuple[MemoryOption, ...] = attrs.field(default=(), converter=tuple)
+    host_capacity: float | None = attrs.field(default=None, metadata=BYTES)
+    """Host memory per device offload may use (`budget.host_memory`, else the hardware
+    record's), or None when neither gives it."""
+    host_fits: bool | None = None
+    """Whether what offload keeps in host memory fits it; None when nothing is offloaded or
+    the host's memory is unknown (unchecked)."""
 
 
 @attrs.frozen(kw_only=True)

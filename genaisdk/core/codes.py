@@ -98,6 +98,7 @@ DOES_NOT_FIT = "GP202"
 FIXED_SETTINGS_DO_NOT_FIT = "GP203"
 SERVING_DOES_NOT_FIT = "GP204"
 OFFLOAD_ONLY = "GP205"
+HOST_UNCHECKED = "GP206"
 FINETUNE_WOULD_DO = "GP301"
 DOMAIN_PRETRAINING_PAYS = "GP302"
 PROMPT_ONLY = "GP303"
@@ -187,6 +188,7 @@ CODES: dict[str, tuple[str, str]] = {
     "GP203": ("warning", "the settings fixed in the spec do not fit, but other settings would"),
     "GP204": ("warning", "one serving replica does not fit on one device"),
     "GP205": ("info", "the plan fits only with host offload, which is slow"),
+    "GP206": ("warning", "an offload strategy's host memory is not known: its fit on the host is unchecked"),
     "GP301": ("warning", "pretraining from scratch where fine-tuning a pretrained model would do"),
     "GP302": ("info", "domain pretraining pays: a large in-domain share of the data (BloombergGPT)"),
     "GP303": ("info", "prompting only: nothing trains, the plan is the serving footprint"),

@@ -136,17 +136,33 @@ def _fit(plan: Plan, spec: Spec, r: Resolved, notes: Notes, fitted: Fitted | Non
         return
     cap = plan.memory.device_capacity
     strategy = next(s for s in r.strategies if s.key == plan.train.strategy) if plan.train.strategy != "none" else None
+    offloads = strategy is not None and (strategy.offload_optimizer or strategy.offload_weights)
+    host = plan.memory.per_device.host
+    if offloads and plan.memory.host_capacity is None:
+        notes.diag(
+            codes.HOST_UNCHECKED,
+            f"`{strategy.key}` keeps {fmt_bytes(host)} per device in host memory, and {r.hardware.key}'s record gives no "
+            "host memory: that part of the fit is unchecked",
+            "budget.hardware",
+            hint="write the host memory per device in the budget block, e.g. `host_memory = 256 GB`",
+        )
     if plan.memory.fits:
-        if strategy is not None and (strategy.offload_optimizer or strategy.offload_weights):
+        if offloads:
+            room = f" of {fmt_bytes(plan.memory.host_capacity)}" if plan.memory.host_capacity is not None else ""
             notes.diag(
                 codes.OFFLOAD_ONLY,
-                f"it fits only with `{strategy.key}`: {fmt_bytes(plan.memory.per_device.host)} per device live in host memory "
+                f"it fits only with `{strategy.key}`: {fmt_bytes(host)} per device{room} live in host memory "
                 "and cross PCIe every step, often several times slower",
                 "train.sharding",
                 hint=_what_would_fit(plan, r, registry, fitted),
             )
         return
     need = fmt_bytes(plan.memory.per_device.total)
+    over_host = (
+        f", and {fmt_bytes(host)} of host memory per device of {fmt_bytes(plan.memory.host_capacity)}"
+        if plan.memory.host_fits is False
+        else ""
+    )
     # Would other settings of the fixed fields fit?
     t = spec.project.train
     fixed = [name for name, value in (("sharding", t.sharding), ("micro_batch", t.micro_batch), ("recompute", t.recompute)) if value and not is_auto(value)]
@@ -158,11 +174,17 @@ def _fit(plan: Plan, spec: Spec, r: Resolved, notes: Notes, fitted: Fitted | Non
             "train." + fixed[0],
             hint=f"{relaxed} fits; or set these to auto",
         )
-        notes.diag(codes.DOES_NOT_FIT, f"does not fit: {need} per device of {fmt_bytes(cap)} with the spec's settings", "train." + fixed[0], hint=relaxed + " would fit")
+        notes.diag(
+            codes.DOES_NOT_FIT,
+            f"does not fit: {need} per device of {fmt_bytes(cap)}{over_host} with the spec's settings",
+            "train." + fixed[0],
+            hint=relaxed + " would fit",
+        )
         return
     notes.diag(
         codes.DOES_NOT_FIT,
-        f"does not fit at any setting searched: at best {need} per device of {fmt_bytes(cap)} on {plan.train.devices} x {plan.train.hardware}",
+        f"does not fit at any setting searched: at best {need} per device of {fmt_bytes(cap)}{over_host} "
+        f"on {plan.train.devices} x {plan.train.hardware}",
         "budget.hardware",
         hint=_what_would_fit(plan, r, registry, fitted),
     )

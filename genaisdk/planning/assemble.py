@@ -283,11 +283,15 @@ def breakdown(result: GridResult, idx: tuple[int, ...]) -> MemoryBreakdown:
 
 
 def _memory_section(ctx: PlanContext, f: Fitted) -> MemorySection:
+    per_device = breakdown(f.result, f.choice.index)
+    offloads = f.choice.strategy.offload_optimizer or f.choice.strategy.offload_weights
     return MemorySection(
-        per_device=breakdown(f.result, f.choice.index),
+        per_device=per_device,
         device_capacity=float(ctx.hardware.memory_bytes),
         fits=bool(f.choice.fits),
         options=_options(ctx, f),
+        host_capacity=ctx.host_capacity,
+        host_fits=(per_device.host <= ctx.host_capacity) if (offloads and ctx.host_capacity is not None) else None,
     )
 
 

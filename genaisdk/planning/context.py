@@ -45,6 +45,10 @@ class PlanContext:
     """USD per device-hour: the spec's `price_per_hour`, else the hardware record's."""
     devices_fixed: int | None
     """The device count when the spec fixes it (or implies one: no count and no time)."""
+    host_capacity: float | None = None
+    """Host memory per device an offload strategy may fill: the spec's `budget.host_memory`,
+    else the hardware record's `host_memory_bytes`; None when neither says (offload's fit on
+    the host is then unchecked, and the plan warns)."""
     context: int
     """The training sequence length before `context = auto` is searched."""
     vocab: int | None
@@ -81,6 +85,7 @@ def build_context(spec: Spec, registry: Registry, resolved: Resolved, notes: Not
         peak_dtype=peak_dtype,
         price=price,
         devices_fixed=_devices_fixed(project, notes),
+        host_capacity=project.budget.host_memory if project.budget.host_memory is not None else hardware.host_memory_bytes,
         context=context_of(project.model, resolved),
         vocab=project.model.vocab or project.data.vocab,
     )

@@ -48,6 +48,7 @@ def model_case(ctx: PlanContext, trainable: Trainable, dims: Dimensions, seq: in
         trainable=trained,
         frozen_weight_bytes=trainable.frozen_weight_bytes,
         kept_params=trainable.kept(count),
+        host_capacity=ctx.host_capacity,
         optimizer=ctx.resolved.optimizer,
         optimizer_state=ctx.project.train.optimizer_state,
         extra_activations=trainable.activation_parts if trainable.lora is not None else None,

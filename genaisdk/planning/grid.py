@@ -82,6 +82,8 @@ class ModelCase:
     largest_layer: float
     runtime_bytes: float | None = None
     kept_params: float = 0.0
+    host_capacity: float | None = None
+    """Host memory per device for what offload moves there; None: not known (unchecked)."""
     optimizer_state: str | None = None
     extra_activations: Callable[..., Mapping[str, Any]] | None = None
 
@@ -262,7 +264,10 @@ def evaluate(case: ModelCase, grid: Grid) -> GridResult:
         return np.concatenate([np.broadcast_to(get(m), shape[:4] + (1,)) for m in per_r], axis=-1)
 
     total = stack(lambda m: m.total)
+    host = stack(lambda m: m.host)
     capacity = float(case.hardware.memory_bytes)
+    # What offload moves to the host must fit there too, where the host's memory is known.
+    host_ok = host <= case.host_capacity if case.host_capacity is not None else np.ones(shape, dtype=bool)
     per_device_batch = np.maximum(1, np.ceil(case.global_batch_sequences / dp))
     valid = np.broadcast_to(prec["trainable"] & prec["supported"] & (mb <= per_device_batch), shape)
     seconds = case.model_flops / (dp * np.where(np.isfinite(prec["peak"]), prec["peak"], np.inf) * case.mfu)
@@ -275,10 +280,10 @@ def evaluate(case: ModelCase, grid: Grid) -> GridResult:
         activations=stack(lambda m: m.activations),
         overheads={k: stack(lambda m, k=k: m.overheads[k]) for k in per_r[0].overheads},
         total=total,
-        host=stack(lambda m: m.host),
+        host=host,
         peak_phase=stack(_peak_phase),
         capacity=capacity,
-        fits=(total <= capacity) & valid,
+        fits=(total <= capacity) & host_ok & valid,
         valid=valid,
         seconds=seconds,
     )

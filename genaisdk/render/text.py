@@ -133,7 +133,9 @@ def _memory_table(plan: Plan) -> object:
         end_section=True,
     )
     if mem.host:
-        _add(table, "host (offloaded)", fmt_bytes(mem.host))
+        cap = plan.memory.host_capacity
+        room = f" of {fmt_bytes(cap)}" if cap is not None else " (host memory unknown: unchecked)"
+        _add(table, "host (offloaded)", fmt_bytes(mem.host) + room)
     return table
 
 

@@ -219,6 +219,8 @@ class BudgetSpec:
     """Training FLOPs limit (`compute <= 3640 pf-days`), in FLOPs."""
     carbon_intensity: float | None = None
     """Grams of CO2-equivalent per kWh of the grid the run draws from (`400 g/kWh`)."""
+    host_memory: float | None = None
+    """Host memory per device for offload, in bytes, overriding the hardware record's."""
 
 
 @attrs.frozen(kw_only=True)

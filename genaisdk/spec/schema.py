@@ -272,6 +272,9 @@ BLOCKS: dict[str, BlockSchema] = {
                 doc="USD per device-hour, overriding the hardware record's price, e.g. $2.50."),
             Key(example="400 g/kWh", name="carbon_intensity", kind="quantity", dimension="carbon_intensity", unit_required=True,
                 positive=True, doc="Grid carbon intensity in g CO2-eq per kWh, for the model card's emissions, e.g. 400 g/kWh."),
+            Key(example="256 GB", name="host_memory", kind="quantity", dimension="bytes", unit_required=True, positive=True,
+                doc="Host (CPU) memory per device that offload may use, overriding the hardware record's, e.g. 256 GB "
+                "(a node's memory divided by its devices)."),
         ),
     ),
     "serve": BlockSchema(

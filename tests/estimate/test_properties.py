@@ -187,3 +187,34 @@ def test_grid_evaluation_is_vectorized():
     )
     assert mem.total.shape == (n,)
     assert np.all(np.isfinite(mem.total))
+
+
+@SETTINGS
+@given(
+    dims_st(),
+    st.integers(min_value=1, max_value=256),
+    st.lists(st.sampled_from(["q", "k", "v", "o", "gate", "up", "down"]), min_size=1, max_size=7, unique=True),
+    st.sampled_from([0.5, 0.516, 1.0, 2.0]),
+    st.booleans(),
+    st.sampled_from(list(STRATEGIES)),
+    dp_st,
+    st.sampled_from([0.0, 4.0, 8.0]),
+)
+def test_frozen_parameters_have_no_gradients_and_no_optimizer_state(dims, rank, targets, frozen_bytes, kbit, strategy, dp, state):
+    """Gradients and optimizer state are the trainable parameters' alone: growing the frozen
+    base (quantized or kept at the working precision) changes the weights, never them."""
+    from genaisdk.estimate.adaptation import kbit_kept_params, lora_params
+
+    count = count_params(dims)
+    trainable = float(lora_params(dims, rank=rank, targets=targets))
+    kept = kbit_kept_params(count) if kbit else 0.0
+    kw = dict(**MIXED | {"optimizer_bytes": state}, trainable_params=trainable, frozen_weight_bytes=frozen_bytes, dp=dp,
+              **STRATEGIES[strategy])
+    base = model_state(params=count.total + trainable, kept_params=kept, **kw)
+    bigger = model_state(params=2 * count.total + trainable, kept_params=2 * kept, **kw)
+    for state_ in (base, bigger):
+        grads = trainable * 2 / (dp if strategy in ("zero2", "fsdp") else 1)
+        opt = trainable * (state + 4) / (dp if strategy != "ddp" else 1)
+        assert float(state_.gradients) == pytest.approx(grads)
+        assert float(state_.optimizer) == pytest.approx(opt)
+    assert float(bigger.weights) > float(base.weights)

@@ -7,6 +7,7 @@ model sizes), so the sweep's row of the plan's own configuration has the plan's 
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from genaisdk.core import codes
@@ -23,10 +24,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def training_tokens(ctx: PlanContext, count: ParamCount, budget_tokens: float | None, notes: Notes | None) -> float:
     """The spec's data (capped at what a budget that sized the model buys), else the raw
-    corpus times the filter's keep fraction, else 20 tokens per parameter for a run from
-    scratch (Hoffmann et al. 2022); 0 when nothing trains or a fine-tune names no data."""
+    corpus times the filter's keep fraction, else, for a run from scratch, what the budget
+    that sized the model buys or 20 tokens per parameter (Hoffmann et al. 2022); 0 when
+    nothing trains or a fine-tune names no data. A `<=` budget is a limit: the tokens it
+    buys are rounded down, so an automatic choice never spends past it."""
     d = ctx.project.data
     a = ctx.resolved.adaptation
+    if budget_tokens is not None:
+        budget_tokens = float(math.floor(budget_tokens))
     if d.tokens and budget_tokens and d.tokens > budget_tokens:
         if notes is not None:
             notes.reason(
@@ -45,6 +50,15 @@ def training_tokens(ctx: PlanContext, count: ParamCount, budget_tokens: float | 
         return tokens
     if not a.trains:
         return 0.0
+    if a.from_scratch and budget_tokens:
+        if notes is not None:
+            notes.reason(
+                "data.tokens",
+                budget_tokens,
+                f"not given: the {fmt_count(budget_tokens)} tokens the budget buys for this model, about 20 per parameter "
+                "(Hoffmann et al. 2022)",
+            )
+        return budget_tokens
     if a.from_scratch:
         tokens = constants.CHINCHILLA_TOKENS_PER_PARAM * float(count.active)
         if notes is not None:

@@ -215,6 +215,8 @@ class ScalingSection:
     optimal_tokens: float = attrs.field(metadata=COUNT)
     tokens_per_param: float
     predicted_loss: float
+    """Chinchilla's L(N, D) in nats per token, capped at `uniform_loss` (infinite when D is
+    unknown: serialized as null)."""
     budget_flops: float | None = None
     """The FLOPs the time and money budget can buy (None without a budget)."""
     optimal_params_for_budget: float | None = attrs.field(default=None, metadata=COUNT)
@@ -225,6 +227,13 @@ class ScalingSection:
     loss_tokens: float | None = attrs.field(default=None, metadata=COUNT)
     """The D in predicted_loss: this run's tokens when it trains from scratch, the base
     model's pretraining tokens when it adapts a preset (None when unknown)."""
+    fit_loss: float | None = None
+    """L(N, D) as the fit gives it, before the cap (None when D is unknown)."""
+    loss_in_fit_range: bool | None = None
+    """Whether N and D lie in the ranges the fit was made on (70M-16B parameters, 5B-500B
+    tokens; Hoffmann et al. 2022); None when D is unknown."""
+    uniform_loss: float | None = None
+    """ln(vocab): a uniform guess's loss, the cap on `predicted_loss`."""
 
 
 @attrs.frozen(kw_only=True)

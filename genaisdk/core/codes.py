@@ -93,6 +93,7 @@ DATA_BELOW_OPTIMUM = "GP102"
 REPEATED_DATA = "GP103"
 TOO_MANY_EPOCHS = "GP104"
 NO_DATA = "GP105"
+LOSS_EXTRAPOLATED = "GP106"
 FP16_OVERFLOW = "GP201"
 DOES_NOT_FIT = "GP202"
 FIXED_SETTINGS_DO_NOT_FIT = "GP203"
@@ -183,6 +184,7 @@ CODES: dict[str, tuple[str, str]] = {
     "GP103": ("info", "training repeats the usable data (more than one epoch)"),
     "GP104": ("warning", "training repeats the data more than about four times"),
     "GP105": ("info", "data.tokens is not given: no training time or cost"),
+    "GP106": ("info", "the predicted loss is extrapolated outside the ranges the loss fit was made on"),
     "GP201": ("warning", "fp16 training can overflow (max 65,504): dynamic loss scaling is required"),
     "GP202": ("error", "the model does not fit in device memory at any setting searched"),
     "GP203": ("warning", "the settings fixed in the spec do not fit, but other settings would"),

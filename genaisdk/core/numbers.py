@@ -39,6 +39,17 @@ def fmt_bytes(n: float | None) -> str:
     return f"{_trim(n)} B"
 
 
+def fmt_amount(x: float | None, digits: int = 3) -> str:
+    """A plain amount with `digits` significant figures however small, whole with thousands
+    separators once it has that many digits: 0.0224, 3.5, 412, 3,640, 1,082,990; never a
+    `0.0` or `0` for a value that is not zero."""
+    if x is None:
+        return "-"
+    if abs(x) >= 10 ** (digits - 1):
+        return f"{round(x):,}"
+    return _trim(x, digits)
+
+
 def fmt_count(n: float | None, unit: str = "", *, digits: int = 3) -> str:
     """6.74B params, 1.4T tokens, 512 (`digits` significant figures)."""
     if n is None:

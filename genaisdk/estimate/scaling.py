@@ -75,6 +75,36 @@ CHINCHILLA_EXPONENTS = {
 """(a, b) with N_opt ∝ C^a and D_opt ∝ C^b, Hoffmann et al. 2022, Table 2."""
 
 
+CHINCHILLA_PARAMS_RANGE = (7.0e7, 1.6e10)
+"""The model sizes the fit was made on: "over 400 language models ranging from 70 million to
+over 16 billion parameters" (Hoffmann et al. 2022, abstract and Sec. 3)."""
+
+CHINCHILLA_TOKENS_RANGE = (5.0e9, 5.0e11)
+"""The training lengths the fit was made on: "on 5 to 500 billion tokens" (Hoffmann et al.
+2022, abstract and Sec. 3)."""
+
+
+def chinchilla_in_range(params, tokens):
+    """Whether (N, D) lies inside the ranges the fit was made on (`CHINCHILLA_PARAMS_RANGE`,
+    `CHINCHILLA_TOKENS_RANGE`); outside them L(N, D) is an extrapolation."""
+    n = np.asarray(params, dtype=float)
+    d = np.asarray(tokens, dtype=float)
+    (n_lo, n_hi), (d_lo, d_hi) = CHINCHILLA_PARAMS_RANGE, CHINCHILLA_TOKENS_RANGE
+    return (n >= n_lo) & (n <= n_hi) & (d >= d_lo) & (d <= d_hi)
+
+
+def uniform_loss(vocab):
+    """ln V nats per token: the cross-entropy of a uniform guess over a vocabulary of V
+    tokens. No trained model should predict worse (384 tokens: 5.95)."""
+    return np.log(np.asarray(vocab, dtype=float))
+
+
+def bounded_loss(params, tokens, vocab, fit: ChinchillaFit = CHINCHILLA):
+    """`chinchilla_loss`, never above `uniform_loss(vocab)`: far below the fit's range
+    (a 1M-parameter model) the power laws diverge past what any trained model scores."""
+    return np.minimum(chinchilla_loss(params, tokens, fit), uniform_loss(vocab))
+
+
 def chinchilla_loss(params, tokens, fit: ChinchillaFit = CHINCHILLA):
     """L(N, D) = E + A/N^α + B/D^β (Hoffmann et al. 2022, Eq. 2), nats per token on their
     MassiveText distribution: a relative guide across sizes, not a promise on other data."""

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from genaisdk.core import codes
-from genaisdk.core.numbers import fmt_bytes, fmt_count, fmt_seconds, fmt_usd
+from genaisdk.core.numbers import fmt_amount, fmt_bytes, fmt_count, fmt_fraction, fmt_seconds, fmt_usd
 from genaisdk.estimate.constants import CHINCHILLA_TOKENS_PER_PARAM
 from genaisdk.planning.defaults import (
     BUDGET_UNDERUSED,
@@ -71,6 +71,7 @@ def review(plan: Plan, stages: Stages, notes: Notes) -> None:
     """Add the checks' diagnostics to `notes` (the pipeline copies them into the Plan)."""
     spec, resolved = stages.ctx.spec, stages.ctx.resolved
     _scaling(plan, spec, resolved, notes)
+    _loss(plan, notes)
     _precision(plan, resolved, notes)
     _fit(plan, spec, resolved, notes, stages.fitted, stages.ctx.registry)
     _budget(plan, spec, notes)
@@ -87,7 +88,7 @@ def _scaling(plan: Plan, spec: Spec, r: Resolved, notes: Notes) -> None:
         smaller = d / CHINCHILLA_RATIO
         notes.diag(
             codes.UNDER_TRAINED,
-            f"under-trained: {ratio:.1f} tokens per parameter, against about 20 compute-optimal (Hoffmann et al. 2022); "
+            f"under-trained: {fmt_amount(ratio, 2)} tokens per parameter, against about 20 compute-optimal (Hoffmann et al. 2022); "
             f"{fmt_count(n)} parameters want {fmt_count(CHINCHILLA_RATIO * n)} tokens",
             "data.tokens" if spec.project.data.tokens else "model.size",
             hint=f"the same data trains a {fmt_count(smaller)}-parameter model compute-optimally; or find more data",
@@ -99,7 +100,7 @@ def _scaling(plan: Plan, spec: Spec, r: Resolved, notes: Notes) -> None:
             sized_for_data = abs(n - d / CHINCHILLA_RATIO) <= 0.1 * n
             notes.diag(
                 codes.DATA_BELOW_OPTIMUM,
-                f"the data ({fmt_count(d)} tokens) is {d / d_budget:.0%} of the {fmt_count(d_budget)} tokens "
+                f"the data ({fmt_count(d)} tokens) is {fmt_fraction(d / d_budget)} of the {fmt_count(d_budget)} tokens "
                 f"the budget's compute-optimal model ({fmt_count(n_budget)} parameters) wants",
                 "data.tokens",
                 hint=f"repeat it up to ~{MAX_USEFUL_EPOCHS:.0f} epochs (Muennighoff et al. 2023) or collect more"
@@ -110,12 +111,34 @@ def _scaling(plan: Plan, spec: Spec, r: Resolved, notes: Notes) -> None:
         code = codes.TOO_MANY_EPOCHS if epochs > MAX_USEFUL_EPOCHS else codes.REPEATED_DATA
         notes.diag(
             code,
-            f"training passes {epochs:.1f} times over the {fmt_count(plan.data.raw_tokens * plan.data.keep)} usable tokens",
+            f"training passes {fmt_amount(epochs)} times over the {fmt_count(plan.data.raw_tokens * plan.data.keep)} usable tokens",
             "data.tokens",
             hint=f"beyond ~{MAX_USEFUL_EPOCHS:.0f} epochs repeated data stops helping (Muennighoff et al. 2023)"
             if code == codes.TOO_MANY_EPOCHS
             else None,
         )
+
+
+def _loss(plan: Plan, notes: Notes) -> None:
+    """The loss fit is a guide inside the ranges it was fitted on, and never worse than a
+    uniform guess: say when it is extrapolated, and when the cap replaced it."""
+    s = plan.scaling
+    if s.loss_in_fit_range is not False or s.loss_tokens is None:
+        return
+    n = plan.model.active_params or plan.model.params
+    where = f"N = {fmt_count(n)} parameters, D = {fmt_count(s.loss_tokens)} tokens"
+    if s.fit_loss is not None and s.fit_loss > s.predicted_loss:
+        message = (
+            f"the Chinchilla fit gives {s.fit_loss:.3g} nats/token for {where}, worse than a uniform guess over "
+            f"{plan.model.vocab} tokens ({s.predicted_loss:.3g}): far outside the 70M-16B parameters, 5B-500B tokens "
+            "it was fitted on, the plan shows the uniform bound"
+        )
+    else:
+        message = (
+            f"the predicted loss is extrapolated: {where} lie outside the 70M-16B parameters, 5B-500B tokens "
+            "the Chinchilla fit was made on (Hoffmann et al. 2022)"
+        )
+    notes.diag(codes.LOSS_EXTRAPOLATED, message, "model.size", hint="read it as a trend across sizes, not a promise")
 
 
 def _precision(plan: Plan, r: Resolved, notes: Notes) -> None:
@@ -269,7 +292,7 @@ def _budget(plan: Plan, spec: Spec, notes: Notes) -> None:
     if used and max(used) < BUDGET_UNDERUSED and plan.compute.model_flops > 0:
         notes.diag(
             codes.BUDGET_UNDERUSED,
-            f"the run uses {max(used):.0%} of its budget",
+            f"the run uses {fmt_fraction(max(used))} of its budget",
             "budget",
             hint="a larger model or more data would use it (see `genai plan --sweep`)",
         )
@@ -286,7 +309,7 @@ def _adaptation(plan: Plan, spec: Spec, r: Resolved, notes: Notes) -> None:
         domain_tokens = plan.data.domain_tokens or 0.0
         notes.diag(
             codes.DOMAIN_PRETRAINING_PAYS,
-            f"{share:.0%} of the data is {p.domain}: the case where domain pretraining pays, as BloombergGPT's 51% "
+            f"{fmt_fraction(share)} of the data is {p.domain}: the case where domain pretraining pays, as BloombergGPT's 51% "
             f"financial mix did (Wu et al. 2023); {fmt_count(domain_tokens)} {p.domain} tokens here vs its {fmt_count(BLOOMBERG_DOMAIN_TOKENS)}",
             "data.mix",
             hint=None
@@ -296,7 +319,7 @@ def _adaptation(plan: Plan, spec: Spec, r: Resolved, notes: Notes) -> None:
         return
     generic_tasks = ("text-generation", "chat", "code-generation")
     if r.task is not None and r.task.key not in generic_tasks:
-        reason = "no domain data in the mix" if share is None else f"only {share:.0%} of the data is {p.domain}"
+        reason = "no domain data in the mix" if share is None else f"only {fmt_fraction(share)} of the data is {p.domain}"
         notes.diag(
             codes.FINETUNE_WOULD_DO,
             f"pretraining from scratch for `{r.task.key}` with {reason}: fine-tuning a pretrained "

@@ -61,16 +61,17 @@ def batch(requested_tokens: float, seq: int, micro: int, devices: int) -> tuple[
     return accumulation * micro * devices, accumulation
 
 
-def predicted_loss(ctx: PlanContext, params: float, tokens: float) -> tuple[float, float | None]:
-    """(Chinchilla's L(N, D), the D it uses): for a run from scratch D is this run's tokens;
-    for an adaptation, the base model's pretraining tokens (a fine-tune's few million
-    tokens do not move it along that curve); infinity where D is unknown."""
+def predicted_loss(ctx: PlanContext, params: float, tokens: float, vocab: int) -> tuple[float, float | None]:
+    """(Chinchilla's L(N, D) capped at a uniform guess over the vocabulary, the D it uses):
+    for a run from scratch D is this run's tokens; for an adaptation, the base model's
+    pretraining tokens (a fine-tune's few million tokens do not move it along that curve);
+    infinity where D is unknown."""
     r = ctx.resolved
     if r.adaptation.from_scratch:
         loss_tokens = tokens or None
     else:
         loss_tokens = r.preset.training_tokens if r.preset is not None else None
-    return (float(scaling.chinchilla_loss(params, loss_tokens)) if loss_tokens else math.inf), loss_tokens
+    return (float(scaling.bounded_loss(params, loss_tokens, vocab)) if loss_tokens else math.inf), loss_tokens
 
 
 def inference_parts(
@@ -178,7 +179,9 @@ def assemble(stages: Stages, notes: Notes) -> Plan:
     # scaling
     c_opt = train_flops if train_flops > 0 else float(flops_math.training_flops(n, constants.CHINCHILLA_TOKENS_PER_PARAM * n))
     n_opt, d_opt = (float(x) for x in scaling.tokens_per_param_optimal(c_opt))
-    loss, loss_tokens = predicted_loss(ctx, n, tokens)
+    loss, loss_tokens = predicted_loss(ctx, n, tokens, dims.vocab)
+    fit_loss = float(scaling.chinchilla_loss(n, loss_tokens)) if loss_tokens else None
+    in_range = bool(scaling.chinchilla_in_range(n, loss_tokens)) if loss_tokens else None
     optimum = stages.size.budget_optimum or (None, None)
     scaling_section = ScalingSection(
         optimal_params=n_opt,
@@ -189,6 +192,9 @@ def assemble(stages: Stages, notes: Notes) -> Plan:
         optimal_params_for_budget=optimum[0],
         optimal_tokens_for_budget=optimum[1],
         loss_tokens=loss_tokens,
+        fit_loss=fit_loss,
+        loss_in_fit_range=in_range,
+        uniform_loss=float(scaling.uniform_loss(dims.vocab)),
     )
 
     d = p.data

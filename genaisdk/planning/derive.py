@@ -447,13 +447,25 @@ def _scaling(plan: Plan) -> list[Term]:
         basis = "" if plan.train.adaptation == "pretrain" else " (D: the base model's pretraining tokens)"
         terms.append(
             Term(
-                name="predicted loss",
+                name="Chinchilla fit",
                 formula="E + A / N^α + B / D^β" + basis,
                 substituted=f"{fit.E} + {fit.A} / {num(n)}^{fit.alpha} + {fit.B} / {num(s.loss_tokens)}^{fit.beta}",
+                value=s.fit_loss if s.fit_loss is not None else loss,
+                unit="nats/token",
+                source=fit.source
+                + ("" if s.loss_in_fit_range else "; N or D outside the fitted 70M-16B parameters, 5B-500B tokens: an extrapolation"),
+                check=loss,
+            )
+        )
+        uniform = math.log(plan.model.vocab)
+        terms.append(
+            Term(
+                name="predicted loss",
+                formula="min(fit, ln V): never worse than a uniform guess over the vocabulary",
+                substituted=f"min({num(loss)}, ln {plan.model.vocab} = {num(uniform)})",
                 value=s.predicted_loss,
                 unit="nats/token",
-                source=fit.source,
-                check=loss,
+                check=min(loss, uniform),
             )
         )
     if s.budget_flops:

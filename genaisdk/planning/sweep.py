@@ -221,7 +221,7 @@ def run_sweep(planned: Planned, *, sizes: Sequence[float] | None = None) -> Swee
         best, ok = _best_per_group(result, grid)
         elapsed += time.perf_counter() - start
         configurations += grid.size
-        loss = predicted_loss(ctx, n, tokens)[0]
+        loss = predicted_loss(ctx, n, tokens, dims.vocab)[0]
         m_n, r_n = grid.shape[3], grid.shape[4]
         for i, p in enumerate(grid.precisions):
             for k, d in enumerate(grid.devices):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from genaisdk.core.numbers import fmt_bytes, fmt_count, fmt_fraction, fmt_ratio, fmt_sci, fmt_seconds, fmt_usd
+from genaisdk.core.numbers import fmt_amount, fmt_bytes, fmt_count, fmt_fraction, fmt_ratio, fmt_sci, fmt_seconds, fmt_usd
 
 if TYPE_CHECKING:  # pragma: no cover
     from genaisdk.plans import Plan
@@ -52,12 +52,24 @@ def to_markdown(plan: Plan) -> str:
         + (
             [
                 ["compute-optimal", f"{fmt_count(s.optimal_params, 'params')} on {fmt_count(s.optimal_tokens, 'tokens')}", "Chinchilla"],
-                ["tokens per parameter", f"{s.tokens_per_param:.1f}", "about 20 is compute-optimal"],
+                ["tokens per parameter", fmt_amount(s.tokens_per_param), "about 20 is compute-optimal"],
             ]
             if t.adaptation == "pretrain" and c.flops
             else []
         )
-        + ([["predicted loss", f"{s.predicted_loss:.3f}", "Chinchilla approach 3"]] if math.isfinite(s.predicted_loss) else []),
+        + (
+            [
+                [
+                    "predicted loss",
+                    f"{s.predicted_loss:.3g}",
+                    "uniform over the vocabulary (the fit is far outside its range)"
+                    if (s.fit_loss is not None and s.fit_loss > s.predicted_loss)
+                    else "Chinchilla approach 3" + ("" if s.loss_in_fit_range is not False else ", extrapolated"),
+                ]
+            ]
+            if math.isfinite(s.predicted_loss)
+            else []
+        ),
     )
     lines += ["", "## Fit", ""]
     lines += _table(
@@ -105,10 +117,10 @@ def to_markdown(plan: Plan) -> str:
             ["training FLOPs (6·N·D)", fmt_sci(c.flops), ""],
             ["model FLOPs", fmt_sci(c.model_flops), "with attention, PaLM appendix B"],
             ["hardware FLOPs", fmt_sci(c.hardware_flops), "with recomputation"],
-            ["petaflop/s-days", f"{c.pf_days:,.1f}", ""],
+            ["petaflop/s-days", fmt_amount(c.pf_days), ""],
             ["MFU assumed", fmt_fraction(t.mfu), _why(plan, "train.mfu")],
             ["wall-clock", fmt_seconds(plan.time.seconds), f"budget {fmt_seconds(bud.time_seconds)} ({fmt_ratio(bud.time_ratio)})" if bud.time_seconds else ""],
-            ["device-hours", "-" if plan.time.gpu_hours is None else f"{plan.time.gpu_hours:,.0f}", ""],
+            ["device-hours", fmt_amount(plan.time.gpu_hours), ""],
             ["cost", fmt_usd(plan.cost.usd), f"budget {fmt_usd(bud.cost_usd)} ({fmt_ratio(bud.cost_ratio)})" if bud.cost_usd else ""],
             ["price", f"{fmt_usd(plan.cost.price_per_hour)}/h" if plan.cost.price_per_hour is not None else "-", plan.cost.price_source or "no price known"],
         ],

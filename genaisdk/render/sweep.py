@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from genaisdk.core.numbers import fmt_bytes, fmt_count, fmt_usd
+from genaisdk.core.numbers import fmt_amount, fmt_bytes, fmt_count, fmt_usd
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
@@ -27,7 +27,7 @@ def _cells(r: SweepRow) -> list[str]:
         str(r.micro_batch),
         r.recompute,
         fmt_bytes(r.memory),
-        "-" if r.days is None else f"{r.days:,.1f}",
+        fmt_amount(r.days),
         fmt_usd(r.usd),
         f"{r.loss:.3f}",
     ]

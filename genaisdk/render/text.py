@@ -19,6 +19,7 @@ from typing import IO, TYPE_CHECKING
 
 from genaisdk.core.safe import printable
 from genaisdk.core.numbers import (
+    fmt_amount,
     fmt_bytes,
     fmt_count,
     fmt_fraction,
@@ -103,10 +104,17 @@ def _select(plan: Plan) -> object:
             f"{fmt_count(s.optimal_params, 'params')} on {fmt_count(s.optimal_tokens, 'tokens')}",
             f"Chinchilla, for the {fmt_sci(plan.compute.flops)} FLOPs of this run",
         )
-        _add(table, "tokens/param", f"{s.tokens_per_param:.1f}", "about 20 is compute-optimal (Hoffmann et al. 2022)")
+        _add(table, "tokens/param", fmt_amount(s.tokens_per_param), "about 20 is compute-optimal (Hoffmann et al. 2022)")
     if math.isfinite(s.predicted_loss):
         basis = "this run" if plan.train.adaptation == "pretrain" else f"the base model's {fmt_count(s.loss_tokens, 'tokens')} of pretraining"
-        _add(table, "predicted loss", f"{s.predicted_loss:.3f} nats/token", f"Chinchilla approach 3, L(N, D) with D from {basis}")
+        why = f"Chinchilla approach 3, L(N, D) with D from {basis}"
+        value = f"{s.predicted_loss:.3g} nats/token"
+        if s.fit_loss is not None and s.fit_loss > s.predicted_loss:
+            value = f"at most {s.predicted_loss:.3g} nats/token"
+            why = f"a uniform guess over {plan.model.vocab} tokens; the fit's {s.fit_loss:.3g} is far outside its range"
+        elif s.loss_in_fit_range is False:
+            why += "; extrapolated outside the fitted 70M-16B parameters, 5B-500B tokens"
+        _add(table, "predicted loss", value, why)
     return table
 
 
@@ -254,7 +262,7 @@ def _cost(plan: Plan) -> object:
     _add(table, "training FLOPs", fmt_sci(c.flops), "6·N·D")
     _add(table, "model FLOPs", fmt_sci(c.model_flops), "(6·N + 12·L·H·Q·T)·D, PaLM appendix B")
     _add(table, "hardware FLOPs", fmt_sci(c.hardware_flops), "model FLOPs + recomputation")
-    _add(table, "petaflop/s-days", f"{c.pf_days:,.1f}", "1 PF-day = 8.64e19 FLOPs")
+    _add(table, "petaflop/s-days", fmt_amount(c.pf_days), "1 PF-day = 8.64e19 FLOPs")
     _add(table, "MFU assumed", fmt_fraction(plan.train.mfu), _why(plan, "train.mfu"))
     over_time = b.time_ratio is not None and b.time_ratio > 1
     time_text = fmt_seconds(tm.seconds)
@@ -264,7 +272,7 @@ def _cost(plan: Plan) -> object:
     else:
         limit = ""
     _add(table, "wall-clock", time_text, limit)
-    _add(table, "device-hours", "-" if tm.gpu_hours is None else f"{tm.gpu_hours:,.0f}",
+    _add(table, "device-hours", fmt_amount(tm.gpu_hours),
          "" if tm.seconds is not None else f"{plan.train.hardware} quotes no throughput: no time")
     cost_text = fmt_usd(co.usd)
     if b.cost_usd is not None and co.usd is not None:
@@ -277,7 +285,7 @@ def _cost(plan: Plan) -> object:
     if co.price_source:
         _add(table, "price", f"{fmt_usd(co.price_per_hour)}/h", co.price_source)
     if co.energy_kwh is not None:
-        _add(table, "energy", f"{co.energy_kwh:,.0f} kWh", "devices x power x time")
+        _add(table, "energy", f"{fmt_amount(co.energy_kwh)} kWh", "devices x power x time")
     return table
 
 

@@ -66,6 +66,31 @@ def test_check_stdin_and_overrides(runner):
     assert "   1 | train.precision=fp61" in result.output
 
 
+@pytest.mark.parametrize(
+    "override, code, caret",
+    [
+        ("train.micro_batch=banana", "GS205", "^^^^^^"),  # a bad value
+        ("train.precison=bf16", "GS105", "^^^^^^^^^^^^^^"),  # an unknown key
+        ("data.tokens=3 days", "GS201", "^^^^^^"),  # a unit of another dimension
+        ("model.heads=7", "GS210", "^"),  # a check across keys (d_model 128 is no multiple of 7)
+        ("train.optimizer_state=bf16", "GS308", "^^^^"),  # across keys: adam-8bit keeps int8 state
+    ],
+)
+def test_override_errors_point_at_the_override(runner, override, code, caret):
+    """Every kind of error an override makes is shown under the override's own text."""
+    args = ["plan", str(SPECS / "tiny-gpt.genai"), "--set", override]
+    if code == "GS308":
+        args += ["--set", "train.optimizer=adam-8bit"]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 1
+    position = result.output.index(f"error[{code}]")
+    line = result.output[: position].rsplit("\n", 1)[-1]
+    assert line.startswith("--set:1:"), result.output
+    shown = result.output[position:].splitlines()
+    assert f"   1 | {override}" in shown[1]
+    assert shown[2].rstrip().endswith(caret) and "^" * (len(caret) + 1) not in shown[2]
+
+
 def test_check_missing_file_is_a_usage_error(runner, tmp_path):
     result = runner.invoke(cli, ["check", str(tmp_path / "nope.genai")])
     assert result.exit_code == 2

@@ -275,6 +275,10 @@ class MemoryBreakdown:
     """Bytes per device kept in host memory by an offload strategy."""
     peak_phase: str = ""
     """The phase that sets the peak: 'forward', 'backward' or 'step' ('' for serving)."""
+    at_peak: Mapping[str, float] = attrs.field(factory=dict, converter=_frozen_map, metadata=BYTES)
+    """Bytes of 'gradients' and 'activations' alive in `peak_phase` (empty for serving): the
+    peak is persistent state (weights, optimizer, runtime) + these + that phase's buffers +
+    fragmentation."""
 
 
 @attrs.frozen(kw_only=True)

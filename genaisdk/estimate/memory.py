@@ -94,6 +94,10 @@ class TrainingMemory:
     transient bytes of 'forward', 'backward' and 'step' (gradients included where they are
     live). `persistent` is weights + optimizer + runtime. `total` is the peak: persistent +
     max(phases) + fragmentation. `host` is what offload keeps in host memory, per device.
+    `at_peak` has the 'gradients' and 'activations' alive in the phase that sets the peak
+    (`worst_phase`): the gradients held there (all of them at the end of the backward pass
+    and in the step, an earlier micro-batch's while micro-batches accumulate, else none) and
+    the activations (stored ones with the loss buffers or the rebuilt layer; none in the step).
     """
 
     weights: np.ndarray | float
@@ -106,6 +110,7 @@ class TrainingMemory:
     total: np.ndarray | float
     host: np.ndarray | float = 0.0
     host_parts: Mapping[str, np.ndarray | float] = attrs.field(factory=dict)
+    at_peak: Mapping[str, np.ndarray | float] = attrs.field(factory=dict)
 
     @property
     def model_state(self):
@@ -116,10 +121,18 @@ class TrainingMemory:
     def worst_phase(self) -> str | np.ndarray:
         """Name of the phase that sets the peak ('forward', 'backward' or 'step'); on a tie the
         backward pass, which holds everything the forward pass does."""
-        names = [n for n in ("backward", "step", "forward") if n in self.phases]
-        stacked = np.stack(np.broadcast_arrays(*[np.asarray(self.phases[n], dtype=float) for n in names]))
-        picked = np.asarray(names)[np.argmax(stacked, axis=0)]
+        names = [n for n in PHASE_ORDER if n in self.phases]
+        picked = np.asarray(names)[_worst([self.phases[n] for n in names])]
         return picked.item() if picked.ndim == 0 else picked
+
+
+PHASE_ORDER = ("backward", "step", "forward")
+"""The phases in the order that breaks a tie (the backward pass holds what the forward does)."""
+
+
+def _worst(phases) -> np.ndarray:
+    """Index of the largest of `phases` (arrays, broadcast), the first on a tie."""
+    return np.argmax(np.stack(np.broadcast_arrays(*[np.asarray(p, dtype=float) for p in phases])), axis=0)
 
 
 def _shard(value, shards, dp):
@@ -283,8 +296,15 @@ def training_memory(
     # The loss buffers are freed by the loss's backward before the first layer is rebuilt.
     activations = stored + np.maximum(loss, rebuilt)
     forward = held + stored + loss + gather
+    # The backward pass peaks at its start (stored activations, held gradients) or at its end
+    # (every gradient, the last rebuilt layer), whichever is larger.
+    starts = held + activations >= grads + rebuilt
     backward = np.maximum(held + activations, grads + rebuilt) + gather + bucket
     step = grads + step_buffers + update_buffer
+    # What is alive in the phase that sets the peak, in PHASE_ORDER (backward, step, forward).
+    worst = _worst([backward, step, forward])
+    grads_at_peak = np.choose(worst, np.broadcast_arrays(np.where(starts, held, grads), grads, held))
+    acts_at_peak = np.choose(worst, np.broadcast_arrays(np.where(starts, activations, rebuilt), 0.0, stored + loss))
     runtime = np.asarray(runtime_bytes, dtype=float)
     persistent = state.weights + state.optimizer + runtime
     allocated = persistent + np.maximum(np.maximum(forward, backward), step)
@@ -319,6 +339,7 @@ def training_memory(
             "gradients": full(state.host_gradients),
             "optimizer": full(state.host_optimizer),
         },
+        at_peak={"gradients": full(grads_at_peak), "activations": full(acts_at_peak)},
     )
 
 

@@ -285,6 +285,7 @@ def breakdown(result: GridResult, idx: tuple[int, ...]) -> MemoryBreakdown:
         total=float(result.total[idx]),
         host=float(result.host[idx]),
         peak_phase=PHASES[int(result.peak_phase[idx])],
+        at_peak={k: float(v[idx]) for k, v in result.at_peak.items()},
     )
 
 

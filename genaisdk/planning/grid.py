@@ -127,6 +127,8 @@ class GridResult:
     host: np.ndarray
     peak_phase: np.ndarray
     """Index into PHASES of the phase that sets the peak."""
+    at_peak: dict[str, np.ndarray]
+    """'gradients' and 'activations' alive in that phase (`TrainingMemory.at_peak`)."""
     capacity: float
     fits: np.ndarray
     valid: np.ndarray
@@ -282,6 +284,7 @@ def evaluate(case: ModelCase, grid: Grid) -> GridResult:
         total=total,
         host=host,
         peak_phase=stack(_peak_phase),
+        at_peak={k: stack(lambda m, k=k: m.at_peak[k]) for k in per_r[0].at_peak},
         capacity=capacity,
         fits=(total <= capacity) & host_ok & valid,
         valid=valid,

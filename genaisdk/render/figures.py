@@ -2,10 +2,11 @@
 public API and the estimate functions only; `genaisdk.render.plots` draws them.
 
 - `memory_bars`: each strategy x precision row of `plan.memory.options`, stacked the way its
-  peak is made: persistent state (weights, gradients, optimizer state, runtime) plus the
-  transient buffers of the phase that sets the peak (the backward pass's activations and
-  buffers, or the optimizer step's fp32 gradient copy) plus allocator fragmentation. The
-  parts add up to the row's `total` (`genaisdk.estimate.memory.training_memory`).
+  peak is made: persistent state (weights, optimizer state, runtime) plus what the phase
+  that sets the peak holds (the gradients alive then; the activations and gather buffers of
+  a forward or backward pass; the optimizer step's fp32 gradient copy and update buffer)
+  plus allocator fragmentation. The parts add up to the row's `total`
+  (`genaisdk.estimate.memory.training_memory`, `MemoryBreakdown.at_peak`).
 - `isoflop_picture`: loss against model size at fixed compute, L(N, C / 6N), from the
   Chinchilla approach-3 fit (`genaisdk.estimate.scaling.CHINCHILLA`), for budgets around the
   run's, with the fit's minimum and the 20-tokens-per-parameter rule the planner sizes with.
@@ -67,9 +68,10 @@ class MemoryBar:
 def peak_parts(per_device: MemoryBreakdown) -> dict[str, float]:
     """The bytes that are alive at the peak, by part (see the module docstring)."""
     over = dict(per_device.overheads)
+    alive = dict(per_device.at_peak)
     parts = {
         "weights": per_device.weights,
-        "gradients": per_device.gradients,
+        "gradients": alive.get("gradients", per_device.gradients),
         "optimizer": per_device.optimizer,
         "activations": 0.0,
         "step_buffers": 0.0,
@@ -77,12 +79,13 @@ def peak_parts(per_device: MemoryBreakdown) -> dict[str, float]:
         "fragmentation": over.get("fragmentation", 0.0),
     }
     if per_device.peak_phase == "step":
-        parts["step_buffers"] = over.get("step_buffers", 0.0)
+        parts["step_buffers"] = over.get("step_buffers", 0.0) + over.get("update_buffer", 0.0)
     else:
-        # The backward pass holds the activations plus a fully sharded step's gathered layers
-        # and the gradient bucket awaiting its reduce-scatter (and so does a serving-only
-        # breakdown, whose activations are its KV cache and workspace).
-        parts["activations"] = per_device.activations + over.get("gather_buffers", 0.0) + over.get("gradient_bucket", 0.0)
+        # A forward or backward pass holds its activations plus a fully sharded step's
+        # gathered layers, and the backward pass the gradient bucket awaiting its
+        # reduce-scatter (a serving-only breakdown's activations are its KV cache and workspace).
+        bucket = over.get("gradient_bucket", 0.0) if per_device.peak_phase != "forward" else 0.0
+        parts["activations"] = alive.get("activations", per_device.activations) + over.get("gather_buffers", 0.0) + bucket
     return {k: float(v) for k, v in parts.items()}
 
 

@@ -27,7 +27,7 @@ def _cells(r: SweepRow) -> list[str]:
         str(r.micro_batch),
         r.recompute,
         fmt_bytes(r.memory),
-        fmt_amount(r.days),
+        fmt_amount(r.days, 2),  # two significant figures keep the narrow table within 80 columns
         fmt_usd(r.usd),
         f"{r.loss:.3f}",
     ]

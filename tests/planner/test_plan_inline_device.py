@@ -79,8 +79,10 @@ def test_check_and_plan_agree_on_a_described_device(tmp_path):
     )
     checked = CliRunner().invoke(cli, ["check", str(path)], catch_exceptions=False)
     planned = CliRunner().invoke(cli, ["plan", str(path)], catch_exceptions=False)
-    assert checked.exit_code == planned.exit_code == 1
+    # bf16 on a device quoting only fp16 is planned, its time on the fp16 peak: both warn, neither refuses.
+    assert checked.exit_code == planned.exit_code == 0
     assert "GS306" in checked.output and "GS306" in planned.output
+    assert "fp16 peak" in checked.output
 
 
 def test_every_view_of_a_plan_without_time_says_so(make_plan):

@@ -156,11 +156,15 @@ def test_is_path_decides_by_what_was_passed(tmp_path):
 # -- large inputs: linear time, bounded memory, a size limit -------------------------------
 
 
+# Timed in CPU seconds of this process (`time.process_time`): other work on the machine
+# does not count, quadratic work does.
+
+
 def test_many_comment_lines_are_read_in_linear_time():
     text = HEAD + "  # a comment line\n" * 40_000 + "}\n"
-    start = time.perf_counter()
+    start = time.process_time()
     comments = comments_of(text, "c.genai")
-    assert time.perf_counter() - start < 5  # counting lines per comment took 32 s
+    assert time.process_time() - start < 5  # counting lines per comment took 32 s
     assert len(comments) == 40_000 and comments[-1].span.line == 40_003 and comments[-1].own_line
 
 
@@ -170,9 +174,9 @@ def test_many_diagnostics_render_in_linear_time_and_are_capped():
         Diagnostic(code="GS104", severity="error", message="set twice", span=Span(file="d.genai", line=n, column=3, end_line=n, end_column=9))
         for n in range(5, 40_004)
     ]
-    start = time.perf_counter()
+    start = time.process_time()
     shown = render_all(diagnostics, text)
-    assert time.perf_counter() - start < 5  # splitting the source per diagnostic took 111 s
+    assert time.process_time() - start < 5  # splitting the source per diagnostic took 111 s
     assert shown.count("error[GS104]") == MAX_RENDERED
     assert shown.endswith(f"... and {40_000 - 1 - MAX_RENDERED:,} more not shown ({40_000 - 1 - MAX_RENDERED:,} errors); `genai check --json` lists every one")
     assert "   5 |   domain = legal" in shown

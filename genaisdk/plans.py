@@ -355,6 +355,8 @@ class InferenceMemory:
 
     weights: float = attrs.field(metadata=BYTES)
     kv_cache: float = attrs.field(metadata=BYTES)
+    weight_constants: float = attrs.field(default=0.0, metadata=BYTES)
+    """Of `weights`: a quantized format's scales and block constants (0 for 16-bit weights)."""
     workspace: float = attrs.field(default=0.0, metadata=BYTES)
     runtime: float = attrs.field(default=0.0, metadata=BYTES)
     total: float = attrs.field(metadata=BYTES)

@@ -115,7 +115,8 @@ def genaisdk_precisions() -> Iterator[Precision]:
     yield Precision(
         name="int4",
         description="4-bit NormalFloat (NF4) frozen weights, dequantized to bf16 for each product; the "
-        "double-quantized block constants add 0.127 bits per parameter (about 3%), not counted here",
+        "double-quantized block constants add 0.127 bits per parameter (about 3%), which the Serve "
+        "weights count (genaisdk.estimate.quantization) and weight_bytes leaves out",
         weight_bytes=DTYPE_BYTES["int4"],
         gradient_bytes=0.0,
         master_bytes=0.0,

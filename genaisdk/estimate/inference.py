@@ -1,6 +1,12 @@
 """Serving memory per replica: weights at the serving precision, the KV cache, one step's
 working memory and the runtime context.
 
+Weights: parameters × the precision's bytes for a dense format; a weight-only int8 or NF4
+format is counted tensor by tensor (`genaisdk.estimate.quantization.serving_weights`): the
+integer codes, the quantization constants as stored (int8: a bf16 scale per output
+channel; NF4: an 8-bit absmax per 64 weights, an fp32 constant per 256 absmaxes and a mean
+per layer) and the vectors kept in 16 bits.
+
 KV cache (Pope et al. 2022, "Efficiently Scaling Transformer Inference", Sec. 3.1; Ainslie
 et al. 2023 for grouped-query attention):
 
@@ -32,6 +38,7 @@ import numpy as np
 from genaisdk.dims import Dimensions
 from genaisdk.estimate.constants import RUNTIME_CONTEXT_BYTES, SERVE_PREFILL_TOKENS
 from genaisdk.estimate.params import canonical_family
+from genaisdk.estimate.quantization import serving_weights
 
 KV_FACTOR = 2
 """One cached key and one cached value per position, head and layer."""
@@ -111,10 +118,13 @@ def prefill_workspace_bytes(dims: Dimensions, *, context, batch, bytes_per_value
 @attrs.frozen(kw_only=True)
 class InferenceMemory:
     weights: np.ndarray | float
+    """Every served weight byte, `weight_constants` included."""
     kv_cache: np.ndarray | float
     workspace: np.ndarray | float
     overheads: Mapping[str, np.ndarray | float]
     total: np.ndarray | float
+    weight_constants: float = 0.0
+    """Of `weights`: the quantization constants (scales, absmaxes) of a quantized format."""
 
 
 def inference_memory(
@@ -130,12 +140,15 @@ def inference_memory(
     input_context=None,
     prefill_tokens=SERVE_PREFILL_TOKENS,
     runtime_bytes=RUNTIME_CONTEXT_BYTES,
+    weight_format=None,
 ) -> InferenceMemory:
-    """Serving memory per replica, bytes: weights (params x serving bytes per weight) + KV
-    cache (`kv_bytes` per cached value) + one step's workspace (`prefill_tokens` per step,
-    None: the whole prompt at once) + runtime context, a plain sum since all of them are
-    alive while a batch decodes."""
-    weights = np.asarray(params, dtype=float) * np.asarray(weight_bytes, dtype=float)
+    """Serving memory per replica, bytes: weights (params x serving bytes per weight, or
+    for `weight_format` 'int8' or 'nf4' codes + constants + 16-bit vectors, tensor by
+    tensor: `serving_weights`) + KV cache (`kv_bytes` per cached value) + one step's
+    workspace (`prefill_tokens` per step, None: the whole prompt at once) + runtime context,
+    a plain sum since all of them are alive while a batch decodes."""
+    served = serving_weights(dims, params=params, weight_bytes=weight_bytes, fmt=weight_format, family=family)
+    weights = served.total
     cache = model_kv_cache_bytes(
         dims, family=family, context=context, batch=batch, bytes_per_value=kv_bytes, input_context=input_context
     )
@@ -144,4 +157,7 @@ def inference_memory(
     )
     runtime = np.asarray(runtime_bytes, dtype=float)
     total = weights + cache + workspace + runtime
-    return InferenceMemory(weights=weights, kv_cache=cache, workspace=workspace, overheads={"runtime": runtime}, total=total)
+    return InferenceMemory(
+        weights=weights, kv_cache=cache, workspace=workspace, overheads={"runtime": runtime}, total=total,
+        weight_constants=float(served.constants),
+    )

@@ -20,6 +20,7 @@ from genaisdk.estimate.constants import DTYPE_BYTES
 from genaisdk.estimate.inference import inference_memory
 from genaisdk.estimate.inference import InferenceMemory as InferenceMemoryParts
 from genaisdk.estimate.memory import optimizer_state_bytes, update_buffer_bytes
+from genaisdk.estimate.quantization import weight_format
 from genaisdk.planning.advice import domain_share
 from genaisdk.planning.grid import PHASES, Grid, GridResult, evaluate, powers_of_two
 from genaisdk.planning.notes import Notes
@@ -78,6 +79,7 @@ def inference_parts(
     ctx: PlanContext, dims: Dimensions, count: ParamCount, precision: Precision, context: int, batch_size: int, *, kv_dtype: str | None = None
 ) -> InferenceMemoryParts:
     """One serving replica's memory (`genaisdk.estimate.inference.inference_memory`): the
+    weights in the precision's serving format (a quantized one with its constants), the
     KV cache in `kv_dtype` (default: the precision's activation bytes), one step of at most
     `prefill_tokens(ctx)` tokens."""
     return inference_memory(
@@ -85,6 +87,7 @@ def inference_parts(
         params=float(count.total),
         family=ctx.resolved.family,
         weight_bytes=float(precision.weight_bytes),
+        weight_format=weight_format(precision.param_dtype),
         context=context,
         batch=batch_size,
         kv_bytes=float(DTYPE_BYTES[kv_dtype]) if kv_dtype else float(precision.activation_bytes),
@@ -372,6 +375,7 @@ def _inference(ctx: PlanContext, dims: Dimensions, count: ParamCount, seq: int, 
         prefill_tokens=prefill_tokens(ctx),
         memory=InferenceMemory(
             weights=float(inf.weights),
+            weight_constants=float(inf.weight_constants),
             kv_cache=float(inf.kv_cache),
             workspace=float(inf.workspace),
             runtime=float(inf.overheads.get("runtime", 0.0)),

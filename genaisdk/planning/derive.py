@@ -14,12 +14,14 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import attrs
 import numpy as np
 
 from genaisdk.core.numbers import fmt_bytes, fmt_num
 from genaisdk.estimate import activations as act
 from genaisdk.estimate import flops as flops_math
 from genaisdk.estimate import params as params_math
+from genaisdk.estimate import quantization as quant
 from genaisdk.estimate.constants import PF_DAY, SECONDS_PER_DAY, SECONDS_PER_HOUR
 from genaisdk.estimate.constants import DTYPE_BYTES
 from genaisdk.estimate.inference import KV_FACTOR, LOGIT_BYTES, widest_values
@@ -525,15 +527,51 @@ def _cost(plan: Plan, stages: Stages) -> list[Term]:
     return terms
 
 
+def _serving_weight_terms(plan: Plan, stages: Stages) -> list[Term]:
+    """The serving weights: params × bytes for a dense format; for int8 or NF4 the codes,
+    the quantization constants and the vectors kept in 16 bits, summed
+    (`genaisdk.estimate.quantization.serving_weights`)."""
+    i = plan.inference
+    prec = stages.ctx.resolved.serve_precision
+    fmt = quant.weight_format(prec.param_dtype)
+    if fmt is None:
+        return [product_term("weights", "params × serving bytes", [(plan.model.params, "params"), (prec.weight_bytes, f"B ({prec.key})")], i.memory.weights, "bytes")]
+    served = quant.serving_weights(stages.dims, params=plan.model.params, weight_bytes=prec.weight_bytes, fmt=fmt, family=plan.model.family)
+    q = served.quantized_params
+    if fmt == "int8":
+        how = "a bf16 scale per output channel: Σ over quantized matrices of size / contraction × 2 B"
+        source = "Dettmers et al. 2022 (LLM.int8()), Sec. 3.1: vector-wise absmax scales"
+        codes = ("quantized params × 1 B", f"{num(q)} params × 1 B (int8)")
+    else:
+        how = (f"per layer slice of a matrix: an 8-bit absmax per {quant.NF4_BLOCK} weights, an fp32 constant per "
+               f"{quant.NF4_GROUP} absmaxes, an fp32 mean")
+        source = "Dettmers et al. 2023 (QLoRA), Sec. 3: NF4 with double quantization, 0.127 bits per parameter"
+        codes = (f"quantized params × 0.5 B, each slice padded to blocks of {quant.NF4_BLOCK}", f"{num(q)} params × 0.5 B (NF4, padded)")
+    per_param = served.constants / q if q else 0.0
+    terms = [
+        value_term("weight codes", codes[0], served.codes, "bytes", substituted=codes[1]),
+        value_term(
+            "quantization constants", how, i.memory.weight_constants, "bytes", source=source,
+            substituted=f"{num(q)} quantized params × {num(per_param)} B each",
+        ),
+    ]
+    if served.per_tensor:
+        vectors = plan.model.params - q
+        terms.append(product_term("16-bit vectors", "params not quantized (norms, biases, small tables) × 2 B", [(vectors, "params"), (quant.QUANTIZED_VECTOR_BYTES, "B (bf16)")], served.unquantized, "bytes"))
+    else:
+        terms[1] = attrs.evolve(terms[1], formula=f"{how}; per parameter: this architecture's tensors are not itemized")
+    parts = [(served.codes, "codes"), (i.memory.weight_constants, "constants")] + ([(served.unquantized, "vectors")] if served.per_tensor else [])
+    terms.append(sum_term("weights", f"{prec.key} weights: codes + quantization constants" + (" + 16-bit vectors" if served.per_tensor else ""), parts, i.memory.weights, "bytes"))
+    return terms
+
+
 def _inference(plan: Plan, stages: Stages) -> list[Term]:
     i = plan.inference
     dims = stages.dims
     prec = stages.ctx.resolved.serve_precision
     family = plan.model.family
     kv_bytes = DTYPE_BYTES[i.kv_precision]
-    terms = [
-        product_term("weights", "params × serving bytes", [(plan.model.params, "params"), (prec.weight_bytes, f"B ({prec.key})")], i.memory.weights, "bytes")
-    ]
+    terms = _serving_weight_terms(plan, stages)
     layers = dims.n_decoder_layers if family == "encoder_decoder" else dims.layers
     if family == "encoder":
         terms.append(value_term("KV cache", "an encoder keeps none", 0.0, "bytes"))

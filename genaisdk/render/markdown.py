@@ -130,7 +130,8 @@ def to_markdown(plan: Plan) -> str:
     lines += _table(
         ["", "bytes"],
         [
-            [f"weights ({i.precision})", fmt_bytes(i.memory.weights)],
+            [f"weights ({i.precision}" + (f", incl. {fmt_bytes(i.memory.weight_constants)} quantization constants" if i.memory.weight_constants else "") + ")",
+             fmt_bytes(i.memory.weights)],
             [f"KV cache ({i.kv_precision}, context {i.context}, batch {i.batch})", fmt_bytes(i.memory.kv_cache)],
             [f"workspace (a step of {i.step_tokens} tokens)", fmt_bytes(i.memory.workspace)],
             ["runtime", fmt_bytes(i.memory.runtime)],

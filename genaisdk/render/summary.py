@@ -52,6 +52,16 @@ class Figure:
     status: str = ""
 
 
+
+def serve_weights_why(plan: Plan) -> str:
+    """The Serve weights line's explanation: parameters at the serving precision, and a
+    quantized format's scales and block constants, which the bytes include."""
+    i = plan.inference
+    text = f"{fmt_count(plan.model.params, 'params')} at {i.precision}"
+    if i.memory.weight_constants:
+        text += f", incl. {fmt_bytes(i.memory.weight_constants)} quantization constants"
+    return text
+
 def why(plan: Plan, field: str) -> str:
     reason = plan.reason(field)
     return reason.reason if reason else ""
@@ -225,7 +235,7 @@ def sections(plan: Plan) -> list[Section]:
     i = plan.inference
     serve = [
         Row(label="precision", value=i.precision, why=why(plan, "serve.precision")),
-        Row(label="weights", value=fmt_bytes(i.memory.weights), why=f"{fmt_count(m.params, 'params')} at {i.precision}"),
+        Row(label="weights", value=fmt_bytes(i.memory.weights), why=serve_weights_why(plan)),
         Row(label="KV cache", value=fmt_bytes(i.memory.kv_cache), why=f"{i.kv_precision}, context {i.context} x batch {i.batch}"),
         Row(label="workspace", value=fmt_bytes(i.memory.workspace), why=f"one step of {i.step_tokens} tokens + logits (chunked prefill)"),
         Row(label="runtime", value=fmt_bytes(i.memory.runtime), why="CUDA context and library workspaces"),

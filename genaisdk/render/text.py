@@ -18,6 +18,7 @@ import math
 from typing import IO, TYPE_CHECKING
 
 from genaisdk.core.safe import printable
+from genaisdk.render.summary import serve_weights_why
 from genaisdk.core.numbers import (
     fmt_amount,
     fmt_bytes,
@@ -294,7 +295,7 @@ def _serve(plan: Plan) -> object:
     m = i.memory
     table = _kv_table()
     _add(table, "precision", i.precision, _why(plan, "serve.precision"))
-    _add(table, "weights", fmt_bytes(m.weights), f"{fmt_count(plan.model.params, 'params')} at {i.precision}")
+    _add(table, "weights", fmt_bytes(m.weights), serve_weights_why(plan))
     _add(table, "KV cache", fmt_bytes(m.kv_cache), f"{i.kv_precision}, context {i.context} x batch {i.batch}")
     _add(table, "workspace", fmt_bytes(m.workspace), f"one step of {i.step_tokens} tokens + logits (chunked prefill)")
     _add(table, "runtime", fmt_bytes(m.runtime), "CUDA context and library workspaces")

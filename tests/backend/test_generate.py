@@ -242,3 +242,68 @@ def test_hugging_face_checkpoints_generate_with_their_tokenizers(name):
         assert all(p[-1] == generator.tokenizer.eos_id and p[-2] != generator.tokenizer.eos_id for p in prompts)
     cached = generator.run(prompts, max_new_tokens=6, stop=False)["tokens"]
     np.testing.assert_array_equal(cached, generator.run_by_recompute(prompts, max_new_tokens=6, stop=False))
+
+
+# ----------------------------------------------------------------------------- plan vs measured
+
+SERVE_SPEC = """genai 1
+project "tiny-serve" {{
+  task = text-generation
+  model {{
+    family    = decoder
+    layers    = 2
+    d_model   = 32
+    heads     = 4
+    kv_heads  = 2
+    d_ff      = 64
+    vocab     = 384
+    context   = 64 tokens
+    positions = rotary
+  }}
+  data {{
+    source = synthetic
+    tokens = 1M tokens
+  }}
+  adapt {{
+    method = prompt
+  }}
+  budget {{
+    hardware = 1 x a100-80gb
+  }}
+  serve {{
+    precision = {precision}
+    context   = {context} tokens
+    batch     = {batch}
+  }}
+}}
+"""
+"""The trained model's dimensions (`TRAINED_SPEC`), served as `bench` runs it."""
+
+
+def test_bench_measures_the_memory_the_plans_serve_section_predicts(trained_model):
+    """`genai generate --bench` measures the bytes of the served weights and of the KV
+    cache; the plan of the same model, serving precision, context and batch predicts them
+    within 1% (here to the byte): bf16, int8 with its per-channel scales, NF4 with its
+    block constants. The cache is in the serving activations' type (bf16) on both sides.
+    One format is timed (a compile); the others' weights are the same arrays `bench`
+    measures (`Generator.weight_bytes`)."""
+    import genaisdk
+    from genaisdk.backend.jax.generate import bench
+
+    def plan(precision, context=64, batch=1):
+        text = SERVE_SPEC.format(precision=precision, context=context, batch=batch)
+        return genaisdk.plan(genaisdk.loads(text, filename="serve.genai")).inference.memory
+
+    result = bench(Generator(trained_model, "int8"), prompt_tokens=10, new_tokens=6, batch=2, repeats=1, peak=(1.0, "given"))
+    planned = plan("int8", result.cache_len, 2)
+    assert result.weight_bytes / planned.weights == pytest.approx(1.0, abs=0.01)
+    assert result.kv_bytes / planned.kv_cache == pytest.approx(1.0, abs=0.01)
+    assert (result.weight_bytes, result.kv_bytes) == (planned.weights, planned.kv_cache)
+    assert (result.planned_weight_bytes, result.planned_kv_bytes) == (planned.weights, planned.kv_cache)
+    assert planned.weight_constants > 0
+    for precision in ("bf16", "int4"):
+        generator = Generator(trained_model, precision)
+        planned = plan(precision)
+        assert generator.weight_bytes / planned.weights == pytest.approx(1.0, abs=0.01), precision
+        assert generator.weight_bytes == planned.weights
+        assert (planned.weight_constants > 0) == (precision == "int4")

@@ -542,7 +542,8 @@ def baseline_precision(evaluator: Evaluator) -> str | None:
 
 def memory_figures(evaluator: Evaluator) -> dict[str, Any]:
     """Measured bytes of the served weights and of one cached position, with the plan's
-    weights (parameters × the precision's bytes, `genaisdk.estimate.inference`)."""
+    weights (`genaisdk.estimate.inference`: parameters × the precision's bytes, or a
+    quantized format's codes, constants and 16-bit vectors)."""
     import jax
 
     from genaisdk.backend.jax.quantize import tree_bytes
@@ -554,7 +555,15 @@ def memory_figures(evaluator: Evaluator) -> dict[str, Any]:
         "params": params,
         "weight_bytes": tree_bytes(evaluator.params),
         "planned_weight_bytes": int(
-            inference_memory(model.dims, params=params, weight_bytes=fmt.planned_weight_bytes, context=1, batch=1).weights
+            inference_memory(
+                model.dims,
+                params=params,
+                family=evaluator.loaded.family,
+                weight_bytes=fmt.planned_weight_bytes,
+                weight_format=fmt.weights if fmt.quantized else None,
+                context=1,
+                batch=1,
+            ).weights
         ),
     }
     if evaluator.loaded.family != "encoder" and hasattr(model, "init_cache"):

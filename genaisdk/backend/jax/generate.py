@@ -612,7 +612,9 @@ def bench(
     """Time prefill and decode of `batch` prompts of `prompt_tokens` tokens (the `prompt`
     repeated or cut, or a fixed English text) and `new_tokens` new tokens each, every step
     run (stop ids ignored); the bandwidth a decode step achieves, as MaxText's inference
-    microbenchmark counts it: (weight bytes + KV-cache bytes) / step time."""
+    microbenchmark counts it: (weight bytes + KV-cache bytes) / step time. The planned
+    bytes are the plan's Serve figures for the same model, format, cache length and batch
+    (`genaisdk.estimate.inference.inference_memory`, quantization constants included)."""
     from genaisdk.estimate.inference import inference_memory
 
     if new_tokens < 2:
@@ -639,6 +641,7 @@ def bench(
         params=generator.model.num_params(),
         family=generator.loaded.family,
         weight_bytes=generator.format.planned_weight_bytes,
+        weight_format=generator.format.weights if generator.format.quantized else None,
         context=first["cache_len"],
         batch=batch,
         kv_bytes=jnp.dtype(generator.format.compute_dtype).itemsize,

@@ -21,8 +21,11 @@ Formats (storage per parameter in `genaisdk.estimate.quantization`):
   stored as int8 codes with one fp32 scale. QLoRA stores the absmaxes as 8-bit floats; a
   linear int8 code takes the same 8 bits.
 
-Vectors (norm scales, biases) and T5's relative-bias table stay in the compute dtype: they
-are a few thousandths of the weights. Dequantized products run in bf16, the dtype NF4
+Which tensors are quantized, and over which axes an int8 scale is shared, are
+`genaisdk.estimate.quantization`'s rules (`quantized_weight`, `int8_contracted_axes`), the
+ones the plan's Serve weights count with: matrices with a d_model axis are; vectors (norm
+scales, biases) and small unnamed-row tables (token types, T5's relative bias) stay in the
+compute dtype, a few thousandths of the weights. Dequantized products run in bf16, the dtype NF4
 weights are dequantized to in QLoRA, so the quality cost of a format is measured against
 bf16 serving (`genai eval --precision int8` prints both perplexities).
 
@@ -45,7 +48,13 @@ import numpy as np
 
 from genaisdk.backend.jax.config import UnsupportedError
 from genaisdk.backend.jax.precision import Policy
-from genaisdk.estimate.quantization import NF4_BLOCK, NF4_GROUP
+from genaisdk.estimate.quantization import (
+    NF4_BLOCK,
+    NF4_GROUP,
+    QUANTIZED_FORMATS,
+    int8_contracted_axes,
+    quantized_weight,
+)
 
 _DENSE = {"fp32": jnp.float32, "tf32": jnp.float32, "bf16": jnp.bfloat16, "fp16": jnp.float16}
 QUANTIZED_COMPUTE = jnp.bfloat16
@@ -147,20 +156,6 @@ def is_quantized(x: Any) -> bool:
 # ----------------------------------------------------------------------------- quantizing
 
 
-def _contracted_axes(axes: tuple[str | None, ...]) -> tuple[int, ...]:
-    """The axes an int8 scale is shared over: those the product contracts, so each output
-    channel keeps its own scale. Tables ([vocab or length, embed]) are read by row (and a
-    tied output projection contracts `embed`); the attention output [heads, kv, embed]
-    contracts heads and kv; every other kernel contracts its first (input) axis."""
-    offset = 1 if axes and axes[0] == "layers" else 0
-    own = axes[offset:]
-    if own[-1:] == ("embed",) and own[0] in ("vocab", "length"):
-        return (offset + len(own) - 1,)
-    if own[:2] == ("heads", "kv"):
-        return (offset, offset + 1)
-    return (offset,)
-
-
 def quantize_int8(w: Any, axes: tuple[int, ...]) -> QuantizedArray:
     """Per-channel absmax int8 of `w`, one scale per position of the axes not in `axes`.
     Computed on the host with numpy (nothing to compile), once per served model."""
@@ -211,12 +206,6 @@ def quantize_nf4(w: Any, lead: int) -> QuantizedArray:
     )
 
 
-def _quantizable(path: str, spec: Any) -> bool:
-    """Weights of rank 2 and more (beyond the layers axis), except T5's small bias table."""
-    rank = len(spec.axes) - (1 if spec.axes and spec.axes[0] == "layers" else 0)
-    return rank >= 2 and not path.endswith("relative_bias") and not path.endswith("token_types")
-
-
 # ----------------------------------------------------------------------------- serving formats
 
 
@@ -262,10 +251,10 @@ def serving_format(record: Any) -> ServingFormat:
     """The serving format a `genaisdk.records.Precision` asks for; UnsupportedError for a
     format the backend cannot serve (fp8)."""
     param = record.param_dtype
-    if param in ("int8", "int4"):
+    if param in QUANTIZED_FORMATS:
         return ServingFormat(
             precision=record.key,
-            weights="int8" if param == "int8" else "nf4",
+            weights=QUANTIZED_FORMATS[param],
             compute="bf16",
             planned_weight_bytes=float(record.weight_bytes),
         )
@@ -285,20 +274,20 @@ def serving_format(record: Any) -> ServingFormat:
 
 
 def prepare_params(params: Any, specs: Any, fmt: ServingFormat) -> Any:
-    """The parameters as `fmt` serves them: cast to its dtype, or quantized (weights of rank
-    2 and more) with the rest in the compute dtype. `specs` is the model's `specs()` tree."""
-    from genaisdk.backend.jax.model import is_spec, path_name
+    """The parameters as `fmt` serves them: cast to its dtype, or quantized (the tensors
+    `genaisdk.estimate.quantization.quantized_weight` names, which the plan counts the same
+    way) with the rest in the compute dtype. `specs` is the model's `specs()` tree."""
+    from genaisdk.backend.jax.model import is_spec
 
     dtype = fmt.compute_dtype
-    flat, treedef = jax.tree_util.tree_flatten_with_path(params)
+    flat, treedef = jax.tree.flatten(params)
     spec_leaves = treedef.flatten_up_to(specs)
     out = []
-    for (path, leaf), spec in zip(flat, spec_leaves, strict=True):
+    for leaf, spec in zip(flat, spec_leaves, strict=True):
         assert is_spec(spec)
-        name = path_name(path)
-        if fmt.quantized and _quantizable(name, spec):
+        if fmt.quantized and quantized_weight(spec.axes):
             if fmt.weights == "int8":
-                out.append(quantize_int8(leaf, axes=_contracted_axes(spec.axes)))
+                out.append(quantize_int8(leaf, axes=int8_contracted_axes(spec.axes)))
             else:
                 out.append(quantize_nf4(leaf, lead=1 if spec.axes[0] == "layers" else 0))
         else:

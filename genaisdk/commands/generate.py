@@ -72,7 +72,7 @@ def _fmt_bytes(value: float) -> str:
 def _print_bench(result) -> None:
     ratio = lambda a, b: f"x{a / b:.3f}" if b else "-"  # noqa: E731
     lines = [
-        f"{result.precision} ({result.weights} weights) on {printable(result.device)}: batch {result.batch}, "
+        f"{result.precision} ({result.weights} weights, {result.kv_precision} KV cache) on {printable(result.device)}: batch {result.batch}, "
         f"{result.prompt_tokens} prompt tokens, {result.new_tokens} new tokens, cache of {result.cache_len} positions",
         f"  time to first token   {result.ttft_s * 1e3:.2f} ms   prompt {result.prompt_tokens_per_s:,.0f} tokens/s",
         f"  decode                {result.decode_step_s * 1e3:.3f} ms/step   {result.decode_tokens_per_s:,.1f} tokens/s",
@@ -97,6 +97,11 @@ def _print_bench(result) -> None:
 @click.option("--top-p", type=float, default=1.0, show_default=True, metavar="P", help="Sample among the likeliest tokens whose probability reaches P (nucleus; 1: all).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampling draws.")
 @click.option("--precision", metavar="P", help="Serve the weights in fp32, bf16, fp16, int8 or int4 (NF4); default: the run's compute dtype.")
+@click.option(
+    "--kv-precision",
+    type=click.Choice(["fp32", "bf16", "fp16", "fp8"]),
+    help="Hold the KV cache in this type, as the plan's serve.kv_precision (default: the compute dtype); fp8 (E4M3) halves a 16-bit cache.",
+)
 @click.option("--json", "as_json", is_flag=True, help='Print {"prompt_ids", "ids", "text"} (one line per prompt).')
 @click.option("--bench", is_flag=True, help="Time prefill and decode instead: tokens/s, time to first token, memory bandwidth.")
 @click.option("--batch", "bench_batch", type=click.IntRange(min=1), default=1, show_default=True, metavar="B", help="--bench: sequences decoded together.")
@@ -113,6 +118,7 @@ def command(
     top_p: float,
     seed: int,
     precision: str | None,
+    kv_precision: str | None,
     as_json: bool,
     bench: bool,
     bench_batch: int,
@@ -128,6 +134,7 @@ def command(
       genai generate runs/tiny-legal --prompt "The licensee" --temperature 0.8 --top-p 0.9 --seed 1
       genai generate runs/tiny-legal --batch-file prompts.txt --precision int8 --json
       genai generate runs/tiny-legal --bench --prompt-tokens 128 --max-new-tokens 128
+      genai generate runs/tiny-legal --bench --precision int8 --kv-precision fp8
     """
     from genaisdk.backend.jax.train import TrainError, require_jax
 
@@ -146,7 +153,7 @@ def command(
     from genaisdk.backend.jax.generate import bench as run_bench
 
     try:
-        generator = Generator(model, precision)
+        generator = Generator(model, precision, kv_precision=kv_precision)
         if bench:
             result = run_bench(
                 generator, prompt=prompts[0] if prompts else None, prompt_tokens=prompt_tokens, new_tokens=max_new_tokens, batch=bench_batch

@@ -271,9 +271,10 @@ project "tiny-serve" {{
     hardware = 1 x a100-80gb
   }}
   serve {{
-    precision = {precision}
-    context   = {context} tokens
-    batch     = {batch}
+    precision    = {precision}
+    kv_precision = {kv}
+    context      = {context} tokens
+    batch        = {batch}
   }}
 }}
 """
@@ -284,18 +285,22 @@ def test_bench_measures_the_memory_the_plans_serve_section_predicts(trained_mode
     """`genai generate --bench` measures the bytes of the served weights and of the KV
     cache; the plan of the same model, serving precision, context and batch predicts them
     within 1% (here to the byte): bf16, int8 with its per-channel scales, NF4 with its
-    block constants. The cache is in the serving activations' type (bf16) on both sides.
-    One format is timed (a compile); the others' weights are the same arrays `bench`
-    measures (`Generator.weight_bytes`)."""
+    block constants; the cache in the plan's `serve.kv_precision`, here fp8 (`--kv-precision
+    fp8`; the default, the compute dtype, is measured against the same formula by the
+    --bench command-line test). One configuration is timed (a compile); the others'
+    weights are the same arrays `bench` measures (`Generator.weight_bytes`)."""
     import genaisdk
     from genaisdk.backend.jax.generate import bench
 
-    def plan(precision, context=64, batch=1):
-        text = SERVE_SPEC.format(precision=precision, context=context, batch=batch)
+    def plan(precision, context=64, batch=1, kv="bf16"):
+        text = SERVE_SPEC.format(precision=precision, context=context, batch=batch, kv=kv)
         return genaisdk.plan(genaisdk.loads(text, filename="serve.genai")).inference.memory
 
-    result = bench(Generator(trained_model, "int8"), prompt_tokens=10, new_tokens=6, batch=2, repeats=1, peak=(1.0, "given"))
-    planned = plan("int8", result.cache_len, 2)
+    result = bench(
+        Generator(trained_model, "int8", kv_precision="fp8"), prompt_tokens=10, new_tokens=6, batch=2, repeats=1, peak=(1.0, "given")
+    )
+    planned = plan("int8", result.cache_len, 2, kv="fp8")
+    assert result.kv_precision == "fp8" and result.kv_bytes == result.cache_len * 2 * result.kv_bytes_per_token
     assert result.weight_bytes / planned.weights == pytest.approx(1.0, abs=0.01)
     assert result.kv_bytes / planned.kv_cache == pytest.approx(1.0, abs=0.01)
     assert (result.weight_bytes, result.kv_bytes) == (planned.weights, planned.kv_cache)
@@ -307,3 +312,10 @@ def test_bench_measures_the_memory_the_plans_serve_section_predicts(trained_mode
         assert generator.weight_bytes / planned.weights == pytest.approx(1.0, abs=0.01), precision
         assert generator.weight_bytes == planned.weights
         assert (planned.weight_constants > 0) == (precision == "int4")
+
+
+def test_a_kv_cache_type_the_backend_cannot_hold_is_refused(trained_run, trained_model):
+    with pytest.raises(GenerationError, match="int8 cache needs per-head scales"):
+        Generator(trained_model, "int8", kv_precision="int8")
+    result = _generate(trained_run.out_dir, "--prompt", "x", "--kv-precision", "int8")
+    assert result.exit_code == 2 and "--kv-precision" in result.output

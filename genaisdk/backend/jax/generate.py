@@ -150,6 +150,13 @@ def learned_positions(dims: Any) -> int | None:
     return (dims.position_table or dims.context) - getattr(dims, "position_offset", 0)
 
 
+KV_DTYPES = {"fp32": jnp.float32, "bf16": jnp.bfloat16, "fp16": jnp.float16, "fp8": jnp.float8_e4m3fn}
+"""Types the KV cache can be held in (`--kv-precision`, the plan's `serve.kv_precision`).
+fp8 is E4M3 (vLLM's `kv_cache_dtype = fp8`), values cast without a scale factor (vLLM's
+default scale of 1.0): read back, they are cast to the compute dtype. An int8 cache needs
+per-head scales, which this backend does not keep."""
+
+
 def _stop_array(stop_ids: Sequence[int]) -> jax.Array:
     if len(stop_ids) > MAX_STOP_IDS:
         raise GenerationError(f"at most {MAX_STOP_IDS} stop ids, got {len(stop_ids)}")
@@ -161,16 +168,20 @@ class Program:
     policy, equal to another when they describe the same model (so a second Generator of
     the same run reuses the compiled prefill and decode loop)."""
 
-    def __init__(self, model: Any, policy: Any, family: str, start_id: int | None = None):
+    def __init__(self, model: Any, policy: Any, family: str, start_id: int | None = None, cache_dtype: Any = None):
         self.model = model
         self.policy = policy
+        self.cache_dtype = jnp.dtype(policy.compute_dtype if cache_dtype is None else cache_dtype)
+        """The KV cache's type (the compute dtype unless `--kv-precision` says otherwise)."""
         self.encoder_decoder = family == "encoder_decoder"
         self.pad_id = int(getattr(model, "pad_id", 0))
         self.start_id = self.pad_id if start_id is None else int(start_id)
         """An encoder-decoder's first decoder input (T5: PAD)."""
         dims = attrs.asdict(model.dims) if attrs.has(type(model.dims)) else repr(model.dims)
         self.key = json.dumps(
-            [type(model).__qualname__, family, dims, self.pad_id, self.start_id, repr(policy)], sort_keys=True, default=str
+            [type(model).__qualname__, family, dims, self.pad_id, self.start_id, repr(policy), self.cache_dtype.name],
+            sort_keys=True,
+            default=str,
         )
 
     def __hash__(self) -> int:
@@ -187,7 +198,7 @@ def _start(program: Program, params: Any, prompt: jax.Array, lengths: jax.Array,
     cache = model.init_cache(batch, cache_len, cache_dtype)
     if program.encoder_decoder:
         memory = model.encode(params, prompt, policy=policy)
-        cross = model.cross_kv(params, memory, policy=policy)
+        cross = {name: a.astype(cache_dtype) for name, a in model.cross_kv(params, memory, policy=policy).items()}
         valid = prompt != program.pad_id
         start = jnp.full((batch, 1), program.start_id, jnp.int32)
         logits, cache = model.decode(
@@ -204,7 +215,7 @@ def _start(program: Program, params: Any, prompt: jax.Array, lengths: jax.Array,
 def _prefill(program, params, prompt, lengths, key, knobs, stops, *, cache_len, greedy, max_new):
     """The prompt's keys and values into a new cache, and the first token: the decode
     loop's initial state, with the cross-attention keys and values (encoder-decoder)."""
-    cache_dtype = program.policy.compute_dtype
+    cache_dtype = program.cache_dtype
     logits, cache, positions, cross, valid = _start(program, params, prompt, lengths, cache_len, cache_dtype)
     first = sample(logits, _fold(key, jnp.int32(0)), greedy=greedy, knobs=knobs)
     batch = prompt.shape[0]
@@ -289,12 +300,17 @@ class Generator:
     """The compiled prefill and decode loop of one model at one serving precision.
 
     `precision`: a precision record name (fp32, bf16, fp16, int8, int4/nf4); None serves the
-    run's own compute dtype. Raises UnsupportedError for a model without cached decoding
-    (an encoder, or a plugin architecture without `decode`). `params`: weights already
-    prepared for `precision` (`quantize.prepare_params`), to share them with an evaluator.
+    run's own compute dtype. `kv_precision`: the KV cache's type, a key of `KV_DTYPES`
+    (None: the compute dtype, as the plan's default `serve.kv_precision`). Raises
+    UnsupportedError for a model without cached decoding (an encoder, or a plugin
+    architecture without `decode`), GenerationError for a KV type the backend cannot hold.
+    `params`: weights already prepared for `precision` (`quantize.prepare_params`), to
+    share them with an evaluator.
     """
 
-    def __init__(self, model: Any, precision: str | None = None, *, tokenizer: Any = None, params: Any = None):
+    def __init__(
+        self, model: Any, precision: str | None = None, *, kv_precision: str | None = None, tokenizer: Any = None, params: Any = None
+    ):
         loaded = resolve_model(model)
         self.loaded = loaded
         self.model = loaded.model
@@ -307,12 +323,18 @@ class Generator:
         check_tokenizer(self.tokenizer, self.model.dims.vocab)
         self.format = resolve_format(loaded, precision)
         self.policy = self.format.policy()
+        self.kv_precision = kv_precision or self.format.compute
+        if self.kv_precision not in KV_DTYPES:
+            raise GenerationError(
+                f"KV cache type {self.kv_precision!r}: the JAX backend holds the cache in "
+                f"{', '.join(KV_DTYPES)} (an int8 cache needs per-head scales, which it does not keep)"
+            )
         prepared = params if params is not None else prepare_params(loaded.params, self.model.specs(), self.format)
         # Each layer's weights as their own arrays, read in place by the decode step.
         self.params = self.model.unstack_layers(prepared) if hasattr(self.model, "unstack_layers") else prepared
         self.stop_ids = tuple(int(i) for i in getattr(self.tokenizer, "stop_ids", (self.tokenizer.eos_id,)))
         self.encoder_decoder = loaded.family == "encoder_decoder"
-        self.program = Program(self.model, self.policy, loaded.family, loaded.decoder_start)
+        self.program = Program(self.model, self.policy, loaded.family, loaded.decoder_start, KV_DTYPES[self.kv_precision])
 
     # ------------------------------------------------------------------ sizes
 
@@ -325,7 +347,7 @@ class Generator:
         """Bytes one cached position takes in every decoder layer: 2 · layers · kv_heads ·
         head_dim · bytes per value (Pope et al. 2022, Sec. 3.1)."""
         layers, g, d = self.model._decoder_stack_shape()
-        return 2 * layers * g * d * jnp.dtype(self.format.compute_dtype).itemsize
+        return 2 * layers * g * d * self.program.cache_dtype.itemsize
 
     # ------------------------------------------------------------------ inputs
 
@@ -500,19 +522,21 @@ def generate(
     top_p: float = 1.0,
     seed: int = 0,
     precision: str | None = None,
+    kv_precision: str | None = None,
     tokenizer: Any = None,
 ) -> Generation | list[Generation]:
     """Continue `prompt` (one Generation) or each of `prompts` (a list) with the model.
 
     `model`: a `genai train` run directory, a `TrainResult` or a `Generator`/`LoadedModel`.
     `temperature` 0 is greedy; `top_k` 0 and `top_p` 1 keep every token; `seed` fixes the
-    draws; `precision`: fp32, bf16, fp16, int8 or int4 (NF4), default the run's compute dtype.
+    draws; `precision`: fp32, bf16, fp16, int8 or int4 (NF4), default the run's compute dtype;
+    `kv_precision`: the KV cache's type (fp32, bf16, fp16, fp8), default the compute dtype.
     Raises ModelLoadError (a MODEL that cannot be loaded) or GenerationError (bad settings).
     """
     if (prompt is None) == (prompts is None):
         raise GenerationError("give either prompt or prompts")
     sampling = Sampling(temperature=temperature, top_k=top_k, top_p=top_p)
-    generator = model if isinstance(model, Generator) else Generator(model, precision, tokenizer=tokenizer)
+    generator = model if isinstance(model, Generator) else Generator(model, precision, kv_precision=kv_precision, tokenizer=tokenizer)
     batch = [prompt] if prompts is None else list(prompts)
     encoded = generator.encode_prompts(batch)
     result = generator.run(encoded, max_new_tokens=max_new_tokens, sampling=sampling, seed=seed)
@@ -566,6 +590,8 @@ class BenchResult:
 
     precision: str
     weights: str
+    kv_precision: str
+    """The KV cache's type."""
     batch: int
     prompt_tokens: int
     new_tokens: int
@@ -644,12 +670,13 @@ def bench(
         weight_format=generator.format.weights if generator.format.quantized else None,
         context=first["cache_len"],
         batch=batch,
-        kv_bytes=jnp.dtype(generator.format.compute_dtype).itemsize,
+        kv_bytes=generator.program.cache_dtype.itemsize,
         input_context=len(prompts[0]) if generator.encoder_decoder else None,
     )
     return BenchResult(
         precision=generator.format.precision,
         weights=generator.format.weights,
+        kv_precision=generator.kv_precision,
         batch=batch,
         prompt_tokens=len(prompts[0]),
         new_tokens=new_tokens,

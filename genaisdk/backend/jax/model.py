@@ -527,7 +527,8 @@ class Transformer:
                     name: step["cache"][name].at[layer, rows, positions].set(new.astype(step["cache"][name].dtype))
                     for name, new in (("k", k), ("v", v))
                 }
-                kv = (step["cache"]["k"][layer], step["cache"]["v"][layer])
+                # A cache held in another type (fp8) is read back in the compute dtype.
+                kv = tuple(step["cache"][name][layer].astype(policy.compute_dtype) for name in ("k", "v"))
             return nn.attention(
                 lp["attn"],
                 x,
@@ -556,7 +557,7 @@ class Transformer:
                 use_rotary=False,
                 policy=policy,
                 scale=dims.score_scale,
-                kv=step.get("cross"),
+                kv=None if step.get("cross") is None else tuple(a.astype(policy.compute_dtype) for a in step["cross"]),
             )
 
         def ffn(x: jax.Array, lp: dict) -> jax.Array:

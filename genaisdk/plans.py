@@ -179,6 +179,10 @@ class AdaptSection:
     rank: int | None = None
     targets: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     frozen_precision: str | None = None
+    alpha: float | None = None
+    """LoRA's alpha: the adapters' update is scaled by alpha / rank."""
+    dropout: float | None = None
+    """Dropout on the adapters' input."""
 
 
 @attrs.frozen(kw_only=True)

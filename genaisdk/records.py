@@ -409,6 +409,10 @@ class Adaptation(Record):
     """Precision of frozen base weights (QLoRA: int4)."""
     default_rank: int | None = attrs.field(default=None, validator=POSITIVE)
     default_targets: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    default_alpha: float | None = attrs.field(default=None, validator=POSITIVE)
+    """LoRA's α (the update is scaled by α / rank); None: α = rank, a scale of 1."""
+    default_dropout: float = attrs.field(default=0.0, validator=FRACTION)
+    """Dropout on the adapters' input (Hu et al. 2021's `lora_dropout`)."""
     resident_models: tuple[str, ...] = attrs.field(default=("policy",), converter=tuple)
     trained_models: tuple[str, ...] = attrs.field(default=("policy",), converter=tuple)
     """Which of `resident_models` train (hold gradients and optimizer state): PPO trains the

@@ -54,8 +54,10 @@ def genaisdk_adaptations() -> Iterator[Adaptation]:
         frozen_precision="int4",
         default_rank=64,
         default_targets=LORA_TARGETS,
+        default_alpha=16.0,
+        default_dropout=0.1,
         source="Dettmers et al. 2023, 'QLoRA: Efficient Finetuning of Quantized LLMs', Sec. 3 and 4 "
-        "(NF4 base; r = 64 on all linear layers)",
+        "(NF4 base; r = 64 on all linear layers), App. B.2 (alpha 16, dropout 0.1 up to 13B)",
     )
     yield Adaptation(
         name="pretrain",

@@ -1,5 +1,6 @@
 """`genai export RUN_OR_CHECKPOINT --format hf --out DIR`: a trained run (or a checkpoint) as a
-Hugging Face checkpoint folder.
+Hugging Face checkpoint folder; of a LoRA or QLoRA run, its merged weights (`--merge`, the
+default) or its adapters alone in PEFT's format (`--adapters`).
 
 Exit status: 0 written; 1 the run or checkpoint cannot be read or the format cannot express
 the model (one line naming the file and tensor); 2 bad usage or a missing extra.
@@ -48,7 +49,14 @@ def _missing_extras() -> list[str]:
 @click.option("--max-shard-size", callback=_size, metavar="SIZE",
               help="Split the weights into shards of at most SIZE (default 5GB), with an index.")
 @click.option("--step", type=int, help="The run's checkpoint step (default: the newest that verifies).")
-def command(source: str, fmt: str, out: str, dtype: str | None, max_shard_size: int | None, step: int | None) -> None:
+@click.option("--adapters", is_flag=True,
+              help="Of a LoRA or QLoRA run: its adapters alone, as PEFT's adapter_config.json + adapter_model.safetensors.")
+@click.option("--merge", is_flag=True,
+              help="Of a LoRA or QLoRA run: the base weights with the adapters merged in (W + alpha/r·B·A), a plain "
+              "checkpoint (what --format hf writes of such a run).")
+def command(
+    source: str, fmt: str, out: str, dtype: str | None, max_shard_size: int | None, step: int | None, adapters: bool, merge: bool
+) -> None:
     """Write a genai train run, or a checkpoint folder, in another format.
 
     \b
@@ -56,7 +64,12 @@ def command(source: str, fmt: str, out: str, dtype: str | None, max_shard_size: 
       genai export runs/tiny-gpt --out exports/tiny-gpt
       genai export runs/support --format hf --out exports/support --dtype bf16
       genai export path/to/checkpoint --out copy --max-shard-size 2GB
+      genai export runs/support-lora --adapters --out exports/support-adapter
+      genai export runs/support-lora --merge --out exports/support-merged
     """
+    if adapters and merge:
+        click.echo("error: --adapters and --merge exclude each other: the adapters alone, or merged into the base", err=True)
+        sys.exit(2)
     missing = _missing_extras()
     if missing:
         click.echo(f"error: genai export needs {', '.join(missing)}: pip install 'genaisdk[jax,hf]'", err=True)
@@ -68,8 +81,10 @@ def command(source: str, fmt: str, out: str, dtype: str | None, max_shard_size: 
 
     try:
         loaded = load_model(source, step=step)
+        if merge and loaded.adapter is None:
+            raise CheckpointFormatError(f"{source} trained every weight: it has no adapters to merge (leave out --merge)")
         result = export_model(
-            loaded, out, format=fmt, options=ExportOptions(dtype=DTYPES.get(dtype or ""), max_shard_bytes=max_shard_size)
+            loaded, out, format="peft" if adapters else fmt, options=ExportOptions(dtype=DTYPES.get(dtype or ""), max_shard_bytes=max_shard_size)
         )
     except (CheckpointFormatError, TokenizerError) as exc:
         click.echo(f"error: {exc}", err=True)

@@ -137,8 +137,9 @@ def _print_run(settings, problems: list[str], check, *, as_json: bool) -> None:
     "--adapt",
     "adaptation",
     metavar="METHOD",
-    help="Run with another adaptation method than the plan's: `finetune` trains every weight of a LoRA plan "
-    "(the JAX backend has no adapters); recorded as a deviation.",
+    help="Run with another adaptation method than the plan's: `finetune` trains every weight of a LoRA plan, "
+    "`lora` or `qlora` trains adapters (the method's default rank and targets) on a fine-tuning plan; recorded "
+    "as a deviation.",
 )
 @click.option("--coordinator", metavar="HOST:PORT", help="Multi-host: address of process 0's coordinator.")
 @click.option("--num-processes", type=int, metavar="N", help="Multi-host: number of processes.")

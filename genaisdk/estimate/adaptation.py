@@ -61,6 +61,9 @@ TARGET_GROUPS = {"attention": ATTENTION_TARGETS, "mlp": MLP_TARGETS, "all": ALL_
 """Target names: single projections, or a group. LoRA's paper adapts q and v (Sec. 7.1)."""
 TARGET_NAMES = ALL_TARGETS + tuple(TARGET_GROUPS)
 """Every name `expand_targets` accepts."""
+FROZEN_PRECISIONS = ("int4", "int8")
+"""The precisions `adapt.frozen_precision` quantizes a frozen base to: 4-bit NormalFloat
+(int4, QLoRA's NF4) or per-channel int8."""
 
 
 def expand_targets(targets) -> tuple[str, ...]:

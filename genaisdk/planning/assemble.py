@@ -257,7 +257,9 @@ def assemble(stages: Stages, notes: Notes) -> Plan:
             base=r.preset.key if (r.preset is not None and not r.adaptation.from_scratch) else None,
             rank=lora.rank if lora else None,
             targets=lora.targets if lora else (),
-            frozen_precision=r.adaptation.frozen_precision if lora else None,
+            frozen_precision=lora.frozen_precision if lora else None,
+            alpha=(lora.alpha if lora.alpha is not None else float(lora.rank)) if lora else None,
+            dropout=lora.dropout if lora else None,
         ),
         data=data,
         compute=ComputeSection(

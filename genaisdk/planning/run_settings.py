@@ -10,8 +10,8 @@ each with its source, in one place.
 
 A run may differ from its plan only through a named option (`devices`, `steps`,
 `precision`, `adaptation`): a CPU laptop run of a 64-GPU spec, a short smoke run, a
-precision the machine cannot compute in, a LoRA plan run as a full fine-tune by a backend
-without adapters. Each field that then deviates is listed in `RunSettings.deviations` with
+precision the machine cannot compute in, a LoRA plan run as a full fine-tune (or a
+fine-tuning plan run with adapters). Each field that then deviates is listed in `RunSettings.deviations` with
 the planned value, the run's and why; `genai train` prints them and records them in
 `run.json`. Nothing here imports JAX (a dry run is well under a second).
 """
@@ -52,6 +52,24 @@ MAX_DEFAULT_WARMUP = 2000
 
 class RunSettingsError(ValueError):
     """The plan cannot be run (nothing trains, no step count, an option out of range)."""
+
+
+class NothingToTrain(RunSettingsError):
+    """The adaptation method trains nothing (`prompt`): there is no run, by design. The
+    message says what to do instead (`genai generate`, `genai eval`)."""
+
+
+def nothing_to_train(method: str, spec: Any = None) -> NothingToTrain:
+    """The message for a method that trains nothing: the model is prompted as it is, and
+    `genai generate` is how to use it."""
+    model = getattr(getattr(getattr(spec, "project", None), "model", None), "checkpoint", None)
+    target = f'the checkpoint folder model.from = "{model}"' if model else "a checkpoint folder or a run folder"
+    return NothingToTrain(
+        f"adapt.method = {method} trains nothing: the model is used as it is, with the task shown in the prompt "
+        f"(in-context). `genai generate MODEL --prompt \"...\"` continues a prompt with {target} "
+        "(KV-cache decoding, at --precision bf16, int8 or int4), and `genai eval MODEL --data FILE` measures it; "
+        "to train, choose adapt.method = finetune, lora or qlora"
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -140,13 +158,14 @@ def run_settings(
     `devices`: run on this many devices instead of the plan's; the global batch is kept, so
     each device takes a larger share in more micro-steps of at most the plan's micro-batch.
     `steps`: optimizer steps in all. `precision`: a precision record's name. `adaptation`:
-    an adaptation record's name (`finetune` trains every weight of a LoRA plan). `devices_why`
+    an adaptation record's name (`finetune` trains every weight of a LoRA plan; `lora` trains
+    adapters, with the record's defaults, on a fine-tuning plan). `devices_why`
     words the devices deviation when the option came from elsewhere (a multi-host runtime).
     Raises RunSettingsError for a plan that trains nothing or has no step count.
     """
     t, m = plan.train, plan.model
     if t.micro_batch < 1 or t.strategy == "none":
-        raise RunSettingsError(f"adapt.method = {t.adaptation} trains nothing: there is no run to start")
+        raise nothing_to_train(t.adaptation, spec)
     if m.dims is None or m.architecture is None:
         raise RunSettingsError("this plan does not carry the model's dimensions (made by another genaisdk?)")
     if registry is None:
@@ -191,9 +210,9 @@ def run_settings(
             raise RunSettingsError(f"unknown adaptation {adaptation!r}; known: {', '.join(registry.names('adaptations'))}")
         if record.key != adapt.method:
             if not record.trains:
-                raise RunSettingsError(f"adapt.method = {record.key} trains nothing: there is no run to start")
+                raise nothing_to_train(record.key, spec)
             deviate("adaptation", adapt.method, record.key, f"--adapt {adaptation}")
-            adapt = AdaptSection(method=record.key, base=adapt.base)
+            adapt = _adapted(record, adapt)
 
     run_steps = t.steps
     if steps is not None:
@@ -234,6 +253,24 @@ def run_settings(
             **schedule,
         ),
         deviations=tuple(deviations),
+    )
+
+
+def _adapted(record: Any, planned: AdaptSection) -> AdaptSection:
+    """The adaptation section of a run whose method differs from its plan's: every weight
+    trains (finetune, pretrain), or adapters with the method record's defaults (a LoRA run
+    of a fine-tuning plan: rank, targets, alpha, dropout and frozen precision of `record`)."""
+    if record.full or len(record.resident_models) > 1:
+        return AdaptSection(method=record.key, base=planned.base)
+    rank = int(record.default_rank or 8)
+    return AdaptSection(
+        method=record.key,
+        base=planned.base,
+        rank=rank,
+        targets=tuple(record.default_targets) or ("q", "v"),
+        frozen_precision=record.frozen_precision,
+        alpha=float(record.default_alpha if record.default_alpha is not None else rank),
+        dropout=float(record.default_dropout),
     )
 
 

@@ -24,6 +24,11 @@ class Lora:
 
     rank: int
     targets: tuple[str, ...] = attrs.field(converter=tuple)
+    alpha: float | None = None
+    """The update's scale is alpha / rank (Hu et al. 2021, Sec. 4.1); None: alpha = rank."""
+    dropout: float = 0.0
+    frozen_precision: str | None = None
+    """The frozen base's quantization (int4 = NF4, int8), or None (the training precision)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -101,12 +106,19 @@ def trainable_for(ctx: PlanContext, dims: Dimensions, count: ParamCount, notes: 
     if a.trains and not a.full and not alignment:
         rank = adapt.rank or a.default_rank or 8
         targets = tuple(str(t).strip().lower() for t in adapt.targets) or tuple(a.default_targets) or ("q", "v")
-        lora = Lora(rank=rank, targets=targets)
-        if a.frozen_precision:
-            frozen = ctx.registry.get("precisions", a.frozen_precision)
+        frozen_precision = adapt.frozen_precision or a.frozen_precision
+        lora = Lora(
+            rank=rank,
+            targets=targets,
+            alpha=adapt.alpha if adapt.alpha is not None else a.default_alpha,
+            dropout=adapt.dropout if adapt.dropout is not None else a.default_dropout,
+            frozen_precision=frozen_precision,
+        )
+        if frozen_precision:
+            frozen = ctx.registry.get("precisions", frozen_precision)
             frozen_bytes = float(frozen.weight_bytes) if frozen is not None else None
             kbit = frozen is not None and not frozen.trainable
-            if a.frozen_precision in ("int4", "nf4") and a.key == "qlora":
+            if frozen_precision in ("int4", "nf4"):
                 frozen_bytes = constants.NF4_DOUBLE_QUANT_BYTES
                 notes.assume(
                     "frozen_weight_bytes",

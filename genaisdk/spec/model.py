@@ -112,6 +112,12 @@ class AdaptSpec:
     """The preset being adapted, where it differs from model.preset."""
     rank: int | None = None
     targets: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    alpha: float | None = None
+    """LoRA's α: the adapters' update is scaled by α / rank; None = the method's default."""
+    dropout: float | None = None
+    """Dropout on the adapters' input, a fraction; None = the method's default."""
+    frozen_precision: str | None = None
+    """The frozen base's quantization (int4 = NF4, int8); None = the method's."""
 
 
 @attrs.frozen(kw_only=True)

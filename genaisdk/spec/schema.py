@@ -220,6 +220,12 @@ BLOCKS: dict[str, BlockSchema] = {
                 doc="The preset being adapted, where it differs from model.preset."),
             _count("rank", "LoRA rank.", positive=True),
             Key(name="targets", kind="words", doc="Modules that get adapters, e.g. [q, v] or [attention, mlp]."),
+            Key(example="16", name="alpha", kind="quantity", dimension="count", positive=True,
+                doc="LoRA's alpha: the adapters' update is scaled by alpha / rank (default: the rank; qlora: 16)."),
+            Key(example="5%", name="dropout", kind="quantity", dimension="fraction", minimum=0, below=1,
+                doc="Dropout on the adapters' input, e.g. 10% (default 0; qlora: 10%)."),
+            Key(name="frozen_precision", kind="name", registry="precisions",
+                doc="Quantize the frozen base: int4 (4-bit NormalFloat, qlora's default) or int8."),
         ),
     ),
     "train": BlockSchema(

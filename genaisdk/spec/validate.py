@@ -166,7 +166,7 @@ def _dimensions(c: _Checks) -> None:
 
 
 def _adaptation_and_precision(c: _Checks) -> None:
-    from genaisdk.estimate.adaptation import TARGET_NAMES
+    from genaisdk.estimate.adaptation import FROZEN_PRECISIONS, TARGET_NAMES
 
     project = c.spec.project
     adapt, train = project.adapt, project.train
@@ -181,11 +181,27 @@ def _adaptation_and_precision(c: _Checks) -> None:
                 codes.NOTHING_TRAINS, f"the `train` block is ignored: `{adapt.method}` trains nothing",
                 "train", "remove it, or choose a method that trains (finetune, lora, ...)",
             )
-        if method.full and (adapt.rank is not None or adapt.targets):
-            which = "adapt.rank" if adapt.rank is not None else "adapt.targets"
+        adapter_keys = [
+            f"adapt.{key}"
+            for key, value in (
+                ("rank", adapt.rank), ("targets", adapt.targets), ("alpha", adapt.alpha), ("dropout", adapt.dropout),
+                ("frozen_precision", adapt.frozen_precision),
+            )
+            if value not in (None, ())
+        ]
+        if method.full and adapter_keys:
+            which = adapter_keys[0]
             c.add(
                 codes.IGNORED_ADAPTER, f"`{which.split('.')[1]}` is ignored: `{adapt.method}` trains every weight",
-                which, "rank and targets apply to lora and qlora",
+                which, "rank, targets, alpha, dropout and frozen_precision apply to lora and qlora",
+            )
+        if adapt.frozen_precision is not None and adapt.frozen_precision not in FROZEN_PRECISIONS and not method.full:
+            c.add(
+                codes.CONFLICT,
+                f"`frozen_precision = {adapt.frozen_precision}` does not quantize the frozen base",
+                "adapt.frozen_precision",
+                f"choose {' or '.join(FROZEN_PRECISIONS)} (int4 is 4-bit NormalFloat); leave it out to keep the base "
+                "at the training precision",
             )
         if method.trains and not method.full and len(method.resident_models) <= 1:
             unknown = [t for t in adapt.targets if str(t).strip().lower() not in TARGET_NAMES]

@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("jax")
 
 import genaisdk  # noqa: E402
-from genaisdk.backend.jax.config import RunConfig, UnsupportedError  # noqa: E402
+from genaisdk.backend.jax.config import RunConfig  # noqa: E402
 from genaisdk.backend.jax.model import build  # noqa: E402
 from genaisdk.planning.run_settings import run_settings  # noqa: E402
 
@@ -30,7 +30,9 @@ def test_the_backend_model_has_the_planned_parameter_count(name):
     assert (config.precision.key, config.seq_len, config.global_batch) == (t.precision, plan.model.context, t.global_batch_sequences)
 
 
-def test_adapters_are_refused_not_trained_as_something_else():
+def test_adapters_are_run_as_planned_not_as_something_else():
     spec = genaisdk.load(SPECS / "chat-qlora.genai")
-    with pytest.raises(UnsupportedError, match="qlora trains adapters"):
-        RunConfig.from_settings(run_settings(genaisdk.plan(spec), spec))
+    plan = genaisdk.plan(spec)
+    config = RunConfig.from_settings(run_settings(plan, spec))
+    assert (config.adapter.method, config.adapter.rank, config.adapter.frozen) == ("qlora", plan.adapt.rank, "nf4")
+    assert set(config.adapter.targets) == {"q", "k", "v", "o", "gate", "up", "down"}

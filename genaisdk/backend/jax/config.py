@@ -4,8 +4,8 @@ A run is built from its plan: `RunConfig.from_settings(run_settings(plan, spec))
 plan's names up in the plugin registry (architecture, objective, optimizer, precision,
 strategy) and takes every number from the `genaisdk.planning.run_settings.RunSettings`, the
 one bridge from a plan to a run; nothing here decides an `auto`. It refuses what the JAX
-backend cannot run (adapters, offload, an architecture without a JAX model) with an
-`UnsupportedError`. Tests and programs can also build one directly with
+backend cannot run (several resident models, offload, an architecture without a JAX model)
+with an `UnsupportedError`; LoRA and QLoRA plans carry their adapters (`AdapterConfig`). Tests and programs can also build one directly with
 `RunConfig.from_names`.
 
 This module does not import JAX: a configuration can be built, checked and printed before
@@ -61,6 +61,65 @@ def _in(options: tuple[str, ...]):
     return check
 
 
+FROZEN_FORMATS = {"int4": "nf4", "nf4": "nf4", "int8": "int8"}
+"""`adapt.frozen_precision` -> how the frozen base is stored (`genaisdk.backend.jax.quantize`)."""
+
+
+@attrs.frozen(kw_only=True)
+class AdapterConfig:
+    """LoRA adapters over a frozen base (Hu et al. 2021; QLoRA, Dettmers et al. 2023, when
+    the base is quantized). `targets` are projection names (`genaisdk.estimate.adaptation`:
+    q, k, v, o, gate, up, down); the update of a target W is (alpha / rank)·A·B."""
+
+    method: str
+    """The adaptation record's name (lora, qlora)."""
+    rank: int = attrs.field(validator=_positive_int)
+    alpha: float
+    dropout: float = 0.0
+    targets: tuple[str, ...] = attrs.field(converter=tuple)
+    frozen: str | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.in_(("nf4", "int8"))))
+    """How the frozen base is stored: None (the compute dtype), 'nf4' or 'int8'."""
+
+    def __attrs_post_init__(self) -> None:
+        if not 0.0 <= self.dropout < 1.0:
+            raise BackendError(f"LoRA dropout must be in [0, 1), got {self.dropout}")
+        if not self.alpha > 0:
+            raise BackendError(f"LoRA alpha must be positive, got {self.alpha}")
+        if not self.targets:
+            raise BackendError("LoRA needs at least one target matrix (adapt.targets)")
+
+    @property
+    def scale(self) -> float:
+        """alpha / rank (Hu et al. 2021, Sec. 4.1)."""
+        return float(self.alpha) / float(self.rank)
+
+    def to_json(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> AdapterConfig | None:
+        return None if not data else cls(**dict(data))
+
+    @classmethod
+    def from_adapt(cls, adapt: Any, record: Any) -> AdapterConfig:
+        """From a plan's adaptation section (`genaisdk.plans.AdaptSection`) and the method's
+        record, whose defaults fill what the section leaves out."""
+        from genaisdk.estimate.adaptation import expand_targets
+
+        rank = int(adapt.rank or record.default_rank or 8)
+        alpha = adapt.alpha if adapt.alpha is not None else record.default_alpha
+        dropout = adapt.dropout if adapt.dropout is not None else record.default_dropout
+        precision = adapt.frozen_precision or record.frozen_precision
+        return cls(
+            method=record.key,
+            rank=rank,
+            alpha=float(alpha if alpha is not None else rank),
+            dropout=float(dropout or 0.0),
+            targets=expand_targets(adapt.targets or record.default_targets or ("q", "v")),
+            frozen=FROZEN_FORMATS.get(precision) if precision else None,
+        )
+
+
 @attrs.frozen(kw_only=True)
 class RunConfig:
     """One run. Batch sizes are in sequences of `seq_len` tokens.
@@ -94,6 +153,8 @@ class RunConfig:
     records' default (`genaisdk.estimate.memory.optimizer_state_dtype`)."""
     optimizer_options: Mapping[str, Any] = attrs.field(factory=dict, converter=lambda m: dict(m or {}))
     """Extra keyword arguments for the optax factory (b1, b2, eps, ...), over the record's defaults."""
+    adapter: AdapterConfig | None = None
+    """LoRA adapters over a frozen base (lora, qlora); None: every weight trains."""
     initial_loss_scale: float = 2.0**15
     """Dynamic loss scaling (precisions with loss_scaling): the starting scale ..."""
     loss_scale_interval: int = attrs.field(default=2000, validator=_positive_int)
@@ -192,13 +253,13 @@ class RunConfig:
         if arch.jax_model is None:
             raise UnsupportedError(f"architecture '{arch.name}' has no JAX model; it can be planned but not trained")
         method = _lookup(registry, "adaptations", adapt.method)
-        if method.trains and not method.full:
+        if len(method.resident_models) > 1:
             raise UnsupportedError(
-                f"adapt.method = {adapt.method} trains adapters (rank {adapt.rank} on {', '.join(adapt.targets)})"
-                + (" or several resident models" if len(method.resident_models) > 1 else "")
-                + "; the JAX backend trains every weight: pass --adapt finetune to run it as a full fine-tune"
-                " (recorded as a deviation), or plan it with `adapt { method = finetune }`"
+                f"adapt.method = {adapt.method} keeps several models resident ({', '.join(method.resident_models)}), "
+                "which the JAX backend does not train: pass --adapt finetune or --adapt lora to train the policy alone "
+                "(recorded as a deviation)"
             )
+        adapter = AdapterConfig.from_adapt(adapt, method) if method.trains and not method.full else None
         strategy = _lookup(registry, "strategies", train.strategy)
         if strategy.offload_optimizer or strategy.offload_weights:
             raise UnsupportedError(
@@ -226,6 +287,7 @@ class RunConfig:
             grad_clip=train.grad_clip,
             seed=train.seed,
             recompute=train.recompute,
+            adapter=adapter,
         )
 
 

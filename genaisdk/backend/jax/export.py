@@ -12,8 +12,13 @@ One entry per format in `FORMATS`, each a function `(loaded, out, options) -> Ex
   `from_pretrained` loads it; padded vocabulary rows are not written; loading the folder
   again gives the same arrays.
 
-Adapter formats (PEFT's adapter_config.json + adapter_model.safetensors, merged weights) add
-entries here; they reuse `genaisdk.checkpoints.hf_map` for the target tensor names.
+  Of a LoRA or QLoRA run (`LoadedModel.adapter`), the merged weights: the frozen base
+  plus alpha/r·A·B at every adapted matrix (a QLoRA base dequantized first: the weights the
+  adapters were trained against), a plain checkpoint of the base model's family.
+- ``peft``: a LoRA or QLoRA run's adapters alone, in PEFT's folder (adapter_config.json +
+  adapter_model.safetensors, `genaisdk.backend.jax.lora.write_peft`), the tensor names
+  those of `genaisdk.checkpoints.hf_map`; `peft.PeftModel.from_pretrained` loads them
+  over the base model.
 """
 
 from __future__ import annotations
@@ -64,7 +69,40 @@ def _hf(loaded: Any, out: Path, options: ExportOptions) -> ExportResult:
     return ExportResult(out=out, files=tuple(files), notes=tuple(notes))
 
 
-FORMATS: dict[str, Callable[[Any, Path, ExportOptions], ExportResult]] = {"hf": _hf}
+def _peft(loaded: Any, out: Path, options: ExportOptions) -> ExportResult:
+    from genaisdk.backend.jax.lora import write_peft
+    from genaisdk.checkpoints import CheckpointFormatError
+    from genaisdk.checkpoints.hf_config import hf_model_type
+
+    if loaded.adapter is None or loaded.adapters is None:
+        raise CheckpointFormatError(
+            f"{loaded.source} trained every weight, so it has no adapters to write: export it whole (--format hf)"
+        )
+    real = loaded.dims.evolve(vocab=loaded.vocab)
+    model_type = loaded.model_type or hf_model_type(real, loaded.family)
+    files = write_peft(
+        out,
+        loaded.adapters,
+        loaded.adapter,
+        dims=real,
+        family=loaded.family,
+        model_type=model_type,
+        base=loaded.base_source,
+        dtype=options.dtype,
+    )
+    notes = []
+    if loaded.base_source is None:
+        notes.append("the adapters were trained on a randomly initialized base, which PEFT cannot load: export --merge keeps both")
+    if loaded.adapter.frozen:
+        notes.append(
+            f"the adapters were trained over a {loaded.adapter.frozen.upper()} base: load the base in 4-bit "
+            "(bitsandbytes nf4) for the same model" if loaded.adapter.frozen == "nf4" else
+            f"the adapters were trained over a {loaded.adapter.frozen.upper()} base"
+        )
+    return ExportResult(out=out, files=tuple(files), notes=tuple(notes))
+
+
+FORMATS: dict[str, Callable[[Any, Path, ExportOptions], ExportResult]] = {"hf": _hf, "peft": _peft}
 """Format name -> writer."""
 
 

@@ -45,7 +45,13 @@ def dense(x: Any, policy: Policy) -> jax.Array:
 def einsum(spec: str, *operands: jax.Array, policy: Policy, out: Any = None) -> jax.Array:
     """`jnp.einsum` in the compute dtype at the policy's matmul precision; `out` sets the
     accumulation/result dtype (fp32 for logits and attention scores). A quantized operand
-    is dequantized in the product (weight-only quantization)."""
+    is dequantized in the product (weight-only quantization); an adapted kernel
+    (`genaisdk.backend.jax.lora.LoraWeight`) computes its own product, the frozen one plus
+    its adapters'."""
+    for index, operand in enumerate(operands):
+        adapted = getattr(operand, "adapted_einsum", None)
+        if adapted is not None:
+            return adapted(spec, operands, index, policy=policy, out=out)
     return jnp.einsum(
         spec,
         *(dense(x, policy) for x in operands),

@@ -79,6 +79,14 @@ class LoadedModel:
     """The Hugging Face `model_type` the weights came from, if any."""
     step: int | None = None
     """The run's checkpoint step that was loaded."""
+    adapter: Any = None
+    """An adapter run's `genaisdk.backend.jax.config.AdapterConfig` (LoRA, QLoRA); `params`
+    are then its frozen base merged with its adapters (W + alpha/r·A·B, in fp32 or `dtype`)."""
+    adapters: Any = attrs.field(default=None, repr=False)
+    """An adapter run's trained adapters ({kernel path: {'lora_a', 'lora_b'}}), for
+    `genai export --adapters`; None otherwise."""
+    base_source: str | None = None
+    """The checkpoint folder an adapter run's frozen base was read from (None: a random base)."""
     notes: tuple[str, ...] = ()
     _forward: Any = attrs.field(default=None, init=False, repr=False, eq=False)
 
@@ -251,11 +259,17 @@ def _load_run(folder: Path, *, mesh: Any, rules: Any, shardings: Any, dtype: Any
     abstract = jax.tree.unflatten(
         treedef, [jax.ShapeDtypeStruct(s.shape, stored, sharding=p) for s, p in zip(flat, places, strict=True)]
     )
-    try:
-        restored = restore_params(folder / CHECKPOINTS, abstract, step=step)
-    except CheckpointError as exc:
-        raise LoadError(f"{folder}: {exc}") from None
     base = record.get("checkpoint") or {}
+    adapter_record = (record.get("config") or {}).get("adapter")
+    adapted: dict[str, Any] = {}
+    if adapter_record:
+        restored, params, adapted = _load_adapted(folder, record, model, abstract, adapter_record, step=step)
+    else:
+        try:
+            restored = restore_params(folder / CHECKPOINTS, abstract, step=step)
+        except CheckpointError as exc:
+            raise LoadError(f"{folder}: {exc}") from None
+        params = restored.state
     info = record.get("tokenizer") or {}
     ids = TokenIds(**info["ids"]) if isinstance(info.get("ids"), dict) else TokenIds(
         eos=tuple(getattr(tokenizer, "stop_ids", ())), pad=getattr(tokenizer, "pad_id", None)
@@ -267,7 +281,7 @@ def _load_run(folder: Path, *, mesh: Any, rules: Any, shardings: Any, dtype: Any
         architecture=architecture.name,
         dims=dims,
         model=model,
-        params=restored.state,
+        params=params,
         tokenizer=tokenizer,
         ids=ids,
         vocab=int(base.get("vocab", dims.vocab)),
@@ -275,4 +289,57 @@ def _load_run(folder: Path, *, mesh: Any, rules: Any, shardings: Any, dtype: Any
         model_type=base.get("model_type"),
         step=restored.step,
         notes=tuple(f"passed over damaged step {s}" for s in restored.skipped),
+        **adapted,
     )
+
+
+def _load_adapted(
+    folder: Path, record: Mapping[str, Any], model: Any, abstract: Any, adapter_record: Mapping[str, Any], *, step: int | None
+) -> tuple[Any, Any, dict[str, Any]]:
+    """An adapter run's checkpoint (its adapters) and its frozen base, merged: the base as
+    training held it (the `model.from` checkpoint, or the seed's random initialization, in
+    the compute dtype, quantized for QLoRA), plus alpha/r·A·B at every adapted kernel, in
+    the dtype and placement of `abstract`. Returns (the restore, the merged parameters, the
+    `LoadedModel` fields of the adapters)."""
+    from genaisdk.backend.jax.config import AdapterConfig, BackendError
+    from genaisdk.backend.jax.lora import Adapters, base_dtype
+    from genaisdk.backend.jax.precision import policy_from_record
+    from genaisdk.checkpoints.hf_config import read_checkpoint
+    from genaisdk.registry import get_registry
+
+    run_file = folder / RUN_FILE
+    config = record.get("config") or {}
+    try:
+        adapter = AdapterConfig.from_json(adapter_record)
+        adapters = Adapters(model, adapter)
+    except (TypeError, ValueError, BackendError) as exc:
+        raise LoadError(f"{run_file}: config.adapter is not an adapter configuration ({exc})") from None
+    precision = get_registry().get("precisions", config.get("precision", "fp32"))
+    if precision is None:
+        raise LoadError(f"{run_file}: precision {config.get('precision')!r} is not installed")
+    frozen_dtype = base_dtype(policy_from_record(precision))
+    placement = jax.tree.leaves(abstract)[0].sharding
+    abstract_adapters = jax.tree.map(
+        lambda s: jax.ShapeDtypeStruct(s.shape, jnp.float32, sharding=placement), adapters.specs(), is_leaf=is_spec
+    )
+    try:
+        restored = restore_params(folder / CHECKPOINTS, abstract_adapters, step=step)
+    except CheckpointError as exc:
+        raise LoadError(f"{folder}: {exc}") from None
+    source = (record.get("checkpoint") or {}).get("from")
+    if source:
+        if not Path(source).is_dir():
+            raise LoadError(
+                f"{run_file}: the adapters were trained on the base model {source}, which is no longer there: "
+                "put the checkpoint folder back, or export the merged model where it is"
+            )
+        checkpoint = read_checkpoint(source)
+        base, _ = load_params(checkpoint, model.specs(), dtype=frozen_dtype)
+    else:  # a random base, drawn again from the run's seed exactly as training drew it
+        seed = int(config.get("seed", 0))
+        base = model.init(jax.random.fold_in(jax.random.key(seed), 0), frozen_dtype)
+    dtype = jax.tree.leaves(abstract)[0].dtype
+    merged = adapters.merge(adapters.freeze(base), restored.state, dtype=dtype)
+    merged = jax.tree.map(lambda x, a: jax.device_put(x, a.sharding), merged, abstract)
+    fields = {"adapter": adapter, "adapters": restored.state, "base_source": source}
+    return restored, merged, fields

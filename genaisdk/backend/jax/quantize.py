@@ -206,6 +206,33 @@ def quantize_nf4(w: Any, lead: int) -> QuantizedArray:
     )
 
 
+def abstract_quantized(spec: Any, format: str) -> QuantizedArray:
+    """The `QuantizedArray` that `quantize_nf4` (format 'nf4', a leading 'layers' axis
+    kept) or `quantize_int8` ('int8', per-channel scales) makes of a weight of ParamSpec
+    `spec`, as ShapeDtypeStructs: its shapes and dtypes without quantizing anything."""
+    shape = tuple(spec.shape)
+    if format == "int8":
+        axes = int8_contracted_axes(tuple(spec.axes))
+        scale = tuple(1 if i in axes else n for i, n in enumerate(shape))
+        return QuantizedArray(
+            "int8", shape, jax.ShapeDtypeStruct(shape, jnp.int8), (jax.ShapeDtypeStruct(scale, _SCALE_DTYPE),)
+        )
+    lead = 1 if spec.axes and spec.axes[0] == "layers" else 0
+    outer, inner = shape[:lead], shape[lead:]
+    blocks = -(-math.prod(inner) // NF4_BLOCK)
+    groups = -(-blocks // NF4_GROUP)
+    return QuantizedArray(
+        "nf4",
+        inner,
+        jax.ShapeDtypeStruct((*outer, blocks * NF4_BLOCK // 2), jnp.uint8),
+        (
+            jax.ShapeDtypeStruct((*outer, blocks), jnp.int8),
+            jax.ShapeDtypeStruct((*outer, groups), jnp.float32),
+            jax.ShapeDtypeStruct((*outer, 1), jnp.float32),
+        ),
+    )
+
+
 # ----------------------------------------------------------------------------- serving formats
 
 

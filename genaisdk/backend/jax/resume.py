@@ -26,7 +26,7 @@ _MAY_CHANGE_ON_RESUME = ("total_steps", "warmup_steps", "devices", "micro_batch"
 
 def config_record(config: Any) -> dict[str, Any]:
     """The resolved configuration as JSON-ready data (written to run.json, digested for resume)."""
-    return {
+    record: dict[str, Any] = {
         "dims": attrs.asdict(config.dims),
         "architecture": config.architecture.name,
         "objective": config.objective.name,
@@ -50,6 +50,9 @@ def config_record(config: Any) -> dict[str, Any]:
         "recompute": config.recompute,
         "optimizer_options": dict(config.optimizer_options),
     }
+    if config.adapter is not None:  # only adapter runs carry the key: other runs' digests stay as they were
+        record["adapter"] = config.adapter.to_json()
+    return record
 
 
 def config_digest(record: Mapping[str, Any]) -> str:
@@ -84,6 +87,14 @@ def start_state(
     not belong to this run or none of which is usable."""
     from genaisdk.backend.jax.checkpoint import CheckpointError, CorruptCheckpointWarning
 
+    base_notes: list[str] = []
+    base = None
+    if pretrained is not None and (getattr(trainer, "adapters", None) is not None or not resume or checkpointer.latest_step() is None):
+        base, base_notes = _pretrained_params(trainer, pretrained)
+    if getattr(trainer, "adapters", None) is not None:
+        # An adapter run's checkpoints hold its adapters; the frozen base is the checkpoint's
+        # (or the seed's random one), the same on every start.
+        trainer.freeze(base)
     existing = checkpointer.latest_step() if resume else None
     if existing is not None:
         saved = _saved_layout(checkpointer, existing)
@@ -127,16 +138,19 @@ def start_state(
     notes = []
     if resume:
         notes.append(f"nothing to resume in {checkpointer.directory}; starting from step 0")
-    params = None
     if pretrained is not None:
-        from genaisdk.backend.jax.hf import load_params
-
-        params, report = load_params(
-            pretrained, trainer.param_specs, shardings=trainer.state_shardings.params, dtype=trainer.policy.param_dtype
-        )
-        notes.append(f"starting from the {pretrained.model_type} checkpoint {pretrained.folder}")
-        notes.extend(report.notes())
+        notes.extend(base_notes)
+    params = base if getattr(trainer, "adapters", None) is None else None
     return Start(state=trainer.init(trainer.config.seed, params=params), step=0, notes=tuple(notes))
+
+
+def _pretrained_params(trainer: Any, pretrained: Any) -> tuple[Any, list[str]]:
+    """The `model.from` checkpoint's weights in the trainer's model layout: a full
+    fine-tune's starting parameters, or an adapter run's frozen base (in `base_dtype`)."""
+    from genaisdk.backend.jax.hf import load_params
+
+    params, report = load_params(pretrained, trainer.param_specs, shardings=trainer.model_shardings, dtype=trainer.base_dtype)
+    return params, [f"starting from the {pretrained.model_type} checkpoint {pretrained.folder}", *report.notes()]
 
 
 def _saved_layout(checkpointer: Any, step: int) -> str | None:

@@ -89,7 +89,7 @@ def _registry() -> Any:
 def run_config(record: Mapping[str, Any], registry: Any = None) -> Any:
     """A one-device `RunConfig` from a run's configuration record: the model, objective,
     optimizer and precision it trained with (what its checkpoints' state is made of)."""
-    from genaisdk.backend.jax.config import RunConfig
+    from genaisdk.backend.jax.config import AdapterConfig, RunConfig
     from genaisdk.dims import Dimensions
 
     registry = registry if registry is not None else _registry()
@@ -114,6 +114,7 @@ def run_config(record: Mapping[str, Any], registry: Any = None) -> Any:
             weight_decay=float(record.get("weight_decay", 0.0)),
             seed=int(record.get("seed", 0)),
             optimizer_options=record.get("optimizer_options") or {},
+            adapter=AdapterConfig.from_json(record.get("adapter")),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelLoadError(f"the run's configuration cannot be rebuilt: {exc}") from None
@@ -286,7 +287,9 @@ def from_train_result(result: Any) -> LoadedModel:
     from genaisdk.backend.jax.load import run_tokenizer
     from genaisdk.backend.jax.step import resolve
 
-    if result.state is None:
+    if result.state is None or (result.config or {}).get("adapter"):
+        # An adapter run's state holds its adapters alone: the model is its frozen base
+        # merged with them, as its run folder loads.
         return load(result.out_dir)
     out_dir = Path(result.out_dir)
     config = run_config(result.config)

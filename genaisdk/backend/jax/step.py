@@ -17,6 +17,12 @@ Data parallelism comes in two forms that give the same numbers (`RunConfig.dp_im
 'jit' lets the compiler partition the global computation over the mesh from the in/out
 shardings (it inserts the gradient all-reduce or reduce-scatter); 'shard_map' runs the
 per-device program explicitly and sums the gradients with `jax.lax.psum`.
+
+An adapter run (`RunConfig.adapter`: LoRA, QLoRA) trains only its adapters: the state's
+`params` are the adapters (`genaisdk.backend.jax.lora`), the optimizer's state is theirs
+alone, and the frozen base, held by the trainer (`Trainer.frozen`, set by `freeze`), enters
+each step as an argument that is never differentiated, so no gradient of a base weight is
+formed. Its dropout masks are drawn from the state's key, the step and the micro-step.
 """
 
 from __future__ import annotations
@@ -139,14 +145,31 @@ class Trainer:
 
         self.rules = rule_table(config.strategy)
         self.param_specs = self.model.specs()
-        param_shardings, notes = tree_shardings(self.param_specs, self.rules["params"], self.mesh)
-        self.grad_shardings, grad_notes = tree_shardings(self.param_specs, self.rules["grads"], self.mesh)
+        """The model's parameters (of an adapter run: its frozen base)."""
+        self.adapters = None
+        self.base_dtype = self.policy.param_dtype
+        """The dtype the model's parameters are loaded in (an adapter run's frozen base: the
+        compute dtype, `genaisdk.backend.jax.lora.base_dtype`)."""
+        if config.adapter is not None:
+            from genaisdk.backend.jax import lora
+
+            self.adapters = lora.Adapters(self.model, config.adapter)
+            self.base_dtype = lora.base_dtype(self.policy)
+        self.trainable_specs = self.adapters.specs() if self.adapters is not None else self.param_specs
+        """What the optimizer updates: every parameter, or an adapter run's adapters."""
+        self.model_shardings, notes = tree_shardings(self.param_specs, self.rules["params"], self.mesh)
+        """The model's parameters' shardings (where a checkpoint's weights are loaded)."""
+        param_shardings = self.model_shardings
+        if self.adapters is not None:
+            param_shardings, adapter_notes = tree_shardings(self.trainable_specs, self.rules["params"], self.mesh)
+            notes = notes + adapter_notes
+        self.grad_shardings, grad_notes = tree_shardings(self.trainable_specs, self.rules["grads"], self.mesh)
         # Optimizer state in the plan's dtype (`train.optimizer_state`; the records' default is
         # fp32 moments even for pure bf16 weights): the optimizer is initialized on, and fed
         # gradients in, that dtype. An 8-bit state quantizes fp32 moments block by block.
         self.opt_dtype = _STATE_DTYPES.get(config.state_dtype, jnp.float32)
-        abstract_opt = jax.eval_shape(self.optimizer.init, self.model.abstract(self.opt_dtype))
-        self.opt_specs = mirror_specs(abstract_opt, self.param_specs)
+        abstract_opt = jax.eval_shape(self.optimizer.init, _abstract(self.trainable_specs, self.opt_dtype))
+        self.opt_specs = mirror_specs(abstract_opt, self.trainable_specs)
         opt_shardings, opt_notes = tree_shardings(self.opt_specs, self.rules["opt_state"], self.mesh)
         rep = replicated(self.mesh)
         self.state_shardings = TrainState(
@@ -168,14 +191,23 @@ class Trainer:
             warnings.warn(f"{note.message} [{note.code}]", ShardingWarning, stacklevel=2)
 
         self._compiled_train: Any = None
+        self.frozen = None
+        """An adapter run's frozen base on the devices (`freeze`); None otherwise."""
+        self.frozen_shardings = None
+        if self.adapters is not None:
+            self.frozen_shardings = _frozen_shardings(
+                self.adapters.abstract_frozen(self.base_dtype), self.model_shardings, rep
+            )
         self._train = jax.jit(
             self._train_step,
-            in_shardings=(self.state_shardings, self.batch_sharding),
+            in_shardings=(self.state_shardings, self.batch_sharding, self.frozen_shardings),
             out_shardings=(self.state_shardings, rep),
             donate_argnums=0,
         )
         self._eval = jax.jit(
-            self._eval_step, in_shardings=(self.state_shardings, self.batch_sharding), out_shardings=rep
+            self._eval_step,
+            in_shardings=(self.state_shardings, self.batch_sharding, self.frozen_shardings),
+            out_shardings=rep,
         )
         self._init_opt = jax.jit(
             lambda params: self.optimizer.init(_cast(params, self.opt_dtype)),
@@ -219,15 +251,52 @@ class Trainer:
         per_token = config.architecture.flops_per_token(config.dims, config.seq_len)
         return float(per_token) * config.tokens_per_step
 
+    def freeze(self, params: Any = None, seed: int | None = None) -> None:
+        """Set an adapter run's frozen base (`frozen`): `params` (a checkpoint's, in
+        `model_shardings` and `base_dtype`), else the model's random initialization for
+        `seed` (the same on every call, so a resumed run finds the same base); quantized
+        where the adapters' configuration says (QLoRA)."""
+        if self.adapters is None:
+            raise BackendError("only an adapter run (LoRA, QLoRA) has a frozen base")
+        seed = self.config.seed if seed is None else seed
+        if params is None:
+            params = self.model.init(
+                jax.random.fold_in(jax.random.key(seed), 0), self.base_dtype, shardings=self.model_shardings
+            )
+        params = _cast(params, self.base_dtype)
+        self.frozen = jax.device_put(self.adapters.freeze(params), self.frozen_shardings)
+
+    def abstract_frozen(self) -> Any:
+        """An adapter run's frozen base as ShapeDtypeStructs with their shardings; None otherwise."""
+        if self.adapters is None:
+            return None
+        return jax.tree.map(
+            lambda s, sharding: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
+            self.adapters.abstract_frozen(self.base_dtype),
+            self.frozen_shardings,
+        )
+
+    def model_params(self, state: TrainState) -> Any:
+        """The model's parameters of a state: `state.params`, or an adapter run's frozen
+        base merged with its adapters (W + scale·A·B, fp32)."""
+        if self.adapters is None:
+            return state.params
+        return self.adapters.merge(self.frozen, state.params)
+
     def init(self, seed: int | None = None, params: Any = None) -> TrainState:
         """A fresh state, created directly in its shardings (no device holds more than its share).
 
         `params`: start from these parameters (a pretrained checkpoint's, already in
-        `state_shardings.params` and the policy's parameter dtype) instead of random ones."""
+        `model_shardings` and `base_dtype`) instead of random ones. An adapter run keeps
+        them as its frozen base (unless `freeze` already set one) and starts fresh adapters."""
         seed = self.config.seed if seed is None else seed
         key = jax.random.key(seed)
         shardings = self.state_shardings
-        if params is None:
+        if self.adapters is not None:
+            if self.frozen is None or params is not None:
+                self.freeze(params, seed)
+            params = self.adapters.init(jax.random.fold_in(key, 2), self.policy.param_dtype, shardings=shardings.params)
+        elif params is None:
             params = self.model.init(jax.random.fold_in(key, 0), self.policy.param_dtype, shardings=shardings.params)
         opt_state = self._init_opt(params)
         small = jax.device_put(
@@ -277,9 +346,10 @@ class Trainer:
 
         Runs the executable given to `use_compiled` if there is one (compiled ahead of
         time, so step 0 compiles nothing), else the jitted step (compiled on first use)."""
+        self._check_frozen()
         if self._compiled_train is not None:
-            return self._compiled_train(state, batch)
-        return self._train(state, batch)
+            return self._compiled_train(state, batch, self.frozen)
+        return self._train(state, batch, self.frozen)
 
     def use_compiled(self, executable: Any) -> None:
         """Run `executable` (this trainer's `lower().compile()`) for every train step."""
@@ -287,17 +357,25 @@ class Trainer:
 
     def eval_step(self, state: TrainState, batch: dict) -> dict[str, jax.Array]:
         """Mean token loss and token count of a batch (same layout as a train batch)."""
-        return self._eval(state, batch)
+        self._check_frozen()
+        return self._eval(state, batch, self.frozen)
 
     def lower(self) -> Any:
         """The train step lowered on abstract inputs (for `.compile()`, memory and cost analysis)."""
-        return self._train.lower(self.abstract_state(), self.abstract_batch())
+        return self._train.lower(self.abstract_state(), self.abstract_batch(), self.abstract_frozen())
+
+    def _check_frozen(self) -> None:
+        if self.adapters is not None and self.frozen is None:
+            raise BackendError("an adapter run needs its frozen base: call Trainer.freeze(params) or Trainer.init")
 
     # ------------------------------------------------------------------ traced code
 
     def _init_state(self, key: jax.Array) -> TrainState:
         """The state `init` creates, as one traceable function (for `abstract_state`)."""
-        params = self.model.init(jax.random.fold_in(key, 0), self.policy.param_dtype)
+        if self.adapters is not None:
+            params = self.adapters.init(jax.random.fold_in(key, 2), self.policy.param_dtype)
+        else:
+            params = self.model.init(jax.random.fold_in(key, 0), self.policy.param_dtype)
         return TrainState(
             step=jnp.zeros((), jnp.int32),
             params=params,
@@ -321,32 +399,43 @@ class Trainer:
         constrain: Callable | None,
         constrain_grads: Callable,
         vary: Callable = lambda x: x,
+        frozen: Any = None,
+        keys: jax.Array | None = None,
     ) -> tuple[Any, jax.Array]:
-        """Summed gradients of Σ loss · scale / total over the micro-batches, and Σ loss."""
+        """Summed gradients of Σ loss · scale / total over the micro-batches, and Σ loss.
+
+        Gradients are taken with respect to `params` only: an adapter run's `frozen` base
+        is closed over (the adapters joined to it in each micro-step), and `keys` are the
+        micro-steps' dropout keys."""
         apply = functools.partial(self.model.apply, constrain=constrain)
 
-        def scaled_loss(p: Any, micro: dict) -> tuple[jax.Array, jax.Array]:
-            loss_sum, _ = self.objective.loss_sum(apply, p, micro, self.policy)
+        def scaled_loss(p: Any, micro: dict, key: Any) -> tuple[jax.Array, jax.Array]:
+            model_params = p if self.adapters is None else self.adapters.attach(frozen, p, key)
+            loss_sum, _ = self.objective.loss_sum(apply, model_params, micro, self.policy)
             return loss_sum * scale / total, loss_sum
 
         grad_fn = jax.value_and_grad(scaled_loss, has_aux=True)
         if self.config.accumulation == 1:
-            (_, loss_sum), grads = grad_fn(params, jax.tree.map(lambda x: x[0], batch))
+            first = None if keys is None else keys[0]
+            (_, loss_sum), grads = grad_fn(params, jax.tree.map(lambda x: x[0], batch), first)
             return constrain_grads(grads), loss_sum
 
-        def micro_step(carry: tuple, micro: dict) -> tuple[tuple, None]:
+        def micro_step(carry: tuple, xs: tuple) -> tuple[tuple, None]:
             acc, loss_acc = carry
-            (_, loss_sum), grads = grad_fn(params, micro)
+            micro, key = xs
+            (_, loss_sum), grads = grad_fn(params, micro, key)
             acc = constrain_grads(jax.tree.map(lambda a, g: a + g.astype(a.dtype), acc, grads))
             return (acc, loss_acc + loss_sum), None
 
         zeros = constrain_grads(jax.tree.map(jnp.zeros_like, params))
         (grads, loss_sum), _ = jax.lax.scan(
-            micro_step, (zeros, vary(jnp.zeros((), jnp.float32))), batch, unroll=True if self.unroll else 1
+            micro_step, (zeros, vary(jnp.zeros((), jnp.float32))), (batch, keys), unroll=True if self.unroll else 1
         )
         return grads, loss_sum
 
-    def _grads_jit(self, params: Any, batch: dict, scale: jax.Array) -> tuple[Any, jax.Array, jax.Array]:
+    def _grads_jit(
+        self, params: Any, batch: dict, scale: jax.Array, frozen: Any = None, keys: Any = None
+    ) -> tuple[Any, jax.Array, jax.Array]:
         total = jnp.maximum(jnp.sum(batch["weights"], dtype=jnp.float32), 1.0)
         grads, loss_sum = self._accumulate(
             params,
@@ -355,15 +444,21 @@ class Trainer:
             total,
             constrain=self._constrain_activations,
             constrain_grads=lambda g: jax.lax.with_sharding_constraint(g, self.grad_shardings),
+            frozen=frozen,
+            keys=keys,
         )
         return grads, loss_sum, total
 
-    def _grads_shard_map(self, params: Any, batch: dict, scale: jax.Array) -> tuple[Any, jax.Array, jax.Array]:
-        def per_device(params: Any, batch: dict, scale: jax.Array) -> tuple[Any, jax.Array, jax.Array]:
+    def _grads_shard_map(
+        self, params: Any, batch: dict, scale: jax.Array, frozen: Any = None, keys: Any = None
+    ) -> tuple[Any, jax.Array, jax.Array]:
+        def per_device(params: Any, batch: dict, scale: jax.Array, frozen: Any, keys: Any) -> tuple[Any, jax.Array, jax.Array]:
             total = jnp.maximum(jax.lax.psum(jnp.sum(batch["weights"], dtype=jnp.float32), DATA_AXIS), 1.0)
             # The replicated weights enter each device's loss as a device-varying value, so the
             # gradients below are this device's own; their sum over devices is the explicit psum.
             local_params = jax.lax.pcast(params, DATA_AXIS, to="varying")
+            if keys is not None:  # each device's rows draw their own dropout masks
+                keys = jax.vmap(lambda k: jax.random.fold_in(k, jax.lax.axis_index(DATA_AXIS)))(keys)
             grads, loss_sum = self._accumulate(
                 local_params,
                 batch,
@@ -372,22 +467,27 @@ class Trainer:
                 constrain=None,
                 constrain_grads=lambda g: g,
                 vary=lambda x: jax.lax.pcast(x, DATA_AXIS, to="varying"),
+                frozen=frozen,
+                keys=keys,
             )
             return jax.lax.psum(grads, DATA_AXIS), jax.lax.psum(loss_sum, DATA_AXIS), total
 
         mapped = jax.shard_map(
             per_device,
             mesh=self.mesh,
-            in_specs=(PartitionSpec(), PartitionSpec(None, DATA_AXIS), PartitionSpec()),
+            in_specs=(PartitionSpec(), PartitionSpec(None, DATA_AXIS), PartitionSpec(), PartitionSpec(), PartitionSpec()),
             out_specs=(PartitionSpec(), PartitionSpec(), PartitionSpec()),
         )
-        return mapped(params, batch, scale)
+        return mapped(params, batch, scale, frozen, keys)
 
-    def _train_step(self, state: TrainState, batch: dict) -> tuple[TrainState, dict[str, jax.Array]]:
+    def _train_step(self, state: TrainState, batch: dict, frozen: Any = None) -> tuple[TrainState, dict[str, jax.Array]]:
         scaling = self.loss_scaler.enabled
         scale = state.loss_scale.scale
         grads_fn = self._grads_shard_map if self.config.dp_impl == "shard_map" else self._grads_jit
-        grads, loss_sum, total = grads_fn(state.params, batch, scale)
+        keys = None
+        if self.adapters is not None:
+            keys = self.adapters.step_keys(state.rng, state.step, self.config.accumulation)
+        grads, loss_sum, total = grads_fn(state.params, batch, scale, frozen, keys)
         if scaling:
             grads = jax.tree.map(lambda g: (g.astype(jnp.float32) / scale).astype(g.dtype), grads)
             finite = all_finite(grads)
@@ -416,11 +516,12 @@ class Trainer:
         }
         return new_state, metrics
 
-    def _eval_step(self, state: TrainState, batch: dict) -> dict[str, jax.Array]:
+    def _eval_step(self, state: TrainState, batch: dict, frozen: Any = None) -> dict[str, jax.Array]:
         apply = functools.partial(self.model.apply, constrain=self._constrain_activations)
+        params = state.params if self.adapters is None else self.adapters.attach(frozen, state.params)
 
         def micro(carry: tuple, mb: dict) -> tuple[tuple, None]:
-            loss_sum, tokens = self.objective.loss_sum(apply, state.params, mb, self.policy)
+            loss_sum, tokens = self.objective.loss_sum(apply, params, mb, self.policy)
             return (carry[0] + loss_sum, carry[1] + tokens), None
 
         zero = jnp.zeros((), jnp.float32)
@@ -433,6 +534,24 @@ _STATE_DTYPES = {"fp32": jnp.float32, "tf32": jnp.float32, "bf16": jnp.bfloat16,
 
 def _cast(tree: Any, dtype: Any) -> Any:
     return jax.tree.map(lambda x: x.astype(dtype) if x.dtype != dtype else x, tree)
+
+
+def _abstract(specs: Any, dtype: Any) -> Any:
+    from genaisdk.backend.jax.model import is_spec
+
+    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, dtype), specs, is_leaf=is_spec)
+
+
+def _frozen_shardings(abstract: Any, model_shardings: Any, replicated_sharding: Any) -> Any:
+    """Shardings of an adapter run's frozen base: a dense weight keeps the model's
+    parameter sharding, a quantized one (its codes and scales) is replicated."""
+
+    def place(leaf: Any, sharding: Any) -> Any:
+        if hasattr(leaf, "dequantize"):
+            return jax.tree.map(lambda _: replicated_sharding, leaf)
+        return sharding
+
+    return jax.tree.map(place, abstract, model_shardings, is_leaf=lambda x: hasattr(x, "dequantize"))
 
 
 def _unique(notes: list[Diagnostic]) -> list[Diagnostic]:

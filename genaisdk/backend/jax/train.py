@@ -593,7 +593,7 @@ def _display(options: TrainOptions, primary: bool) -> Any:
 
 def _headline(spec: Any, config: Any, runtime: Any, state: Any) -> str:
     return (
-        f"training {spec.project.name}: {config.architecture.name} {_params_text(state)} params, "
+        f"training {spec.project.name}: {config.architecture.name} {_params_text(config, state)}, "
         f"{config.objective.name}, {config.precision.name}, {config.strategy.name} on "
         f"{runtime.global_devices} {runtime.platform} device(s)"
         + (f" x {runtime.process_count} processes" if runtime.process_count > 1 else "")
@@ -602,12 +602,20 @@ def _headline(spec: Any, config: Any, runtime: Any, state: Any) -> str:
     )
 
 
-def _params_text(state: Any) -> str:
+def _params_text(config: Any, state: Any) -> str:
     import jax
 
     from genaisdk.core.numbers import fmt_count
 
-    return fmt_count(sum(int(math.prod(x.shape)) for x in jax.tree.leaves(state.params)))
+    trained = fmt_count(sum(int(math.prod(x.shape)) for x in jax.tree.leaves(state.params)))
+    adapter = config.adapter
+    if adapter is None:
+        return f"{trained} params"
+    frozen = f", base frozen in {adapter.frozen.upper()}" if adapter.frozen else ", base frozen"
+    return (
+        f"{adapter.method} rank {adapter.rank} (alpha {adapter.alpha:g}) on {', '.join(adapter.targets)}: "
+        f"{trained} adapter params trained{frozen}"
+    )
 
 
 def _write_run_record(
@@ -648,7 +656,7 @@ def _write_run_record(
     if checkpoint is not None:
         # What export needs to write the run back as its base model's family.
         run["checkpoint"] = {
-            "from": str(checkpoint.folder),
+            "from": str(Path(checkpoint.folder).absolute()),
             "model_type": checkpoint.model_type,
             "vocab": checkpoint.dims.vocab,
             "config": dict(checkpoint.config),

@@ -234,3 +234,28 @@ def test_eval_and_generate_take_the_run_folder(run):
     out = CliRunner().invoke(cli, ["eval", str(result.out_dir), "--data", str(spec.parent / "support.txt")])
     assert out.exit_code == 0, out.output
     assert "at step 3" in out.output
+
+
+def test_a_qlora_run_trains_adapters_over_an_nf4_base_and_its_loss_falls(hf_dir, tmp_path):
+    folder = tmp_path
+    (folder / "support.txt").write_text(TEXT)
+    spec = folder / "qlora.genai"
+    spec.write_text(
+        "genai 1\n"
+        'project "qlora" {\n'
+        f'  model {{\n    from    = "{hf_dir("llama")}"\n    context = 32 tokens\n  }}\n'
+        '  data {\n    source   = "support.txt"\n    held_out = 10%\n  }\n'
+        "  adapt {\n    method = qlora\n    rank = 4\n    targets = [q, v]\n  }\n"
+        "  train {\n    precision = fp32\n    batch = 256 tokens\n    learning_rate = 1e-2\n    warmup = 0\n    steps = 3\n  }\n"
+        "}\n"
+    )
+    result = genaisdk.train(str(spec), out=folder / "run", quiet=True, devices=1)
+    plan = genaisdk.plan(genaisdk.load(spec))
+    assert result.ok
+    assert sum(x.size for x in jax.tree.leaves(result.state.params)) == plan.model.trainable_params
+    record = json.loads((result.out_dir / "run.json").read_text())
+    assert record["config"]["adapter"]["frozen"] == "nf4" and record["config"]["adapter"]["dropout"] == 0.1
+    lines = [json.loads(line) for line in (result.out_dir / "metrics.jsonl").read_text().splitlines()]
+    losses = [line["loss"] for line in lines if line.get("kind") == "train"]
+    assert len(losses) == 3
+    assert losses[-1] < losses[0]

@@ -89,8 +89,11 @@ def _peak_flops(instance: Any, attribute: attrs.Attribute, value: Mapping[str, f
 STATE_KINDS = ("params", "grads", "opt_state", "batch")
 """The kinds of training state a Strategy's `partition_rules` may shard."""
 
-LOGICAL_AXES = ("batch", "length", "embed", "heads", "kv", "mlp", "vocab", "layers", "experts")
-"""Logical axis names model code gives array dimensions; partition rules map them to mesh axes."""
+LOGICAL_AXES = ("batch", "length", "embed", "heads", "q_heads", "kv_heads", "kv", "mlp", "vocab", "layers", "experts")
+"""Logical axis names model code gives array dimensions; partition rules map them to mesh axes.
+Query heads and key/value heads are separate axes ('q_heads', 'kv_heads'; 'kv' is the head
+size), so that grouped-query attention's fewer K/V heads can stay whole where they do not
+divide the tensor-parallel degree; a rule for 'heads' applies to both kinds."""
 
 
 def _partition_rules(instance: Any, attribute: attrs.Attribute, value: Mapping[str, Any]) -> None:
@@ -107,14 +110,22 @@ def _partition_rules(instance: Any, attribute: attrs.Attribute, value: Mapping[s
                 raise ValueError(
                     f"Strategy.partition_rules[{state!r}]: unknown logical axis {logical!r}; use one of {LOGICAL_AXES}"
                 )
-            if mesh is not None and not (isinstance(mesh, str) and mesh):
+            names = mesh if isinstance(mesh, tuple) else (mesh,)
+            if mesh is not None and not (names and all(isinstance(n, str) and n for n in names)):
                 raise ValueError(
-                    f"Strategy.partition_rules[{state!r}]: mesh axis must be a name or None, got {mesh!r}"
+                    f"Strategy.partition_rules[{state!r}]: mesh axis must be a name, a tuple of names or None, got {mesh!r}"
                 )
 
 
+def _rule(rule: Any) -> tuple:
+    rule = tuple(rule)
+    if len(rule) == 2 and isinstance(rule[1], list):
+        rule = (rule[0], tuple(rule[1]))
+    return rule
+
+
 def _rule_table(value: Mapping | None) -> dict:
-    return {state: tuple(tuple(rule) for rule in rules) for state, rules in _frozen_map(value).items()}
+    return {state: tuple(_rule(rule) for rule in rules) for state, rules in _frozen_map(value).items()}
 
 
 @attrs.frozen(kw_only=True)
@@ -265,10 +276,13 @@ class Strategy(Record):
     gradients, stage 3 (FSDP) also weights, each over the data-parallel degree.
 
     `partition_rules` is the JAX rule table, keyed by the kind of state ('params', 'grads',
-    'opt_state', 'batch'); each value is an ordered tuple of (logical axis, mesh axis or None)
-    pairs. A logical axis is one of 'batch', 'length', 'embed', 'heads', 'kv', 'mlp',
-    'vocab', 'layers', 'experts'. An array dimension named by a logical axis is sharded over
-    the first rule's mesh axis that divides it and is not yet used; otherwise it is replicated.
+    'opt_state', 'batch'); each value is an ordered tuple of (logical axis, mesh axis, a tuple
+    of mesh axes split over together, or None) pairs. A logical axis is one of `LOGICAL_AXES`
+    ('heads' stands for both 'q_heads' and 'kv_heads'); the backend's mesh axes are 'data'
+    (the data-parallel group, over which ZeRO and FSDP shard), and 'tensor' x 'kv_replicas'
+    (the tensor-parallel group; K/V heads split over 'tensor' only). An array dimension named
+    by a logical axis is sharded over the first rule's mesh axes that divide it and are not
+    yet used; otherwise it is replicated.
     """
 
     shards_optimizer: bool = False

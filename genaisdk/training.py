@@ -20,7 +20,8 @@ def train(spec: Any, options: Any = None, /, **fields: Any) -> Any:
     """Train `spec` (a path, spec text or a Spec) as its plan says.
 
     `options`: a `TrainOptions`; `fields`: TrainOptions fields (`steps`, `out`, `resume`,
-    `overrides`, `checkpoint_every`, `eval_every`, `devices`, `precision`, `adaptation`,
+    `overrides`, `checkpoint_every`, `eval_every`, `devices`, `tensor_parallel`,
+    `sequence_parallel`, `precision`, `adaptation`,
     `device_memory`, `allow_data_outside`, `quiet`, `progress`, `stream`, ...).
 
     Returns a `TrainResult`. Raises `TrainingDiverged` / `TrainingFailed` (with `.result`)

@@ -12,9 +12,14 @@ the CPU (Ren et al. 2021, Sec. 4); offloading the weights as well is ZeRO-Infini
 The rule tables are what the JAX backend applies, and the only thing that differs between
 these strategies there. For each kind of state ('params', 'grads', 'opt_state', 'batch') an
 ordered tuple of (logical axis, mesh axis) pairs; a state kind that is absent is replicated.
-Every strategy shards the batch over the 'data' mesh axis; a sharded state kind tries each
-named dimension in the order of `SHARDED_STATE_RULES`, and the backend shards the first one
-that the data axis divides (never the 'layers' axis of scanned layers, never a scalar).
+The mesh has the axes 'data', the data-parallel group (the devices that see different
+sequences, and over which ZeRO and FSDP shard state), and 'tensor' x 'kv_replicas', the
+tensor-parallel group (`TENSOR_GROUP`; devices = data-parallel x tensor-parallel). Every
+strategy shards the batch over 'data' and every kind of state over the tensor-parallel group
+as Megatron-LM does (`TENSOR_RULES`); a state kind the strategy shards
+also tries each named dimension in the order of `SHARDED_STATE_RULES`, and the backend shards
+the first one that the data axis divides (never the 'layers' axis of scanned layers, never a
+scalar). With a tensor-parallel group of one device the tensor rules change nothing.
 """
 
 from __future__ import annotations
@@ -25,7 +30,33 @@ from genaisdk.hookspecs import hookimpl
 from genaisdk.records import Strategy
 
 DATA_AXIS = "data"
-"""The mesh axis every built-in strategy shards over (FSDP shards over the same axis)."""
+"""The data-parallel mesh axis: the batch is split over it, and ZeRO and FSDP shard state over
+it (the stages are defined over the data-parallel group, Rajbhandari et al. 2020, Sec. 5)."""
+
+TENSOR_AXIS = "tensor"
+KV_REPLICA_AXIS = "kv_replicas"
+TENSOR_GROUP = (TENSOR_AXIS, KV_REPLICA_AXIS)
+"""The tensor-parallel group of t devices (Shoeybi et al. 2019), as two mesh axes: 'tensor'
+splits the key/value heads, and 'kv_replicas' holds copies of them. With g K/V heads
+'tensor' has gcd(g, t) devices and 'kv_replicas' t / gcd(g, t): when g >= t (and t divides
+g) every device holds g/t K/V heads and 'kv_replicas' has one device; when g < t each K/V
+head is copied on t/g devices, each device holding the one head its query heads read, as
+Megatron-LM replicates K/V projections when there are fewer query groups than
+tensor-parallel ranks. Everything else is split over the whole group."""
+
+TENSOR_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
+    ("q_heads", TENSOR_GROUP),
+    ("kv_heads", TENSOR_AXIS),
+    ("mlp", TENSOR_GROUP),
+    ("vocab", TENSOR_GROUP),
+)
+"""Megatron-LM's split (Shoeybi et al. 2019, Sec. 3): the Q, K and V projections and the
+FFN's first matrices are column-parallel (split by heads, by d_ff columns), the attention
+output and the FFN's second matrix row-parallel (split by heads, by d_ff rows), the token
+embedding and the output layer vocabulary-parallel. Query and K/V heads are separate
+logical axes, so that with grouped-query attention the K/V heads follow their query heads
+(`TENSOR_GROUP`). Norms, the embedding dimension and the biases after row-parallel layers
+are never split over the tensor-parallel group."""
 
 BATCH_RULES: tuple[tuple[str, str | None], ...] = (("batch", DATA_AXIS),)
 """Data parallelism: each device gets its own slice of the batch."""
@@ -47,10 +78,13 @@ _INFINITY = "Rajbhandari et al. 2021, 'ZeRO-Infinity: Breaking the GPU Memory Wa
 
 
 def rules(*sharded: str) -> dict[str, tuple[tuple[str, str | None], ...]]:
-    """The rule table sharding the batch and the named kinds of state."""
+    """The rule table sharding the batch over 'data', every kind of state over 'tensor', and
+    the named kinds of state over 'data' too. The tensor rules come first: a dimension that
+    both could split (the FFN's d_ff) goes to 'tensor', as in Megatron-LM, and ZeRO takes
+    another (the embedding dimension)."""
     table = {"batch": BATCH_RULES}
-    for state in sharded:
-        table[state] = SHARDED_STATE_RULES
+    for state in ("params", "grads", "opt_state"):
+        table[state] = TENSOR_RULES + (SHARDED_STATE_RULES if state in sharded else ())
     return table
 
 

@@ -50,6 +50,8 @@ def _dry_run(spec, options, *, as_json: bool) -> None:
             the_plan,
             spec,
             devices=devices * processes if devices is not None else None,
+            tensor_parallel=options.tensor_parallel,
+            sequence_parallel=options.sequence_parallel,
             steps=options.steps,
             precision=options.precision,
             adaptation=options.adaptation,
@@ -132,6 +134,19 @@ def _print_run(settings, problems: list[str], check, *, as_json: bool) -> None:
     help="Devices per process (on CPU: creates N host devices). Default: the plan's count; another count keeps the "
     "plan's global batch and is recorded as a deviation.",
 )
+@click.option(
+    "--tensor-parallel",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Split each layer (attention heads, FFN columns, vocabulary) over groups of N devices; the devices / N "
+    "groups are data parallel. Default: the plan's layout; another keeps the global batch and is recorded as a deviation.",
+)
+@click.option(
+    "--sequence-parallel/--no-sequence-parallel",
+    default=None,
+    help="With --tensor-parallel: split the residual stream's positions (norms, residual additions) over the "
+    "tensor-parallel group too. Default: the plan's; recorded as a deviation.",
+)
 @click.option("--precision", metavar="NAME", help="Train in another precision than the plan's (e.g. fp32 on a CPU); recorded as a deviation.")
 @click.option(
     "--adapt",
@@ -176,6 +191,8 @@ def command(
     checkpoint_every: int | None,
     eval_every: int | None,
     devices: int | None,
+    tensor_parallel: int | None,
+    sequence_parallel: bool | None,
     precision: str | None,
     adaptation: str | None,
     coordinator: str | None,
@@ -193,8 +210,9 @@ def command(
     """Train the model a spec describes, as `genai plan` planned it.
 
     The run takes the plan's model, precision, strategy, devices, batch, micro-batch,
-    accumulation and recomputation; --devices, --steps, --precision and --adapt change them, and
-    every field that then differs from the plan is printed and recorded in run.json.
+    accumulation and recomputation; --devices, --tensor-parallel, --sequence-parallel, --steps,
+    --precision and --adapt change them, and every field that then differs from the plan is
+    printed and recorded in run.json.
 
     Before step 0 the step is compiled ahead of time; a run whose compiled step needs more
     memory than a device has is refused (exit status 1) with the plan's cheapest
@@ -206,6 +224,7 @@ def command(
       genai train specs/tiny-gpt.genai --dry-run --compile
       genai train specs/tiny-gpt.genai --steps 40
       genai train specs/tiny-legal.genai --allow-data-outside --set train.sharding=fsdp --devices 8
+      genai train specs/tiny-gpt.genai --devices 8 --tensor-parallel 2
       genai train specs/tiny-gpt.genai --out runs/a --resume
       genai train SPEC --coordinator host0:1234 --num-processes 2 --process-id 0
     """
@@ -227,6 +246,8 @@ def command(
             checkpoint_every=checkpoint_every,
             eval_every=eval_every,
             devices=devices,
+            tensor_parallel=tensor_parallel,
+            sequence_parallel=sequence_parallel,
             precision=precision,
             adaptation=adaptation,
             coordinator=coordinator,

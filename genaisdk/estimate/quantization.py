@@ -100,15 +100,15 @@ def int8_contracted_axes(axes: Sequence[str | None]) -> tuple[int, ...]:
     """Positions of the axes an int8 scale is shared over: those the product contracts, so
     each output channel keeps its own scale (Dettmers et al. 2022, Sec. 3.1). Tables
     ([vocab or length, embed]) are read by row (a tied output projection contracts
-    `embed`, so a row is its output channel); the attention output [heads, kv, embed]
-    contracts heads and kv; every other kernel contracts its first (input) axis. A stacked
+    `embed`, so a row is its output channel); the attention output [q_heads, kv, embed]
+    contracts the heads and kv; every other kernel contracts its first (input) axis. A stacked
     'layers' axis is never contracted: each layer has its own scales."""
     axes = tuple(axes)
     offset = 1 if axes and axes[0] == "layers" else 0
     own = axes[offset:]
     if own[-1:] == ("embed",) and own[0] in ("vocab", "length"):
         return (offset + len(own) - 1,)
-    if own[:2] == ("heads", "kv"):
+    if own[:2] in (("q_heads", "kv"), ("heads", "kv")):
         return (offset, offset + 1)
     return (offset,)
 

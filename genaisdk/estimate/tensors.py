@@ -9,9 +9,9 @@ logical axis names, blocks stacked along a leading 'layers' axis. A test builds 
 several shapes and requires them equal, so the two cannot drift apart; the sizes add up to
 `count_params(dims, family).total`.
 
-Axis names: 'vocab', 'embed' (d_model), 'heads', 'kv' (head size), 'mlp' (d_ff),
-'length' (position rows), 'layers'; None for a small table's unnamed rows (token types,
-relative-position buckets).
+Axis names: 'vocab', 'embed' (d_model), 'q_heads' (query heads), 'kv_heads' (key/value
+heads), 'kv' (head size), 'mlp' (d_ff), 'length' (position rows), 'layers'; None for a
+small table's unnamed rows (token types, relative-position buckets).
 """
 
 from __future__ import annotations
@@ -56,24 +56,24 @@ def _norm(dims: Dimensions, prefix: str) -> list[WeightTensor]:
 def _attention(dims: Dimensions, prefix: str, *, self_attention: bool) -> list[WeightTensor]:
     e, h, g, d = dims.d_model, dims.heads, dims.n_kv_heads, dims.d_head
     out = [
-        WeightTensor(name=f"{prefix}/q", shape=(e, h, d), axes=("embed", "heads", "kv")),
-        WeightTensor(name=f"{prefix}/k", shape=(e, g, d), axes=("embed", "heads", "kv")),
-        WeightTensor(name=f"{prefix}/v", shape=(e, g, d), axes=("embed", "heads", "kv")),
-        WeightTensor(name=f"{prefix}/o", shape=(h, d, e), axes=("heads", "kv", "embed")),
+        WeightTensor(name=f"{prefix}/q", shape=(e, h, d), axes=("embed", "q_heads", "kv")),
+        WeightTensor(name=f"{prefix}/k", shape=(e, g, d), axes=("embed", "kv_heads", "kv")),
+        WeightTensor(name=f"{prefix}/v", shape=(e, g, d), axes=("embed", "kv_heads", "kv")),
+        WeightTensor(name=f"{prefix}/o", shape=(h, d, e), axes=("q_heads", "kv", "embed")),
     ]
     if dims.has_qkv_biases:
         out += [
-            WeightTensor(name=f"{prefix}/q_bias", shape=(h, d), axes=("heads", "kv")),
-            WeightTensor(name=f"{prefix}/k_bias", shape=(g, d), axes=("heads", "kv")),
-            WeightTensor(name=f"{prefix}/v_bias", shape=(g, d), axes=("heads", "kv")),
+            WeightTensor(name=f"{prefix}/q_bias", shape=(h, d), axes=("q_heads", "kv")),
+            WeightTensor(name=f"{prefix}/k_bias", shape=(g, d), axes=("kv_heads", "kv")),
+            WeightTensor(name=f"{prefix}/v_bias", shape=(g, d), axes=("kv_heads", "kv")),
         ]
     if dims.biases:
         out.append(WeightTensor(name=f"{prefix}/o_bias", shape=(e,), axes=("embed",)))
     if self_attention and dims.positions == "xl-relative":
         out += [
-            WeightTensor(name=f"{prefix}/rel", shape=(e, h, d), axes=("embed", "heads", "kv")),
-            WeightTensor(name=f"{prefix}/rel_u", shape=(h, d), axes=("heads", "kv")),
-            WeightTensor(name=f"{prefix}/rel_v", shape=(h, d), axes=("heads", "kv")),
+            WeightTensor(name=f"{prefix}/rel", shape=(e, h, d), axes=("embed", "q_heads", "kv")),
+            WeightTensor(name=f"{prefix}/rel_u", shape=(h, d), axes=("q_heads", "kv")),
+            WeightTensor(name=f"{prefix}/rel_v", shape=(h, d), axes=("q_heads", "kv")),
         ]
     return out
 
@@ -111,7 +111,7 @@ def _stack(dims: Dimensions, stack: str, family: str) -> list[WeightTensor]:
         rows = dims.position_table or dims.context
         out.append(WeightTensor(name=f"{stack}/position", shape=(rows, dims.d_model), axes=("length", "embed")))
     elif dims.positions == "relative":
-        out.append(WeightTensor(name=f"{stack}/relative_bias", shape=(dims.relative_buckets, dims.heads), axes=(None, "heads")))
+        out.append(WeightTensor(name=f"{stack}/relative_bias", shape=(dims.relative_buckets, dims.heads), axes=(None, "q_heads")))
     if dims.embedding_norm:
         out += _norm(dims, f"{stack}/embedding_norm")
     if dims.final_norm:

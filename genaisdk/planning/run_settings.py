@@ -8,10 +8,11 @@ field, under the plan's JSON names. This module decides only what the plan does 
 optimizer schedule a run needs (learning rate, warmup, weight decay, the cosine floor),
 each with its source, in one place.
 
-A run may differ from its plan only through a named option (`devices`, `steps`,
-`precision`, `adaptation`): a CPU laptop run of a 64-GPU spec, a short smoke run, a
-precision the machine cannot compute in, a LoRA plan run as a full fine-tune (or a
-fine-tuning plan run with adapters). Each field that then deviates is listed in `RunSettings.deviations` with
+A run may differ from its plan only through a named option (`devices`, `tensor_parallel`,
+`sequence_parallel`, `steps`, `precision`, `adaptation`): a CPU laptop run of a 64-GPU
+spec, another tensor-parallel layout of the same devices, a short smoke run, a precision
+the machine cannot compute in, a LoRA plan run as a full fine-tune (or a fine-tuning plan
+run with adapters). Each field that then deviates is listed in `RunSettings.deviations` with
 the planned value, the run's and why; `genai train` prints them and records them in
 `run.json`. Nothing here imports JAX (a dry run is well under a second).
 """
@@ -110,6 +111,10 @@ class RunTrain:
     strategy: str
     devices: int
     hardware: str
+    tensor_parallel: int = 1
+    """Devices of one tensor-parallel group; devices / tensor_parallel data-parallel groups."""
+    sequence_parallel: bool = False
+    """The residual stream's positions split over the tensor-parallel group too."""
     micro_batch: int
     grad_accumulation: int
     global_batch_sequences: int
@@ -147,6 +152,8 @@ def run_settings(
     spec: Spec,
     *,
     devices: int | None = None,
+    tensor_parallel: int | None = None,
+    sequence_parallel: bool | None = None,
     steps: int | None = None,
     precision: str | None = None,
     adaptation: str | None = None,
@@ -155,11 +162,14 @@ def run_settings(
 ) -> RunSettings:
     """The run of `plan` (made from `spec`), with the named options applied.
 
-    `devices`: run on this many devices instead of the plan's; the global batch is kept, so
-    each device takes a larger share in more micro-steps of at most the plan's micro-batch.
-    `steps`: optimizer steps in all. `precision`: a precision record's name. `adaptation`:
-    an adaptation record's name (`finetune` trains every weight of a LoRA plan; `lora` trains
-    adapters, with the record's defaults, on a fine-tuning plan). `devices_why`
+    `devices`: run on this many devices instead of the plan's; `tensor_parallel`: split each
+    layer over groups of this many of them. Either way the global batch is kept, so each
+    data-parallel group (devices / tensor_parallel of them) takes its share in micro-steps
+    of at most the plan's micro-batch. `sequence_parallel`: split the residual stream's
+    positions over the tensor-parallel group too. `steps`: optimizer steps in all.
+    `precision`: a precision record's name. `adaptation`: an adaptation record's name
+    (`finetune` trains every weight of a LoRA plan; `lora` trains adapters, with the
+    record's defaults, on a fine-tuning plan). `devices_why`
     words the devices deviation when the option came from elsewhere (a multi-host runtime).
     Raises RunSettingsError for a plan that trains nothing or has no step count.
     """
@@ -172,7 +182,7 @@ def run_settings(
         from genaisdk.registry import get_registry
 
         registry = get_registry()
-    for name, value in (("devices", devices), ("steps", steps)):
+    for name, value in (("devices", devices), ("tensor_parallel", tensor_parallel), ("steps", steps)):
         if value is not None and value < 1:
             raise RunSettingsError(f"{name} must be at least 1, got {value}")
     deviations: list[Deviation] = []
@@ -181,19 +191,40 @@ def run_settings(
         if planned != run:
             deviations.append(Deviation(field=field, plan=planned, run=run, why=why))
 
+    # The plan's tensor-parallel layout; a plan that lays out none has every device as its
+    # own data-parallel group.
+    planned_tensor = int(getattr(t, "tensor_parallel", 1) or 1)
+    planned_sequence = bool(getattr(t, "sequence_parallel", False))
     run_devices, micro, accumulation = t.devices, t.micro_batch, int(t.grad_accumulation or 1)
-    global_seq = int(t.global_batch_sequences or micro * run_devices * accumulation)
+    run_tensor = planned_tensor if tensor_parallel is None else int(tensor_parallel)
+    global_seq = int(t.global_batch_sequences or micro * (run_devices // planned_tensor) * accumulation)
+    reasons = []
     if devices is not None and devices != t.devices:
-        why = devices_why or f"--devices {devices}"
+        reasons.append(devices_why or f"--devices {devices}")
         run_devices = int(devices)
-        per_device = max(1, math.ceil(global_seq / run_devices))
-        micro = max(1, min(t.micro_batch, per_device))
-        accumulation = math.ceil(per_device / micro)
+    if run_tensor != planned_tensor:
+        reasons.append(f"--tensor-parallel {run_tensor}")
+    if run_devices % run_tensor:
+        raise RunSettingsError(
+            f"tensor parallel {run_tensor} does not divide the {run_devices} devices; pick a divisor of {run_devices} "
+            "with --tensor-parallel"
+        )
+    if reasons:
+        why = ", ".join(reasons)
+        groups = run_devices // run_tensor
+        per_group = max(1, math.ceil(global_seq / groups))
+        micro = max(1, min(t.micro_batch, per_group))
+        accumulation = math.ceil(per_group / micro)
+        unit = "device" if run_tensor == 1 else "data-parallel group"
         deviate("devices", t.devices, run_devices, why)
-        deviate("micro_batch", t.micro_batch, micro, f"{why}: at most {per_device} sequences per device per step")
-        deviate("grad_accumulation", t.grad_accumulation, accumulation, f"{why}: the global batch kept over fewer devices")
-        deviate("global_batch_sequences", global_seq, micro * run_devices * accumulation, f"{why}: whole micro-batches per device")
-        global_seq = micro * run_devices * accumulation
+        deviate("tensor_parallel", planned_tensor, run_tensor, why)
+        deviate("micro_batch", t.micro_batch, micro, f"{why}: at most {per_group} sequences per {unit} per step")
+        deviate("grad_accumulation", t.grad_accumulation, accumulation, f"{why}: the global batch kept over fewer {unit}s")
+        deviate("global_batch_sequences", global_seq, micro * groups * accumulation, f"{why}: whole micro-batches per {unit}")
+        global_seq = micro * groups * accumulation
+    run_sequence = planned_sequence if sequence_parallel is None else bool(sequence_parallel)
+    flag = "--sequence-parallel" if run_sequence else "--no-sequence-parallel"
+    deviate("sequence_parallel", planned_sequence, run_sequence, flag)
 
     run_precision = t.precision
     if precision is not None:
@@ -242,6 +273,8 @@ def run_settings(
             strategy=t.strategy,
             devices=run_devices,
             hardware=t.hardware,
+            tensor_parallel=run_tensor,
+            sequence_parallel=run_sequence,
             micro_batch=micro,
             grad_accumulation=accumulation,
             global_batch_sequences=global_seq,

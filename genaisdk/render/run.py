@@ -23,8 +23,9 @@ def run_settings_text(settings: RunSettings) -> str:
         f"  adaptation   {adapt}",
         f"  precision    {t.precision}, optimizer {t.optimizer} (state in {t.optimizer_state})",
         f"  devices      {t.devices} x {t.hardware}, strategy {t.strategy}, recompute {t.recompute}, attention {t.attention}",
+        *_layout(t),
         f"  batch        {t.global_batch_sequences} sequences x {m.context} tokens = {fmt_count(t.global_batch_tokens)} tokens per step: "
-        f"micro-batch {t.micro_batch} x {t.devices} devices x {t.grad_accumulation} accumulation step(s)",
+        f"micro-batch {t.micro_batch} x {_groups(t)} x {t.grad_accumulation} accumulation step(s)",
         f"  schedule     {t.steps:,} steps, learning rate {t.learning_rate:g} (warmup {t.warmup_steps}, cosine to "
         f"{t.min_lr_ratio:g}x), weight decay {t.weight_decay:g}, grad clip {t.grad_clip if t.grad_clip is not None else 'none'}, seed {t.seed}",
     ]
@@ -103,3 +104,17 @@ def compiled_text(check: Any) -> str:
         verdict = "fits" if check.fits else "does NOT fit"
         lines.append(f"  device         {fmt_bytes(check.capacity.bytes):>10}   {check.capacity.source}: {verdict}")
     return "\n".join(lines)
+
+
+def _groups(t) -> str:
+    if t.tensor_parallel == 1:
+        return f"{t.devices} devices"
+    return f"{t.devices // t.tensor_parallel} data-parallel groups"
+
+
+def _layout(t) -> list[str]:
+    """The tensor-parallel layout line, when there is one."""
+    if t.tensor_parallel == 1 and not t.sequence_parallel:
+        return []
+    sequence = ", sequence parallel" if t.sequence_parallel else ""
+    return [f"  layout       tensor parallel {t.tensor_parallel} x data parallel {t.devices // t.tensor_parallel}{sequence}"]

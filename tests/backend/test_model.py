@@ -56,14 +56,15 @@ def test_every_preset_builds_with_the_records_parameter_count(registry):
 
 def test_every_parameter_names_its_logical_axes():
     model = build(Dimensions(**BASE, **VARIANTS["t5-like"]), family="encoder_decoder")
-    allowed = {None, "layers", "embed", "heads", "kv", "mlp", "vocab", "length"}
+    allowed = {None, "layers", "embed", "q_heads", "kv_heads", "kv", "mlp", "vocab", "length"}
     flat = jax.tree_util.tree_flatten_with_path(model.specs(), is_leaf=is_spec)[0]
     for path, spec in flat:
         assert set(spec.axes) <= allowed, path
         if "layers" in jax.tree_util.keystr(path):
             assert spec.axes[0] == "layers" and spec.shape[0] in (2, 3)
     q = model.specs()["decoder"]["layers"]["attn"]["q"]
-    assert q.axes == ("layers", "embed", "heads", "kv") and q.shape == (2, 48, 6, 8)
+    assert q.axes == ("layers", "embed", "q_heads", "kv") and q.shape == (2, 48, 6, 8)
+    assert model.specs()["decoder"]["layers"]["cross"]["k"].axes == ("layers", "embed", "kv_heads", "kv")
 
 
 _FORWARD: dict = {}

@@ -11,14 +11,18 @@ from jax.sharding import AxisType, PartitionSpec  # noqa: E402
 from genaisdk.backend.jax import optimizers  # noqa: E402
 from genaisdk.backend.jax.model import build  # noqa: E402
 from genaisdk.backend.jax.sharding import (  # noqa: E402
+    activation_rules,
     make_mesh,
     mirror_specs,
     partition,
     rule_table,
     tree_shardings,
+    uses_axis,
 )
 from genaisdk.dims import Dimensions  # noqa: E402
 
+GROUP = ("tensor", "kv_replicas")
+"""The tensor-parallel group's two mesh axes."""
 RULES = (("embed", "data"), ("mlp", "data"), ("heads", "data"), ("vocab", "data"))
 
 
@@ -27,9 +31,65 @@ def mesh():
     return make_mesh(8)
 
 
-def test_mesh_has_one_data_axis_of_auto_type(mesh):
-    assert mesh.axis_names == ("data",) and mesh.shape["data"] == 8
-    assert mesh.axis_types == (AxisType.Auto,)
+def test_mesh_is_data_by_tensor_of_auto_type_with_tensor_groups_of_neighbours(mesh):
+    assert mesh.axis_names == ("data", "tensor", "kv_replicas")
+    assert dict(mesh.shape) == {"data": 8, "tensor": 1, "kv_replicas": 1}
+    assert mesh.axis_types == (AxisType.Auto,) * 3
+    tp = make_mesh(8, tensor_parallel=4)
+    assert dict(tp.shape) == {"data": 2, "tensor": 4, "kv_replicas": 1}
+    assert [[d.id for d in row.flat] for row in tp.devices] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    # 2 K/V heads over a group of 4: 'tensor' splits them, 'kv_replicas' holds the copies.
+    gqa = make_mesh(8, tensor_parallel=4, kv_heads=2)
+    assert dict(gqa.shape) == {"data": 2, "tensor": 2, "kv_replicas": 2}
+    assert [[d.id for d in row.flat] for row in gqa.devices] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    with pytest.raises(ValueError, match="tensor_parallel = 3 does not divide the 8 devices"):
+        make_mesh(8, tensor_parallel=3)
+
+
+def test_tensor_rules_split_query_heads_and_keep_too_few_kv_heads_whole(registry):
+    """Megatron's column/row/vocabulary-parallel split, from the strategy records' tables."""
+    mesh = make_mesh(8, tensor_parallel=4)
+    ddp, fsdp = (rule_table(registry.get("strategies", name))["params"] for name in ("ddp", "fsdp"))
+    assert partition(("layers", "embed", "q_heads", "kv"), (2, 32, 8, 4), ddp, mesh).spec == PartitionSpec(
+        None, None, "tensor"
+    )
+    assert partition(("layers", "q_heads", "kv", "embed"), (2, 8, 4, 32), ddp, mesh).spec == PartitionSpec(None, "tensor")
+    assert partition(("layers", "embed", "mlp"), (2, 32, 64), ddp, mesh).spec == PartitionSpec(None, None, "tensor")
+    assert partition(("layers", "mlp", "embed"), (2, 64, 32), ddp, mesh).spec == PartitionSpec(None, "tensor")
+    assert partition(("vocab", "embed"), (384, 32), ddp, mesh).spec == PartitionSpec("tensor")
+    assert partition(("layers", "embed"), (2, 32), ddp, mesh).spec == PartitionSpec()  # norms stay whole
+    # FSDP adds the data axis on another dimension: d_ff goes to 'tensor', the embedding to 'data'.
+    assert partition(("layers", "embed", "mlp"), (2, 32, 64), fsdp, mesh).spec == PartitionSpec(None, "data", "tensor")
+    assert partition(("layers", "mlp", "embed"), (2, 64, 32), fsdp, mesh).spec == PartitionSpec(None, "tensor", "data")
+    # 4 KV heads split over 4 devices; 2 KV heads stay whole on each (said, as for any array).
+    assert partition(("layers", "embed", "kv_heads", "kv"), (2, 32, 4, 4), ddp, mesh).spec == PartitionSpec(
+        None, None, "tensor"
+    )
+    placed = partition(("layers", "embed", "kv_heads", "kv"), (2, 32, 2, 4), ddp, mesh, path="attn/k")
+    assert placed.spec == PartitionSpec()
+    (note,) = placed.diagnostics
+    assert "attn/k" in note.message and "'tensor' (4 devices)" in note.message and "kv_heads=2" in note.message
+    # The vocabulary falls back the same way when t does not divide it.
+    assert partition(("vocab", "embed"), (50257, 32), ddp, mesh).diagnostics
+
+
+def test_every_strategy_has_tensor_rules_and_activations_follow_the_weights(registry):
+    for name in ("ddp", "zero1", "zero2", "fsdp"):
+        table = rule_table(registry.get("strategies", name))
+        assert uses_axis(table, "tensor") and all(("q_heads", GROUP) in table[k] for k in ("params", "grads", "opt_state"))
+        assert all(("kv_heads", "tensor") in table[k] for k in ("params", "grads", "opt_state"))
+        assert not uses_axis({"batch": table["batch"]}, "tensor")
+    table = rule_table(registry.get("strategies", "fsdp"))
+    plain = activation_rules(table, sequence_parallel=False)
+    assert ("batch", "data") in plain and ("mlp", GROUP) in plain and ("embed", "data") not in plain
+    assert activation_rules(table, sequence_parallel=True) == plain + (("length", GROUP),)
+
+
+def test_a_heads_rule_applies_to_both_kinds_of_head_and_axes_of_one_device_shard_nothing(mesh):
+    for kind in ("q_heads", "kv_heads"):
+        assert partition((kind, "kv"), (8, 4), (("heads", "data"),), mesh).spec == PartitionSpec("data")
+    single = make_mesh(1)
+    assert partition(("batch", "length"), (4, 16), (("batch", "data"),), single).spec == PartitionSpec()
 
 
 def test_first_dividing_rule_wins_and_a_mesh_axis_is_used_once(mesh):
@@ -59,10 +119,12 @@ def test_strategy_records_differ_only_in_what_they_shard(registry):
     tables = {name: rule_table(registry.get("strategies", name)) for name in ("ddp", "zero1", "zero2", "fsdp")}
     for table in tables.values():
         assert ("batch", "data") in table["batch"]
-    assert not tables["ddp"]["params"] and not tables["ddp"]["grads"] and not tables["ddp"]["opt_state"]
-    assert tables["zero1"]["opt_state"] and not tables["zero1"]["grads"] and not tables["zero1"]["params"]
-    assert tables["zero2"]["opt_state"] and tables["zero2"]["grads"] and not tables["zero2"]["params"]
-    assert tables["fsdp"]["opt_state"] and tables["fsdp"]["grads"] and tables["fsdp"]["params"]
+    # Over the data axis, that is: every strategy splits the same dimensions over 'tensor'.
+    data = {name: {kind for kind in ("params", "grads", "opt_state") if uses_axis({kind: table[kind]}, "data")}
+            for name, table in tables.items()}
+    assert data == {"ddp": set(), "zero1": {"opt_state"}, "zero2": {"opt_state", "grads"},
+                    "fsdp": {"opt_state", "grads", "params"}}
+    assert len({table["params"][:4] for table in tables.values()}) == 1
 
 
 def _specs():

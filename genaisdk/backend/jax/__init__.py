@@ -1,13 +1,15 @@
-"""The JAX backend: trains the spec'd model for real, data-parallel or fully sharded.
+"""The JAX backend: trains the spec'd model for real, data-parallel, fully sharded and/or
+tensor-parallel.
 
 Importing this package imports nothing heavy; each module imports JAX itself.
 
 Compute core (the API the training loop, checkpoints and `genai measure` build on):
 
 ``config.RunConfig`` (frozen attrs)
-    dims, architecture, objective, optimizer, precision, strategy (records), devices,
-    global_batch (sequences per optimizer step) = micro_batch (sequences per device per
-    micro-step) × devices × accumulation, seq_len, learning_rate, warmup_steps,
+    dims, architecture, objective, optimizer, precision, strategy (records), devices =
+    data_parallel × tensor_parallel, sequence_parallel, global_batch (sequences per
+    optimizer step) = micro_batch (sequences per data-parallel group per micro-step) ×
+    data_parallel × accumulation, seq_len, learning_rate, warmup_steps,
     total_steps, min_lr_ratio, weight_decay, grad_clip, seed, dp_impl ('jit' |
     'shard_map'), recompute ('none' | 'selective' | 'full'), optimizer_options.
     ``RunConfig.from_settings(settings, *, registry=None)`` builds the run of a plan from
@@ -17,7 +19,7 @@ Compute core (the API the training loop, checkpoints and `genai measure` build o
     ``config.UnsupportedError`` for what only the planner models: fp8, int8/int4 training).
 
 ``step.Trainer(config, mesh=None)``
-    ``.mesh`` (a ('data',) mesh of ``config.devices`` devices unless given),
+    ``.mesh`` (a ('data', 'tensor') mesh of ``config.devices`` devices unless given),
     ``.init(seed=None) -> TrainState`` (created in its shardings),
     ``.train_step(state, batch) -> (state, metrics)`` (state donated; metrics: loss,
     grad_norm, lr, loss_scale, skipped, skipped_total, tokens; all scalars),

@@ -124,8 +124,10 @@ class AdapterConfig:
 class RunConfig:
     """One run. Batch sizes are in sequences of `seq_len` tokens.
 
-    `global_batch = micro_batch × devices × accumulation`: each optimizer step runs
-    `accumulation` micro-steps of `micro_batch` sequences on each of `devices` devices.
+    `devices = data_parallel × tensor_parallel`: the devices of one tensor-parallel group
+    share their sequences, so `global_batch = micro_batch × data_parallel × accumulation`:
+    each optimizer step runs `accumulation` micro-steps of `micro_batch` sequences on each
+    of the `data_parallel` groups (Megatron-LM's micro-batch, Narayanan et al. 2021, Sec. 2).
     """
 
     dims: Dimensions
@@ -135,6 +137,11 @@ class RunConfig:
     precision: Precision
     strategy: Strategy
     devices: int = attrs.field(default=1, validator=_positive_int)
+    tensor_parallel: int = attrs.field(default=1, validator=_positive_int)
+    """Devices that split each layer's heads, d_ff and vocabulary (Shoeybi et al. 2019)."""
+    sequence_parallel: bool = False
+    """Split the residual stream's positions over the tensor-parallel devices too (norms,
+    residual additions; Korthikanti et al. 2022, Sec. 4.2.2); nothing to do when t = 1."""
     global_batch: int = attrs.field(validator=_positive_int)
     micro_batch: int = attrs.field(validator=_positive_int)
     accumulation: int = attrs.field(default=1, validator=_positive_int)
@@ -161,11 +168,12 @@ class RunConfig:
     """... and the finite steps after which it doubles (Micikevicius et al. 2018, Sec. 3.2)."""
 
     def __attrs_post_init__(self) -> None:
-        expected = self.micro_batch * self.devices * self.accumulation
+        self._check_tensor_parallel()
+        expected = self.micro_batch * self.data_parallel * self.accumulation
         if self.global_batch != expected:
             raise BackendError(
-                f"global batch {self.global_batch} must equal micro_batch × devices × accumulation = "
-                f"{self.micro_batch} × {self.devices} × {self.accumulation} = {expected}"
+                f"global batch {self.global_batch} must equal micro_batch × data-parallel groups × accumulation = "
+                f"{self.micro_batch} × {self.data_parallel} × {self.accumulation} = {expected}"
             )
         if self.seq_len > self.dims.context and self.dims.positions == "learned":
             raise BackendError(
@@ -182,11 +190,18 @@ class RunConfig:
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise BackendError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.dp_impl == "shard_map" and (
-            self.strategy.shards_weights or self.strategy.shards_gradients or self.strategy.shards_optimizer
+            self.strategy.shards_weights
+            or self.strategy.shards_gradients
+            or self.strategy.shards_optimizer
+            or self.tensor_parallel > 1
         ):
+            what = (
+                f"tensor parallel {self.tensor_parallel} splits the layers"
+                if self.tensor_parallel > 1
+                else f"strategy '{self.strategy.name}' shards state"
+            )
             raise BackendError(
-                f"dp_impl='shard_map' is plain data parallelism (replicated state); strategy "
-                f"'{self.strategy.name}' shards state, use dp_impl='jit'"
+                f"dp_impl='shard_map' is plain data parallelism (replicated state); {what}, use dp_impl='jit'"
             )
         _check_objective_family(self.objective, self.architecture)
         if self.state_dtype == "int8" and self.optimizer.state_dtype != "int8" and self.optimizer.name not in EIGHT_BIT_FORMS:
@@ -202,6 +217,30 @@ class RunConfig:
 
         return optimizer_state_dtype(self.optimizer.state_dtype, self.precision.optimizer_state_dtype, self.optimizer_state)
 
+    def _check_tensor_parallel(self) -> None:
+        """t must divide the devices, the query heads and d_ff (Megatron-LM splits whole heads
+        and FFN columns; Shoeybi et al. 2019, Sec. 3). K/V heads and the vocabulary need not:
+        what does not divide stays whole on every device (with a warning for the vocabulary)."""
+        t = self.tensor_parallel
+        if t == 1:
+            return
+        if self.devices % t:
+            raise BackendError(
+                f"tensor parallel {t} does not divide the {self.devices} devices; pick a divisor of {self.devices}"
+            )
+        dims = self.dims
+        bad = [f"{name} = {size}" for name, size in (("heads", dims.heads), ("d_ff", dims.d_ff)) if size % t]
+        if bad:
+            raise BackendError(
+                f"tensor parallel {t} must divide the model's query heads and d_ff ({', '.join(bad)}): "
+                "each device holds whole heads and an equal share of the FFN; pick a divisor"
+            )
+
+    @property
+    def data_parallel(self) -> int:
+        """Data-parallel groups: devices / tensor_parallel."""
+        return self.devices // self.tensor_parallel
+
     @property
     def tokens_per_step(self) -> int:
         return self.global_batch * self.seq_len
@@ -209,7 +248,7 @@ class RunConfig:
     @property
     def rows_per_micro_step(self) -> int:
         """Sequences in one micro-step, all devices together."""
-        return self.micro_batch * self.devices
+        return self.micro_batch * self.data_parallel
 
     def evolve(self, **changes: Any) -> RunConfig:
         return attrs.evolve(self, **changes)
@@ -275,6 +314,8 @@ class RunConfig:
             precision=_lookup(registry, "precisions", train.precision),
             strategy=strategy,
             devices=train.devices,
+            tensor_parallel=train.tensor_parallel,
+            sequence_parallel=train.sequence_parallel,
             global_batch=train.global_batch_sequences,
             micro_batch=train.micro_batch,
             accumulation=train.grad_accumulation,

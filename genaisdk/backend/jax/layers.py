@@ -12,6 +12,7 @@ normalization statistics, attention softmax and logits are computed in fp32
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -33,6 +34,17 @@ ROTARY_BASE = 10_000.0
 RELATIVE_MAX_DISTANCE = 128
 """Default distance from which T5's relative buckets stop growing (Raffel et al. 2020,
 Sec. 2.1); `Dimensions.relative_max_distance`, with the bucket count `relative_buckets`."""
+
+Q_AXES = ("batch", None, "q_heads", "kv")
+"""Logical axes of queries and attention outputs [b, s, h, d] (whole along the sequence)."""
+KV_AXES = ("batch", None, "kv_heads", "kv")
+"""Logical axes of keys and values [b, t, g, d]."""
+HIDDEN_AXES = ("batch", None, "mlp")
+"""Logical axes of the FFN's hidden activations [b, s, f]."""
+
+
+def _unconstrained(x: jax.Array, axes: tuple[str | None, ...] = ()) -> jax.Array:
+    return x
 
 
 def dense(x: Any, policy: Policy) -> jax.Array:
@@ -295,6 +307,7 @@ def attention(
     rotary_base: float = ROTARY_BASE,
     rotary_scaling: RotaryScaling | None = None,
     kv: tuple[jax.Array, jax.Array] | None = None,
+    constrain: Callable[..., jax.Array] = _unconstrained,
 ) -> jax.Array:
     """Multi-head, grouped-query or multi-query attention of x[b, s, e] over memory[b, t, e].
 
@@ -307,6 +320,10 @@ def attention(
     `kv`: keys and values [b, t, g, d] already projected (`project_kv`), e.g. a KV cache whose
     slot j holds position j; `memory` is then not read, and a Transformer-XL query sits at
     `q_positions` (cached decoding) rather than at 0..s−1.
+
+    `constrain(x, axes)` pins the queries, keys, values and outputs to their layouts
+    (`Q_AXES`, `KV_AXES`): under tensor parallelism each device keeps its own heads from the
+    column-parallel projections to the row-parallel output projection.
     """
     q = einsum("bse,ehd->bshd", x, p["q"], policy=policy)
     if "q_bias" in p:
@@ -325,6 +342,7 @@ def attention(
         )
     else:
         k, v = kv
+    q, k, v = constrain(q, Q_AXES), constrain(k, KV_AXES), constrain(v, KV_AXES)
     b, s, h, d = q.shape
     g = k.shape[2]
     scale = (1.0 / math.sqrt(d)) if scale is None else scale
@@ -337,7 +355,7 @@ def attention(
         scores = scores + bias.reshape(bias.shape[0], g, h // g, s, -1)
     scores = jnp.where(mask[:, :, None], scores, NEG_INF)
     probs = jax.nn.softmax(scores, axis=-1).astype(policy.compute_dtype)
-    out = einsum("bgrst,btgd->bsgrd", probs, v, policy=policy).reshape(b, s, h, d)
+    out = constrain(einsum("bgrst,btgd->bsgrd", probs, v, policy=policy).reshape(b, s, h, d), Q_AXES)
     y = einsum("bshd,hde->bse", out, p["o"], policy=policy)
     if "o_bias" in p:
         y = y + p["o_bias"]
@@ -375,11 +393,20 @@ def _xl_scores(
     return content + position
 
 
-def feed_forward(p: dict, x: jax.Array, *, kind: str, policy: Policy, activation: str | None = None) -> jax.Array:
+def feed_forward(
+    p: dict,
+    x: jax.Array,
+    *,
+    kind: str,
+    policy: Policy,
+    activation: str | None = None,
+    constrain: Callable[..., jax.Array] = _unconstrained,
+) -> jax.Array:
     """Position-wise FFN. gelu/relu: act(x·wi + bi)·wo + bo (Vaswani et al. 2017, Eq. 2;
     GELU: Hendrycks & Gimpel 2016). gated: (act(x·wi_gate) ⊙ x·wi)·wo: SwiGLU with SiLU,
     GeGLU with GELU (Shazeer 2020, Eq. 5-6). `activation` None: the kind's default
-    (`genaisdk.dims.DEFAULT_ACTIVATION`: tanh GELU, ReLU, SiLU)."""
+    (`genaisdk.dims.DEFAULT_ACTIVATION`: tanh GELU, ReLU, SiLU). `constrain(x, axes)` pins
+    the hidden activations to `HIDDEN_AXES` (split over d_ff under tensor parallelism)."""
     activation = activation or DEFAULT_ACTIVATION[kind]
     hidden = einsum("bse,ef->bsf", x, p["wi"], policy=policy)
     if "bi" in p:
@@ -391,7 +418,7 @@ def feed_forward(p: dict, x: jax.Array, *, kind: str, policy: Policy, activation
         hidden = activate(activation, gate) * hidden
     else:
         hidden = activate(activation, hidden)
-    y = einsum("bsf,fe->bse", hidden, p["wo"], policy=policy)
+    y = einsum("bsf,fe->bse", constrain(hidden, HIDDEN_AXES), p["wo"], policy=policy)
     if "bo" in p:
         y = y + p["bo"]
     return y

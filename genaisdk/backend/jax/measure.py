@@ -166,7 +166,7 @@ def fitted_flops(config: RunConfig, mesh: Any) -> tuple[float, list[dict[str, fl
             sample = config.evolve(
                 dims=dims,
                 accumulation=accumulation,
-                global_batch=config.micro_batch * config.devices * accumulation,
+                global_batch=config.micro_batch * config.data_parallel * accumulation,
             )
             flops = _cost_flops(compile_step(Trainer(sample, mesh, unroll=True)).executable)
             rows.append([1.0, *depths, accumulation, *(accumulation * d for d in depths)])
@@ -189,7 +189,7 @@ def _compile(config: RunConfig, mesh: Any) -> tuple[Any, Any]:
     return trainer, compile_step(trainer)
 
 
-def _cpu_mesh(devices: int) -> Any:
+def _cpu_mesh(devices: int, tensor_parallel: int = 1, kv_heads: int | None = None) -> Any:
     import jax
 
     from genaisdk.backend.jax.sharding import make_mesh
@@ -197,18 +197,30 @@ def _cpu_mesh(devices: int) -> Any:
     cpus = jax.devices("cpu")
     if len(cpus) < devices:
         raise BackendError(f"{devices} CPU devices needed, {len(cpus)} available in this process")
-    return make_mesh(cpus[:devices])
+    return make_mesh(cpus[:devices], tensor_parallel=tensor_parallel, kv_heads=kv_heads)
 
 
 def measure_config(
-    config: RunConfig, *, plan: Any = None, fit_flops: bool = True, notes: tuple[str, ...] = ()
+    config: RunConfig,
+    *,
+    plan: Any = None,
+    fit_flops: bool = True,
+    notes: tuple[str, ...] = (),
+    compiled: tuple[Any, Any] | None = None,
 ) -> Measurement:
-    """Compile `config`'s train step on `config.devices` virtual CPU devices and compare."""
+    """Compile `config`'s train step on `config.devices` virtual CPU devices and compare.
+
+    `compiled`: a (Trainer, `compile_step(trainer)`) pair for `config` already built (the
+    compiled step also trains: `Trainer.use_compiled`), measured as it is."""
     import numpy as np
 
-    mesh = _cpu_mesh(config.devices)
-    trainer, compiled = _compile(config, mesh)
-    memory = compiled.memory
+    if compiled is None:
+        mesh = _cpu_mesh(config.devices, config.tensor_parallel, config.dims.n_kv_heads)
+        trainer, step = _compile(config, mesh)
+    else:
+        trainer, step = compiled
+        mesh = trainer.mesh
+    memory = step.memory
     batch_bytes = sum(
         int(np.prod(s.sharding.shard_shape(s.shape))) * s.dtype.itemsize for s in trainer.abstract_batch().values()
     )
@@ -223,7 +235,7 @@ def measure_config(
         "temporaries": temps,
         "generated_code": float(memory.generated_code),
         "peak": float(memory.peak),
-        "flops_loop_bodies_once": _cost_flops(compiled.executable),
+        "flops_loop_bodies_once": _cost_flops(step.executable),
         "params": float(trainer.model.num_params()),
         "model_flops_per_device": trainer.flops_per_step / config.devices,
     }
@@ -292,6 +304,8 @@ def measure_config(
         "strategy": config.strategy.key,
         "recompute": config.recompute,
         "devices": config.devices,
+        "tensor_parallel": config.tensor_parallel,
+        "sequence_parallel": config.sequence_parallel,
         "seq_len": config.seq_len,
         "micro_batch": config.micro_batch,
         "accumulation": config.accumulation,

@@ -9,8 +9,19 @@ GPT-2, Radford et al. 2019, Sec. 2.3):
   cross-attention over the encoder output (T5, BART); the token embedding is shared.
 
 Parameters are nested dicts; a parameter's path names it ('decoder/layers/attn/q') and its
-`ParamSpec` names its logical axes (('layers', 'embed', 'heads', 'kv')), which
+`ParamSpec` names its logical axes (('layers', 'embed', 'q_heads', 'kv')), which
 `genaisdk.backend.jax.sharding` maps onto the device mesh through the strategy's rules.
+Query heads ('q_heads') and key/value heads ('kv_heads') are separate axes, so that the
+fewer K/V heads of grouped-query attention can stay whole where a split of the query heads
+over tensor-parallel devices does not divide them; 'kv' is the head size, 'mlp' d_ff.
+
+The forward pass pins two activation layouts through `constrain` (MaxText's activation
+axes): the residual stream, `ACTIVATION_AXES`, where norms and residual additions run and
+which sequence parallelism splits along its positions; and the input of every
+tensor-parallel matrix product, `GATHERED_AXES`, whole along the sequence. Between the two
+the compiler inserts exactly Megatron-LM's collectives: an all-reduce after each
+row-parallel product, or with sequence parallelism an all-gather before the column-parallel
+ones and a reduce-scatter after the row-parallel ones (Korthikanti et al. 2022, Sec. 4.2.2).
 Every stack's blocks are stacked along a leading 'layers' axis and run with `jax.lax.scan`,
 so compile time does not grow with depth.
 
@@ -76,6 +87,16 @@ INIT_STD = 0.02
 """Weight initialization std of GPT-2 and BERT (Radford et al. 2019; Devlin et al. 2019)."""
 
 FAMILY_STACKS = {"decoder": ("decoder",), "encoder": ("encoder",), "encoder_decoder": ("encoder", "decoder")}
+
+ACTIVATION_AXES = ("batch", "length", "embed")
+"""Logical axes of the residual stream [batch, length, embed]."""
+GATHERED_AXES = ("batch", None, "embed")
+"""The same activations whole along the sequence: the input of a tensor-parallel product."""
+
+
+def _unconstrained(x: jax.Array, axes: tuple[str | None, ...] = ACTIVATION_AXES) -> jax.Array:
+    """No layout to pin: one device, inside `shard_map`, or a cached decoding step."""
+    return x
 
 
 @attrs.frozen(kw_only=True)
@@ -170,21 +191,21 @@ class Transformer:
         dims = self.dims
         e, h, g, d = dims.d_model, dims.heads, dims.n_kv_heads, dims.d_head
         spec = {
-            "q": ParamSpec(shape=(e, h, d), axes=("embed", "heads", "kv")),
-            "k": ParamSpec(shape=(e, g, d), axes=("embed", "heads", "kv")),
-            "v": ParamSpec(shape=(e, g, d), axes=("embed", "heads", "kv")),
-            "o": ParamSpec(shape=(h, d, e), axes=("heads", "kv", "embed"), std=out_std),
+            "q": ParamSpec(shape=(e, h, d), axes=("embed", "q_heads", "kv")),
+            "k": ParamSpec(shape=(e, g, d), axes=("embed", "kv_heads", "kv")),
+            "v": ParamSpec(shape=(e, g, d), axes=("embed", "kv_heads", "kv")),
+            "o": ParamSpec(shape=(h, d, e), axes=("q_heads", "kv", "embed"), std=out_std),
         }
         if dims.has_qkv_biases:
-            spec["q_bias"] = ParamSpec(shape=(h, d), axes=("heads", "kv"), init="zeros")
-            spec["k_bias"] = ParamSpec(shape=(g, d), axes=("heads", "kv"), init="zeros")
-            spec["v_bias"] = ParamSpec(shape=(g, d), axes=("heads", "kv"), init="zeros")
+            spec["q_bias"] = ParamSpec(shape=(h, d), axes=("q_heads", "kv"), init="zeros")
+            spec["k_bias"] = ParamSpec(shape=(g, d), axes=("kv_heads", "kv"), init="zeros")
+            spec["v_bias"] = ParamSpec(shape=(g, d), axes=("kv_heads", "kv"), init="zeros")
         if dims.biases:
             spec["o_bias"] = ParamSpec(shape=(e,), axes=("embed",), init="zeros")
         if self_attention and dims.positions == "xl-relative":
-            spec["rel"] = ParamSpec(shape=(e, h, d), axes=("embed", "heads", "kv"))
-            spec["rel_u"] = ParamSpec(shape=(h, d), axes=("heads", "kv"), init="zeros")
-            spec["rel_v"] = ParamSpec(shape=(h, d), axes=("heads", "kv"), init="zeros")
+            spec["rel"] = ParamSpec(shape=(e, h, d), axes=("embed", "q_heads", "kv"))
+            spec["rel_u"] = ParamSpec(shape=(h, d), axes=("q_heads", "kv"), init="zeros")
+            spec["rel_v"] = ParamSpec(shape=(h, d), axes=("q_heads", "kv"), init="zeros")
         return spec
 
     def _ffn_spec(self, out_std: float) -> dict:
@@ -226,7 +247,7 @@ class Transformer:
             rows = dims.position_table or dims.context
             spec["position"] = ParamSpec(shape=(rows, dims.d_model), axes=("length", "embed"), std=0.01)
         elif dims.positions == "relative":
-            spec["relative_bias"] = ParamSpec(shape=(dims.relative_buckets, dims.heads), axes=(None, "heads"))
+            spec["relative_bias"] = ParamSpec(shape=(dims.relative_buckets, dims.heads), axes=(None, "q_heads"))
         if dims.embedding_norm:
             spec["embedding_norm"] = self._norm_spec()
         if dims.final_norm:
@@ -284,18 +305,20 @@ class Transformer:
         decoder_inputs: jax.Array | None = None,
         *,
         policy: Policy,
-        constrain: Callable[[jax.Array], jax.Array] | None = None,
+        constrain: Callable[..., jax.Array] | None = None,
         token_types: jax.Array | None = None,
     ) -> jax.Array:
         """Logits [batch, length, vocab] in the policy's output dtype (fp32).
 
         `inputs` are token ids [batch, length] (the encoder's, for encoder_decoder);
-        `decoder_inputs` the decoder's ids (encoder_decoder only). `constrain` pins the
-        sharding of the residual stream [batch, length, embed] (jit path); None inside
-        `shard_map`. `token_types` [batch, length] are segment ids into `embed/token_types`
-        (BERT's sentence A/B) for the first stack; None means segment 0 everywhere.
+        `decoder_inputs` the decoder's ids (encoder_decoder only). `constrain(x, axes)` pins
+        the sharding of an activation [batch, length, embed] named by logical `axes`
+        (`ACTIVATION_AXES` when omitted, or `GATHERED_AXES`; see the module docstring) on
+        the jit path; None inside `shard_map`. `token_types` [batch, length] are segment ids
+        into `embed/token_types` (BERT's sentence A/B) for the first stack; None means
+        segment 0 everywhere.
         """
-        constrain = constrain or (lambda x: x)
+        constrain = constrain or _unconstrained
         p = policy.cast_to_compute(params)
         if self.family == "encoder_decoder":
             if decoder_inputs is None:
@@ -327,11 +350,17 @@ class Transformer:
                 key_valid=inputs != self.pad_id,
                 token_types=token_types,
             )
-        return self._logits(p, h, policy)
+        return self._logits(p, h, policy, constrain)
 
-    def _logits(self, p: dict, h: jax.Array, policy: Policy) -> jax.Array:
-        """The output head over the final hidden states h [b, s, e]: logits [b, s, vocab]."""
+    def _logits(
+        self, p: dict, h: jax.Array, policy: Policy, constrain: Callable[..., jax.Array] | None = None
+    ) -> jax.Array:
+        """The output head over the final hidden states h [b, s, e]: logits [b, s, vocab]
+        (`constrain` as in `apply`)."""
+        constrain = constrain or _unconstrained
         dims = self.dims
+        # The output layer is vocabulary-parallel: its input whole along the sequence.
+        h = constrain(h, GATHERED_AXES)
         if dims.mlm_head:
             # BERT's transform before the output projection (Devlin et al. 2019, App. A.1),
             # with the model's FFN activation (BERT's `hidden_act`).
@@ -369,7 +398,7 @@ class Transformer:
     def encode(self, params: dict, inputs: jax.Array, *, policy: Policy) -> jax.Array:
         """An encoder_decoder's encoder output [b, s, e] over input ids [b, s] (PAD masked)."""
         p = policy.cast_to_compute(params)
-        return self._run_stack("encoder", p, inputs, policy, lambda x: x, causal=False, key_valid=inputs != self.pad_id)
+        return self._run_stack("encoder", p, inputs, policy, _unconstrained, causal=False, key_valid=inputs != self.pad_id)
 
     def cross_kv(self, params: dict, memory: jax.Array, *, policy: Policy) -> dict:
         """Every decoder layer's cross-attention keys and values over the encoder output
@@ -424,7 +453,7 @@ class Transformer:
             p,
             ids,
             policy,
-            lambda x: x,
+            _unconstrained,
             causal=True,
             memory_valid=memory_valid,
             positions=positions,
@@ -440,7 +469,7 @@ class Transformer:
         p: dict,
         ids: jax.Array,
         policy: Policy,
-        constrain: Callable[[jax.Array], jax.Array],
+        constrain: Callable[..., jax.Array],
         *,
         causal: bool,
         key_valid: jax.Array | None = None,
@@ -504,6 +533,9 @@ class Transformer:
         use_rotary = dims.positions == "rotary"
         cross_mask = memory_valid[:, None, None, :] if memory_valid is not None else None
         has_cross = memory is not None or cross is not None
+        if memory is not None:
+            # Every decoder layer projects the encoder output to keys and values.
+            memory = constrain(memory, GATHERED_AXES)
         pre_norm = dims.final_norm
 
         # The cached path's per-layer state: this layer's index, cross keys and values, and
@@ -543,6 +575,7 @@ class Transformer:
                 rotary_base=dims.rotary_base,
                 rotary_scaling=dims.rotary_scaling,
                 kv=kv,
+                constrain=constrain,
             )
 
         def cross_attention(x: jax.Array, lp: dict) -> jax.Array:
@@ -558,16 +591,22 @@ class Transformer:
                 policy=policy,
                 scale=dims.score_scale,
                 kv=None if step.get("cross") is None else tuple(a.astype(policy.compute_dtype) for a in step["cross"]),
+                constrain=constrain,
             )
 
         def ffn(x: jax.Array, lp: dict) -> jax.Array:
-            return nn.feed_forward(lp["mlp"], x, kind=dims.ffn, policy=policy, activation=dims.ffn_activation)
+            return nn.feed_forward(
+                lp["mlp"], x, kind=dims.ffn, policy=policy, activation=dims.ffn_activation, constrain=constrain
+            )
 
         def sublayer(h: jax.Array, lp: dict, norm_name: str, fn: Callable) -> jax.Array:
             # Pre-norm: h + f(norm(h)) (Xiong et al. 2020); post-norm: norm(h + f(h)) (Vaswani et al. 2017).
+            # f's input is gathered along the sequence, the sum is the residual stream again.
             if pre_norm:
-                return h + fn(nn.norm(dims.norm, h, lp[norm_name], policy, dims.eps), lp)
-            return nn.norm(dims.norm, h + fn(h, lp), lp[norm_name], policy, dims.eps)
+                x = constrain(nn.norm(dims.norm, h, lp[norm_name], policy, dims.eps), GATHERED_AXES)
+                return constrain(h + fn(x, lp))
+            y = constrain(h + fn(constrain(h, GATHERED_AXES), lp))
+            return nn.norm(dims.norm, y, lp[norm_name], policy, dims.eps)
 
         def block(h: jax.Array, lp: dict) -> tuple[jax.Array, None]:
             h = constrain(h)

@@ -4,8 +4,9 @@
     >>> genaisdk.train("specs/tiny-gpt.genai", options)        # or the same as keywords
 
 The command line, the Python API and the backend share this one frozen object; nothing
-passes these settings one by one. Four of them change the run the plan describes and are
-recorded as deviations (`devices`, `steps`, `precision`, `adaptation`); the others say where
+passes these settings one by one. Six of them change the run the plan describes and are
+recorded as deviations (`devices`, `tensor_parallel`, `sequence_parallel`, `steps`,
+`precision`, `adaptation`); the others say where
 the run writes, how it reports, how it joins other hosts and what it may read. Each value
 is checked here, so a mistake is a `TrainError` (exit status 2) before JAX starts.
 
@@ -109,6 +110,13 @@ class TrainOptions:
     eval_batches: int | None = attrs.field(default=None, validator=_at_least_one("eval_batches"))
     devices: int | None = attrs.field(default=None, validator=_at_least_one("devices"))
     """Devices per process (on CPU, creates that many); default: the plan's count."""
+    tensor_parallel: int | None = attrs.field(default=None, validator=_at_least_one("tensor_parallel"))
+    """Split each layer over groups of this many devices (heads, d_ff, vocabulary; Shoeybi
+    et al. 2019); the other devices / tensor_parallel are data-parallel groups. Default: the
+    plan's layout (a deviation otherwise, the global batch kept)."""
+    sequence_parallel: bool | None = None
+    """Also split the residual stream's positions over the tensor-parallel group
+    (Korthikanti et al. 2022, Sec. 4.2.2). Default: the plan's (a deviation otherwise)."""
     precision: str | None = None
     """Train in another precision than the plan's (a deviation)."""
     adaptation: str | None = None

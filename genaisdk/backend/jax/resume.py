@@ -4,7 +4,7 @@ checkpoint of the run it resumes, and whether that checkpoint belongs to this ru
 A checkpoint is resumed only into a state of the same layout (every leaf's path, shape and
 dtype: `genaisdk.backend.jax.checkpoint.layout_digest`); another layout is refused before
 anything is restored. A changed configuration (`config_digest`: everything but the step
-count and the device count, which may change on resume) or changed training data is
+count and the device layout, which may change on resume) or changed training data is
 allowed and said. A damaged latest step is passed over for the newest one that verifies,
 in one line, and set aside so that the run writes that step afresh.
 """
@@ -21,7 +21,15 @@ import attrs
 
 from genaisdk.backend.jax.errors import TrainError
 
-_MAY_CHANGE_ON_RESUME = ("total_steps", "warmup_steps", "devices", "micro_batch", "accumulation")
+_MAY_CHANGE_ON_RESUME = (
+    "total_steps",
+    "warmup_steps",
+    "devices",
+    "tensor_parallel",
+    "sequence_parallel",
+    "micro_batch",
+    "accumulation",
+)
 
 
 def config_record(config: Any) -> dict[str, Any]:
@@ -34,6 +42,8 @@ def config_record(config: Any) -> dict[str, Any]:
         "precision": config.precision.name,
         "strategy": config.strategy.name,
         "devices": config.devices,
+        "tensor_parallel": config.tensor_parallel,
+        "sequence_parallel": config.sequence_parallel,
         "global_batch": config.global_batch,
         "micro_batch": config.micro_batch,
         "accumulation": config.accumulation,
@@ -57,7 +67,7 @@ def config_record(config: Any) -> dict[str, Any]:
 
 def config_digest(record: Mapping[str, Any]) -> str:
     """What a checkpoint must agree with to be resumed as the same run (the step count and
-    the device count may change: the schedule stretches, the state re-shards on restore)."""
+    the device layout may change: the schedule stretches, the state re-shards on restore)."""
     essential = {k: v for k, v in record.items() if k not in _MAY_CHANGE_ON_RESUME}
     return hashlib.sha256(json.dumps(essential, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

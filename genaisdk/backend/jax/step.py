@@ -23,6 +23,12 @@ An adapter run (`RunConfig.adapter`: LoRA, QLoRA) trains only its adapters: the 
 alone, and the frozen base, held by the trainer (`Trainer.frozen`, set by `freeze`), enters
 each step as an argument that is never differentiated, so no gradient of a base weight is
 formed. Its dropout masks are drawn from the state's key, the step and the micro-step.
+
+Tensor parallelism (`RunConfig.tensor_parallel`) is the 'jit' form over the mesh's
+tensor-parallel group: the rule tables split heads, d_ff and the vocabulary over it, the
+model pins its activations (`genaisdk.backend.jax.model`, with sequence parallelism along
+the positions), and the compiler inserts Megatron-LM's all-reduces (or all-gathers and
+reduce-scatters). The step itself is the same code for every layout.
 """
 
 from __future__ import annotations
@@ -44,17 +50,22 @@ from genaisdk.backend.jax import optimizers
 from genaisdk.backend.jax.config import BackendError, RunConfig, UnsupportedError
 from genaisdk.backend.jax.loss_scale import DynamicLossScale, LossScaleState, all_finite, select
 from genaisdk.backend.jax.precision import policy_from_record
+from genaisdk.backend.jax.model import ACTIVATION_AXES
 from genaisdk.backend.jax.sharding import (
-    ACTIVATION_AXES,
     BATCH_AXES,
     DATA_AXIS,
+    TENSOR_AXIS,
+    TENSOR_GROUP,
     ShardingWarning,
+    activation_rules,
     make_mesh,
     mirror_specs,
     named,
     replicated,
     rule_table,
+    tensor_group_shape,
     tree_shardings,
+    uses_axis,
 )
 from genaisdk.backend.jax.tokenizer import TokenLayout, token_layout
 from genaisdk.diagnostics import Diagnostic
@@ -98,12 +109,18 @@ class Trainer:
         """`tokenizer`: the run's (`genaisdk.backend.jax.tokenizer`); None is the byte
         tokenizer. It sets the padding id the model masks and the ids the objective uses."""
         self.config = config
-        self.mesh = mesh if mesh is not None else make_mesh(config.devices)
-        data_size = dict(self.mesh.shape).get(DATA_AXIS, 1)
-        if data_size != config.devices:
+        kv_heads = config.dims.n_kv_heads
+        if mesh is None:
+            mesh = make_mesh(config.devices, tensor_parallel=config.tensor_parallel, kv_heads=kv_heads)
+        self.mesh = mesh
+        sizes = dict(mesh.shape)
+        group = tensor_group_shape(config.tensor_parallel, kv_heads)
+        wanted = {DATA_AXIS: config.data_parallel, **dict(zip(TENSOR_GROUP, group))}
+        if any(sizes.get(axis, 1) != n for axis, n in wanted.items()):
             raise BackendError(
-                f"the mesh has {data_size} devices on its '{DATA_AXIS}' axis but the run is configured "
-                f"for {config.devices}"
+                f"the mesh {sizes} does not match the run's layout {wanted} ({config.devices} devices, tensor "
+                f"parallel {config.tensor_parallel}, {kv_heads} K/V heads); build it with "
+                "sharding.make_mesh(devices, tensor_parallel=..., kv_heads=...)"
             )
         self.policy = policy_from_record(config.precision)
         factory = resolve(config.architecture.jax_model, f"architecture '{config.architecture.name}'")
@@ -144,6 +161,13 @@ class Trainer:
         self.unroll = unroll
 
         self.rules = rule_table(config.strategy)
+        if config.tensor_parallel > 1 and not uses_axis(self.rules, TENSOR_AXIS):
+            raise BackendError(
+                f"strategy '{config.strategy.name}' has no partition rule for the '{TENSOR_AXIS}' mesh axis, so it "
+                f"cannot run tensor parallel {config.tensor_parallel}: add the tensor rules "
+                "(genaisdk.builtins.strategies.TENSOR_RULES) to its partition_rules"
+            )
+        self.activation_rules = activation_rules(self.rules, sequence_parallel=config.sequence_parallel)
         self.param_specs = self.model.specs()
         """The model's parameters (of an adapter run: its frozen base)."""
         self.adapters = None
@@ -179,12 +203,9 @@ class Trainer:
             loss_scale=LossScaleState(scale=rep, good_steps=rep, skipped=rep),
             rng=rep,
         )
-        rows = config.micro_batch * config.devices
+        rows = config.rows_per_micro_step
         self.batch_sharding = named(
             self.mesh, BATCH_AXES, self.rules["batch"], (config.accumulation, rows, config.seq_len)
-        )
-        self.activation_sharding = named(
-            self.mesh, ACTIVATION_AXES, self.rules["batch"], (rows, config.seq_len, config.dims.d_model)
         )
         self.diagnostics: list[Diagnostic] = _unique(notes + grad_notes + opt_notes)
         for note in self.diagnostics:
@@ -384,10 +405,12 @@ class Trainer:
             rng=jax.random.key_data(jax.random.fold_in(key, 1)),
         )
 
-    def _constrain_activations(self, x: jax.Array) -> jax.Array:
-        if x.ndim == 3 and x.shape[0] % dict(self.mesh.shape)[DATA_AXIS] == 0:
-            return jax.lax.with_sharding_constraint(x, self.activation_sharding)
-        return x
+    def _constrain_activations(self, x: jax.Array, axes: tuple[str | None, ...] = ACTIVATION_AXES) -> jax.Array:
+        """Pin an activation named by logical `axes` to its layout (`activation_rules`);
+        a dimension that its mesh axis does not divide stays whole."""
+        if x.ndim != len(axes):
+            return x
+        return jax.lax.with_sharding_constraint(x, named(self.mesh, axes, self.activation_rules, x.shape))
 
     def _accumulate(
         self,

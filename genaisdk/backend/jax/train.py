@@ -12,8 +12,9 @@ and prints the summary.) A run goes through these jobs, each in its own place:
    (`genaisdk.backend.jax.run_folder`);
 3. the devices, and the run from the plan (`start_runtime`; `genaisdk.planning.run_settings`:
    the plan's model, precision, strategy, devices, batch, micro-batch, accumulation and
-   recomputation, changed only by the named options `devices`, `steps`, `precision`,
-   `adaptation`, each deviation printed and recorded);
+   recomputation, changed only by the named options `devices`, `tensor_parallel`,
+   `sequence_parallel`, `steps`, `precision`, `adaptation`, each deviation printed and
+   recorded);
 4. the mesh and the trainer (`build`), then the data (`genaisdk.backend.jax.data`, confined
    to the spec's folder);
 5. the step compiled ahead of time, its memory per device next to the plan's and the
@@ -287,6 +288,8 @@ def settings_for(plan: Any, spec: Any, runtime: Any, options: TrainOptions) -> A
             plan,
             spec,
             devices=runtime.global_devices,
+            tensor_parallel=options.tensor_parallel,
+            sequence_parallel=options.sequence_parallel,
             steps=options.steps,
             precision=options.precision,
             adaptation=options.adaptation,
@@ -329,7 +332,8 @@ def build(spec: Any, settings: Any, runtime: Any, options: TrainOptions, registr
     devices = distributed.training_devices(runtime)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        trainer = Trainer(config, make_mesh(devices), tokenizer=tokenizer)
+        mesh = make_mesh(devices, tensor_parallel=config.tensor_parallel, kv_heads=config.dims.n_kv_heads)
+        trainer = Trainer(config, mesh, tokenizer=tokenizer)
     notes = tuple(str(w.message) for w in caught) + tuple(tokenizer_notes)
     return Built(config=config, trainer=trainer, tokenizer=tokenizer, pretrained=pretrained, devices=devices, notes=notes)
 

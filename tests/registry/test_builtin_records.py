@@ -12,7 +12,7 @@ import pytest
 from genaisdk.builtins import BUILTIN_PLUGINS
 from genaisdk.builtins.objectives import span_corruption_target_fraction
 from genaisdk.builtins.optimizers import adafactor_state_bytes
-from genaisdk.builtins.strategies import BATCH_RULES, SHARDED_STATE_RULES
+from genaisdk.builtins.strategies import BATCH_RULES, SHARDED_STATE_RULES, TENSOR_RULES
 from genaisdk.records import DTYPE_BYTES, DTYPES, FAMILIES, RECORD_KINDS
 from genaisdk.registry.checks import non_finite
 from genaisdk.testing import registry_with
@@ -136,9 +136,11 @@ def test_optimizers_name_their_optax_factory(catalogs) -> None:
 def test_strategy_rule_tables(catalogs, name: str, sharded: set[str]) -> None:
     s = catalogs["strategies"][name]
     assert s.partition_rules["batch"] == BATCH_RULES == (("batch", "data"),)
-    assert set(s.partition_rules) == {"batch"} | sharded
-    for state in sharded:
-        assert s.partition_rules[state] == SHARDED_STATE_RULES
+    # Every kind of state is split over the tensor-parallel group first; the sharded ones
+    # over the data axis too.
+    assert set(s.partition_rules) == {"batch", "params", "grads", "opt_state"}
+    for state in ("params", "grads", "opt_state"):
+        assert s.partition_rules[state] == TENSOR_RULES + (SHARDED_STATE_RULES if state in sharded else ())
     assert (s.shards_optimizer, s.shards_gradients, s.shards_weights) == (
         "opt_state" in sharded,
         "grads" in sharded,
@@ -153,6 +155,18 @@ def test_sharded_rules_never_split_layers_or_batch_of_state() -> None:
     logical = [axis for axis, _ in SHARDED_STATE_RULES]
     assert "layers" not in logical and "batch" not in logical
     assert logical == ["embed", "mlp", "vocab", "heads", "kv", "experts"]
+
+
+def test_tensor_rules_split_what_megatron_splits_and_nothing_else() -> None:
+    """Heads, d_ff and the vocabulary over the tensor-parallel group; K/V heads over its
+    'tensor' axis only (copied over 'kv_replicas'); never the embedding, layers or batch."""
+    rules = dict(TENSOR_RULES)
+    assert rules == {
+        "q_heads": ("tensor", "kv_replicas"),
+        "kv_heads": "tensor",
+        "mlp": ("tensor", "kv_replicas"),
+        "vocab": ("tensor", "kv_replicas"),
+    }
 
 
 # -- hardware -----------------------------------------------------------------------------

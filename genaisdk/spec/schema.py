@@ -202,7 +202,7 @@ BLOCKS: dict[str, BlockSchema] = {
             Key(example="3%", name="keep", kind="quantity", dimension="fraction", minimum=0, maximum=1, positive=True,
                 doc="Share of the raw corpus the quality filter keeps, e.g. 3%."),
             Key(name="mix", kind="mix", doc="Share of tokens per domain, e.g. { legal = 51%, web = 49% }."),
-            Key(name="source", kind="sources", doc="Files, folders, globs, JSON-lines paths or `synthetic`, for `genai train`: relative to the spec's folder and inside it (links followed) unless the run allows more (`--allow-data-outside`)."),
+            Key(name="source", kind="sources", doc="Files, folders, globs, JSON-lines paths (`text` documents, or `prompt`/`response` and `messages` chat examples learned on the response only) or `synthetic`, for `genai train`: relative to the spec's folder and inside it (links followed) unless the run allows more (`--allow-data-outside`)."),
             _count("vocab", "Tokenizer vocabulary size, where it differs from the model's.", positive=True),
             Key(name="tokenizer", kind="string", example='"tokenizer.json"',
                 doc="A tokenizer.json or SentencePiece .model (or a folder with one) for `genai train`; default: the checkpoint's."),

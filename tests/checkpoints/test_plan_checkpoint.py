@@ -32,7 +32,7 @@ def test_the_example_spec_plans_the_checkpoints_exact_count():
     assert not plan.errors
     assert plan.model.params == 42144  # what transformers counted for tests/fixtures/hf/llama
     assert (plan.model.layers, plan.model.d_model, plan.model.heads, plan.model.vocab) == (2, 32, 4, 272)
-    assert plan.model.context == 64 and plan.train.adaptation == "lora"
+    assert plan.model.context == 256 and plan.train.adaptation == "lora"
     assert "checkpoint" in plan.reason("model.family").reason
 
 

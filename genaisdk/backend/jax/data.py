@@ -8,6 +8,11 @@ The training batch of optimizer step ``s`` is a pure function of ``(sources, see
   share sequences; the tail shorter than one sequence is dropped). This is how GPT-2/GPT-3
   style pretraining fills its context (Brown et al. 2020, Sec. 2.2; Raffel et al. 2020,
   Sec. 3.1.2 packs T5's inputs the same way).
+- Instruction / chat examples (JSON lines with ``prompt`` and ``response``, or
+  ``messages``) are not packed: each is one sequence, padded to ``seq_len`` (or cut to it),
+  with a *loss mask* that is 1 on the response tokens only (`chat_examples`); the
+  objective turns it into the loss weights, so prompt and padding teach nothing
+  (instruction tuning as in Ouyang et al. 2022, Sec. 3.5; Wei et al. 2022, FLAN).
 - A seeded permutation of the packed sequences sets a fraction (``data.held_out``,
   default 5%) aside for evaluation.
 - Training sequence ``g = s * rows + r`` (row ``r`` of step ``s``) is sequence
@@ -34,6 +39,7 @@ from genaisdk.backend.jax import synthetic
 from genaisdk.backend.jax.sources import (
     DataError,
     DataScope,
+    Document,
     SourceFile,
     corpus_fingerprint,
     is_synthetic,
@@ -116,6 +122,8 @@ class DataPipeline:
         self._synthetic = synthetic.SyntheticSequences(kind, seq_len=self.seq_len, seed=self.settings.seed)
         self._train = None
         self._held = None
+        self._train_mask = self._held_mask = None
+        self.truncated_examples = 0
         self.fingerprint = self._synthetic.fingerprint
         self.description = f"synthetic {kind} sequences of {self.seq_len} tokens (endless)"
         self.total_tokens: int | None = None
@@ -131,28 +139,48 @@ class DataPipeline:
         files = resolve_files(self.settings.sources, self.settings.base_dir, scope=self.settings.scope)
         documents, read = read_sources(files)
         self.files = tuple(read)
-        stream = tokenizer.encode_documents(d.data for d in documents)
-        n = len(stream) // self.seq_len
-        if n < 2:
+        text = [d for d in documents if d.segments is None]
+        chat = [d for d in documents if d.segments is not None]
+        stream = tokenizer.encode_documents(d.data for d in text)
+        packed_rows = len(stream) // self.seq_len
+        if not chat and packed_rows < 2:
             raise DataError(
                 f"the data sources hold {len(stream)} tokens, fewer than two sequences of "
                 f"{self.seq_len}: add text or lower `model {{ context }}`"
             )
         storage = np.uint16 if self.settings.vocab_size <= np.iinfo(np.uint16).max + 1 else TOKEN_DTYPE
-        packed = stream[: n * self.seq_len].reshape(n, self.seq_len).astype(storage)
+        packed = stream[: packed_rows * self.seq_len].reshape(packed_rows, self.seq_len).astype(storage)
+        mask = None
+        self.truncated_examples = 0
+        if chat:
+            chat_rows, chat_mask, self.truncated_examples = chat_examples(chat, tokenizer, self.seq_len)
+            # Packed text learns every token; each chat example is a row of its own.
+            mask = np.concatenate([np.ones(packed.shape, np.uint8), chat_mask])
+            packed = np.concatenate([packed, chat_rows.astype(storage)])
+        n = len(packed)
+        if n < 2:
+            raise DataError(
+                f"the data sources give {n} sequence of {self.seq_len} tokens; training and a held-out "
+                "split need at least two: add examples or text"
+            )
         held = int(round(self.settings.held_out * n))
         if self.settings.held_out > 0:
             held = min(max(held, 1), n - 1)
         order = np.random.default_rng([self.settings.seed, _SPLIT_STREAM]).permutation(n)
-        self._held = packed[np.sort(order[:held])]
-        self._train = packed[np.sort(order[held:])]
+        held_rows, train_rows = np.sort(order[:held]), np.sort(order[held:])
+        self._held = packed[held_rows]
+        self._train = packed[train_rows]
+        self._held_mask = None if mask is None else mask[held_rows]
+        self._train_mask = None if mask is None else mask[train_rows]
         self.fingerprint = corpus_fingerprint(documents)
         if not isinstance(tokenizer, ByteTokenizer):
             self.fingerprint += f":{tokenizer.name}"  # the same text tokenized otherwise is other data
-        self.total_tokens = int(len(stream))
+        self.total_tokens = int(len(stream)) + (0 if mask is None else int(np.count_nonzero(mask[packed_rows:])))
         named = "" if isinstance(tokenizer, ByteTokenizer) else f" ({tokenizer.name})"
+        what = f"{len(text)} document(s)" if not chat else f"{len(text)} document(s), {len(chat)} chat example(s)"
+        cut = f", {self.truncated_examples} example(s) cut to the context" if self.truncated_examples else ""
         self.description = (
-            f"{len(stream):,} tokens{named} from {len(files)} file(s), {len(documents)} document(s): "
+            f"{len(stream):,} tokens{named} from {len(files)} file(s), {what}{cut}: "
             f"{len(self._train):,} training and {len(self._held):,} held-out sequences of {self.seq_len}"
         )
 
@@ -196,16 +224,33 @@ class DataPipeline:
         """Token ids of optimizer step `step` (0-based), shape [rows_per_step, seq_len]."""
         if step < 0:
             raise ValueError(f"step must be >= 0, got {step}")
-        numbers = self.train_indices(step)
         if self._synthetic is not None:
-            return self._synthetic.rows(numbers, stream=synthetic.TRAIN_STREAM)
+            return self._synthetic.rows(self.train_indices(step), stream=synthetic.TRAIN_STREAM)
+        return self._train[self._picked(step)].astype(TOKEN_DTYPE)
+
+    def _picked(self, step: int) -> np.ndarray:
+        """Rows of the training split that step `step` reads."""
+        numbers = self.train_indices(step)
         n = len(self._train)
         epochs, positions = np.divmod(numbers, n)
         picked = np.empty(len(numbers), dtype=np.int64)
         for epoch in np.unique(epochs):
             where = epochs == epoch
             picked[where] = self._permutation(int(epoch))[positions[where]]
-        return self._train[picked].astype(TOKEN_DTYPE)
+        return picked
+
+    @property
+    def has_loss_mask(self) -> bool:
+        """Whether some rows learn only some tokens (chat examples: the response)."""
+        return self._train_mask is not None
+
+    def loss_mask(self, step: int) -> np.ndarray | None:
+        """Which tokens of step `step`'s rows carry loss as targets, [rows_per_step, seq_len]
+        of 0/1 (1 on response tokens and their EOS, 0 on prompt and padding; all 1 on packed
+        text), or None when every token does (plain text and synthetic data)."""
+        if self._train_mask is None:
+            return None
+        return self._train_mask[self._picked(step)]
 
     def held_out_batch(self, index: int) -> np.ndarray:
         """Held-out batch `index`, shape [rows_per_step, seq_len]; the same on every call.
@@ -220,6 +265,13 @@ class DataPipeline:
             raise DataError("no held-out data: set `data { held_out = 5% }` to evaluate")
         return self._held[numbers % len(self._held)].astype(TOKEN_DTYPE)
 
+    def held_out_loss_mask(self, index: int) -> np.ndarray | None:
+        """`loss_mask` of held-out batch `index` (None when every token carries loss)."""
+        if self._held_mask is None or len(self._held) == 0:
+            return None
+        numbers = index * self.rows + np.arange(self.rows, dtype=np.int64)
+        return self._held_mask[numbers % len(self._held)]
+
     def position(self, step: int) -> dict[str, Any]:
         """Where step `step` starts reading, for checkpoint metadata and messages."""
         consumed = step * self.rows
@@ -229,6 +281,48 @@ class DataPipeline:
             position["epoch"] = int(consumed // n)
             position["offset_in_epoch"] = int(consumed % n)
         return position
+
+
+def chat_examples(documents: Sequence[Document], tokenizer: Any, seq_len: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Chat examples as rows of `seq_len` token ids and their loss masks, one example a row.
+
+    Each piece of the example's template (`genaisdk.backend.jax.sources.chat_segments`) is
+    tokenized on its own, so the mask is exact at the prompt/response boundary: the first
+    piece takes the tokenizer's BOS policy, the others none, and every response piece is
+    followed by the tokenizer's EOS. The mask is 1 on response tokens and that EOS, 0 on
+    prompt tokens; a row is filled with the tokenizer's PAD (its EOS, or 0, when it has
+    none) whose mask is 0. An example longer than `seq_len` is cut at `seq_len` (the count
+    is returned); one whose prompt leaves no response token in the row is an error naming
+    its file and line.
+
+    Returns (ids [examples, seq_len], mask [examples, seq_len] uint8, examples cut).
+    """
+    pad = tokenizer.pad_id if getattr(tokenizer, "pad_id", None) is not None else (tokenizer.eos_id or 0)
+    eos = getattr(tokenizer, "eos_id", None)
+    ids = np.full((len(documents), seq_len), pad, TOKEN_DTYPE)
+    mask = np.zeros((len(documents), seq_len), np.uint8)
+    cut = 0
+    for row, document in enumerate(documents):
+        pieces: list[np.ndarray] = []
+        flags: list[np.ndarray] = []
+        for index, (text, response) in enumerate(document.segments or ()):
+            piece = tokenizer.encode(text, bos=None if index == 0 else False, eos=False)
+            if response and eos is not None:
+                piece = np.append(piece, TOKEN_DTYPE(eos))
+            pieces.append(piece)
+            flags.append(np.full(len(piece), int(response), np.uint8))
+        tokens, learn = np.concatenate(pieces), np.concatenate(flags)
+        if len(tokens) > seq_len:
+            cut += 1
+            tokens, learn = tokens[:seq_len], learn[:seq_len]
+        if not learn[1:].any():  # position 0 is never a target
+            raise DataError(
+                f"{document.origin}: the prompt fills the whole context of {seq_len} tokens, so no response token "
+                "is learned: shorten the prompt or raise `model { context }`"
+            )
+        ids[row, : len(tokens)] = tokens
+        mask[row, : len(tokens)] = learn
+    return ids, mask, cut
 
 
 def build_pipeline(

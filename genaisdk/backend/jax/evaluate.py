@@ -139,13 +139,19 @@ def held_out_batches(pipeline: Any, make_batch: Callable, *, seed: int, limit: i
     """The host batches of a pipeline's held-out split that an evaluation reads: at most
     `limit` of them, the corruption of batch i seeded by (seed, EVAL_RNG_STREAM, i). A
     split that does not fill its last batch is padded with repeated rows whose weights are
-    zero, so every held-out sequence counts once and every batch has the compiled shape."""
+    zero, so every held-out sequence counts once and every batch has the compiled shape.
+    A pipeline with a loss mask (chat examples) passes it to `make_batch`, so the held-out
+    loss is the mean NLL of the response tokens alone."""
     count = pipeline.held_out_batches(limit)
     held = pipeline.num_held_out_sequences
+    masked = getattr(pipeline, "has_loss_mask", False)
     out = []
     for index in range(count):
         rng = np.random.default_rng([seed, EVAL_RNG_STREAM, index])
-        batch = make_batch(pipeline.held_out_batch(index), rng)
+        if masked:
+            batch = make_batch(pipeline.held_out_batch(index), rng, loss_mask=pipeline.held_out_loss_mask(index))
+        else:
+            batch = make_batch(pipeline.held_out_batch(index), rng)
         if held is not None:
             valid = index * pipeline.rows + np.arange(pipeline.rows) < held
             if not valid.all():

@@ -165,7 +165,8 @@ class TrainingLoop:
         """Step `step`'s batch on the devices, in the trainer's batch sharding."""
         tokens = self.pipeline.batch(step)
         rng = np.random.default_rng([self.settings.seed, TRAIN_RNG_STREAM, step])
-        return self.trainer.put_batch(self.trainer.make_batch(tokens, rng))
+        mask = self.pipeline.loss_mask(step) if getattr(self.pipeline, "has_loss_mask", False) else None
+        return self.trainer.put_batch(self.trainer.make_batch(tokens, rng, loss_mask=mask))
 
     # -- evaluation ------------------------------------------------------------------------
 

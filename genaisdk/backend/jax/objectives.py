@@ -9,7 +9,9 @@ an objective object with:
   than the encoder sees, since each corrupted span shrinks to one sentinel);
 - `make_batch(tokens, rng) -> dict[str, np.ndarray]`: numpy, on the host, deterministic for
   a seed; every array is int32 with `tokens.shape[0]` rows; `weights` marks the positions
-  that carry loss;
+  that carry loss. Causal LM also takes `loss_mask=` (same shape as `tokens`, 1 where a
+  token is to be learned: the response of a chat example), which zeroes the weight of
+  every position whose target is not to be learned; the other objectives refuse one;
 - `batch_shapes(rows, seq_len) -> dict[str, tuple]`: the shapes `make_batch` produces (for
   abstract compilation);
 - `loss_sum(model_apply, params, batch, policy) -> (sum, tokens)`: summed token
@@ -88,6 +90,13 @@ class _Base:
     def row_length(self, seq_len: int) -> int:
         return seq_len
 
+    def _no_loss_mask(self, loss_mask: np.ndarray | None) -> None:
+        if loss_mask is not None:
+            raise ObjectiveError(
+                f"prompt/response and chat examples train a causal language model; {self.name} has no "
+                "response to learn: use JSON lines with a \"text\" field or plain text files"
+            )
+
     def batch_shapes(self, rows: int, seq_len: int) -> dict[str, tuple[int, ...]]:
         return {key: (rows, seq_len) for key in ("inputs", "targets", "weights")}
 
@@ -99,11 +108,17 @@ class CausalLM(_Base):
     A row of `seq_len` packed tokens gives `seq_len` inputs; the last position has no next
     token in the row and carries no loss, nor do positions whose target is PAD (unless the
     tokenizer's PAD is its EOS, as Qwen2's is: EOS targets are learned).
+
+    With a `loss_mask` (chat examples), position i carries loss only where token i+1 is
+    masked in: the loss is the mean negative log-likelihood of the response tokens given
+    everything before them, and prompt and padding targets add nothing.
     """
 
     name: str = "causal-lm"
 
-    def make_batch(self, tokens: np.ndarray, rng: np.random.Generator | int | None = None) -> Batch:
+    def make_batch(
+        self, tokens: np.ndarray, rng: np.random.Generator | int | None = None, *, loss_mask: np.ndarray | None = None
+    ) -> Batch:
         tokens = np.asarray(tokens).astype(np.int32, copy=False)
         if tokens.ndim != 2:
             raise ValueError(f"causal-lm builds batches from [rows, seq] tokens; got shape {tokens.shape}")
@@ -112,7 +127,13 @@ class CausalLM(_Base):
         targets[:, :-1] = tokens[:, 1:]
         weights = np.ones_like(tokens)
         weights[:, -1] = 0
-        if pad is not None and pad != self.ids.eos:
+        if loss_mask is not None:
+            loss_mask = np.asarray(loss_mask)
+            if loss_mask.shape != tokens.shape:
+                raise ValueError(f"the loss mask has shape {loss_mask.shape}, the tokens {tokens.shape}")
+            # The mask says which tokens to learn; they are the targets of the position before.
+            weights[:, :-1] &= (loss_mask[:, 1:] != 0).astype(np.int32)
+        elif pad is not None and pad != self.ids.eos:
             weights &= (targets != pad).astype(np.int32)
         return {"inputs": tokens, "targets": targets, "weights": weights}
 
@@ -131,7 +152,10 @@ class MaskedLM(_Base):
     mask_prob: float = 0.8
     random_prob: float = 0.1
 
-    def make_batch(self, tokens: np.ndarray, rng: np.random.Generator | int | None = None) -> Batch:
+    def make_batch(
+        self, tokens: np.ndarray, rng: np.random.Generator | int | None = None, *, loss_mask: np.ndarray | None = None
+    ) -> Batch:
+        self._no_loss_mask(loss_mask)
         gen = _generator(rng)
         tokens = np.asarray(tokens).astype(np.int32, copy=False)
         if tokens.ndim != 2:
@@ -233,10 +257,16 @@ class SpanCorruption(_Base):
         }
 
     def make_batch(
-        self, tokens: np.ndarray, rng: np.random.Generator | int | None = None, *, seq_len: int | None = None
+        self,
+        tokens: np.ndarray,
+        rng: np.random.Generator | int | None = None,
+        *,
+        seq_len: int | None = None,
+        loss_mask: np.ndarray | None = None,
     ) -> Batch:
         """`tokens` is [rows, row_length(seq_len)]; `seq_len` defaults to the largest
         encoder length whose row length equals the given width."""
+        self._no_loss_mask(loss_mask)
         gen = _generator(rng)
         tokens = np.asarray(tokens)
         if tokens.ndim != 2:

@@ -6,8 +6,10 @@ An entry is one of
 - a folder (every file under it),
 - a glob (``corpus/*.txt``, ``**`` recurses; names starting with ``.`` match only a
   pattern that starts with ``.``),
-- a JSON-lines file (``.jsonl``, ``.jsonl.gz``, ``.ndjson``): one JSON object per line whose
-  ``text`` field is a document,
+- a JSON-lines file (``.jsonl``, ``.jsonl.gz``, ``.ndjson``): one JSON object per line, either
+  a document (``{"text": ...}``, continued pretraining) or an instruction / chat example
+  (``{"prompt": ..., "response": ...}`` or ``{"messages": [{"role": ..., "content": ...}, ...]}``)
+  whose loss is on the response tokens only (`chat_segments` gives the template),
 - ``synthetic`` or ``synthetic:<kind>``: generated tokens, see `genaisdk.backend.jax.synthetic`.
 
 Relative paths are resolved against the spec file's folder (so a spec and its corpus move
@@ -55,10 +57,49 @@ class DataError(Exception):
 
 @attrs.frozen(kw_only=True)
 class Document:
-    """One document's raw bytes and where it came from (``path`` or ``path:line``)."""
+    """One document's raw bytes and where it came from (``path`` or ``path:line``).
+
+    A chat example also has `segments`: its rendered text in order, each piece with
+    whether it is response (carries loss) or prompt; `data` is their concatenation."""
 
     origin: str
     data: bytes
+    segments: tuple[tuple[str, bool], ...] | None = None
+
+
+ROLE_LABELS = {"system": "System", "user": "User", "assistant": "Assistant"}
+"""The chat template's label per role; another role is labelled with its name capitalized."""
+RESPONSE_ROLE = "assistant"
+
+
+def chat_segments(messages: Sequence[tuple[str, str]]) -> tuple[tuple[str, bool], ...]:
+    """The template that turns a conversation into prompt and response text.
+
+    Each message is a line ``"<Label>: <content>\n"`` (labels `ROLE_LABELS`), except an
+    assistant turn: its ``"Assistant:"`` label is prompt and ``" <content>"`` is response,
+    followed by the tokenizer's EOS (added at tokenization, also response), so a model
+    learns to answer after ``Assistant:`` and to stop. ``{"prompt": p, "response": r}`` is
+    the conversation [user p, assistant r]: ``"User: p\nAssistant:"`` + ``" r"`` + EOS.
+    The same fixed template serves every tokenizer (a checkpoint's own Jinja chat template
+    is not applied), so a run's data is reproducible from this function alone. Returns
+    (text, is_response) pieces in order; adjacent prompt pieces are merged.
+    """
+    pieces: list[tuple[str, bool]] = []
+
+    def add(text: str, response: bool) -> None:
+        if pieces and not pieces[-1][1] and not response:
+            pieces[-1] = (pieces[-1][0] + text, False)
+        else:
+            pieces.append((text, response))
+
+    for role, content in messages:
+        label = ROLE_LABELS.get(role, role.capitalize())
+        if role == RESPONSE_ROLE:
+            add(f"{label}:", False)
+            add(f" {content}", True)
+        else:
+            add(f"{label}: {content}\n", False)
+    return tuple(pieces)
 
 
 @attrs.frozen(kw_only=True)
@@ -291,20 +332,58 @@ def _read_bytes(path: Path) -> tuple[bytes, SourceFile]:
     return data, SourceFile(path=str(path), bytes=len(raw), sha256=hashlib.sha256(raw).hexdigest())
 
 
+_RECORD_FORMS = (
+    "a JSON-lines record needs a 'text' field (a document), 'prompt' and 'response' fields, "
+    "or a 'messages' list of {'role', 'content'} objects"
+)
+
+
+def _chat_messages(where: str, record: dict) -> list[tuple[str, str]]:
+    """The (role, content) turns of a prompt/response or messages record; DataError names
+    `where` (file:line) when the record is not one, or has no non-empty response."""
+    if "messages" in record:
+        turns = record["messages"]
+        if not isinstance(turns, list) or not turns:
+            raise DataError(f'{where}: "messages" must be a non-empty list of {{"role", "content"}} objects')
+        messages = []
+        for index, turn in enumerate(turns):
+            if not isinstance(turn, dict) or not isinstance(turn.get("role"), str) or not isinstance(turn.get("content"), str):
+                raise DataError(f'{where}: message {index} needs a string "role" and a string "content"')
+            messages.append((turn["role"], turn["content"]))
+        if not any(role == RESPONSE_ROLE and content.strip() for role, content in messages):
+            raise DataError(f'{where}: the conversation has no non-empty "{RESPONSE_ROLE}" message, so nothing to learn')
+        return messages
+    for key in ("prompt", "response"):
+        if key not in record:
+            raise DataError(f"{where}: {_RECORD_FORMS}; this one lacks {key!r}")
+        if not isinstance(record[key], str):
+            raise DataError(f"{where}: the {key!r} field must be a string")
+    if not record["response"].strip():
+        raise DataError(f'{where}: the "response" is empty, so nothing to learn')
+    return [("user", record["prompt"]), (RESPONSE_ROLE, record["response"])]
+
+
 def _json_lines(path: Path, raw: bytes) -> Iterator[Document]:
     for number, line in enumerate(raw.splitlines(), start=1):
         if not line.strip():
             continue
+        where = f"{path}:{number}"
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{number}: not a JSON object ({exc.msg})") from None
-        if not isinstance(record, dict) or TEXT_FIELD not in record:
-            raise DataError(f"{path}:{number}: a JSON-lines record needs a {TEXT_FIELD!r} field")
-        text = record[TEXT_FIELD]
-        if not isinstance(text, str):
-            raise DataError(f"{path}:{number}: the {TEXT_FIELD!r} field must be a string")
-        yield Document(origin=f"{path}:{number}", data=text.encode("utf-8"))
+            raise DataError(f"{where}: not a JSON object ({exc.msg})") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{where}: {_RECORD_FORMS}")
+        if TEXT_FIELD in record:
+            text = record[TEXT_FIELD]
+            if not isinstance(text, str):
+                raise DataError(f"{where}: the {TEXT_FIELD!r} field must be a string")
+            yield Document(origin=where, data=text.encode("utf-8"))
+            continue
+        if "messages" not in record and "prompt" not in record and "response" not in record:
+            raise DataError(f"{where}: {_RECORD_FORMS}")
+        segments = chat_segments(_chat_messages(where, record))
+        yield Document(origin=where, data="".join(t for t, _ in segments).encode("utf-8"), segments=segments)
 
 
 def is_json_lines(path: Path) -> bool:

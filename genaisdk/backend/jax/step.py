@@ -344,13 +344,21 @@ class Trainer:
             for key, shape in shapes.items()
         }
 
-    def make_batch(self, tokens: np.ndarray, rng: np.random.Generator | int | None = None) -> dict[str, np.ndarray]:
-        """The objective's batch for `global_batch` packed rows, laid out [accumulation, rows, ...]."""
+    def make_batch(
+        self, tokens: np.ndarray, rng: np.random.Generator | int | None = None, *, loss_mask: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
+        """The objective's batch for `global_batch` packed rows, laid out [accumulation, rows, ...].
+
+        `loss_mask` (the data pipeline's, same shape as `tokens`, or None) narrows the loss
+        weights to the tokens to be learned (chat examples' responses)."""
         config = self.config
         tokens = np.asarray(tokens)
         if tokens.shape[0] % config.accumulation:
             raise BackendError(f"{tokens.shape[0]} rows do not split into {config.accumulation} micro-steps")
-        batch = self.objective.make_batch(tokens, rng)
+        if loss_mask is None:
+            batch = self.objective.make_batch(tokens, rng)
+        else:
+            batch = self.objective.make_batch(tokens, rng, loss_mask=loss_mask)
         return {
             k: v.reshape(config.accumulation, v.shape[0] // config.accumulation, *v.shape[1:]) for k, v in batch.items()
         }

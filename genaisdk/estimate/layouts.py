@@ -8,9 +8,10 @@ last pipeline stage (`genaisdk.estimate.parallel.stage_memory`), step time and i
 only broadcasts those functions' arguments, so a layout picked from the grid has exactly
 the numbers a direct call gives for it.
 
-A layout is valid when Megatron-LM can run it: t divides the heads and the FFN width (and
-t > 1 where sequence parallelism is on), p·v <= layers, interleaving (v > 1) needs p > 1 and
-m a multiple of p (Megatron-LM's interleaved schedule), the micro-batch is no larger than
+A layout is valid when it can run (`layout_valid`): t divides the heads and the FFN width
+(and t > 1 where sequence parallelism is on), p·v <= layers, interleaving (v > 1) needs p > 1
+and m a multiple of p (Megatron-LM's interleaved schedule), a pipeline goes with ZeRO stage 0
+or 1 only, the micro-batch is no larger than
 one replica's share of the global batch, and, when `devices` is given, t·p·d uses exactly
 those devices.
 """
@@ -159,11 +160,10 @@ def evaluate_layouts(
     )
     memory = np.maximum(first_stage, last_stage)
     m = micro_batches(global_batch=global_batch, data_parallel=d, micro_batch=b)
-    valid = (
-        (dims.heads % t == 0) & (dims.d_ff % t == 0) & ((t > 1) | ~sp)
-        & (p * v <= dims.layers) & ((v == 1) | ((p > 1) & (m % p == 0)))
-        & (d * b <= global_batch)
+    valid = layout_valid(
+        dims, tensor_parallel=t, pipeline_parallel=p, sequence_parallel=sp, virtual_stages=v, micro_batches=m, zero_stage=zero
     )
+    valid = valid & (d * b <= global_batch)
     if devices is not None:
         valid = valid & (t * p * d == devices)
     valid = np.broadcast_to(valid, shape)
@@ -181,6 +181,28 @@ def evaluate_layouts(
         fits=valid & (memory <= capacity),
         capacity=capacity,
         step=step,
+    )
+
+
+def layout_valid(
+    dims: Dimensions, *, tensor_parallel, pipeline_parallel, sequence_parallel=False, virtual_stages=1, micro_batches=1, zero_stage=0
+):
+    """Whether a model split this way can run (module docstring): t divides the heads and the
+    FFN width, sequence parallelism has t > 1, p·v <= layers, interleaving (v > 1) has p > 1
+    and m micro-batches a multiple of p, and a pipeline (p > 1) shards no more than the
+    optimizer state over d: ZeRO-2 and ZeRO-3 partition the gradients every micro-batch
+    accumulates into, which a pipeline schedule cannot do (DeepSpeed's pipeline engine
+    refuses them; Megatron-LM's distributed optimizer shards only the optimizer state).
+    Broadcasts over numpy arrays."""
+    t = np.asarray(tensor_parallel, dtype=float)
+    p = np.asarray(pipeline_parallel, dtype=float)
+    v = np.asarray(virtual_stages, dtype=float)
+    m = np.asarray(micro_batches, dtype=float)
+    sp = np.asarray(sequence_parallel, dtype=bool)
+    return (
+        (dims.heads % t == 0) & (dims.d_ff % t == 0) & ((t > 1) | ~sp)
+        & (p * v <= dims.layers) & ((v == 1) | ((p > 1) & (m % p == 0)))
+        & ((np.asarray(zero_stage) < 2) | (p == 1))
     )
 
 

@@ -213,6 +213,86 @@ class ParallelMemory:
     most_loaded: np.ndarray
 
 
+@attrs.frozen(kw_only=True)
+class StageActivations:
+    """Activation bytes one device of a pipeline stage holds, by what holds them (numpy
+    arrays): `layer`, one layer's for one micro-batch; `layers` and `in_flight`, the stage's
+    layers and micro-batches in flight; `stored` = layer x layers x in flight, + the
+    embedding's dropout mask per micro-batch in flight on the first stage, + the final
+    norm's input on the last; `loss`, the logits buffers of one micro-batch on the last
+    stage; `backward`, what exists only during the backward pass."""
+
+    layer: np.ndarray
+    layers: np.ndarray
+    in_flight: np.ndarray
+    stored: np.ndarray
+    loss: np.ndarray
+    backward: np.ndarray
+
+    @property
+    def total(self):
+        return self.stored + self.loss + self.backward
+
+
+def stage_activations(
+    dims: Dimensions,
+    *,
+    family: str = "decoder",
+    seq,
+    global_batch,
+    micro_batch,
+    tensor_parallel=1,
+    pipeline_parallel=1,
+    data_parallel=1,
+    virtual_stages=1,
+    sequence_parallel=False,
+    recompute="selective",
+    stage=0,
+    flash: bool = True,
+    dropout: bool = True,
+    activation_bytes=2.0,
+) -> StageActivations:
+    """The activations of one device of pipeline stage `stage` (module docstring)."""
+    _single_stack(dims, family)
+    t = np.asarray(tensor_parallel, dtype=float)
+    p = np.asarray(pipeline_parallel, dtype=float)
+    r = np.asarray(stage, dtype=float)
+    m = micro_batches(global_batch=global_batch, data_parallel=data_parallel, micro_batch=micro_batch)
+    parts = layer_activation_parts(
+        dims,
+        recompute=recompute,
+        family=family,
+        seq=seq,
+        micro_batch=micro_batch,
+        flash=flash,
+        bytes_per_value=activation_bytes,
+        tensor_parallel=t,
+        sequence_parallel=sequence_parallel,
+        dropout=dropout,
+    )
+    first = r == 0
+    last = r == p - 1
+    layers = stage_layers(dims.layers, pipeline_parallel=p, virtual_stages=virtual_stages, stage=r)
+    flight = in_flight(pipeline_parallel=p, micro_batches=m, virtual_stages=virtual_stages, stage=r)
+    stored = parts["layer"] * layers * flight
+    stored = stored + np.where(first, parts["embedding"] * flight, 0.0)
+    stored = stored + np.where(last, parts["final_norm"], 0.0)
+    loss = np.where(last, parts["loss"], 0.0)
+    return StageActivations(
+        layer=parts["layer"], layers=layers, in_flight=flight, stored=stored, loss=loss, backward=parts["backward"]
+    )
+
+
+def stage_parameters(dims: Dimensions, *, family: str = "decoder", tensor_parallel=1, pipeline_parallel=1, virtual_stages=1, stage=0):
+    """Parameters one device of pipeline stage `stage` holds: its layers' blocks, the
+    embedding on the first stage, the output layer on the last (`stage_params`)."""
+    p = np.asarray(pipeline_parallel, dtype=float)
+    r = np.asarray(stage, dtype=float)
+    sp = stage_params(dims, family=family, tensor_parallel=tensor_parallel, pipeline_parallel=p)
+    layers = stage_layers(dims.layers, pipeline_parallel=p, virtual_stages=virtual_stages, stage=r)
+    return sp.block * layers + np.where(r == 0, sp.first_extra, 0.0) + np.where(r == p - 1, sp.last_extra, 0.0)
+
+
 def stage_memory(
     dims: Dimensions,
     *,
@@ -240,38 +320,19 @@ def stage_memory(
     """Peak memory of one device of pipeline stage `stage` (module docstring), itemized as
     `training_memory` itemizes it. `recompute` is one level ('none', 'selective', 'full') or
     an array of `RECOMPUTE_CODES`. `memory_options` go to `training_memory`
-    (`runtime_bytes`, `fragmentation`, `gather_layers`)."""
+    (`runtime_bytes`, `fragmentation`, `gather_layers`, the offload flags)."""
     _single_stack(dims, family)
     t = np.asarray(tensor_parallel, dtype=float)
     p = np.asarray(pipeline_parallel, dtype=float)
     d = np.asarray(data_parallel, dtype=float)
-    r = np.asarray(stage, dtype=float)
     zero = np.asarray(zero_stage)
-    m = micro_batches(global_batch=global_batch, data_parallel=d, micro_batch=micro_batch)
-    parts = layer_activation_parts(
-        dims,
-        recompute=recompute,
-        family=family,
-        seq=seq,
-        micro_batch=micro_batch,
-        flash=flash,
-        bytes_per_value=activation_bytes,
-        tensor_parallel=t,
-        sequence_parallel=sequence_parallel,
-        dropout=dropout,
+    held = stage_activations(
+        dims, family=family, seq=seq, global_batch=global_batch, micro_batch=micro_batch, tensor_parallel=t,
+        pipeline_parallel=p, data_parallel=d, virtual_stages=virtual_stages, sequence_parallel=sequence_parallel,
+        recompute=recompute, stage=stage, flash=flash, dropout=dropout, activation_bytes=activation_bytes,
     )
-    first = r == 0
-    last = r == p - 1
-    layers = stage_layers(dims.layers, pipeline_parallel=p, virtual_stages=virtual_stages, stage=r)
-    flight = in_flight(pipeline_parallel=p, micro_batches=m, virtual_stages=virtual_stages, stage=r)
-    stored = parts["layer"] * layers * flight
-    stored = stored + np.where(first, parts["embedding"] * flight, 0.0)
-    stored = stored + np.where(last, parts["final_norm"], 0.0)
-    loss = np.where(last, parts["loss"], 0.0)
-    backward = parts["backward"]
-
     sp = stage_params(dims, family=family, tensor_parallel=t, pipeline_parallel=p)
-    params = sp.block * layers + np.where(first, sp.first_extra, 0.0) + np.where(last, sp.last_extra, 0.0)
+    params = stage_parameters(dims, family=family, tensor_parallel=t, pipeline_parallel=p, virtual_stages=virtual_stages, stage=stage)
     return training_memory(
         params=params,
         weight_bytes=weight_bytes,
@@ -283,9 +344,9 @@ def stage_memory(
         shards_optimizer=zero >= 1,
         shards_gradients=zero >= 2,
         shards_weights=zero >= 3,
-        stored_activations=stored,
-        loss_buffers=loss,
-        backward_buffers=backward,
+        stored_activations=held.stored,
+        loss_buffers=held.loss,
+        backward_buffers=held.backward,
         **memory_options,
     )
 

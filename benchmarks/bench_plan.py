@@ -6,9 +6,10 @@ Prints, measured in the same run:
 - the median wall time of a bare `python -c pass` and of `genai plan SPEC` (text view and
   --json), each a fresh process, with the ratio to the bare interpreter and to the limits
   (200 ms and 5x);
-- configurations per second of the vectorized search (`genaisdk.planning.grid.evaluate`) over a
-  grid of precisions x strategies x devices x micro-batches x recomputation, and of the
-  whole `--sweep` (sizes added, Pareto front included), against the 1e6/s goal;
+- configurations per second of the vectorized search (`genaisdk.planning.grid.evaluate` and
+  `choose`) over a grid of precisions x strategies x devices x micro-batches x
+  recomputation x parallel layouts on `--search-spec`'s model, and of the whole `--sweep`
+  (sizes added, Pareto front included), against the 1e6/s goal;
 - modules JAX or its libraries would add (there must be none).
 """
 
@@ -98,21 +99,26 @@ def no_jax(spec: str) -> None:
 
 
 def search_rate(spec: str) -> None:
+    import attrs
+
     import genaisdk
     from genaisdk.planning import plan_stages
+    from genaisdk.planning.fit import layout_candidates
     from genaisdk.planning.grid import RECOMPUTE_ORDER, Grid, choose, evaluate, powers_of_two
 
     stages = plan_stages(genaisdk.load(spec)).stages
     case = stages.fitted.case
     r, hw = stages.ctx.resolved, stages.ctx.hardware
     precisions = tuple(p for p in r.precisions if p.trainable and p.compute_dtype in hw.peak_flops)
+    devices = powers_of_two(1, 4096)
     grid = Grid(
         precisions=precisions,
         strategies=r.strategies,
-        devices=powers_of_two(1, 4096),
-        micro_batches=powers_of_two(1, 256),
+        devices=devices,
+        micro_batches=powers_of_two(1, 64),
         recomputes=RECOMPUTE_ORDER,
     )
+    grid = attrs.evolve(grid, layouts=layout_candidates(stages.ctx, case, devices, free=True))
     evaluate(case, grid)
     runs, start = 0, time.perf_counter()
     while time.perf_counter() - start < 2.0:
@@ -121,7 +127,7 @@ def search_rate(spec: str) -> None:
     elapsed = (time.perf_counter() - start) / runs
     rate = grid.size / elapsed
     print(
-        f"search: {grid.size:,} configurations ({' x '.join(map(str, grid.shape))}) evaluated and ranked in "
+        f"search: {grid.size:,} configurations ({' x '.join(map(str, grid.shape))}, {len(grid.layouts)} layouts) evaluated and ranked in "
         f"{elapsed * 1e3:.1f} ms: {rate:,.0f} per second, {rate / RATE_GOAL:.1f}x the 1e6/s goal"
     )
     from genaisdk.planning.sweep import run_sweep
@@ -139,12 +145,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=21)
     parser.add_argument("--spec", default="specs/legal.genai")
+    parser.add_argument("--search-spec", default="specs/gpt3-175b.genai", help="the model whose layouts the search rate is measured on")
     args = parser.parse_args()
     spec = str(ROOT / args.spec)
     cold_start(spec, args.runs)
     stages(spec, max(5, args.runs // 2))
     no_jax(spec)
-    search_rate(spec)
+    search_rate(str(ROOT / args.search_spec))
 
 
 if __name__ == "__main__":

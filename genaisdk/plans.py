@@ -250,6 +250,8 @@ class TrainSection:
     micro_batch: int
     recompute: str
     mfu: float
+    """The MFU time is computed at: the step-time model's, derived (`time.model` =
+    'step-time'), or the spec's `train.mfu`, or the documented default."""
     optimizer_state: str = "fp32"
     """The dtype the optimizer's moments are kept in (fp32, bf16, int8)."""
     master_weights: str | None = None
@@ -261,6 +263,24 @@ class TrainSection:
     global_batch_sequences: int | None = None
     grad_accumulation: int | None = None
     steps: int | None = None
+    tensor_parallel: int = 1
+    """t: devices each layer is split over (heads, FFN columns, vocabulary)."""
+    pipeline_parallel: int = 1
+    """p: pipeline stages the layers are cut into."""
+    data_parallel: int = 1
+    """d = devices / (t·p): replicas; ZeRO shards over them, the global batch divides by them."""
+    sequence_parallel: bool = False
+    virtual_stages: int = 1
+    """v: interleaved chunks of layers per pipeline stage (1: the plain 1F1B schedule)."""
+
+    @property
+    def layout(self) -> str:
+        """'tensor 8 x pipeline 2 x data 4 (sequence parallel, 2 chunks per stage)'."""
+        text = f"tensor {self.tensor_parallel} x pipeline {self.pipeline_parallel} x data {self.data_parallel}"
+        extras = (["sequence parallel"] if self.sequence_parallel else []) + (
+            [f"{self.virtual_stages} chunks per stage"] if self.virtual_stages > 1 else []
+        )
+        return text + (f" ({', '.join(extras)})" if extras else "")
 
 
 @attrs.frozen(kw_only=True)
@@ -299,8 +319,24 @@ class MemoryOption:
 
 
 @attrs.frozen(kw_only=True)
+class StageMemory:
+    """Bytes per device of one pipeline stage (the whole model when p = 1)."""
+
+    stage: int
+    layers: int
+    """Transformer layers the stage holds (all of them when p = 1)."""
+    weights: float = attrs.field(metadata=BYTES)
+    gradients: float = attrs.field(metadata=BYTES)
+    optimizer: float = attrs.field(metadata=BYTES)
+    activations: float = attrs.field(metadata=BYTES)
+    total: float = attrs.field(metadata=BYTES)
+    fits: bool = attrs.field(converter=bool)
+
+
+@attrs.frozen(kw_only=True)
 class MemorySection:
     per_device: MemoryBreakdown
+    """The most loaded pipeline stage's device: the device's figure."""
     device_capacity: float = attrs.field(metadata=BYTES)
     fits: bool = attrs.field(converter=bool)
     headroom: float = attrs.field(
@@ -314,6 +350,27 @@ class MemorySection:
     host_fits: bool | None = None
     """Whether what offload keeps in host memory fits it; None when nothing is offloaded or
     the host's memory is unknown (unchecked)."""
+    stages: tuple[StageMemory, ...] = attrs.field(default=(), converter=tuple)
+    """Every pipeline stage's peak, first to last (one entry when p = 1)."""
+    most_loaded_stage: int = 0
+    """The stage whose peak is `per_device`."""
+
+
+@attrs.frozen(kw_only=True)
+class StepSection:
+    """One optimizer step by the step-time model (`genaisdk.estimate.steptime`): its seconds
+    and their parts (compute, recompute, tensor_parallel, pipeline_transfer, bubble,
+    data_parallel, optimizer; they sum to `seconds`), the micro-batches it runs per replica,
+    and the utilization it achieves."""
+
+    seconds: float
+    micro_batches: int
+    parts: Mapping[str, float] = attrs.field(factory=dict, converter=_frozen_map)
+    mfu: float
+    """Model FLOP/s per device / peak, derived (Chowdhery et al. 2022, App. B)."""
+    hfu: float
+    """The same counting recomputation."""
+    bubble_fraction: float
 
 
 @attrs.frozen(kw_only=True)
@@ -322,6 +379,13 @@ class TimeSection:
     """None where the device quotes no throughput for the precision (GP406)."""
     days: float | None
     gpu_hours: float | None
+    model: str = "default-mfu"
+    """Where `seconds` comes from: 'step-time' (steps x the step-time model's step),
+    'train.mfu' (the spec's MFU), 'default-mfu' (the documented default MFU, where the
+    step-time model does not cover the run) or 'none' (the device quotes no throughput:
+    no time)."""
+    step: StepSection | None = None
+    """The step-time model's step, where it covers the run (also when `train.mfu` overrides it)."""
 
 
 @attrs.frozen(kw_only=True)

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-TOPICS = ("params", "flops", "memory", "activations", "scaling", "time", "cost", "inference")
+TOPICS = ("params", "flops", "memory", "activations", "scaling", "parallelism", "time", "cost", "inference")
 
 
 @click.command(name="explain")
@@ -17,8 +17,9 @@ TOPICS = ("params", "flops", "memory", "activations", "scaling", "time", "cost",
 @click.option("--width", type=int, default=None, help="Terminal width.")
 def command(spec_file: str, topic: str | None, overrides: tuple[str, ...], as_json: bool, width: int | None) -> None:
     """Show how the plan of SPEC is derived: for TOPIC (params, flops, memory, activations,
-    scaling, time, cost, inference) or all of them, each number as its formula, the formula
-    with the values put in, and the result."""
+    scaling, parallelism, time, cost, inference) or all of them, each number as its formula,
+    the formula with the values put in, and the result. `parallelism` shows the layout and
+    every pipeline stage's memory; `time` every term of the step-time model."""
     from genaisdk.commands._spec_input import load_spec_or_exit, print_diagnostics
     from genaisdk.diagnostics import SpecError
     from genaisdk.planning.pipeline import plan as make_plan

@@ -100,6 +100,7 @@ FIXED_SETTINGS_DO_NOT_FIT = "GP203"
 SERVING_DOES_NOT_FIT = "GP204"
 OFFLOAD_ONLY = "GP205"
 HOST_UNCHECKED = "GP206"
+LAYOUT_CANNOT_RUN = "GP210"
 FINETUNE_WOULD_DO = "GP301"
 DOMAIN_PRETRAINING_PAYS = "GP302"
 PROMPT_ONLY = "GP303"
@@ -109,6 +110,7 @@ NO_PRICE = "GP403"
 OVER_COMPUTE = "GP404"
 BUDGET_UNDERUSED = "GP405"
 NO_THROUGHPUT = "GP406"
+NO_STEP_TIME_MODEL = "GP410"
 # -- the registry
 VALIDATE_RAISED = "GR001"
 VALIDATE_NOT_A_DIAGNOSTIC = "GR002"
@@ -191,6 +193,7 @@ CODES: dict[str, tuple[str, str]] = {
     "GP204": ("warning", "one serving replica does not fit on one device"),
     "GP205": ("info", "the plan fits only with host offload, which is slow"),
     "GP206": ("warning", "an offload strategy's host memory is not known: its fit on the host is unchecked"),
+    "GP210": ("error", "the spec's tensor / pipeline settings cannot run this model on these devices"),
     "GP301": ("warning", "pretraining from scratch where fine-tuning a pretrained model would do"),
     "GP302": ("info", "domain pretraining pays: a large in-domain share of the data (BloombergGPT)"),
     "GP303": ("info", "prompting only: nothing trains, the plan is the serving footprint"),
@@ -200,6 +203,7 @@ CODES: dict[str, tuple[str, str]] = {
     "GP404": ("warning", "the compute budget is exceeded"),
     "GP405": ("info", "the run uses a small fraction of the budget"),
     "GP406": ("info", "the device quotes no throughput for the precision: the plan has no time or cost"),
+    "GP410": ("warning", "the hardware record lacks figures the step-time model needs: time from an MFU instead"),
     "GR001": ("warning", "a plugin's genaisdk_validate hook raised, timed out or tried to exit; its checks were skipped"),
     "GR002": ("warning", "a plugin's genaisdk_validate hook returned something other than a Diagnostic"),
     "GJ201": ("warning", "an array is replicated over a mesh axis its dimensions do not divide"),

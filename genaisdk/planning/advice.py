@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+import attrs
 import numpy as np
 
 from genaisdk.core import codes
@@ -32,10 +33,10 @@ from genaisdk.planning.resolve import Resolved
 from genaisdk.spec.model import is_auto
 
 if TYPE_CHECKING:  # pragma: no cover
+    from genaisdk.planning.context import PlanContext
     from genaisdk.planning.fit import Fitted
     from genaisdk.planning.stages import Stages
     from genaisdk.plans import Plan
-    from genaisdk.registry import Registry
     from genaisdk.spec.model import Spec
 
 CHINCHILLA_RATIO = CHINCHILLA_TOKENS_PER_PARAM
@@ -73,7 +74,7 @@ def review(plan: Plan, stages: Stages, notes: Notes) -> None:
     _scaling(plan, spec, resolved, notes)
     _loss(plan, notes)
     _precision(plan, resolved, notes)
-    _fit(plan, spec, resolved, notes, stages.fitted, stages.ctx.registry)
+    _fit(plan, spec, resolved, notes, stages.fitted, stages.ctx)
     _budget(plan, spec, notes)
     _adaptation(plan, spec, resolved, notes)
     _serving(plan, stages, notes)
@@ -154,7 +155,7 @@ def _precision(plan: Plan, r: Resolved, notes: Notes) -> None:
     )
 
 
-def _fit(plan: Plan, spec: Spec, r: Resolved, notes: Notes, fitted: Fitted | None, registry: Registry) -> None:
+def _fit(plan: Plan, spec: Spec, r: Resolved, notes: Notes, fitted: Fitted | None, ctx: PlanContext) -> None:
     if fitted is None:
         return
     cap = plan.memory.device_capacity
@@ -177,7 +178,7 @@ def _fit(plan: Plan, spec: Spec, r: Resolved, notes: Notes, fitted: Fitted | Non
                 f"it fits only with `{strategy.key}`: {fmt_bytes(host)} per device{room} live in host memory "
                 "and cross PCIe every step, often several times slower",
                 "train.sharding",
-                hint=_what_would_fit(plan, r, registry, fitted),
+                hint=_what_would_fit(plan, r, ctx, fitted),
             )
         return
     need = fmt_bytes(plan.memory.per_device.total)
@@ -188,8 +189,9 @@ def _fit(plan: Plan, spec: Spec, r: Resolved, notes: Notes, fitted: Fitted | Non
     )
     # Would other settings of the fixed fields fit?
     t = spec.project.train
-    fixed = [name for name, value in (("sharding", t.sharding), ("micro_batch", t.micro_batch), ("recompute", t.recompute)) if value and not is_auto(value)]
-    relaxed = _relaxed_fit(r, fitted)
+    keys = ("sharding", "micro_batch", "recompute", "tensor", "pipeline", "sequence_parallel", "virtual_stages")
+    fixed = [name for name in keys if getattr(t, name) is not None and not is_auto(getattr(t, name))]
+    relaxed = _relaxed_fit(r, fitted, ctx)
     if fixed and relaxed is not None:
         notes.diag(
             codes.FIXED_SETTINGS_DO_NOT_FIT,
@@ -199,7 +201,7 @@ def _fit(plan: Plan, spec: Spec, r: Resolved, notes: Notes, fitted: Fitted | Non
         )
         notes.diag(
             codes.DOES_NOT_FIT,
-            f"does not fit: {need} per device of {fmt_bytes(cap)}{over_host} with the spec's settings",
+            f"does not fit: {need} per device of {fmt_bytes(cap)}{over_host} with the spec's settings" + _stages_text(plan),
             "train." + fixed[0],
             hint=relaxed + " would fit",
         )
@@ -207,14 +209,32 @@ def _fit(plan: Plan, spec: Spec, r: Resolved, notes: Notes, fitted: Fitted | Non
     notes.diag(
         codes.DOES_NOT_FIT,
         f"does not fit at any setting searched: at best {need} per device of {fmt_bytes(cap)}{over_host} "
-        f"on {plan.train.devices} x {plan.train.hardware}",
+        f"on {plan.train.devices} x {plan.train.hardware}"
+        + _stages_text(plan),
         "budget.hardware",
-        hint=_what_would_fit(plan, r, registry, fitted),
+        hint=_what_would_fit(plan, r, ctx, fitted),
     )
 
 
-def _relaxed_fit(r: Resolved, fitted: Fitted) -> str | None:
-    """The cheapest configuration with every train setting free, at the same devices."""
+def _stages_text(plan: Plan) -> str:
+    """' (t 8 x p 2 x d 1: stage 0 92 GB, stage 1 87 GB; 80 layers as 40 + 40)' when the
+    closest configuration has several pipeline stages or model parallelism; '' otherwise."""
+    tr, stages = plan.train, plan.memory.stages
+    if tr.tensor_parallel == 1 and tr.pipeline_parallel == 1:
+        return ""
+    layout = f"t {tr.tensor_parallel} x p {tr.pipeline_parallel} x d {tr.data_parallel}"
+    if len(stages) <= 1:
+        return f" ({layout})"
+    cap = plan.memory.device_capacity
+    each = ", ".join(f"stage {s.stage} {fmt_bytes(s.total)} (over by {fmt_bytes(s.total - cap)})" if s.total > cap else
+                     f"stage {s.stage} {fmt_bytes(s.total)}" for s in stages)
+    return f" ({layout}: {each}; {' + '.join(str(s.layers) for s in stages)} layers)"
+
+
+def _relaxed_fit(r: Resolved, fitted: Fitted, ctx: PlanContext) -> str | None:
+    """The preferred configuration with every train setting free, at the same devices."""
+    from genaisdk.planning.fit import layout_candidates
+
     case = fitted.case
     grid = Grid(
         precisions=fitted.grid.precisions,
@@ -223,33 +243,46 @@ def _relaxed_fit(r: Resolved, fitted: Fitted) -> str | None:
         micro_batches=powers_of_two(1, max(1, math.ceil(case.global_batch_sequences / min(fitted.grid.devices)))),
         recomputes=RECOMPUTE_ORDER,
     )
+    if case.layouts:
+        grid = attrs.evolve(grid, layouts=layout_candidates(ctx, case, fitted.grid.devices, free=True))
     result = evaluate(case, grid)
     c = choose(result)
     if not c.fits:
         return None
-    return f"{c.strategy.key} with micro-batch {c.micro_batch} and {c.recompute} recomputation"
+    layout = "" if c.layout.model_parallel == 1 else f" on {c.layout.describe(c.data_parallel)}"
+    return f"{c.strategy.key} with micro-batch {c.micro_batch} and {c.recompute} recomputation{layout}"
 
 
-def _what_would_fit(plan: Plan, r: Resolved, registry: Registry, fitted: Fitted) -> str:
-    """Say what would make it fit: the devices FSDP needs, then QLoRA / int4 for a fine-tune,
-    then a larger device."""
+def _what_would_fit(plan: Plan, r: Resolved, ctx: PlanContext, fitted: Fitted) -> str:
+    """Say what would make it fit: the devices FSDP (or, where layouts are searched,
+    tensor and pipeline parallelism) needs, then QLoRA / int4 for a fine-tune, then a
+    larger device."""
+    from genaisdk.planning.fit import layout_candidates
+
     case = fitted.case
     ideas = []
     devices = tuple(plan.train.devices * 2**k for k in range(1, 15))
     strategies = [s for s in r.strategies if s.shards_weights and not (s.offload_optimizer or s.offload_weights)]
+    if case.layouts:
+        strategies += [s for s in r.strategies if not s.shards_gradients and not (s.offload_optimizer or s.offload_weights)]
     if strategies:
         grid = Grid(precisions=fitted.grid.precisions, strategies=strategies, devices=devices, micro_batches=(1,), recomputes=("full",))
+        if case.layouts:
+            grid = attrs.evolve(grid, layouts=layout_candidates(ctx, case, devices, free=True))
         result = evaluate(case, grid)
-        ok = result.total[..., 0, 0] <= result.capacity  # precision x strategy x devices
-        for j, s in enumerate(strategies):
-            hits = np.nonzero(ok[0, j])[0]
+        ok = np.where(result.valid, result.total, np.inf) <= result.capacity  # precision x strategy x devices x 1 x 1 x layouts
+        for k, count in enumerate(devices):
+            hits = np.argwhere(ok[0, :, k, 0, 0, :])
             if hits.size:
-                ideas.append(f"{devices[int(hits[0])]} devices with {s.key} and full recomputation")
+                j, li = (int(x) for x in hits[0])
+                layout = grid.layouts[li]
+                how = f" as {layout.describe(count // layout.model_parallel)}" if layout.model_parallel > 1 else ""
+                ideas.append(f"{count} devices with {strategies[j].key}{how} and full recomputation")
                 break
     if not r.adaptation.from_scratch and r.adaptation.full:
         ideas.append("`adapt { method = qlora }` (a 4-bit frozen base with trainable adapters)")
     # A larger device helps only if the configuration's bytes per device fit on it.
-    bigger = [h for h in registry.catalog("hardware").values() if h.memory_bytes > r.hardware.memory_bytes]
+    bigger = [h for h in ctx.registry.catalog("hardware").values() if h.memory_bytes > r.hardware.memory_bytes]
     if bigger:
         largest = max(bigger, key=lambda h: h.memory_bytes)
         if largest.memory_bytes >= plan.memory.per_device.total:

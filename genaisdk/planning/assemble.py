@@ -20,9 +20,11 @@ from genaisdk.estimate.constants import DTYPE_BYTES
 from genaisdk.estimate.inference import inference_memory
 from genaisdk.estimate.inference import InferenceMemory as InferenceMemoryParts
 from genaisdk.estimate.memory import optimizer_state_bytes, update_buffer_bytes
+from genaisdk.estimate.parallel import stage_layers
 from genaisdk.estimate.quantization import weight_format
 from genaisdk.planning.advice import domain_share
-from genaisdk.planning.grid import PHASES, Grid, GridResult, evaluate, powers_of_two
+from genaisdk.planning.context import DEFAULT_MFU_WHY
+from genaisdk.planning.grid import PHASES, Grid, GridResult, evaluate, powers_of_two, stage_memories
 from genaisdk.planning.notes import Notes
 from genaisdk.plans import (
     AdaptSection,
@@ -39,6 +41,8 @@ from genaisdk.plans import (
     Plan,
     ProjectSection,
     ScalingSection,
+    StageMemory,
+    StepSection,
     TimeSection,
     TrainSection,
 )
@@ -51,15 +55,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from genaisdk.records import ParamCount, Precision
 
 
-def batch(requested_tokens: float, seq: int, micro: int, devices: int) -> tuple[int, int | None]:
-    """(global batch in sequences, accumulation steps): every device runs whole
-    micro-batches, so the batch trained is accumulation x micro-batch x devices sequences,
-    the request rounded up. Nothing trains (micro 0): the request and no accumulation."""
+def batch(requested_tokens: float, seq: int, micro: int, replicas: int) -> tuple[int, int | None]:
+    """(global batch in sequences, accumulation steps): every data-parallel replica (d =
+    devices / (tensor x pipeline)) runs whole micro-batches, so the batch trained is
+    accumulation x micro-batch x replicas sequences, the request rounded up. Nothing trains
+    (micro 0): the request and no accumulation."""
     requested_seq = max(1, int(round(requested_tokens / seq)))
     if not micro:
         return requested_seq, None
-    accumulation = max(1, math.ceil(requested_seq / (micro * devices)))
-    return accumulation * micro * devices, accumulation
+    accumulation = max(1, math.ceil(requested_seq / (micro * replicas)))
+    return accumulation * micro * replicas, accumulation
 
 
 def predicted_loss(ctx: PlanContext, params: float, tokens: float, vocab: int) -> tuple[float, float | None]:
@@ -133,10 +138,12 @@ def assemble(stages: Stages, notes: Notes) -> Plan:
     if f is not None:
         c = f.choice
         recompute, strategy, devices, micro = c.recompute, c.strategy.key, c.devices, c.micro_batch
+        layout, replicas = c.layout, c.data_parallel
     else:
         recompute, strategy, micro = "none", "none", 0
         devices = ctx.devices_fixed or 1
-    global_seq, accumulation = batch(stages.batch_tokens, seq, micro, devices)
+        layout, replicas = None, devices
+    global_seq, accumulation = batch(stages.batch_tokens, seq, micro, replicas)
     batch_tokens = float(global_seq * seq)
     requested_seq = max(1, int(round(stages.batch_tokens / seq)))
     if global_seq != requested_seq:
@@ -144,7 +151,8 @@ def assemble(stages: Stages, notes: Notes) -> Plan:
             "train.batch",
             batch_tokens,
             f"{stages.batch_tokens:.3g} tokens ({requested_seq} sequences) rounded up to {global_seq} sequences"
-            f" = {accumulation} accumulation step(s) x {int(micro)} x {int(devices)} devices",
+            f" = {accumulation} accumulation step(s) x {int(micro)} x {int(replicas)} "
+            + ("devices" if replicas == devices else "data-parallel replicas"),
         )
     steps = None
     if trains and p.train.steps:
@@ -161,12 +169,18 @@ def assemble(stages: Stages, notes: Notes) -> Plan:
     # time and cost
     hw = ctx.hardware
     seconds: float | None
-    if not model_flops:
-        seconds = 0.0
-    elif ctx.peak > 0:
-        seconds = float(cost_math.training_seconds(model_flops, devices=devices, peak_flops=ctx.peak, mfu=ctx.mfu))
+    step = _step(f, tokens, global_seq * seq, model_flops, devices, ctx.peak) if (f is not None and model_flops and ctx.peak > 0) else None
+    if model_flops and not ctx.peak > 0:
+        # the device quotes no throughput (GP406): memory is answered, no time, no cost
+        seconds, mfu, time_model = None, ctx.mfu, "none"
+    elif step is not None and not ctx.mfu_given:
+        seconds = tokens / (global_seq * seq) * step.seconds
+        mfu, time_model = model_flops / (seconds * devices * ctx.peak), "step-time"
     else:
-        seconds = None  # the device quotes no throughput (GP406): no time, no cost
+        seconds = float(cost_math.training_seconds(model_flops, devices=devices, peak_flops=ctx.peak, mfu=ctx.mfu)) if model_flops else 0.0
+        mfu, time_model = ctx.mfu, ("train.mfu" if ctx.mfu_given else "default-mfu")
+    if trains:
+        _mfu_reason(ctx, f, notes, mfu, step, time_model)
     hours = float(cost_math.device_hours(seconds, devices)) if seconds is not None else None
     usd = float(cost_math.cost_usd(hours, ctx.price)) if (ctx.price is not None and hours is not None) else None
     energy = float(cost_math.energy_kwh(seconds, devices=devices, power_watts=hw.power_watts)) if (hw.power_watts and seconds is not None) else None
@@ -228,7 +242,7 @@ def assemble(stages: Stages, notes: Notes) -> Plan:
         hardware=hw.key,
         micro_batch=int(micro),
         recompute=recompute,
-        mfu=ctx.mfu,
+        mfu=mfu,
         optimizer_state=ctx.optimizer_state,
         master_weights="fp32" if ctx.precision.master_bytes >= 4 else (None if not ctx.precision.master_bytes else "bf16"),
         attention=p.train.attention or "flash",
@@ -237,6 +251,11 @@ def assemble(stages: Stages, notes: Notes) -> Plan:
         global_batch_sequences=global_seq,
         grad_accumulation=accumulation,
         steps=steps,
+        tensor_parallel=layout.tensor if layout else 1,
+        pipeline_parallel=layout.pipeline if layout else 1,
+        data_parallel=int(replicas),
+        sequence_parallel=layout.sequence_parallel if layout else False,
+        virtual_stages=layout.virtual_stages if layout else 1,
     )
     lora = stages.trainable.lora
     return Plan(
@@ -272,7 +291,10 @@ def assemble(stages: Stages, notes: Notes) -> Plan:
         scaling=scaling_section,
         train=train,
         memory=memory,
-        time=TimeSection(seconds=seconds, days=float(cost_math.seconds_to_days(seconds)) if seconds is not None else None, gpu_hours=hours),
+        time=TimeSection(
+            seconds=seconds, days=float(cost_math.seconds_to_days(seconds)) if seconds is not None else None, gpu_hours=hours,
+            model=time_model, step=step,
+        ),
         cost=CostSection(usd=usd, price_per_hour=ctx.price, energy_kwh=energy, **price_citation(ctx)),
         budget=budget,
         inference=_inference(ctx, dims, count, seq, notes),
@@ -294,9 +316,54 @@ def breakdown(result: GridResult, idx: tuple[int, ...]) -> MemoryBreakdown:
     )
 
 
+def _step(f: Fitted, tokens: float, step_tokens: float, model_flops: float, devices: int, peak: float) -> StepSection | None:
+    """The chosen configuration's step by the step-time model (None where it does not cover
+    the run): the grid's own numbers at the choice's index."""
+    result, idx = f.result, f.choice.index
+    if result.step is None:
+        return None
+    step = result.step
+
+    def at(array) -> float:
+        return float(np.broadcast_to(array, result.grid.shape)[idx])
+
+    seconds = at(step.seconds)
+    hardware_flops = at(step.hardware_flops)
+    step_model = at(step.model_flops)
+    return StepSection(
+        seconds=seconds,
+        micro_batches=int(at(step.micro_batches)),
+        parts={name: at(value) for name, value in step.parts.items()},
+        mfu=step_model / (seconds * devices * peak),
+        hfu=hardware_flops / (seconds * devices * peak),
+        bubble_fraction=at(step.parts["bubble"]) / seconds,
+    )
+
+
+def _mfu_reason(ctx: PlanContext, f: Fitted | None, notes: Notes, mfu: float, step: StepSection | None, model: str) -> None:
+    if model == "step-time":
+        notes.reason(
+            "train.mfu",
+            mfu,
+            "derived by the step-time model: model FLOPs per device-second of the chosen layout over the peak "
+            "(Chowdhery et al. 2022, App. B; docs/parallelism.md)",
+        )
+    elif model == "none":
+        notes.reason("train.mfu", mfu, f"{ctx.hardware.key} quotes no throughput: no time, so no MFU is used (GP406)")
+    elif model == "train.mfu":
+        derived = f"; the step-time model gives {step.mfu:.1%} for this layout" if step is not None else ""
+        notes.reason("train.mfu", mfu, "given in the spec: it overrides the step-time model" + derived if step else "given in the spec")
+    else:
+        why = f.layouts_why if f is not None and f.layouts_why else (
+            f"the hardware record lacks {', '.join(ctx.cluster_missing)}" if ctx.cluster_missing else "the step-time model does not cover this run"
+        )
+        notes.reason("train.mfu", mfu, f"default, since the step-time model does not apply ({why}): {DEFAULT_MFU_WHY}")
+
+
 def _memory_section(ctx: PlanContext, f: Fitted) -> MemorySection:
     per_device = breakdown(f.result, f.choice.index)
     offloads = f.choice.strategy.offload_optimizer or f.choice.strategy.offload_weights
+    stages = _stages(f, per_device)
     return MemorySection(
         per_device=per_device,
         device_capacity=float(ctx.hardware.memory_bytes),
@@ -304,13 +371,40 @@ def _memory_section(ctx: PlanContext, f: Fitted) -> MemorySection:
         options=_options(ctx, f),
         host_capacity=ctx.host_capacity,
         host_fits=(per_device.host <= ctx.host_capacity) if (offloads and ctx.host_capacity is not None) else None,
+        stages=stages,
+        most_loaded_stage=int(f.result.most_loaded_stage[f.choice.index]),
+    )
+
+
+def _stages(f: Fitted, per_device: MemoryBreakdown) -> tuple[StageMemory, ...]:
+    """Every pipeline stage's memory (`grid.stage_memories`); without the layout
+    estimators, one stage: the device."""
+    cap = f.result.capacity
+    case, c = f.case, f.choice
+    if not case.layouts:
+        layers = case.dims.layers + (case.dims.n_decoder_layers if case.family == "encoder_decoder" else 0)
+        b = per_device
+        return (StageMemory(stage=0, layers=layers, weights=b.weights, gradients=b.gradients, optimizer=b.optimizer,
+                            activations=b.activations, total=b.total, fits=b.total <= cap),)
+    memory = stage_memories(case, f.grid, c.index)
+    p = c.layout.pipeline
+    layers = stage_layers(case.dims.layers, pipeline_parallel=p, virtual_stages=c.layout.virtual_stages, stage=np.arange(p))
+
+    def per_stage(array) -> np.ndarray:
+        return np.broadcast_to(np.asarray(array, dtype=float), (p,))
+
+    w, g, o, a, t = (per_stage(x) for x in (memory.weights, memory.gradients, memory.optimizer, memory.activations, memory.total))
+    return tuple(
+        StageMemory(stage=r, layers=int(layers[r]), weights=float(w[r]), gradients=float(g[r]), optimizer=float(o[r]),
+                    activations=float(a[r]), total=float(t[r]), fits=bool(t[r] <= cap))
+        for r in range(p)
     )
 
 
 def _options(ctx: PlanContext, f: Fitted) -> tuple[MemoryOption, ...]:
     """The same model under every strategy and every trainable precision the hardware
-    runs, at the chosen device count and recomputation, each with its largest fitting
-    micro-batch (1 when none fits)."""
+    runs, at the chosen device count, layout and recomputation, each with its largest
+    fitting micro-batch (1 when none fits)."""
     c = f.choice
     hw = ctx.hardware
     # The chosen precision, full fp32 (the teaching baseline) and fp8 where the hardware has it.
@@ -325,14 +419,15 @@ def _options(ctx: PlanContext, f: Fitted) -> tuple[MemoryOption, ...]:
         devices=(c.devices,),
         micro_batches=f.grid.micro_batches if len(f.grid.micro_batches) > 1 else powers_of_two(1, max(f.grid.micro_batches)),
         recomputes=(c.recompute,),
+        layouts=(c.layout,),
     )
     result = evaluate(f.case, grid)
     rows = []
     for i, prec in enumerate(grid.precisions):
         for j, strat in enumerate(grid.strategies):
-            fits = result.fits[i, j, 0, :, 0]
+            fits = result.fits[i, j, 0, :, 0, 0]
             k = int(np.nonzero(fits)[0][-1]) if fits.any() else 0
-            idx = (i, j, 0, k, 0)
+            idx = (i, j, 0, k, 0, 0)
             rows.append(
                 MemoryOption(
                     strategy=strat.key,

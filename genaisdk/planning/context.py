@@ -1,6 +1,7 @@
 """Stage 2: what every later stage reads, decided once and frozen: the precision
 (`precision = auto`), the optimizer state's dtype, the MFU, the peak FLOP/s and price of one
-device, the device count when the spec fixes it, the training context and the vocabulary."""
+device, the hardware's figures for the step-time model (`Cluster`), the device count when
+the spec fixes it, the training context and the vocabulary."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import attrs
 from genaisdk.core import codes
 from genaisdk.diagnostics import SpecError
 from genaisdk.estimate import constants
+from genaisdk.estimate.comm import Cluster
 from genaisdk.estimate.memory import optimizer_state_dtype
 from genaisdk.planning.notes import Notes
 from genaisdk.planning.resolve import Resolved, auto_precision
@@ -52,6 +54,13 @@ class PlanContext:
     context: int
     """The training sequence length before `context = auto` is searched."""
     vocab: int | None
+    cluster: Cluster | None = None
+    """The device and its node for the step-time model (`hardware_cluster`); None when the
+    hardware record lacks a figure it needs (`cluster_missing`)."""
+    cluster_missing: tuple[str, ...] = ()
+    """The hardware record's fields the step-time model needs and that it leaves unset."""
+    mfu_given: bool = False
+    """The spec sets `train.mfu`: it overrides the step-time model's derived MFU."""
 
     @property
     def project(self) -> Project:
@@ -74,6 +83,8 @@ def build_context(spec: Spec, registry: Registry, resolved: Resolved, notes: Not
     mfu = _mfu(project, notes)
     price = project.budget.price_per_hour if project.budget.price_per_hour is not None else hardware.price_per_hour
     peak, peak_dtype = hardware.peak_for(precision.compute_dtype)
+    devices = _devices_fixed(project, notes)
+    cluster, missing = hardware_cluster(hardware, peak, devices)
     return PlanContext(
         spec=spec,
         registry=registry,
@@ -84,23 +95,75 @@ def build_context(spec: Spec, registry: Registry, resolved: Resolved, notes: Not
         peak=peak,
         peak_dtype=peak_dtype,
         price=price,
-        devices_fixed=_devices_fixed(project, notes),
+        devices_fixed=devices,
         host_capacity=project.budget.host_memory if project.budget.host_memory is not None else hardware.host_memory_bytes,
         context=context_of(project.model, resolved),
         vocab=project.model.vocab or project.data.vocab,
+        cluster=cluster,
+        cluster_missing=missing,
+        mfu_given=project.train.mfu is not None,
     )
+
+
+CLUSTER_FIELDS = {
+    "intra_node_bytes_per_s": "intra_node_gb_s",
+    "inter_node_bytes_per_s": "inter_node_gb_s",
+    "devices_per_node": "devices_per_node",
+}
+"""Hardware record field -> its name in the catalog's TOML, for messages."""
+
+
+def hardware_cluster(hardware: Hardware, peak: float, devices: int | None) -> tuple[Cluster | None, tuple[str, ...]]:
+    """The hardware record's figures as a `Cluster` for the step-time model, and the fields
+    it needs that the record leaves unset (then no Cluster: the plan's time comes from an
+    MFU, and the plan says which fields were missing).
+
+    What is needed depends on the devices: one device sends nothing; devices within one
+    node use only the in-node link; a searched count may span nodes, so it needs the node
+    size and both links. A link the layouts cannot use is set to infinity (it carries
+    nothing, so no figure of it enters any time)."""
+    intra, inter, per_node = hardware.intra_node_bytes_per_s, hardware.inter_node_bytes_per_s, hardware.devices_per_node
+    if not peak or not hardware.bandwidth_bytes_per_s:
+        return None, ()
+    if devices == 1:
+        needed: tuple[str, ...] = ()
+    elif devices is not None and per_node is not None and devices <= per_node:
+        needed = ("intra_node_bytes_per_s",)
+    else:
+        needed = ("intra_node_bytes_per_s", "inter_node_bytes_per_s", "devices_per_node")
+    missing = tuple(CLUSTER_FIELDS[f] for f in needed if getattr(hardware, f) is None)
+    if missing:
+        return None, missing
+    unused = float("inf")
+    return (
+        Cluster(
+            peak_flops=peak,
+            memory_bytes=float(hardware.memory_bytes),
+            memory_bandwidth=float(hardware.bandwidth_bytes_per_s),
+            intra_node_bandwidth=float(intra) if intra is not None else unused,
+            inter_node_bandwidth=float(inter) if inter is not None else unused,
+            devices_per_node=int(per_node) if per_node is not None else max(1, devices or 1),
+        ),
+        (),
+    )
+
+
+DEFAULT_MFU_WHY = "PaLM Table 3 reports 21-46% MFU for large runs; 40% is what current GPU stacks with flash attention reach"
 
 
 def _mfu(project: Project, notes: Notes) -> float:
+    """The MFU the plan assumes where the step-time model does not give one: the spec's
+    `train.mfu`, else the documented default. (`planning.assemble` writes the `train.mfu`
+    reason, once it knows whether time comes from the step-time model.)"""
     if project.train.mfu is not None:
-        notes.reason("train.mfu", project.train.mfu, "given in the spec")
         return float(project.train.mfu)
-    notes.reason(
-        "train.mfu",
+    notes.assume(
+        "mfu",
         constants.DEFAULT_MFU,
-        "default: PaLM Table 3 reports 21-46% MFU for large runs; 40% is what current GPU stacks with flash attention reach",
+        "Chowdhery et al. 2022 (PaLM), Table 3",
+        "used only where the step-time model is not: sizing for a budget, the first device count tried, "
+        "and time for what the model does not cover; set train.mfu to change it",
     )
-    notes.assume("mfu", constants.DEFAULT_MFU, "Chowdhery et al. 2022 (PaLM), Table 3", "set train.mfu to change it")
     return constants.DEFAULT_MFU
 
 

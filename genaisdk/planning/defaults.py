@@ -67,6 +67,16 @@ MAX_DEVICE_DOUBLINGS = 12
 MAX_AUTO_MICRO_BATCH = 1024
 """The largest micro-batch `micro_batch = auto` tries."""
 
+MAX_AUTO_TENSOR = 8
+"""The largest tensor-parallel degree `tensor = auto` tries (and never more than a node's
+devices): tensor parallelism all-reduces every layer's activations, so it stays inside one
+NVLink node (Narayanan et al. 2021, Sec. 3.3, takeaway 1: t up to the GPUs per server)."""
+
+AUTO_VIRTUAL_STAGES = (1, 2)
+"""Interleaved chunks per stage `virtual_stages = auto` tries: the plain 1F1B schedule, and
+two chunks, which halve the bubble for more in-flight activations and twice the pipeline
+transfers (Narayanan et al. 2021, Sec. 2.2.2)."""
+
 
 def batch_tokens_for(params: float) -> float:
     """Global batch in tokens for a model of `params`: the GPT-3 Table 2.1 value of the nearest

@@ -27,7 +27,9 @@ from genaisdk.estimate.constants import DTYPE_BYTES
 from genaisdk.estimate.inference import KV_FACTOR, LOGIT_BYTES, widest_values
 from genaisdk.estimate.memory import optimizer_state_bytes, optimizer_state_dtype
 from genaisdk.estimate.scaling import CHINCHILLA
-from genaisdk.planning.grid import activation_parts, memory_for, precision_arrays, strategy_arrays
+from genaisdk.estimate.derivations import NamedTerm, parallelism_terms, step_time_terms
+from genaisdk.estimate.parallel import layer_activation_parts, stage_activations, stage_memory, stage_parameters
+from genaisdk.planning.grid import activation_parts, chosen_arguments, chosen_step, memory_for, precision_arrays, strategy_arrays
 from genaisdk.plans import Term
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -85,6 +87,7 @@ def derivations(plan: Plan, stages: Stages) -> dict[str, tuple[Term, ...]]:
         "memory": _memory(plan, stages),
         "activations": _activations(plan, stages),
         "scaling": _scaling(plan),
+        "parallelism": _parallelism(plan, stages),
         "time": _time(plan, stages),
         "cost": _cost(plan, stages),
         "inference": _inference(plan, stages),
@@ -211,10 +214,15 @@ def _flops(plan: Plan, stages: Stages) -> list[Term]:
 
 
 def _chosen_memory(stages: Stages):
-    """training_memory for the chosen configuration, through the same call the grid made."""
+    """training_memory for the chosen configuration, through the same call the grid made
+    (with parallel layouts: `stage_memory` of the most loaded stage)."""
     f = stages.fitted
     assert f is not None
     c = f.choice
+    if f.case.layouts:
+        common, memory = chosen_arguments(f.case, f.grid, c.index)
+        stage = float(f.result.most_loaded_stage[c.index])
+        return stage_memory(f.case.dims, stage=stage, **common, **memory), None
     arrays = precision_arrays(
         [c.precision], stages.ctx.hardware, axis=0, ndim=1, optimizer=f.case.optimizer, optimizer_state=f.case.optimizer_state
     )
@@ -222,6 +230,20 @@ def _chosen_memory(stages: Stages):
     strat = {k: v.reshape(1) for k, v in strategy_arrays([c.strategy], axis=0, ndim=1).items()}
     mem, parts = memory_for(f.case, precision_arrays=prec, strategy_arrays=strat, dp=np.array([float(c.devices)]), micro_batch=np.array([float(c.micro_batch)]), recompute=c.recompute)
     return mem, parts
+
+
+def _resident(f: Fitted) -> tuple[float, float, int, str]:
+    """(parameters on one device, of which trained, the degree state is sharded over, what
+    the parameters are): the model's on every device without model parallelism; the most
+    loaded pipeline stage's on one tensor-parallel rank with it."""
+    c = f.choice
+    if not f.case.layouts:
+        return f.case.params, f.case.trainable, c.devices, "devices"
+    lay = c.layout
+    stage = float(f.result.most_loaded_stage[c.index])
+    params = float(stage_parameters(f.case.dims, family=f.case.family, tensor_parallel=lay.tensor, pipeline_parallel=lay.pipeline,
+                                    virtual_stages=lay.virtual_stages, stage=stage))
+    return params, params, c.data_parallel, "data-parallel replicas"
 
 
 def _memory(plan: Plan, stages: Stages) -> list[Term]:
@@ -235,11 +257,19 @@ def _memory(plan: Plan, stages: Stages) -> list[Term]:
     c = f.choice
     p, s = c.precision, c.strategy
     mem, _ = _chosen_memory(stages)
-    dp = c.devices
-    trainable, resident, kept = f.case.trainable, f.case.params, f.case.kept_params
+    resident, trainable, dp, over = _resident(f)
+    kept = f.case.kept_params
     frozen = resident - trainable - kept
     terms = []
-    w_div = [(dp, "devices (sharded)")] if s.shards_weights else []
+    if f.case.layouts and c.layout.model_parallel > 1:
+        lay = c.layout
+        terms.append(value_term(
+            "parameters on this device",
+            "the most loaded stage's layers and embedding / output layer, split over t (`genai explain SPEC parallelism`)",
+            resident, "params", source="Shoeybi et al. 2019, Sec. 3; Narayanan et al. 2021",
+            substituted=f"stage {int(f.result.most_loaded_stage[c.index])} of {lay.pipeline}, tensor parallel {lay.tensor}",
+        ))
+    w_div = [(dp, f"{over} (sharded)")] if s.shards_weights else []
     if frozen > 0.5:
         fb = f.case.frozen_weight_bytes if f.case.frozen_weight_bytes is not None else p.weight_bytes
         kept_text = f" + {num(kept)} unquantized × {num(p.weight_bytes)} B" if kept else ""
@@ -277,7 +307,7 @@ def _memory(plan: Plan, stages: Stages) -> list[Term]:
             [(trainable, "params"), (p.gradient_bytes, f"B ({p.key} gradients)")] + ([(0, "(offloaded to host)")] if offload_grads else []),
             b.gradients,
             "bytes",
-            divisors=[(dp, "devices (sharded)")] if s.shards_gradients else [],
+            divisors=[(dp, f"{over} (sharded)")] if s.shards_gradients else [],
             source="ZeRO stage 2 shards them" if s.shards_gradients else "kept whole on every device",
         )
     )
@@ -292,7 +322,7 @@ def _memory(plan: Plan, stages: Stages) -> list[Term]:
             + ([(0, "(offloaded to host)")] if s.offload_optimizer else []),
             b.optimizer,
             "bytes",
-            divisors=[(dp, "devices (sharded)")] if s.shards_optimizer else [],
+            divisors=[(dp, f"{over} (sharded)")] if s.shards_optimizer else [],
             source="ZeRO's K (12 for mixed-precision Adam), Sec. 3.1" + ("; stage 1 shards it" if s.shards_optimizer else ""),
         )
     )
@@ -319,9 +349,9 @@ def _memory(plan: Plan, stages: Stages) -> list[Term]:
     )
     for name, value in b.overheads.items():
         terms.append(value_term(f"overhead: {name}", _OVERHEAD_FORMULA.get(name, name), value, "bytes"))
-    phases = {k: float(v[0]) for k, v in mem.phases.items()}
+    phases = {k: float(np.ravel(v)[0]) for k, v in mem.phases.items()}
     worst = str(np.asarray(mem.worst_phase).ravel()[0])
-    persistent = float(mem.persistent[0])
+    persistent = float(np.ravel(mem.persistent)[0])
     terms.append(
         sum_term(
             "persistent",
@@ -369,16 +399,72 @@ _OVERHEAD_FORMULA = {
 
 def _activation_groups(f: Fitted) -> dict[str, float]:
     c = f.choice
+    if f.case.layouts:
+        held = _held(f)
+        return {"stored": float(held.stored), "logits": float(held.loss), "backward-only": float(held.backward)}
     parts = activation_parts(f.case, micro_batch=c.micro_batch, recompute=c.recompute, bytes_per_value=c.precision.activation_bytes)
     loss, rebuilt = float(act.loss_bytes(parts)), float(act.backward_bytes(parts))
     # The loss buffers and the layer full recomputation rebuilds are never alive together.
     return {"stored": float(act.stored_bytes(parts)), ("loss buffers" if loss >= rebuilt else "rebuilt layer"): max(loss, rebuilt)}
 
 
+_ACTIVATION_ARGS = (
+    "family", "seq", "global_batch", "micro_batch", "tensor_parallel", "pipeline_parallel", "data_parallel",
+    "virtual_stages", "sequence_parallel", "recompute", "flash", "activation_bytes",
+)
+
+
+def _held(f: Fitted):
+    """`stage_activations` of the chosen configuration's most loaded stage."""
+    common, _ = chosen_arguments(f.case, f.grid, f.choice.index)
+    stage = float(f.result.most_loaded_stage[f.choice.index])
+    return stage_activations(f.case.dims, stage=stage, **{k: common[k] for k in _ACTIVATION_ARGS})
+
+
+def _stage_activations(plan: Plan, f: Fitted) -> list[Term]:
+    """The activations of the most loaded pipeline stage's device, term by term."""
+    c, lay = f.choice, f.choice.layout
+    common, _ = chosen_arguments(f.case, f.grid, c.index)
+    stage = int(f.result.most_loaded_stage[c.index])
+    held = _held(f)
+    parts = layer_activation_parts(
+        f.case.dims, recompute=c.recompute, family=f.case.family, seq=f.case.seq, micro_batch=c.micro_batch, flash=f.case.flash,
+        bytes_per_value=common["activation_bytes"], tensor_parallel=lay.tensor, sequence_parallel=lay.sequence_parallel,
+    )
+    layer, layers, flight = float(held.layer), float(held.layers), float(held.in_flight)
+    first, last = stage == 0, stage == lay.pipeline - 1
+    setting = f"micro-batch {c.micro_batch}, {c.recompute} recomputation, tensor parallel {lay.tensor}" + (
+        ", sequence parallel" if lay.sequence_parallel else "")
+    terms = [
+        value_term("one layer, one micro-batch", f"Korthikanti et al. 2022 per-layer accounting ({setting})", layer, "bytes",
+                   source="Korthikanti et al. 2022, Table 2"),
+        value_term("layers on this stage", "L layers in p·v chunks, chunk j on stage j mod p", layers, "",
+                   substituted=f"stage {stage} of {lay.pipeline}, {lay.virtual_stages} chunk(s) per stage"),
+        value_term("micro-batches in flight", "min(p − r, m) (1F1B); interleaved: min(2(p−r−1) + (v−1)p + 1, m·v) / v", flight, "",
+                   source="Narayanan et al. 2021, Sec. 2.2"),
+    ]
+    stored = [(layer * layers * flight, "layers × in flight")]
+    if first:
+        stored.append((float(parts["embedding"]) * flight, "embedding dropout mask × in flight"))
+    if last:
+        stored.append((float(parts["final_norm"]), "final norm input"))
+    terms.append(sum_term("stored for backward", "layer × layers × in flight (+ embedding on the first stage, final norm on the last)",
+                          stored, float(held.stored), "bytes"))
+    terms.append(value_term("logits buffers", "the loss's logits, last stage only" if lay.pipeline > 1 else "the loss's logits",
+                            float(held.loss), "bytes"))
+    terms.append(value_term("backward-only buffers", "the layer rebuilt by full recomputation", float(held.backward), "bytes"))
+    terms.append(sum_term("activations", "stored + logits + backward-only",
+                          [(float(held.stored), "stored"), (float(held.loss), "logits"), (float(held.backward), "backward-only")],
+                          plan.memory.per_device.activations, "bytes"))
+    return terms
+
+
 def _activations(plan: Plan, stages: Stages) -> list[Term]:
     f = stages.fitted
     if f is None:
         return []
+    if f.case.layouts and f.choice.layout.model_parallel > 1:
+        return _stage_activations(plan, f)
     c = f.choice
     dims = f.case.dims
     parts = activation_parts(f.case, micro_batch=c.micro_batch, recompute=c.recompute, bytes_per_value=c.precision.activation_bytes)
@@ -475,6 +561,10 @@ def _scaling(plan: Plan) -> list[Term]:
     return terms
 
 
+def _term(t: NamedTerm) -> Term:
+    return Term(name=t.name, formula=t.formula, substituted=t.substituted, value=t.value, unit=t.unit, source=t.source)
+
+
 def _time(plan: Plan, stages: Stages) -> list[Term]:
     t, c = plan.time, plan.compute
     if not c.model_flops:
@@ -482,21 +572,55 @@ def _time(plan: Plan, stages: Stages) -> list[Term]:
     if t.seconds is None:
         return [value_term("seconds", f"{plan.train.hardware} quotes no {stages.ctx.precision.compute_dtype} throughput: no time", math.nan, "s",
                            substituted="unknown (GP406)")]
-    return [
-        product_term(
+    f = stages.fitted
+    step = chosen_step(f.case, f.grid, f.choice.index) if f is not None else None
+    terms: list[Term] = []
+    if step is not None:
+        terms += [_term(x) for x in step_time_terms(step)]
+        batch_tokens = plan.train.global_batch_tokens or 0.0
+        steps = plan.data.tokens / batch_tokens if batch_tokens else 0.0
+        terms.append(product_term("optimizer steps", "tokens / (global batch × context)", [(plan.data.tokens, "tokens")], steps, "",
+                                  divisors=[(batch_tokens, "tokens per step")]))
+    if t.model == "step-time" and step is not None:
+        terms.append(product_term("seconds", "optimizer steps × seconds per step", [(steps, "steps"), (float(step.seconds), "s")],
+                                  t.seconds, "s", source="genaisdk.estimate.steptime (docs/parallelism.md)"))
+        terms.append(product_term("MFU", "model FLOPs / (seconds × devices × peak)", [(c.model_flops, "FLOPs")], plan.train.mfu, "",
+                                  divisors=[(t.seconds, "s"), (plan.train.devices, "devices"),
+                                            (stages.ctx.peak, f"FLOP/s ({stages.ctx.precision.compute_dtype} peak)")],
+                                  source="Chowdhery et al. 2022 (PaLM), App. B"))
+    else:
+        why = {"train.mfu": "the spec's train.mfu", "default-mfu": "the documented default MFU"}.get(t.model, "the MFU")
+        terms.append(product_term(
             "seconds",
-            "model FLOPs / (devices × peak FLOP/s × MFU)",
+            f"model FLOPs / (devices × peak FLOP/s × MFU), at {why}",
             [(c.model_flops, "FLOPs")],
             t.seconds,
             "s",
             divisors=[(plan.train.devices, "devices"), (stages.ctx.peak, f"FLOP/s ({stages.ctx.peak_dtype or stages.ctx.precision.compute_dtype} peak)"), (plan.train.mfu, "MFU")],
             source="Chowdhery et al. 2022 (PaLM), App. B: the definition of MFU",
-        ),
+        ))
+    terms += [
         product_term("days", "seconds / 86,400", [(t.seconds, "s")], t.days, "days", divisors=[(SECONDS_PER_DAY, "s/day")]),
         product_term(
             "device-hours", "seconds × devices / 3,600", [(t.seconds, "s"), (plan.train.devices, "devices")], t.gpu_hours, "h", divisors=[(SECONDS_PER_HOUR, "s/h")]
         ),
     ]
+    return terms
+
+
+def _parallelism(plan: Plan, stages: Stages) -> list[Term]:
+    """The layout's devices, layers and micro-batches per stage, parameters per device and
+    every stage's memory (`genaisdk.estimate.derivations.parallelism_terms`)."""
+    f = stages.fitted
+    if f is None:
+        return []
+    tr = plan.train
+    if not f.case.layouts:
+        return [value_term("devices", "data parallelism only: every device holds the whole model", tr.devices, "",
+                           substituted=f"t 1 × p 1 × d {tr.devices}: {f.layouts_why}")]
+    common, memory = chosen_arguments(f.case, f.grid, f.choice.index)
+    family = common.pop("family")
+    return [_term(x) for x in parallelism_terms(f.case.dims, family=family, **common, **memory)]
 
 
 def _cost(plan: Plan, stages: Stages) -> list[Term]:

@@ -129,7 +129,7 @@ def _run(spec: Spec, registry: Registry, resolved: Resolved, notes: Notes) -> Pl
         count = arch.count_params(dims)
         if steps:
             c = fitted.choice
-            global_seq, _ = batch(requested, fitted.case.seq, c.micro_batch, c.devices)
+            global_seq, _ = batch(requested, fitted.case.seq, c.micro_batch, c.data_parallel)
             tokens = float(steps * global_seq * fitted.case.seq)
             notes.reason("data.tokens", tokens, f"train.steps = {steps} steps x {global_seq} sequences x {fitted.case.seq} tokens")
     else:

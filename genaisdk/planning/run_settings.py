@@ -2,9 +2,11 @@
 
 `genai train` (and its `--dry-run`), `genai measure` and every later consumer read the run
 they execute from here, never from the spec: the model's exact dimensions, the family,
-objective and adaptation, the precision, optimizer, strategy, device count, global batch,
-micro-batch, accumulation, recomputation, attention and context are the plan's, field by
-field, under the plan's JSON names. This module decides only what the plan does not: the
+objective and adaptation, the precision, optimizer, strategy, device count, parallel layout
+(`tensor_parallel`, `pipeline_parallel`, `data_parallel`, `sequence_parallel`,
+`virtual_stages`), global batch, micro-batch, accumulation, recomputation, attention and
+context are the plan's, field by field, under the plan's JSON names. This module decides
+only what the plan does not: the
 optimizer schedule a run needs (learning rate, warmup, weight decay, the cosine floor),
 each with its source, in one place.
 
@@ -111,11 +113,16 @@ class RunTrain:
     strategy: str
     devices: int
     hardware: str
-    tensor_parallel: int = 1
-    """Devices of one tensor-parallel group; devices / tensor_parallel data-parallel groups."""
-    sequence_parallel: bool = False
-    """The residual stream's positions split over the tensor-parallel group too."""
     micro_batch: int
+    tensor_parallel: int
+    """t: the devices each layer is split over (the backend's tensor-parallel mesh group)."""
+    pipeline_parallel: int
+    """p: pipeline stages (the JAX backend runs p = 1 only)."""
+    data_parallel: int
+    """d = devices / (t·p): the replicas the global batch is divided over."""
+    sequence_parallel: bool
+    """The residual stream's positions split over the tensor-parallel group too."""
+    virtual_stages: int
     grad_accumulation: int
     global_batch_sequences: int
     global_batch_tokens: float = attrs.field(metadata=COUNT)
@@ -191,19 +198,27 @@ def run_settings(
         if planned != run:
             deviations.append(Deviation(field=field, plan=planned, run=run, why=why))
 
-    # The plan's tensor-parallel layout; a plan that lays out none has every device as its
-    # own data-parallel group.
-    planned_tensor = int(getattr(t, "tensor_parallel", 1) or 1)
-    planned_sequence = bool(getattr(t, "sequence_parallel", False))
+    # The plan's layout: d = devices / (tensor x pipeline) data-parallel replicas.
+    planned_tensor = int(t.tensor_parallel)
+    planned_sequence = bool(t.sequence_parallel)
     run_devices, micro, accumulation = t.devices, t.micro_batch, int(t.grad_accumulation or 1)
     run_tensor = planned_tensor if tensor_parallel is None else int(tensor_parallel)
-    global_seq = int(t.global_batch_sequences or micro * (run_devices // planned_tensor) * accumulation)
+    pipeline = int(t.pipeline_parallel)
+    replicas = int(t.data_parallel)
+    global_seq = int(t.global_batch_sequences or micro * replicas * accumulation)
     reasons = []
     if devices is not None and devices != t.devices:
         reasons.append(devices_why or f"--devices {devices}")
         run_devices = int(devices)
     if run_tensor != planned_tensor:
         reasons.append(f"--tensor-parallel {run_tensor}")
+    model_parallel = run_tensor * pipeline
+    if pipeline > 1 and run_devices % model_parallel:
+        raise RunSettingsError(
+            f"{', '.join(reasons)}: the plan splits each replica over tensor x pipeline = {run_tensor} x {pipeline}"
+            f" = {model_parallel} devices, which {run_devices} is not a multiple of; use a multiple, or plan it with"
+            " --set train.tensor=1 --set train.pipeline=1"
+        )
     if run_devices % run_tensor:
         raise RunSettingsError(
             f"tensor parallel {run_tensor} does not divide the {run_devices} devices; pick a divisor of {run_devices} "
@@ -211,17 +226,18 @@ def run_settings(
         )
     if reasons:
         why = ", ".join(reasons)
-        groups = run_devices // run_tensor
-        per_group = max(1, math.ceil(global_seq / groups))
+        replicas = run_devices // model_parallel
+        per_group = max(1, math.ceil(global_seq / replicas))
         micro = max(1, min(t.micro_batch, per_group))
         accumulation = math.ceil(per_group / micro)
-        unit = "device" if run_tensor == 1 else "data-parallel group"
+        unit = "device" if model_parallel == 1 else "data-parallel group"
         deviate("devices", t.devices, run_devices, why)
         deviate("tensor_parallel", planned_tensor, run_tensor, why)
+        deviate("data_parallel", t.data_parallel, replicas, f"{why}: devices / (tensor x pipeline)")
         deviate("micro_batch", t.micro_batch, micro, f"{why}: at most {per_group} sequences per {unit} per step")
         deviate("grad_accumulation", t.grad_accumulation, accumulation, f"{why}: the global batch kept over fewer {unit}s")
-        deviate("global_batch_sequences", global_seq, micro * groups * accumulation, f"{why}: whole micro-batches per {unit}")
-        global_seq = micro * groups * accumulation
+        deviate("global_batch_sequences", global_seq, micro * replicas * accumulation, f"{why}: whole micro-batches per {unit}")
+        global_seq = micro * replicas * accumulation
     run_sequence = planned_sequence if sequence_parallel is None else bool(sequence_parallel)
     flag = "--sequence-parallel" if run_sequence else "--no-sequence-parallel"
     deviate("sequence_parallel", planned_sequence, run_sequence, flag)
@@ -273,9 +289,12 @@ def run_settings(
             strategy=t.strategy,
             devices=run_devices,
             hardware=t.hardware,
-            tensor_parallel=run_tensor,
-            sequence_parallel=run_sequence,
             micro_batch=micro,
+            tensor_parallel=run_tensor,
+            pipeline_parallel=t.pipeline_parallel,
+            data_parallel=replicas,
+            sequence_parallel=run_sequence,
+            virtual_stages=t.virtual_stages,
             grad_accumulation=accumulation,
             global_batch_sequences=global_seq,
             global_batch_tokens=float(global_seq * m.context),

@@ -4,7 +4,8 @@ model size).
 
 Whatever the spec fixes is held: the preset or dimensions (a size is swept only for `size =
 auto`), the adaptation and its base, the device count and kind, the precision, the strategy,
-the micro-batch, the recomputation and the context. The tokens and the batch of each size
+the micro-batch, the recomputation, the parallel layout (tensor, pipeline, sequence
+parallelism, interleaving) and the context. The tokens and the batch of each size
 follow the plan's own rules (`planning.tokens`), so the plan's configuration is one of the
 rows, with the plan's numbers, marked `is_plan`. Each (size, precision, device count) keeps
 its preferred fitting configuration (`grid.preference_keys`); the front is the Pareto front
@@ -24,8 +25,8 @@ import numpy as np
 
 from genaisdk.core.serialize import BYTES, COUNT, fields_json
 from genaisdk.planning.assemble import predicted_loss
-from genaisdk.planning.fit import model_case
-from genaisdk.planning.grid import RECOMPUTE_ORDER, Grid, evaluate, pareto_mask, powers_of_two, preference_score
+from genaisdk.planning.fit import LAYOUT_KEYS, layout_candidates, model_case
+from genaisdk.planning.grid import RECOMPUTE_ORDER, Grid, evaluate, pareto_mask, powers_of_two, preferred
 from genaisdk.planning.sizing import for_size
 from genaisdk.planning.stages import Planned, Stages
 from genaisdk.planning.tokens import batch_tokens, training_tokens
@@ -50,7 +51,7 @@ class SweepRow:
     micro_batch: int
     recompute: str
     memory: float = attrs.field(metadata=BYTES)
-    """Peak bytes per device."""
+    """Peak bytes per device (the most loaded pipeline stage's)."""
     fits: bool
     loss: float
     days: float | None
@@ -59,6 +60,11 @@ class SweepRow:
     tokens: float = attrs.field(metadata=COUNT)
     is_plan: bool = False
     """The plan's own configuration (its numbers are the plan's)."""
+    tensor_parallel: int = 1
+    pipeline_parallel: int = 1
+    data_parallel: int = 1
+    sequence_parallel: bool = False
+    virtual_stages: int = 1
 
 
 @attrs.frozen(kw_only=True)
@@ -111,13 +117,8 @@ def sweep_devices(planned: int) -> tuple[int, ...]:
 
 def _best_per_group(result, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
     """For each (precision, devices): the preferred fitting configuration over (strategy,
-    micro-batch, recompute), as flat indices into that sub-grid, and whether one fits."""
-    score = np.where(result.fits, preference_score(result), np.iinfo(np.int64).max)
-    # (P, S, D, M, R) -> (P, D, S*M*R)
-    moved = np.moveaxis(score, 2, 1).reshape(grid.shape[0], grid.shape[2], -1)
-    best = np.argmin(moved, axis=-1)
-    ok = np.take_along_axis(moved, best[..., None], axis=-1)[..., 0] < np.iinfo(np.int64).max
-    return best, ok
+    micro-batch, recompute, layout), as flat indices into that sub-grid, and whether one fits."""
+    return preferred(result, groups=(0, 2))
 
 
 def _plan_row(planned: Planned) -> SweepRow:
@@ -138,6 +139,11 @@ def _plan_row(planned: Planned) -> SweepRow:
         usd=p.cost.usd,
         tokens=p.data.tokens,
         is_plan=True,
+        tensor_parallel=p.train.tensor_parallel,
+        pipeline_parallel=p.train.pipeline_parallel,
+        data_parallel=p.train.data_parallel,
+        sequence_parallel=p.train.sequence_parallel,
+        virtual_stages=p.train.virtual_stages,
     )
 
 
@@ -173,6 +179,8 @@ def _axes(stages: Stages) -> tuple[Grid, tuple[str, ...]]:
     else:
         varied.append("recompute")
         recomputes = RECOMPUTE_ORDER
+    if f.case.layouts:
+        varied.extend(k for k in LAYOUT_KEYS if is_auto(getattr(t, k)))
     grid = Grid(precisions=precisions, strategies=strategies, devices=devices, micro_batches=micro, recomputes=recomputes)
     return grid, tuple(varied)
 
@@ -214,15 +222,17 @@ def run_sweep(planned: Planned, *, sizes: Sequence[float] | None = None) -> Swee
             tokens = training_tokens(ctx, count, stages.size.tokens_for(dims, arch, seq), None)
             requested = batch_tokens(ctx, count, seq, None)
         case = model_case(ctx, stages.trainable, dims, seq, tokens=tokens, batch_tokens=requested)
-        cap = max(1, math.ceil(case.global_batch_sequences / min(grid_axes.devices)))
-        grid = attrs.evolve(grid_axes, micro_batches=tuple(m for m in grid_axes.micro_batches if m <= cap) or (1,))
+        layouts = layout_candidates(ctx, case, grid_axes.devices)
+        widest = max(x.model_parallel for x in layouts)
+        cap = max(1, math.ceil(case.global_batch_sequences / max(1, min(grid_axes.devices) // widest)))
+        grid = attrs.evolve(grid_axes, micro_batches=tuple(m for m in grid_axes.micro_batches if m <= cap) or (1,), layouts=layouts)
         start = time.perf_counter()
         result = evaluate(case, grid)
         best, ok = _best_per_group(result, grid)
         elapsed += time.perf_counter() - start
         configurations += grid.size
         loss = predicted_loss(ctx, n, tokens, dims.vocab)[0]
-        m_n, r_n = grid.shape[3], grid.shape[4]
+        m_n, r_n, l_n = grid.shape[3], grid.shape[4], grid.shape[5]
         for i, p in enumerate(grid.precisions):
             for k, d in enumerate(grid.devices):
                 is_plan = dims == stages.dims and p.key == plan_row.precision and d == plan_row.devices
@@ -233,9 +243,9 @@ def run_sweep(planned: Planned, *, sizes: Sequence[float] | None = None) -> Swee
                     continue
                 if not ok[i, k]:
                     continue
-                j, rest = divmod(int(best[i, k]), m_n * r_n)
-                mi, ri = divmod(rest, r_n)
-                idx = (i, j, k, mi, ri)
+                j, mi, ri, li = np.unravel_index(int(best[i, k]), (grid.shape[1], m_n, r_n, l_n))
+                idx = (i, int(j), k, int(mi), int(ri), int(li))
+                layout = grid.layouts[li]
                 seconds = float(result.seconds[idx])
                 hours = seconds * d / 3600.0
                 row = SweepRow(
@@ -253,6 +263,11 @@ def run_sweep(planned: Planned, *, sizes: Sequence[float] | None = None) -> Swee
                     days=seconds / 86400.0,
                     usd=hours * price if price is not None else None,
                     tokens=tokens,
+                    tensor_parallel=layout.tensor,
+                    pipeline_parallel=layout.pipeline,
+                    data_parallel=int(result.data_parallel[idx]),
+                    sequence_parallel=layout.sequence_parallel,
+                    virtual_stages=layout.virtual_stages,
                 )
                 rows.append(row)
                 points.append(_point(row, price))

@@ -24,6 +24,7 @@ TOPIC_TITLES = {
     "memory": "Memory per device",
     "activations": "Activations",
     "scaling": "Scaling (Chinchilla)",
+    "parallelism": "Parallel layout",
     "time": "Time",
     "cost": "Cost",
     "inference": "Inference (one serving replica)",

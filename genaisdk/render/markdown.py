@@ -78,6 +78,7 @@ def to_markdown(plan: Plan) -> str:
             ["hardware", f"{t.devices} x {t.hardware}", _why(plan, "budget.devices")],
             ["precision", t.precision, _why(plan, "train.precision")],
             ["strategy", t.strategy, _why(plan, "train.sharding")],
+            ["layout", t.layout, _why(plan, "train.tensor") or _why(plan, "train.pipeline")],
             ["micro-batch", t.micro_batch, _why(plan, "train.micro_batch")],
             ["recompute", t.recompute, _why(plan, "train.recompute")],
         ],
@@ -88,6 +89,25 @@ def to_markdown(plan: Plan) -> str:
     rows += [[f"overhead: {k}", fmt_bytes(v)] for k, v in b.overheads.items()]
     rows += [["**peak total**", f"**{fmt_bytes(b.total)}** of {fmt_bytes(mem.device_capacity)} ({'fits' if mem.fits else 'does not fit'})"]]
     lines += _table(["per device", "bytes"], rows, "lr")
+    if len(mem.stages) > 1:
+        lines += ["", "Memory per device by pipeline stage:", ""]
+        lines += _table(
+            ["stage", "layers", "weights", "grads", "optimizer", "activations", "total", "fits"],
+            [
+                [
+                    f"{st.stage}" + (" (device's figure)" if st.stage == mem.most_loaded_stage else ""),
+                    st.layers,
+                    fmt_bytes(st.weights),
+                    fmt_bytes(st.gradients),
+                    fmt_bytes(st.optimizer),
+                    fmt_bytes(st.activations),
+                    fmt_bytes(st.total),
+                    "yes" if st.fits else "no",
+                ]
+                for st in mem.stages
+            ],
+            "lrrrrrrc",
+        )
     if mem.options:
         lines += ["", "Memory per device by strategy and precision:", ""]
         lines += _table(
@@ -118,7 +138,12 @@ def to_markdown(plan: Plan) -> str:
             ["model FLOPs", fmt_sci(c.model_flops), "with attention, PaLM appendix B"],
             ["hardware FLOPs", fmt_sci(c.hardware_flops), "with recomputation"],
             ["petaflop/s-days", fmt_amount(c.pf_days), ""],
-            ["MFU assumed", fmt_fraction(t.mfu), _why(plan, "train.mfu")],
+            [{"step-time": "MFU (derived)", "train.mfu": "MFU (spec)"}.get(plan.time.model, "MFU assumed"), fmt_fraction(t.mfu), _why(plan, "train.mfu")],
+            *(
+                [["step", fmt_seconds(plan.time.step.seconds), ", ".join(f"{k.replace('_', ' ')} {fmt_seconds(v)}" for k, v in plan.time.step.parts.items() if v > 0)]]
+                if plan.time.step is not None
+                else []
+            ),
             ["wall-clock", fmt_seconds(plan.time.seconds), f"budget {fmt_seconds(bud.time_seconds)} ({fmt_ratio(bud.time_ratio)})" if bud.time_seconds else ""],
             ["device-hours", fmt_amount(plan.time.gpu_hours), ""],
             ["cost", fmt_usd(plan.cost.usd), f"budget {fmt_usd(bud.cost_usd)} ({fmt_ratio(bud.cost_ratio)})" if bud.cost_usd else ""],

@@ -12,7 +12,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from genaisdk.planning.sweep import SweepResult, SweepRow
 
-COLUMNS = ("", "params", "shape", "precision", "strategy", "devices", "micro", "recompute", "memory", "days", "cost", "loss")
+COLUMNS = ("", "params", "shape", "precision", "strategy", "devices", "layout", "micro", "recompute", "memory", "days", "cost", "loss")
 RIGHT = {"params", "devices", "micro", "memory", "days", "cost", "loss"}
 
 
@@ -24,6 +24,8 @@ def _cells(r: SweepRow) -> list[str]:
         r.precision,
         r.strategy,
         str(r.devices),
+        f"{r.tensor_parallel}x{r.pipeline_parallel}x{r.data_parallel}" + (" sp" if r.sequence_parallel else "")
+        + (f" v{r.virtual_stages}" if r.virtual_stages > 1 else ""),
         str(r.micro_batch),
         r.recompute,
         fmt_bytes(r.memory),

@@ -164,7 +164,10 @@ def _options_table(plan: Plan) -> object | None:
     strategies = list(dict.fromkeys(o.strategy for o in plan.memory.options))
     table = Table(
         box=box.SIMPLE_HEAD,
-        title=_text(f"memory per device by strategy and precision ({plan.train.devices} devices, {plan.train.recompute} recomputation)"),
+        title=_text(
+            f"memory per device by strategy and precision ({plan.train.devices} devices, {plan.train.layout}, "
+            f"{plan.train.recompute} recomputation)"
+        ),
         title_justify="left",
     )
     table.add_column("strategy", no_wrap=True)
@@ -246,14 +249,34 @@ def _fit(plan: Plan) -> object:
     _add(table, "precision", t.precision, _why(plan, "train.precision"))
     _add(table, "optimizer", t.optimizer, _why(plan, "train.optimizer"))
     _add(table, "strategy", t.strategy, _why(plan, "train.sharding"))
+    _add(table, "layout", plan.train.layout, _why(plan, "train.tensor") or _why(plan, "train.pipeline"))
     _add(table, "micro-batch", f"{t.micro_batch} sequences", _why(plan, "train.micro_batch"))
     _add(table, "recompute", t.recompute, _why(plan, "train.recompute"))
     if t.global_batch_sequences:
+        replicas = f"{t.data_parallel} replicas" if t.data_parallel != t.devices else f"{t.devices}"
         _add(table, 
             "global batch",
             f"{t.global_batch_sequences} sequences ({fmt_count(t.global_batch_tokens, 'tokens')})",
-            f"{t.grad_accumulation} accumulation step(s) of {t.micro_batch} x {t.devices}",
+            f"{t.grad_accumulation} accumulation step(s) of {t.micro_batch} x {replicas}",
         )
+    return table
+
+
+def _stages_table(plan: Plan) -> object | None:
+    """One row per pipeline stage (only when there are several)."""
+    stages = plan.memory.stages
+    if len(stages) <= 1:
+        return None
+    from rich import box
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title=_text("memory per device, by pipeline stage"), title_justify="left")
+    for col in ("stage", "layers", "weights", "grads", "optimizer", "activations", "peak total"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for st in stages:
+        mark = " *" if st.stage == plan.memory.most_loaded_stage else ""
+        _add(table, f"{st.stage}{mark}", str(st.layers), fmt_bytes(st.weights), fmt_bytes(st.gradients), fmt_bytes(st.optimizer),
+             fmt_bytes(st.activations), _text(fmt_bytes(st.total), "green" if st.fits else "bold red"))
     return table
 
 
@@ -264,7 +287,12 @@ def _cost(plan: Plan) -> object:
     _add(table, "model FLOPs", fmt_sci(c.model_flops), "(6·N + 12·L·H·Q·T)·D, PaLM appendix B")
     _add(table, "hardware FLOPs", fmt_sci(c.hardware_flops), "model FLOPs + recomputation")
     _add(table, "petaflop/s-days", fmt_amount(c.pf_days), "1 PF-day = 8.64e19 FLOPs")
-    _add(table, "MFU assumed", fmt_fraction(plan.train.mfu), _why(plan, "train.mfu"))
+    step = tm.step
+    label = {"step-time": "MFU (derived)", "train.mfu": "MFU (spec)"}.get(tm.model, "MFU assumed")
+    _add(table, label, fmt_fraction(plan.train.mfu), _why(plan, "train.mfu"))
+    if step is not None:
+        parts = ", ".join(f"{k.replace('_', ' ')} {fmt_seconds(v)}" for k, v in step.parts.items() if v > 0)
+        _add(table, "step", f"{fmt_seconds(step.seconds)} x {plan.train.steps or 0:,} steps", parts)
     over_time = b.time_ratio is not None and b.time_ratio > 1
     time_text = fmt_seconds(tm.seconds)
     if b.time_seconds is not None:
@@ -307,7 +335,10 @@ def _serve(plan: Plan) -> object:
 def _reasons(plan: Plan) -> object:
     table = _kv_table()
     for r in plan.reasons:
-        value = r.value if isinstance(r.value, str) else fmt_count(r.value) if isinstance(r.value, (int, float)) else str(r.value)
+        if isinstance(r.value, bool):
+            value = "true" if r.value else "false"
+        else:
+            value = r.value if isinstance(r.value, str) else fmt_count(r.value) if isinstance(r.value, (int, float)) else str(r.value)
         _add(table, r.field, value, r.reason)
     return table
 
@@ -357,6 +388,9 @@ def render_text(plan: Plan, console: Console, *, layout: str | None = None) -> N
     console.print(Rule("Fit", align="left"))
     console.print(_fit(plan))
     console.print(_memory_table(plan))
+    stages = _stages_table(plan)
+    if stages is not None:
+        console.print(stages)
     if layout == "wide":
         options = _options_table(plan)
         if options is not None:

@@ -130,13 +130,24 @@ class TrainSpec:
     batch: float | None = None
     """Global batch, in tokens."""
     micro_batch: int | Auto = AUTO
-    """Sequences per device per forward/backward pass."""
+    """Sequences per data-parallel replica per forward/backward pass."""
     recompute: str | Auto = AUTO
     """none | selective | full."""
+    tensor: int | Auto = AUTO
+    """Tensor-parallel degree t: each layer's heads, FFN columns and vocabulary split over t
+    devices (Shoeybi et al. 2019)."""
+    pipeline: int | Auto = AUTO
+    """Pipeline-parallel degree p: the layers cut into p stages (Narayanan et al. 2021)."""
+    sequence_parallel: bool | Auto = AUTO
+    """Split the layer-norm and dropout activations over the tensor-parallel group too
+    (Korthikanti et al. 2022); needs tensor > 1."""
+    virtual_stages: int | Auto = AUTO
+    """Chunks of layers per pipeline stage (the interleaved schedule, v); 1 is plain 1F1B."""
     attention: str = "flash"
     """flash | materialized."""
     mfu: float | None = None
-    """Model-FLOPs utilization to assume; None = the planner's documented default."""
+    """Model-FLOPs utilization to assume; None = the step-time model's, derived (or the
+    planner's documented default where that model does not cover the run)."""
     learning_rate: float | None = None
     warmup: int | None = None
     """Warmup steps (a count) for the JAX backend."""

@@ -83,7 +83,7 @@ def test_a_run_with_a_sharding_override_then_a_refused_rerun(tmp_path):
     assert run["settings"]["train"]["strategy"] == "fsdp"
     deviations = {d["field"]: d for d in run["deviations"]}
     assert deviations["devices"] == {"field": "devices", "plan": 1, "run": 2, "why": "--devices 2"}
-    assert set(deviations) <= {"devices", "micro_batch", "grad_accumulation", "global_batch_sequences"}
+    assert set(deviations) <= {"devices", "data_parallel", "micro_batch", "grad_accumulation", "global_batch_sequences"}
     assert "the run differs from the plan: devices 1 -> 2 (--devices 2)" in result.output
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 4  # 3 steps + the final evaluation
 

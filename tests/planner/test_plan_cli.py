@@ -130,7 +130,7 @@ def test_explain_topics():
     assert "peak total" in result.output
     every = run("explain", LEGAL, "--json")
     data = json.loads(every.output)
-    assert set(data) == {"params", "flops", "memory", "activations", "scaling", "time", "cost", "inference"}
+    assert set(data) == {"params", "flops", "memory", "activations", "scaling", "parallelism", "time", "cost", "inference"}
     assert run("explain", LEGAL, "memroy").exit_code == 2
 
 

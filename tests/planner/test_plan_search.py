@@ -51,16 +51,34 @@ def test_sharded_memory_falls_with_devices(fitted):
     grid = Grid(precisions=(fitted.ctx.precision,), strategies=r.strategies, devices=(1, 2, 4, 8, 16), micro_batches=(1,), recomputes=("full",))
     result = evaluate(case, grid)
     keys = [s.key for s in r.strategies]
-    ddp, zero1, zero2, fsdp = (result.total[0, keys.index(k), :, 0, 0] for k in ("ddp", "zero1", "zero2", "fsdp"))
+    ddp, zero1, zero2, fsdp = (result.total[0, keys.index(k), :, 0, 0, 0] for k in ("ddp", "zero1", "zero2", "fsdp"))
     assert np.all(np.diff(fsdp) < 0) and np.all(np.diff(zero1) < 0)
     assert np.allclose(ddp, ddp[0])
     assert np.all(fsdp[1:] <= zero2[1:]) and np.all(zero2 <= zero1 + 1) and np.all(zero1 <= ddp + 1)
 
 
-def test_choice_prefers_fitting_then_cheap(fitted):
+def test_choice_is_the_fastest_that_fits(fitted):
     case, r = fitted.fitted.case, fitted.ctx.resolved
     grid = Grid(precisions=(fitted.ctx.precision,), strategies=r.strategies, devices=(8,), micro_batches=powers_of_two(1, 64), recomputes=("none", "selective", "full"))
     result = evaluate(case, grid)
+    c = choose(result)
+    assert c.fits
+    offload = np.array([s.offload_optimizer or s.offload_weights for s in grid.strategies])
+    no_offload = result.fits & ~offload[None, :, None, None, None, None]
+    assert float(result.seconds[c.index]) == float(np.min(np.where(no_offload, result.seconds, np.inf)))
+    # On a tie the cheaper strategy wins: none cheaper is as fast.
+    order = [s.key for s in grid.strategies]
+    for j in range(order.index(c.strategy.key)):
+        assert not np.any(no_offload[0, j] & (result.seconds[0, j] <= result.seconds[c.index])), order[j]
+
+
+def test_without_the_step_time_model_the_choice_prefers_fitting_then_cheap(fitted):
+    import attrs
+
+    case, r = attrs.evolve(fitted.fitted.case, cluster=None), fitted.ctx.resolved
+    grid = Grid(precisions=(fitted.ctx.precision,), strategies=r.strategies, devices=(8,), micro_batches=powers_of_two(1, 64), recomputes=("none", "selective", "full"))
+    result = evaluate(case, grid)
+    assert result.step is None
     c = choose(result)
     assert c.fits
     order = [s.key for s in grid.strategies]

@@ -299,6 +299,11 @@ class RunConfig:
                 "(recorded as a deviation)"
             )
         adapter = AdapterConfig.from_adapt(adapt, method) if method.trains and not method.full else None
+        if train.pipeline_parallel > 1:
+            raise UnsupportedError(
+                f"the plan cuts the model into {train.pipeline_parallel} pipeline stages, and the JAX backend cannot run "
+                "pipeline parallelism yet: plan it without (--set train.pipeline=1)"
+            )
         strategy = _lookup(registry, "strategies", train.strategy)
         if strategy.offload_optimizer or strategy.offload_weights:
             raise UnsupportedError(

@@ -404,7 +404,7 @@ def _stages(f: Fitted, per_device: MemoryBreakdown) -> tuple[StageMemory, ...]:
 def _options(ctx: PlanContext, f: Fitted) -> tuple[MemoryOption, ...]:
     """The same model under every strategy and every trainable precision the hardware
     runs, at the chosen device count, layout and recomputation, each with its largest
-    fitting micro-batch (1 when none fits)."""
+    fitting micro-batch (1 when none fits; the plan's own row, the plan's micro-batch)."""
     c = f.choice
     hw = ctx.hardware
     # The chosen precision, full fp32 (the teaching baseline) and fp8 where the hardware has it.
@@ -426,7 +426,11 @@ def _options(ctx: PlanContext, f: Fitted) -> tuple[MemoryOption, ...]:
     for i, prec in enumerate(grid.precisions):
         for j, strat in enumerate(grid.strategies):
             fits = result.fits[i, j, 0, :, 0, 0]
-            k = int(np.nonzero(fits)[0][-1]) if fits.any() else 0
+            chosen = prec.key == c.precision.key and strat.key == c.strategy.key
+            if chosen and c.micro_batch in grid.micro_batches:
+                k = list(grid.micro_batches).index(c.micro_batch)  # the plan's own row: its micro-batch
+            else:
+                k = int(np.nonzero(fits)[0][-1]) if fits.any() else 0
             idx = (i, j, 0, k, 0, 0)
             rows.append(
                 MemoryOption(
@@ -436,7 +440,7 @@ def _options(ctx: PlanContext, f: Fitted) -> tuple[MemoryOption, ...]:
                     micro_batch=int(grid.micro_batches[k]),
                     per_device=breakdown(result, idx),
                     fits=bool(result.fits[idx]),
-                    chosen=(prec.key == c.precision.key and strat.key == c.strategy.key),
+                    chosen=chosen,
                 )
             )
     return tuple(rows)

@@ -24,8 +24,8 @@ def _cells(r: SweepRow) -> list[str]:
         r.precision,
         r.strategy,
         str(r.devices),
-        f"{r.tensor_parallel}x{r.pipeline_parallel}x{r.data_parallel}" + (" sp" if r.sequence_parallel else "")
-        + (f" v{r.virtual_stages}" if r.virtual_stages > 1 else ""),
+        f"{r.tensor_parallel}x{r.pipeline_parallel}x{r.data_parallel}" + ("+sp" if r.sequence_parallel else "")
+        + (f"+v{r.virtual_stages}" if r.virtual_stages > 1 else ""),
         str(r.micro_batch),
         r.recompute,
         fmt_bytes(r.memory),
@@ -55,13 +55,14 @@ def sweep_markdown(result: SweepResult, top: int = 10) -> str:
     return "\n".join(lines) + "\n"
 
 
-NARROW_HIDDEN = ("shape", "micro", "recompute")
+NARROW_HIDDEN = ("shape", "layout", "micro", "recompute")
 """Columns the table leaves out under 120 columns (they are in --json and --markdown)."""
 
 
 def render_sweep(result: SweepResult, console: Console, top: int = 10, *, narrow: bool | None = None) -> None:
     """The front as a table. Narrow (under 120 columns, or `narrow=True`) leaves out shape,
-    micro-batch and recomputation, so that no cell is cut at 80 columns."""
+    layout, micro-batch and recomputation, so that no cell is cut at 80 columns; the layout
+    column shows only where some row splits the model."""
     from rich import box
     from rich.table import Table
 
@@ -75,7 +76,12 @@ def render_sweep(result: SweepResult, console: Console, top: int = 10, *, narrow
         title=f"Pareto front: predicted loss vs time vs cost ({len(result.front)} configurations, {len(rows)} shown)",
         title_justify="left",
     )
-    shown = [i for i, column in enumerate(COLUMNS) if not (narrow and column in NARROW_HIDDEN)]
+    # The layout column only where some row splits the model (tensor, pipeline).
+    split = any(r.tensor_parallel * r.pipeline_parallel > 1 or r.sequence_parallel for r in rows)
+    shown = [
+        i for i, column in enumerate(COLUMNS)
+        if not (narrow and column in NARROW_HIDDEN) and (split or column != "layout")
+    ]
     for i in shown:
         table.add_column(COLUMNS[i], justify="right" if COLUMNS[i] in RIGHT else "left", no_wrap=True)
     for r in rows:
@@ -83,5 +89,6 @@ def render_sweep(result: SweepResult, console: Console, top: int = 10, *, narrow
         table.add_row(*(cells[i] for i in shown), style="bold" if r.is_plan else None)
     console.print(table)
     if narrow:
-        console.print("[dim]shape, micro-batch and recomputation: at 120 columns or more, or with --json[/]")
+        hidden = "shape, layout, micro-batch and recomputation" if split else "shape, micro-batch and recomputation"
+        console.print(f"[dim]{hidden}: at 120 columns or more, or with --json[/]")
     console.print(f"[dim]{_summary(result)}[/]")

@@ -132,3 +132,17 @@ def test_a_plan_that_does_not_fit_is_not_a_run(tmp_path):
     result = CliRunner().invoke(cli, ["train", str(spec), "--dry-run", "--json"])
     assert result.exit_code == 1
     assert any(p.startswith("GP202") for p in json.loads(result.stdout)["problems"])
+
+
+def test_other_devices_keep_the_plans_tensor_x_pipeline_or_are_refused():
+    spec = str(ROOT / "specs" / "llama-65b.genai")
+    plan = json.loads(_cli("plan", spec, "--json").output)["train"]
+    split = plan["tensor_parallel"] * plan["pipeline_parallel"]
+    assert split > 1
+    run = json.loads(_cli("train", spec, "--dry-run", "--json", "--devices", str(split * 4)).stdout)
+    deviations = {d["field"]: d for d in run["deviations"]}
+    assert deviations["data_parallel"]["run"] == 4 and run["train"]["tensor_parallel"] == plan["tensor_parallel"]
+    assert run["train"]["global_batch_sequences"] == run["train"]["micro_batch"] * 4 * run["train"]["grad_accumulation"]
+    refused = _cli("train", spec, "--dry-run", "--devices", str(split + 1))
+    assert refused.exit_code == 1
+    assert f"tensor x pipeline = {plan['tensor_parallel']} x {plan['pipeline_parallel']}" in refused.output

@@ -25,8 +25,16 @@ def _json(*args: str) -> dict:
         # QLoRA of llama2-7b on one RTX 4090 in bf16 with full recomputation: only the
         # strategy and the micro-batch are the planner's to choose.
         ("chat-qlora", {"devices": 1, "precision": "bf16", "recompute": "full"}, ["strategy", "micro_batch"]),
-        # 64 A100s, bf16, selective recomputation; the size is auto.
-        ("legal", {"devices": 64, "precision": "bf16", "recompute": "selective"}, ["size", "strategy", "micro_batch"]),
+        # 64 A100s, bf16, selective recomputation; the size is auto. An encoder-decoder: no
+        # layout to vary (t = p = 1).
+        ("legal", {"devices": 64, "precision": "bf16", "recompute": "selective", "tensor_parallel": 1, "pipeline_parallel": 1},
+         ["size", "strategy", "micro_batch"]),
+        # BLOOM: the spec fixes its published layout, strategy, micro-batch and recomputation: all held.
+        ("bloom-176b", {"devices": 384, "tensor_parallel": 4, "pipeline_parallel": 12, "data_parallel": 8, "micro_batch": 2,
+                        "strategy": "zero1", "recompute": "full"}, []),
+        # LLaMA-65B fixes sequence parallelism and recomputation: the rest of the layout varies.
+        ("llama-65b", {"devices": 2048, "sequence_parallel": True, "recompute": "selective"},
+         ["strategy", "micro_batch", "tensor", "pipeline", "virtual_stages"]),
     ],
 )
 def test_the_sweep_holds_what_the_spec_fixes_and_contains_the_plan(name, held, varied):
@@ -43,7 +51,8 @@ def test_the_sweep_holds_what_the_spec_fixes_and_contains_the_plan(name, held, v
     (mine,) = [r for r in rows if r["is_plan"]]
     assert mine["params"] == plan["model"]["params"]
     assert (mine["layers"], mine["d_model"]) == (plan["model"]["layers"], plan["model"]["d_model"])
-    for key in ("precision", "strategy", "devices", "micro_batch", "recompute"):
+    for key in ("precision", "strategy", "devices", "micro_batch", "recompute", "tensor_parallel", "pipeline_parallel",
+                "data_parallel", "sequence_parallel", "virtual_stages"):
         assert mine[key] == plan["train"][key], key
     assert mine["memory"] == plan["memory"]["per_device"]["total"]
     assert mine["fits"] == plan["memory"]["fits"]

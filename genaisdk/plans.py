@@ -387,6 +387,11 @@ class TimeSection:
     step: StepSection | None = None
     """The step-time model's step, where it covers the run (also when `train.mfu` overrides it)."""
 
+    @property
+    def mfu_label(self) -> str:
+        """How views name `train.mfu`: 'MFU (derived)', 'MFU (spec)' or 'MFU assumed'."""
+        return {"step-time": "MFU (derived)", "train.mfu": "MFU (spec)"}.get(self.model, "MFU assumed")
+
 
 @attrs.frozen(kw_only=True)
 class CostSection:

@@ -484,7 +484,7 @@ def model_card(
 
     lines += ["#### Speeds, Sizes, Times", ""]
     speed = [
-        ("planned wall-clock", fmt_seconds(plan.time.seconds) + f" on {t.devices} x {t.hardware} at {fmt_fraction(t.mfu)} MFU"),
+        ("planned wall-clock", fmt_seconds(plan.time.seconds) + f" on {t.devices} x {t.hardware} at {fmt_fraction(t.mfu)} {plan.time.mfu_label}"),
         ("planned device-hours", f"{plan.time.gpu_hours:,.4g}" if plan.time.gpu_hours is not None else "not known: the device quotes no throughput"),
         ("planned cost", fmt_usd(plan.cost.usd) if plan.cost.usd is not None else "no price per device-hour known"),
         ("training compute", f"{fmt_sci(plan.compute.flops)} FLOPs (6·N·D), {plan.compute.pf_days:,.4g} PF-days"),

@@ -280,20 +280,20 @@ def fixed_model_spec(spec: Spec, plan: Plan, devices: int) -> Spec:
     return attrs.evolve(spec, project=project)
 
 
-def _data_parallel(spec: Spec, plan: Plan, devices: int) -> Spec:
+def _as_planned(spec: Spec, plan: Plan, devices: int) -> Spec:
     return fixed_model_spec(spec, plan, devices)
 
 
 LAYOUTS: tuple[Layout, ...] = (
     Layout(
-        name="data parallel",
-        description="every device holds a replica or a ZeRO/FSDP shard; the planner picks the strategy, "
-        "micro-batch and recomputation that fit at each count",
-        apply=_data_parallel,
+        name="as planned",
+        description="the planner picks the layout (tensor, pipeline and data parallelism, where the spec leaves them "
+        "auto), strategy, micro-batch and recomputation, the fastest that fits at each count",
+        apply=_as_planned,
     ),
 )
-"""The layouts the scaling panel plans. A layout the planner learns (tensor or pipeline
-parallel) is one more entry here: its `apply` writes the layout into the spec."""
+"""The layouts the scaling panel plans. Another way to spread the model is one more entry
+here: its `apply` writes that layout into the spec (`train.tensor`, `train.pipeline`)."""
 
 
 def device_counts(planned: int, *, below: int = 4, above: int = 3) -> list[int]:

@@ -138,7 +138,7 @@ def to_markdown(plan: Plan) -> str:
             ["model FLOPs", fmt_sci(c.model_flops), "with attention, PaLM appendix B"],
             ["hardware FLOPs", fmt_sci(c.hardware_flops), "with recomputation"],
             ["petaflop/s-days", fmt_amount(c.pf_days), ""],
-            [{"step-time": "MFU (derived)", "train.mfu": "MFU (spec)"}.get(plan.time.model, "MFU assumed"), fmt_fraction(t.mfu), _why(plan, "train.mfu")],
+            [plan.time.mfu_label, fmt_fraction(t.mfu), _why(plan, "train.mfu")],
             *(
                 [["step", fmt_seconds(plan.time.step.seconds), ", ".join(f"{k.replace('_', ' ')} {fmt_seconds(v)}" for k, v in plan.time.step.parts.items() if v > 0)]]
                 if plan.time.step is not None

@@ -166,6 +166,7 @@ def _scaling_context(spec: Spec, plan: Plan) -> dict[str, Any]:
         "rows": rows,
         "layouts": [{"name": s.layout, "description": s.description} for s in picture.series],
         "mfu": f"{plan.train.mfu:.0%}",
+        "time_model": plan.time.model,
         "has_cost": picture.has_cost,
         "missing": None,
     }

@@ -216,7 +216,7 @@ def sections(plan: Plan) -> list[Section]:
         Row(label="training FLOPs", value=fmt_sci(c.flops), why="6·N·D"),
         Row(label="model FLOPs", value=fmt_sci(c.model_flops), why="(6·N + 12·L·H·Q·T)·D, PaLM appendix B"),
         Row(label="petaflop/s-days", value=f"{c.pf_days:,.1f}" if c.pf_days >= 1 else f"{c.pf_days:.3g}", why="1 PF-day = 8.64e19 FLOPs"),
-        Row(label="MFU assumed", value=fmt_fraction(t.mfu), why=why(plan, "train.mfu")),
+        Row(label=plan.time.mfu_label, value=fmt_fraction(t.mfu), why=why(plan, "train.mfu")),
         Row(label="wall-clock", value=fmt_seconds(plan.time.seconds),
             why=f"budget {fmt_seconds(b.time_seconds)}: {fmt_ratio(b.time_ratio)}" if b.time_seconds else "",
             status=_ratio_status(b.time_ratio)),

@@ -288,8 +288,7 @@ def _cost(plan: Plan) -> object:
     _add(table, "hardware FLOPs", fmt_sci(c.hardware_flops), "model FLOPs + recomputation")
     _add(table, "petaflop/s-days", fmt_amount(c.pf_days), "1 PF-day = 8.64e19 FLOPs")
     step = tm.step
-    label = {"step-time": "MFU (derived)", "train.mfu": "MFU (spec)"}.get(tm.model, "MFU assumed")
-    _add(table, label, fmt_fraction(plan.train.mfu), _why(plan, "train.mfu"))
+    _add(table, tm.mfu_label, fmt_fraction(plan.train.mfu), _why(plan, "train.mfu"))
     if step is not None:
         parts = ", ".join(f"{k.replace('_', ' ')} {fmt_seconds(v)}" for k, v in step.parts.items() if v > 0)
         _add(table, "step", f"{fmt_seconds(step.seconds)} x {plan.train.steps or 0:,} steps", parts)

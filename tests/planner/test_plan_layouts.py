@@ -248,7 +248,7 @@ def grid_of():
                 Layout(tensor=t, pipeline=p, sequence_parallel=sp)
                 for t in (1, 2, 4) for p in (1, 2, 4) for sp in (False, True) if t > 1 or not sp
             )
-            grid = Grid(precisions=(ctx.precision,), strategies=ctx.resolved.strategies[:4], devices=(16,),
+            grid = Grid(precisions=(ctx.precision,), strategies=ctx.resolved.strategies[:4], devices=(4, 8, 16, 32),
                         micro_batches=(1, 2), recomputes=("none", "selective", "full"), layouts=layouts)
             cache[model] = (f.case, grid, evaluate(f.case, grid))
         return cache[model]
@@ -259,14 +259,16 @@ def grid_of():
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(model=models(), data=st.data())
 def test_memory_never_grows_when_t_or_p_doubles_at_a_fixed_global_batch(grid_of, model, data):
-    """At the same devices, strategy, micro-batch and recomputation, doubling t (or p) never
-    adds per-device memory, except the first stage's embedding mask for the extra
-    micro-batches in flight that a longer pipeline holds (parallel.py's stated term)."""
+    """With the same data-parallel degree, global batch, strategy, micro-batch and
+    recomputation, doubling t (or p), and so the devices, never adds per-device memory, except
+    the first stage's embedding mask for the extra micro-batches in flight that a longer
+    pipeline holds (parallel.py's stated term)."""
     case, grid, result = grid_of(model)
     index = {x: i for i, x in enumerate(grid.layouts)}
     j = data.draw(st.integers(0, len(grid.strategies) - 1))
     mb = data.draw(st.integers(0, 1))
     rc = data.draw(st.integers(0, 2))
+    n = data.draw(st.integers(0, len(grid.devices) - 2))  # devices n, then 2n: d is the same
     mask_per_sequence = case.dims.d_model * case.seq  # one byte per value (Korthikanti et al. 2022, Sec. 4.3)
     for lay, i in index.items():
         for bigger in (Layout(tensor=lay.tensor * 2, pipeline=lay.pipeline, sequence_parallel=lay.sequence_parallel),
@@ -274,7 +276,8 @@ def test_memory_never_grows_when_t_or_p_doubles_at_a_fixed_global_batch(grid_of,
             k = index.get(bigger)
             if k is None:
                 continue
-            a, b = (0, j, 0, mb, rc, i), (0, j, 0, mb, rc, k)
+            a, b = (0, j, n, mb, rc, i), (0, j, n + 1, mb, rc, k)
+            assert result.data_parallel[a] == result.data_parallel[b]
             if not (result.valid[a] and result.valid[b]):
                 continue
             slack = 0.0
@@ -294,7 +297,8 @@ def test_time_times_devices_is_never_below_the_compute_only_bound(grid_of, model
     peak = case.cluster.peak_flops
     bound = case.model_flops / peak
     seconds = np.where(result.valid, result.seconds, np.inf)
-    assert np.all(seconds * 16 >= bound * (1 - 1e-12))
-    hardware = np.broadcast_to(result.step.hardware_flops, grid.shape) / (np.broadcast_to(result.step.seconds, grid.shape) * 16 * peak)
+    devices = np.asarray(grid.devices, dtype=float).reshape(1, 1, -1, 1, 1, 1)
+    assert np.all(seconds * devices >= bound * (1 - 1e-12))
+    hardware = np.broadcast_to(result.step.hardware_flops, grid.shape) / (np.broadcast_to(result.step.seconds, grid.shape) * devices * peak)
     assert np.all(np.where(result.valid, hardware, 0.0) <= 1.0)
     assert math.isfinite(float(np.min(seconds)))

@@ -86,7 +86,7 @@ def test_extra_layouts_become_extra_series(planned):
     half = figures.Layout(name="half the devices", description="a test layout",
                           apply=lambda s, p, n: figures.fixed_model_spec(s, p, max(1, n // 2)))
     picture = figures.scaling_picture(spec, plan, counts=[1, 2, 4], layouts=(*figures.LAYOUTS, half))
-    assert [s.layout for s in picture.series] == ["data parallel", "half the devices"]
+    assert [s.layout for s in picture.series] == ["as planned", "half the devices"]
     assert [p.devices for p in picture.series[1].points] == [1, 1, 2]
 
 

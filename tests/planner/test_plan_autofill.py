@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from genaisdk.planning.grid import STRATEGY_ORDER
-
 
 def test_family_and_objective_from_the_task(make_plan):
     plan = make_plan(

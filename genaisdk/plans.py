@@ -389,8 +389,9 @@ class TimeSection:
 
     @property
     def mfu_label(self) -> str:
-        """How views name `train.mfu`: 'MFU (derived)', 'MFU (spec)' or 'MFU assumed'."""
-        return {"step-time": "MFU (derived)", "train.mfu": "MFU (spec)"}.get(self.model, "MFU assumed")
+        """How views name `train.mfu`: 'MFU (derived)', 'MFU (spec)', 'MFU assumed', or
+        'MFU (unused)' where the device quotes no throughput (no time to apply it to)."""
+        return {"step-time": "MFU (derived)", "train.mfu": "MFU (spec)", "none": "MFU (unused)"}.get(self.model, "MFU assumed")
 
 
 @attrs.frozen(kw_only=True)

@@ -310,7 +310,7 @@ def _check_fixed_layout(ctx: PlanContext, trainable: Trainable, dims: Dimensions
     for key, message, hint in problems:
         notes.diag(codes.LAYOUT_CANNOT_RUN, message, f"train.{key}", hint=hint)
     if problems:
-        raise SpecError(notes.diagnostics, ctx.spec.source)
+        raise SpecError(notes.diagnostics, ctx.spec.sources)
 
 
 def _word(value) -> str:
@@ -327,7 +327,7 @@ def _no_valid_layout(ctx: PlanContext, fitted: Fitted, notes: Notes) -> None:
         fixed[0] if fixed else "budget.hardware",
         hint="an interleaved schedule needs its micro-batches per step to be a multiple of pipeline; set these to auto",
     )
-    raise SpecError(notes.diagnostics, ctx.spec.source)
+    raise SpecError(notes.diagnostics, ctx.spec.sources)
 
 
 def _fit_longest_context(ctx: PlanContext, trainable: Trainable, dims: Dimensions, *, tokens: float, batch_tokens: float, notes: Notes) -> Fitted:

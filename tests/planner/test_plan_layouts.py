@@ -203,6 +203,26 @@ def test_a_record_without_link_figures_times_with_the_mfu_and_names_them():
     assert one.time.model == "step-time" and "GP410" not in [d.code for d in one.diagnostics]
 
 
+def test_a_device_without_throughput_searches_layouts_by_memory_and_has_no_time():
+    """A device described by its memory alone: every layout is still searched and every
+    stage's memory stated, but there is no time to rank them by (GP406, not GP410): the
+    least model parallelism that fits wins, and the plan says so."""
+    planned = _planned(**{**LLAMA3_70B_ON_16, "budget": "hardware = 16 x { name = h100-memory, memory = 80 GiB }"})
+    plan, f = planned.plan, planned.stages.fitted
+    t, mem = plan.train, plan.memory
+    codes = [d.code for d in plan.diagnostics]
+    assert "GP406" in codes and "GP410" not in codes
+    assert plan.time.seconds is None and plan.time.model == "none" and plan.time.step is None
+    assert plan.time.mfu_label == "MFU (unused)"
+    assert mem.fits and len(mem.stages) == t.pipeline_parallel
+    assert "no step-time model to rank layouts by speed" in plan.reason("train.tensor").reason
+    # Among the configurations that fit without offload (none here) or with it, none has less model parallelism.
+    fitting = f.result.fits & np.broadcast_to(
+        np.asarray([s.key == t.strategy for s in f.grid.strategies]).reshape(1, -1, 1, 1, 1, 1), f.result.fits.shape)
+    splits = np.asarray([x.model_parallel for x in f.grid.layouts]).reshape(1, 1, 1, 1, 1, -1)
+    assert t.tensor_parallel * t.pipeline_parallel == int(np.min(np.where(fitting, splits, np.iinfo(np.int64).max)))
+
+
 def test_devices_auto_is_the_fewest_whole_nodes_the_step_time_model_says_meet_the_budget():
     planned = _planned(model="preset = llama-7b\ncontext = 2048 tokens", data="tokens = 1T tokens",
                        budget="hardware = auto x a100-80gb\ntime = 30 days")

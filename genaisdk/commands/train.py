@@ -209,10 +209,11 @@ def command(
 ) -> None:
     """Train the model a spec describes, as `genai plan` planned it.
 
-    The run takes the plan's model, precision, strategy, devices, batch, micro-batch,
-    accumulation and recomputation; --devices, --tensor-parallel, --sequence-parallel, --steps,
-    --precision and --adapt change them, and every field that then differs from the plan is
-    printed and recorded in run.json.
+    The run takes the plan's model, precision, strategy, devices, parallel layout, batch,
+    micro-batch, accumulation and recomputation; --devices, --tensor-parallel,
+    --sequence-parallel, --steps, --precision and --adapt change them, and every field that
+    then differs from the plan is printed and recorded in run.json. A plan with pipeline
+    stages is refused (exit status 1) with the --set that plans it without.
 
     Before step 0 the step is compiled ahead of time; a run whose compiled step needs more
     memory than a device has is refused (exit status 1) with the plan's cheapest

@@ -20,6 +20,13 @@ SPECS = Path(__file__).resolve().parents[2] / "specs"
 def test_the_backend_model_has_the_planned_parameter_count(name):
     spec = genaisdk.load(SPECS / f"{name}.genai")
     plan = genaisdk.plan(spec)
+    if plan.train.pipeline_parallel > 1:
+        # The backend runs no pipeline: refused with the option that plans without, and
+        # the same model planned on one stage without tensor parallelism is what it builds.
+        with pytest.raises(UnsupportedError, match=r"--set train\.pipeline=1"):
+            RunConfig.from_settings(run_settings(plan, spec))
+        spec = genaisdk.load(SPECS / f"{name}.genai", overrides=["train.pipeline=1", "train.tensor=1", "train.sequence_parallel=false"])
+        plan = genaisdk.plan(spec)
     config = RunConfig.from_settings(run_settings(plan, spec))
     model = build(config.dims, family=config.architecture.family)
     assert model.num_params() == int(plan.model.params)

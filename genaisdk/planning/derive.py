@@ -401,11 +401,12 @@ def _activation_groups(f: Fitted) -> dict[str, float]:
     c = f.choice
     if f.case.layouts:
         held = _held(f)
-        return {"stored": float(held.stored), "logits": float(held.loss), "backward-only": float(held.backward)}
-    parts = activation_parts(f.case, micro_batch=c.micro_batch, recompute=c.recompute, bytes_per_value=c.precision.activation_bytes)
-    loss, rebuilt = float(act.loss_bytes(parts)), float(act.backward_bytes(parts))
+        stored, loss, rebuilt = float(held.stored), float(held.loss), float(held.backward)
+    else:
+        parts = activation_parts(f.case, micro_batch=c.micro_batch, recompute=c.recompute, bytes_per_value=c.precision.activation_bytes)
+        stored, loss, rebuilt = float(act.stored_bytes(parts)), float(act.loss_bytes(parts)), float(act.backward_bytes(parts))
     # The loss buffers and the layer full recomputation rebuilds are never alive together.
-    return {"stored": float(act.stored_bytes(parts)), ("loss buffers" if loss >= rebuilt else "rebuilt layer"): max(loss, rebuilt)}
+    return {"stored": stored, ("loss buffers" if loss >= rebuilt else "rebuilt layer"): max(loss, rebuilt)}
 
 
 _ACTIVATION_ARGS = (
@@ -453,8 +454,10 @@ def _stage_activations(plan: Plan, f: Fitted) -> list[Term]:
     terms.append(value_term("logits buffers", "the loss's logits, last stage only" if lay.pipeline > 1 else "the loss's logits",
                             float(held.loss), "bytes"))
     terms.append(value_term("backward-only buffers", "the layer rebuilt by full recomputation", float(held.backward), "bytes"))
-    terms.append(sum_term("activations", "stored + logits + backward-only",
-                          [(float(held.stored), "stored"), (float(held.loss), "logits"), (float(held.backward), "backward-only")],
+    # The logits are freed by the loss's backward before full recomputation rebuilds a layer.
+    loss, rebuilt = float(held.loss), float(held.backward)
+    terms.append(sum_term("activations", "stored + the larger of logits and backward-only (never alive together)",
+                          [(float(held.stored), "stored"), (max(loss, rebuilt), "logits" if loss >= rebuilt else "backward-only")],
                           plan.memory.per_device.activations, "bytes"))
     return terms
 

@@ -153,6 +153,8 @@ project "llama-tpu" {
     micro_batch = 8
     recompute = none
     attention = materialized
+    tensor = 1     # EasyLM's run: fully sharded data parallelism only
+    pipeline = 1
   }
   budget {
     hardware = 128 x tpu-v4

@@ -166,7 +166,7 @@ def test_the_run_trains_the_planned_adapters_alone(run):
     assert record["config"]["adapter"] == {
         "method": "lora", "rank": 4, "alpha": 8.0, "dropout": 0.0, "targets": ["q", "v", "o", "down"], "frozen": None,
     }
-    assert {d["field"] for d in record["deviations"]} <= {"devices", "grad_accumulation", "micro_batch"}  # --devices 2 only
+    assert {d["field"] for d in record["deviations"]} <= {"devices", "data_parallel", "grad_accumulation", "micro_batch"}  # --devices 2 only
 
 
 def test_the_run_folder_loads_merged_and_the_base_stayed_frozen(run, hf_dir):

@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("jax")
 
 import genaisdk  # noqa: E402
-from genaisdk.backend.jax.config import RunConfig  # noqa: E402
+from genaisdk.backend.jax.config import RunConfig, UnsupportedError  # noqa: E402
 from genaisdk.backend.jax.model import build  # noqa: E402
 from genaisdk.planning.run_settings import run_settings  # noqa: E402
 

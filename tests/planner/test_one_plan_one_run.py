@@ -95,9 +95,8 @@ def test_a_plan_without_a_pipeline_passes_its_tensor_layout_to_the_run():
     run = json.loads(result.stdout)
     assert run["train"]["pipeline_parallel"] == 1 and run["train"]["tensor_parallel"] == 8
     assert run["train"]["data_parallel"] * 8 == run["train"]["devices"]
-    # Until the backend has a tensor mesh axis it refuses, naming the option that runs without.
-    assert result.exit_code == 1
-    assert any("--set train.tensor=1" in p for p in run["problems"])
+    # The backend runs tensor parallelism: the plan's t is the run's, with nothing to refuse.
+    assert run["deviations"] == [] and run["problems"] == [] and result.exit_code == 0
 
 
 @pytest.mark.parametrize(

@@ -201,7 +201,7 @@ BLOCKS: dict[str, BlockSchema] = {
             Key(example="2T tokens", name="raw_tokens", kind="quantity", dimension="tokens", positive=True, doc="Size of the raw corpus before filtering."),
             Key(example="3%", name="keep", kind="quantity", dimension="fraction", minimum=0, maximum=1, positive=True,
                 doc="Share of the raw corpus the quality filter keeps, e.g. 3%."),
-            Key(name="mix", kind="mix", doc="Share of tokens per domain, e.g. { legal = 51%, web = 49% }."),
+            Key(name="mix", kind="mix", doc="Share of tokens per domain, e.g. { legal = 51%, web = 49% }; `genai train` samples each group (the source entries in a folder or file of that name) by its share and reports its tokens and held-out loss."),
             Key(name="source", kind="sources", doc="Files, folders, globs, JSON-lines paths (`text` documents, or `prompt`/`response` and `messages` chat examples learned on the response only) or `synthetic`, for `genai train`: relative to the spec's folder and inside it (links followed) unless the run allows more (`--allow-data-outside`)."),
             _count("vocab", "Tokenizer vocabulary size, where it differs from the model's.", positive=True),
             Key(name="tokenizer", kind="string", example='"tokenizer.json"',

@@ -51,6 +51,7 @@ from genaisdk.backend.jax.tokenizer import BYTE_OFFSET, BYTE_VOCAB, TOKEN_DTYPE,
 DEFAULT_HELD_OUT = 0.05
 _SPLIT_STREAM = 11
 _SHUFFLE_STREAM = 12
+_MIX_STREAM = 13
 
 
 def _fraction(instance: Any, attribute: attrs.Attribute, value: float) -> None:
@@ -93,6 +94,8 @@ class DataPipeline:
             )
         self.settings = settings
         self.files: tuple[SourceFile, ...] = ()
+        self.groups: dict[str, DataPipeline] = {}
+        """Per `data.mix` group pipelines (`MixedPipeline`); none here."""
         """Every file read, with its size and SHA-256 (none for a synthetic source)."""
         self.seq_len = settings.seq_len
         self.rows = settings.rows_per_step
@@ -325,6 +328,116 @@ def chat_examples(documents: Sequence[Document], tokenizer: Any, seq_len: int) -
     return ids, mask, cut
 
 
+def mix_groups(entries: Sequence[str], mix: dict[str, float]) -> dict[str, list[str]]:
+    """The source entries of each `data.mix` group, in the mix's order.
+
+    An entry belongs to the group whose name is one of its path components: a folder
+    (``legal/*.txt``, ``data/web/``) or a file name without its extensions
+    (``legal.jsonl``). Raises DataError for an entry of no group or of two, and for a
+    group with no entry."""
+    groups: dict[str, list[str]] = {name: [] for name in mix}
+    for entry in entries:
+        parts = [part for part in Path(entry).parts]
+        names = set(parts[:-1]) | {parts[-1].split(".")[0], parts[-1]} if parts else set()
+        owners = [name for name in mix if name in names]
+        if len(owners) != 1:
+            which = "no group" if not owners else f"several groups ({', '.join(owners)})"
+            raise DataError(
+                f"data source {entry!r} belongs to {which} of data.mix ({', '.join(mix)}): name each entry's "
+                "folder or file after exactly one group, e.g. `legal/*.txt` or `web.jsonl`"
+            )
+        groups[owners[0]].append(entry)
+    empty = [name for name, found in groups.items() if not found]
+    if empty:
+        raise DataError(
+            f"data.mix names {', '.join(empty)} but no data source is in a folder or file of that name"
+        )
+    return groups
+
+
+def mix_draws(weights: Sequence[float], *, seed: int, step: int, rows: int) -> np.ndarray:
+    """The group of each row of step `step`: `rows` independent draws with probabilities
+    `weights` (normalized), seeded by (seed, step), so a step's rows depend on nothing else.
+    Over many rows each group's share tends to its weight (the mixture sampling of
+    BloombergGPT, Wu et al. 2023, Sec. 2, and GPT-3, Brown et al. 2020, Table 2.2)."""
+    p = np.asarray(weights, np.float64)
+    p = p / p.sum()
+    return np.random.default_rng([seed, _MIX_STREAM, step]).choice(len(p), size=rows, p=p)
+
+
+class MixedPipeline:
+    """Sources sampled by `data.mix` weight: one `DataPipeline` per group, each with its
+    own held-out split; row r of step s comes from the group `mix_draws` picks, as a
+    uniformly drawn training sequence of that group (seeded by (seed, step, r)). Same
+    interface as `DataPipeline`; `groups` maps each mix name to its pipeline (per-source
+    held-out loss), `source_tokens(step)` counts each group's tokens in a step."""
+
+    def __init__(self, settings: DataSettings, mix: dict[str, float]):
+        self.settings = settings
+        self.seq_len = settings.seq_len
+        self.rows = settings.rows_per_step
+        self.names = list(mix)
+        self.weights = np.array([float(mix[n]) for n in self.names])
+        entries = mix_groups(settings.sources, mix)
+        self.groups = {name: DataPipeline(attrs.evolve(settings, sources=tuple(e))) for name, e in entries.items()}
+        parts = list(self.groups.values())
+        if any(g._synthetic is not None for g in parts):
+            raise DataError("data.mix samples files; a synthetic source cannot be one of its groups")
+        self._synthetic = None
+        self.files = tuple(f for g in parts for f in g.files)
+        self.has_loss_mask = any(g.has_loss_mask for g in parts)
+        self.fingerprint = ":".join(g.fingerprint for g in parts) + ":" + ",".join(f"{n}={mix[n]:g}" for n in self.names)
+        self.total_tokens = sum(g.total_tokens or 0 for g in parts)
+        self._held = np.concatenate([g._held for g in parts])
+        masks = [g._held_mask if g._held_mask is not None else np.ones(g._held.shape, np.uint8) for g in parts]
+        self._held_mask = np.concatenate(masks) if self.has_loss_mask else None
+        shares = ", ".join(f"{n} {w * 100:g}%" for n, w in zip(self.names, self.weights / self.weights.sum()))
+        self.description = f"mix of {shares}: " + "; ".join(f"{n}: {g.description}" for n, g in self.groups.items())
+
+    num_train_sequences = None  # sampled with replacement: no epochs
+
+    @property
+    def num_held_out_sequences(self) -> int:
+        return len(self._held)
+
+    held_out_batches = DataPipeline.held_out_batches
+    held_out_batch = DataPipeline.held_out_batch
+    held_out_loss_mask = DataPipeline.held_out_loss_mask
+    train_indices = DataPipeline.train_indices
+
+    def _draws(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """(group, sequence within the group's training split) of each row of step `step`."""
+        if step < 0:
+            raise ValueError(f"step must be >= 0, got {step}")
+        group = mix_draws(self.weights, seed=self.settings.seed, step=step, rows=self.rows)
+        rng = np.random.default_rng([self.settings.seed, _MIX_STREAM, step, 1])
+        sizes = np.array([len(g._train) for g in self.groups.values()])
+        return group, (rng.random(self.rows) * sizes[group]).astype(np.int64)
+
+    def batch(self, step: int) -> np.ndarray:
+        group, index = self._draws(step)
+        parts = list(self.groups.values())
+        return np.stack([parts[g]._train[i] for g, i in zip(group, index)]).astype(TOKEN_DTYPE)
+
+    def loss_mask(self, step: int) -> np.ndarray | None:
+        if not self.has_loss_mask:
+            return None
+        group, index = self._draws(step)
+        parts = list(self.groups.values())
+        return np.stack(
+            [parts[g]._train_mask[i] if parts[g]._train_mask is not None else np.ones(self.seq_len, np.uint8)
+             for g, i in zip(group, index)]
+        )
+
+    def source_tokens(self, step: int) -> dict[str, int]:
+        """Tokens each group contributed to step `step` (rows drawn x sequence length)."""
+        counts = np.bincount(self._draws(step)[0], minlength=len(self.names))
+        return {name: int(c) * self.seq_len for name, c in zip(self.names, counts)}
+
+    def position(self, step: int) -> dict[str, Any]:
+        return {"step": int(step), "sequences_consumed": int(step * self.rows), "fingerprint": self.fingerprint}
+
+
 def build_pipeline(
     sources: Sequence[str],
     *,
@@ -336,10 +449,12 @@ def build_pipeline(
     base_dir: Path | None = None,
     scope: DataScope | None = None,
     tokenizer: Any = None,
-) -> DataPipeline:
+    mix: dict[str, float] | None = None,
+) -> DataPipeline | MixedPipeline:
     """A `DataPipeline` from the spec's data entries (None `held_out` means 5%; None
-    `scope`, entries may lead anywhere; None `tokenizer`, the byte tokenizer)."""
-    return DataPipeline(
+    `scope`, entries may lead anywhere; None `tokenizer`, the byte tokenizer); with a
+    `mix` (`data.mix`: group name -> share), a `MixedPipeline` sampling the groups."""
+    settings = (
         DataSettings(
             sources=tuple(sources),
             seq_len=seq_len,
@@ -352,3 +467,4 @@ def build_pipeline(
             tokenizer=tokenizer,
         )
     )
+    return MixedPipeline(settings, dict(mix)) if mix else DataPipeline(settings)

@@ -301,6 +301,7 @@ class Evaluator:
                 vocab_size=loaded.dims.vocab,
                 seed=int(config.get("seed", 0)),
                 held_out=loaded.held_out,
+                mix=getattr(loaded, "mix", None),
                 base_dir=loaded.base_dir,
                 tokenizer=loaded.tokenizer,
             )

@@ -156,6 +156,7 @@ class TrainingLoop:
         self.tokens_per_step = int(trainer.config.tokens_per_step)
         self.flops_per_step = float(trainer.flops_per_step)
         self._eval_host: list[dict[str, np.ndarray]] | None = None
+        self._eval_groups: dict[str, list[dict[str, np.ndarray]]] | None = None
         self._token_bytes: np.ndarray | None = None
         self._all_finite: Callable[[Any], Any] | None = None
 
@@ -188,6 +189,17 @@ class TrainingLoop:
 
         totals = lm_totals(loss_fn, self._eval_host, self._token_bytes)
         figures = totals.metrics()
+        by_source = None
+        if getattr(self.pipeline, "groups", None):  # data.mix: each source's held-out loss
+            if self._eval_groups is None:
+                self._eval_groups = {
+                    name: held_out_batches(group, self.trainer.make_batch, seed=self.settings.seed, limit=self.settings.eval_batches)
+                    for name, group in self.pipeline.groups.items()
+                }
+            by_source = {
+                name: lm_totals(loss_fn, batches, self._token_bytes).metrics()["loss"] if batches else None
+                for name, batches in self._eval_groups.items()
+            }
         entry = {
             "kind": "eval",
             "step": step,
@@ -197,6 +209,8 @@ class TrainingLoop:
             "batches": totals.batches,
             "tokens": figures["tokens"],
         }
+        if by_source is not None:
+            entry["eval_loss_by_source"] = by_source
         if self.metrics is not None:
             self.metrics.write(entry)
         if self.progress is not None:
@@ -246,6 +260,8 @@ class TrainingLoop:
                 "seconds": seconds,
                 "mfu": self._mfu(seconds),
             }
+            if getattr(self.pipeline, "groups", None):  # data.mix: each source's tokens this step
+                entry["source_tokens"] = self.pipeline.source_tokens(step)
             if not first_recorded:
                 timed_tokens += self.tokens_per_step
                 timed_seconds += seconds

@@ -61,6 +61,8 @@ class LoadedModel:
     """The spec's `task`, where it names one."""
     data_sources: tuple[str, ...] = ()
     held_out: float | None = None
+    mix: dict[str, float] | None = None
+    """The run's `data.mix` (group -> share), so its held-out split is rebuilt the same."""
     base_dir: Path | None = None
     """The folder the run's relative data sources are resolved against."""
     decoder_start: int | None = None
@@ -234,6 +236,7 @@ def from_loaded(base: Any) -> LoadedModel:
             task=spec_info.get("task"),
             data_sources=tuple(data.get("sources") or ()),
             held_out=data.get("held_out", spec_info.get("held_out")),
+            mix=data.get("mix"),
             base_dir=Path(base_dir) if base_dir else None,
             decoder_start=decoder_start,
             notes=tuple(base.notes),
@@ -313,6 +316,7 @@ def from_train_result(result: Any) -> LoadedModel:
         task=spec_info.get("task"),
         data_sources=tuple(data.get("sources") or ()),
         held_out=data.get("held_out", spec_info.get("held_out")),
+        mix=data.get("mix"),
         base_dir=Path(data["base_dir"]) if data.get("base_dir") else None,
     )
 

@@ -394,6 +394,7 @@ def read_data(spec: Any, built: Built, options: TrainOptions) -> Any:
         base_dir=spec_folder(spec),
         scope=data_scope(spec, options),
         tokenizer=built.tokenizer,
+        mix=dict(project.data.mix) or None,
     )
 
 
@@ -643,6 +644,7 @@ def _write_run_record(
             "sources": list(spec.project.data.source),
             "base_dir": str(spec_folder(spec)),
             "held_out": pipeline.settings.held_out,
+            "mix": dict(spec.project.data.mix) or None,
             "description": pipeline.description,
             "fingerprint": pipeline.fingerprint,
             "files": [f.to_json() for f in pipeline.files],

@@ -5,7 +5,8 @@
   A ∈ R^{r x d_out}: r·(d_in + d_out) parameters per adapted matrix. Only the adapters have
   gradients and optimizer state; the base stays at its own precision.
 - QLoRA (Dettmers et al. 2023, Sec. 3): the same adapters over a 4-bit NormalFloat base with
-  double-quantized constants (`constants.NF4_DOUBLE_QUANT_BYTES` per parameter). Its paper
+  double-quantized constants, counted tensor by tensor as stored
+  (`genaisdk.estimate.quantization.kbit_base_quantized`, `serving_weights`). Its paper
   adapts every linear layer of the blocks (Sec. 4: 'LoRA on all linear transformer block
   layers'), which `ALL_TARGETS` names.
 - RLHF with PPO (Ouyang et al. 2022, "Training language models to follow instructions with

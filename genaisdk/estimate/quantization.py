@@ -96,6 +96,15 @@ def quantized_weight(axes: Sequence[str | None]) -> bool:
     return len(own) >= 2 and "embed" in own and own[0] is not None
 
 
+def kbit_base_quantized(axes: Sequence[str | None]) -> bool:
+    """Whether a frozen k-bit base (QLoRA's NF4, an int8 base) stores a tensor quantized: the
+    blocks' matrices only (`quantized_weight` with a stacked 'layers' axis), as bitsandbytes
+    quantizes linear layers; the embeddings, the output head and every vector stay at the
+    working precision (Dettmers et al. 2023, Sec. 3; transformers `get_keys_to_not_convert`)."""
+    axes = tuple(axes)
+    return bool(axes) and axes[0] == "layers" and quantized_weight(axes)
+
+
 def int8_contracted_axes(axes: Sequence[str | None]) -> tuple[int, ...]:
     """Positions of the axes an int8 scale is shared over: those the product contracts, so
     each output channel keeps its own scale (Dettmers et al. 2022, Sec. 3.1). Tables
@@ -159,7 +168,9 @@ class ServingWeights:
         return self.codes + self.constants + self.unquantized
 
 
-def serving_weights(dims: Dimensions, *, params, weight_bytes, fmt: str | None = None, family: str = "decoder") -> ServingWeights:
+def serving_weights(
+    dims: Dimensions, *, params, weight_bytes, fmt: str | None = None, family: str = "decoder", blocks_only: bool = False
+) -> ServingWeights:
     """Bytes of the served weights: `params` × `weight_bytes` for a dense format (`fmt`
     None); for 'int8' or 'nf4', tensor by tensor (`genaisdk.estimate.tensors`) when the
     tensors of `dims` and `family` hold exactly `params` parameters: `quantized_weight`
@@ -167,7 +178,8 @@ def serving_weights(dims: Dimensions, *, params, weight_bytes, fmt: str | None =
     `QUANTIZED_VECTOR_BYTES`. Otherwise (another architecture's count, or no dims) the
     codes at `weight_bytes` and the per-parameter constants over every parameter.
     `params` and `weight_bytes` of a dense format may be numpy arrays (the result
-    broadcasts). Raises ValueError for an unknown format."""
+    broadcasts). `blocks_only`: quantize only the blocks' matrices (`kbit_base_quantized`),
+    as a frozen k-bit base under QLoRA is stored. Raises ValueError for an unknown format."""
     if fmt is None:
         return ServingWeights(codes=np.asarray(params, dtype=float) * np.asarray(weight_bytes, dtype=float))
     if fmt not in ("int8", "nf4"):
@@ -175,8 +187,9 @@ def serving_weights(dims: Dimensions, *, params, weight_bytes, fmt: str | None =
     tensors = weight_tensors(dims, family)
     if sum(t.size for t in tensors) == params:
         codes = constants = unquantized = quantized = 0
+        quantized_tensor = kbit_base_quantized if blocks_only else quantized_weight
         for t in tensors:
-            if not quantized_weight(t.axes):
+            if not quantized_tensor(t.axes):
                 unquantized += t.size * QUANTIZED_VECTOR_BYTES
                 continue
             c, k = (int8_tensor_bytes if fmt == "int8" else nf4_tensor_bytes)(t.shape, t.axes)

@@ -47,11 +47,16 @@ class Trainable:
     training: its embeddings, norms and output head stay at the working precision, and its
     activations are upcast (`genaisdk.estimate.adaptation`)."""
     family: str = "decoder"
+    kept_params: float | None = None
+    """A k-bit base's parameters left unquantized, counted tensor by tensor (None: by the
+    count's parts, `kbit_kept_params`)."""
 
     def kept(self, count: ParamCount) -> float:
         """Frozen parameters kept at the working precision (a k-bit base's embeddings, norms
         and output head); 0 otherwise."""
-        return kbit_kept_params(count) if self.kbit else 0.0
+        if not self.kbit:
+            return 0.0
+        return self.kept_params if self.kept_params is not None else kbit_kept_params(count)
 
     def activation_parts(self, dims: Dimensions, *, seq, micro_batch, recompute: str, bytes_per_value) -> dict:
         """Activation bytes the adapters and a k-bit base add to the architecture's own, by
@@ -85,6 +90,36 @@ class Trainable:
         return total, total
 
 
+KBIT_FORMATS = {"int4": "nf4", "nf4": "nf4", "int8": "int8"}
+"""The stored format of each frozen precision (`genaisdk.estimate.quantization`)."""
+
+
+def _kbit_base(dims: Dimensions, count: ParamCount, fmt: str, family: str, record_bytes, notes: Notes):
+    """(bytes per quantized parameter, parameters kept unquantized) of a k-bit frozen base,
+    counted tensor by tensor as it is stored (`serving_weights(..., blocks_only=True)`): the
+    blocks' matrices as codes plus their constants (an NF4 block's 8-bit absmax, a group's
+    fp32 constant, a slice's fp32 mean, padding included; an int8 channel's bf16 scale),
+    everything else unquantized. A model whose tensors are not known (a plugin's
+    architecture) falls back to the format's per-parameter share and the count's parts."""
+    from genaisdk.estimate.quantization import nf4_bytes_per_param, serving_weights
+
+    stored = serving_weights(dims, params=count.total, weight_bytes=record_bytes or 0.5, fmt=fmt, family=family, blocks_only=True)
+    if stored.per_tensor and stored.quantized_params > 0:
+        per_param = (stored.codes + stored.constants) / stored.quantized_params
+        notes.assume(
+            "frozen_weight_bytes",
+            round(per_param, 4),
+            "Dettmers et al. 2023 (QLoRA), Sec. 3: 4-bit NormalFloat, block 64, double-quantized constants"
+            if fmt == "nf4"
+            else "Dettmers et al. 2022 (LLM.int8()), Sec. 3.1: per-channel absmax int8, bf16 scales",
+            f"bytes per quantized parameter, constants included, tensor by tensor as stored ({fmt})",
+        )
+        return float(per_param), float(count.total - stored.quantized_params)
+    per_param = float(nf4_bytes_per_param()) if fmt == "nf4" else record_bytes
+    notes.assume("frozen_weight_bytes", per_param, "Dettmers et al. 2023 (QLoRA), Sec. 3" if fmt == "nf4" else "int8 codes")
+    return per_param, None
+
+
 def _alignment(ctx: PlanContext) -> str | None:
     a = ctx.resolved.adaptation
     if len(a.resident_models) <= 1:
@@ -103,6 +138,7 @@ def trainable_for(ctx: PlanContext, dims: Dimensions, count: ParamCount, notes: 
     lora = None
     frozen_bytes = None
     kbit = False
+    kept_params = None
     if a.trains and not a.full and not alignment:
         rank = adapt.rank or a.default_rank or 8
         targets = tuple(str(t).strip().lower() for t in adapt.targets) or tuple(a.default_targets) or ("q", "v")
@@ -118,13 +154,9 @@ def trainable_for(ctx: PlanContext, dims: Dimensions, count: ParamCount, notes: 
             frozen = ctx.registry.get("precisions", frozen_precision)
             frozen_bytes = float(frozen.weight_bytes) if frozen is not None else None
             kbit = frozen is not None and not frozen.trainable
-            if frozen_precision in ("int4", "nf4"):
-                frozen_bytes = constants.NF4_DOUBLE_QUANT_BYTES
-                notes.assume(
-                    "frozen_weight_bytes",
-                    constants.NF4_DOUBLE_QUANT_BYTES,
-                    "Dettmers et al. 2023 (QLoRA), Sec. 3: 4-bit NormalFloat + double-quantized constants",
-                )
+            fmt = KBIT_FORMATS.get(frozen_precision)
+            if kbit and fmt is not None:
+                frozen_bytes, kept_params = _kbit_base(dims, count, fmt, ctx.resolved.family, frozen_bytes, notes)
     out = Trainable(
         method=a.key,
         trains=a.trains,
@@ -133,6 +165,7 @@ def trainable_for(ctx: PlanContext, dims: Dimensions, count: ParamCount, notes: 
         frozen_weight_bytes=frozen_bytes,
         kbit=kbit,
         family=ctx.resolved.family,
+        kept_params=kept_params,
     )
     if kbit:
         kept = out.kept(count)

@@ -343,13 +343,12 @@ class Adapters:
 
 
 def _quantized_leaf(name: str, spec: ParamSpec) -> bool:
-    """Whether a k-bit base stores this parameter quantized: the blocks' matrices
-    (`genaisdk.estimate.quantization.quantized_weight` within a stacked block), as
-    bitsandbytes quantizes linear layers; the embeddings, the output head and every vector
-    stay in 16 bits, the parameters the plan's `kbit_kept_params` counts as kept."""
-    from genaisdk.estimate.quantization import quantized_weight
+    """Whether a k-bit base stores this parameter quantized: the blocks' matrices, by the
+    planner's one rule (`genaisdk.estimate.quantization.kbit_base_quantized`), so the plan's
+    frozen-weight bytes count exactly what is stored here."""
+    from genaisdk.estimate.quantization import kbit_base_quantized
 
-    return bool(spec.axes) and spec.axes[0] == "layers" and quantized_weight(spec.axes)
+    return kbit_base_quantized(spec.axes)
 
 
 _INITIALIZERS: dict = {}

@@ -17,6 +17,11 @@ measured on a laptop. The compiled executable reports
   of micro-steps (with a depth × micro-step cross term), so a least-squares fit over those
   points, evaluated at the real depth and micro-steps, is XLA's count for the real step.
 
+An adapter run (LoRA, QLoRA) adds the plan's adaptation memory beside the run's own
+arrays, per device: the trainable parameters (the adapter leaves), the frozen base's bytes
+as the step receives it (NF4 codes and constants, or the compute dtype) and the optimizer
+state's bytes (the moments of the adapters; the scalar step counter is not counted).
+
 The plan is made for the same configuration (devices, strategy, precision, micro-batch,
 accumulation) with `train.attention = materialized`, since this backend computes the
 attention scores in full; its per-device memory and its hardware FLOPs per step are shown
@@ -200,6 +205,73 @@ def _cpu_mesh(devices: int, tensor_parallel: int = 1, kv_heads: int | None = Non
     return make_mesh(cpus[:devices], tensor_parallel=tensor_parallel, kv_heads=kv_heads)
 
 
+def device_bytes(tree: Any, device: int = 0) -> int:
+    """Bytes of a tree's arrays held on one device: for placed `jax.Array`s, the nbytes of
+    the shards on `jax.devices()[device]`; for `ShapeDtypeStruct`s carrying a sharding,
+    the shard shape's size times the itemsize (what placing them would hold). A
+    `QuantizedArray`'s codes and constants count as its leaves."""
+    import math
+
+    import jax
+
+    total = 0
+    for leaf in jax.tree.leaves(tree):
+        if isinstance(leaf, jax.Array):
+            target = leaf.sharding.mesh.devices.flat[device] if hasattr(leaf.sharding, "mesh") else jax.devices()[device]
+            total += sum(s.data.nbytes for s in leaf.addressable_shards if s.device == target)
+        else:
+            shape = leaf.sharding.shard_shape(leaf.shape) if getattr(leaf, "sharding", None) is not None else leaf.shape
+            total += math.prod(shape) * leaf.dtype.itemsize
+    return total
+
+
+def run_adaptation(trainer: Any) -> dict[str, float]:
+    """An adapter run's own adaptation memory, per device (module docstring): `trainable`
+    parameters (the adapter leaves' sizes), `frozen_bytes` (the frozen base as the step
+    receives it), `optimizer_bytes` (the optimizer state's non-scalar leaves). Empty for a
+    run that trains every weight."""
+    import math
+
+    import jax
+
+    if trainer.adapters is None:
+        return {}
+    state = trainer.abstract_state()
+    moments = [leaf for leaf in jax.tree.leaves(state.opt_state) if len(leaf.shape) > 0]
+    return {
+        "trainable": float(sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(state.params))),
+        "frozen_bytes": float(device_bytes(trainer.abstract_frozen())),
+        "optimizer_bytes": float(device_bytes(moments)),
+    }
+
+
+def planned_adaptation(plan: Any, registry: Any) -> dict[str, float]:
+    """The plan's adaptation memory, per device, split out of its weights and optimizer
+    figures by the records it was made with (`genaisdk.planning.derive` writes the same
+    terms): `trainable` parameters; `frozen_bytes` = weights - trainable x bytes per weight
+    (the frozen base, a k-bit base's constants and unquantized tensors included);
+    `optimizer_bytes` = the optimizer figure's state share, state / (state + master). Empty
+    when every weight trains."""
+    from genaisdk.estimate.memory import optimizer_state_bytes
+
+    trainable = float(plan.model.trainable_params)
+    if not plan.train.adaptation or trainable >= float(plan.model.params):
+        return {}
+    precision = registry.get("precisions", plan.train.precision)
+    optimizer = registry.get("optimizers", plan.train.optimizer)
+    strategy = registry.get("strategies", plan.train.strategy)
+    devices = float(plan.train.devices)
+    per_device = plan.memory.per_device
+    adapters = trainable * float(precision.weight_bytes) / (devices if strategy.shards_weights else 1.0)
+    state = float(optimizer_state_bytes(optimizer.state_bytes, optimizer.state_dtype, plan.train.optimizer_state))
+    share = state / (state + float(precision.master_bytes)) if state else 0.0
+    return {
+        "trainable": trainable,
+        "frozen_bytes": float(per_device.weights) - adapters,
+        "optimizer_bytes": float(per_device.optimizer) * share,
+    }
+
+
 def measure_config(
     config: RunConfig,
     *,
@@ -207,11 +279,14 @@ def measure_config(
     fit_flops: bool = True,
     notes: tuple[str, ...] = (),
     compiled: tuple[Any, Any] | None = None,
+    adaptation: Mapping[str, float] | None = None,
 ) -> Measurement:
     """Compile `config`'s train step on `config.devices` virtual CPU devices and compare.
 
     `compiled`: a (Trainer, `compile_step(trainer)`) pair for `config` already built (the
-    compiled step also trains: `Trainer.use_compiled`), measured as it is."""
+    compiled step also trains: `Trainer.use_compiled`), measured as it is. `adaptation`:
+    the plan's adaptation memory (`planned_adaptation`), shown beside the run's for an
+    adapter run."""
     import numpy as np
 
     if compiled is None:
@@ -239,6 +314,8 @@ def measure_config(
         "params": float(trainer.model.num_params()),
         "model_flops_per_device": trainer.flops_per_step / config.devices,
     }
+    ran = run_adaptation(trainer)
+    xla.update({f"adapt_{k}": v for k, v in ran.items()})
     points: list[dict[str, float]] = []
     if fit_flops:
         xla["flops"], points = fitted_flops(config, mesh)
@@ -265,6 +342,7 @@ def measure_config(
             "total": float(per_device.total),
             "flops": hardware_per_token * tokens_per_step / config.devices,
         }
+        planned.update({f"adapt_{k}": float(v) for k, v in (adaptation or {}).items()})
     rows = [
         Row(name="parameters", plan=planned.get("params"), xla=xla["params"], unit="params", note="JAX model"),
         Row(
@@ -296,6 +374,30 @@ def measure_config(
             note="plan: hardware FLOPs (recompute included)",
         ),
     ]
+    if ran:
+        rows += [
+            Row(
+                name="trainable parameters",
+                plan=planned.get("adapt_trainable"),
+                xla=ran["trainable"],
+                unit="params",
+                note="run: the adapter leaves",
+            ),
+            Row(
+                name="frozen-weight bytes",
+                plan=planned.get("adapt_frozen_bytes"),
+                xla=ran["frozen_bytes"],
+                unit="bytes",
+                note="run: the frozen base as the step receives it, per device",
+            ),
+            Row(
+                name="optimizer-state bytes",
+                plan=planned.get("adapt_optimizer_bytes"),
+                xla=ran["optimizer_bytes"],
+                unit="bytes",
+                note="run: the adapters' optimizer moments; plan: without the master copy",
+            ),
+        ]
     summary = {
         "family": config.architecture.family,
         "objective": config.objective.key,
@@ -382,7 +484,9 @@ def measure(spec: Any, *, devices: int | None = None, registry: Any = None, fit_
         return _in_subprocess(spec, devices=count, fit_flops=fit_flops)
     config = config_for_plan(planned_spec, plan, registry=registry)
     notes = ["attention computed in full (materialized); the plan is made the same way"]
-    return measure_config(config, plan=plan, fit_flops=fit_flops, notes=tuple(notes))
+    return measure_config(
+        config, plan=plan, fit_flops=fit_flops, notes=tuple(notes), adaptation=planned_adaptation(plan, registry)
+    )
 
 
 def spec_request(spec: Any, *, devices: int, fit_flops: bool) -> dict[str, Any]:

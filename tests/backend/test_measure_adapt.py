@@ -1,0 +1,69 @@
+"""The plan's adaptation memory against a LoRA or QLoRA run of the committed tiny LLaMA:
+trainable parameters, the frozen base's bytes on the device and the optimizer state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+jax = pytest.importorskip("jax")
+
+import genaisdk  # noqa: E402
+from genaisdk.backend.jax.measure import (  # noqa: E402
+    _planned,
+    config_for_plan,
+    device_bytes,
+    measure,
+    planned_adaptation,
+    run_adaptation,
+)
+from genaisdk.backend.jax.step import Trainer  # noqa: E402
+from genaisdk.registry import get_registry  # noqa: E402
+
+SPEC = Path(__file__).resolve().parents[2] / "specs" / "support-lora.genai"
+OVERRIDES = {
+    "lora": [],
+    "qlora": ["adapt.method=qlora"],
+    "qlora-int8": ["adapt.method=qlora", "adapt.frozen_precision=int8"],
+}
+
+
+def _run(method: str, devices: int = 1):
+    registry = get_registry()
+    spec = genaisdk.load(SPEC, overrides=OVERRIDES[method])
+    spec, plan = _planned(spec, devices, registry)
+    config = config_for_plan(spec, plan, registry=registry)
+    return plan, Trainer(config), planned_adaptation(plan, registry)
+
+
+@pytest.mark.parametrize("method", list(OVERRIDES))
+def test_plan_and_run_agree_on_adaptation_memory(method):
+    """Trainable parameters and optimizer-state bytes equal exactly; the frozen base's bytes
+    too: the plan counts a k-bit base tensor by tensor as the backend stores it."""
+    plan, trainer, planned = _run(method)
+    ran = run_adaptation(trainer)
+    assert ran["trainable"] == planned["trainable"] == plan.model.trainable_params > 0
+    assert ran["frozen_bytes"] == pytest.approx(planned["frozen_bytes"], rel=1e-9)
+    assert ran["optimizer_bytes"] == planned["optimizer_bytes"] > 0
+
+
+def test_qlora_base_bytes_on_device_match_the_plan():
+    """The frozen NF4 base placed on the devices (its arrays' shards on device 0, codes and
+    constants) holds exactly the plan's frozen-weight bytes, below a 16-bit base's."""
+    plan, trainer, planned = _run("qlora", devices=2)
+    trainer.freeze(seed=0)
+    placed = device_bytes(trainer.frozen)
+    assert placed == pytest.approx(planned["frozen_bytes"], rel=1e-9)
+    assert placed == device_bytes(trainer.abstract_frozen())
+    _, _, lora_planned = _run("lora")
+    assert placed < 0.6 * lora_planned["frozen_bytes"]
+
+
+def test_measure_shows_the_adaptation_rows():
+    """`genai measure` of a QLoRA spec compiles its step and puts the three rows beside the
+    plan's, each at a ratio of 1."""
+    spec = genaisdk.load(SPEC, overrides=OVERRIDES["qlora"])
+    measured = measure(spec, devices=1, fit_flops=False)
+    for name in ("trainable parameters", "frozen-weight bytes", "optimizer-state bytes"):
+        assert measured.row(name).ratio == pytest.approx(1.0, rel=1e-9), name

@@ -8,7 +8,6 @@ Exit status: 0 written; 1 the spec, the run folder or the evaluation file has er
 from __future__ import annotations
 
 import re
-import sys
 
 import click
 
@@ -35,13 +34,17 @@ def _language(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
 @click.option("--name", metavar="NAME", help="The model's name in model-index (default: the project's).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a spec value, e.g. --set budget.carbon_intensity='350 g/kWh' (repeatable).")
+@click.option("--force", is_flag=True,
+              help="Replace the output file even if this command did not write it (a project's own README.md).")
 def command(spec_file: str, run_dir: str | None, eval_file: str | None, output: str, license_id: str | None,
-            languages: tuple[str, ...], base_model: str | None, name: str | None, overrides: tuple[str, ...]) -> None:
+            languages: tuple[str, ...], base_model: str | None, name: str | None, overrides: tuple[str, ...],
+            force: bool) -> None:
     """Write a Hugging Face model card for SPEC: YAML metadata (license, language, tags,
     datasets, base_model, pipeline_tag, model-index, co2_eq_emissions) and the sections Model
     Details, Uses, Bias / Risks / Limitations, Training Details, Evaluation, Environmental
     Impact. Facts come from the spec, the plan, --run and --eval; what needs a person's
-    judgement is left as a [To fill: ...] prompt.
+    judgement is left as a [To fill: ...] prompt. An existing file that is not a card this
+    command wrote is never replaced without --force.
 
     \b
     Examples:
@@ -61,10 +64,7 @@ def command(spec_file: str, run_dir: str | None, eval_file: str | None, output: 
     if output == "-":
         click.echo(text, nl=False)
         return
-    try:
-        with open(output, "w", encoding="utf-8") as handle:
-            handle.write(text)
-    except OSError as exc:
-        click.echo(f"error: cannot write {output}: {exc.strerror or exc}", err=True)
-        sys.exit(1)
+    from genaisdk.commands._output import is_card, write_output
+
+    write_output(output, text, force=force, ours=is_card, what="model card")
     click.echo(f"wrote {output}", err=True)

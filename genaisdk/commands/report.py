@@ -22,7 +22,9 @@ import click
               help="Where to write the page ('-' for standard output).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a spec value, e.g. --set budget.hardware='128 x h100-sxm' (repeatable).")
-def command(spec_file: str, run_dir: str | None, eval_file: str | None, output: str, overrides: tuple[str, ...]) -> None:
+@click.option("--force", is_flag=True, help="Replace the output file even if this command did not write it.")
+def command(spec_file: str, run_dir: str | None, eval_file: str | None, output: str, overrides: tuple[str, ...],
+            force: bool) -> None:
     """Write an HTML report of SPEC's plan: the verdict and key figures, the Select / Fit /
     Cost / Serve summary, memory per device by strategy and precision, IsoFLOP curves, time
     and cost against the number of devices, serving memory; with --run the training curves,
@@ -53,12 +55,9 @@ def command(spec_file: str, run_dir: str | None, eval_file: str | None, output: 
     if output == "-":
         click.echo(html, nl=False)
     else:
-        try:
-            with open(output, "w", encoding="utf-8") as handle:
-                handle.write(html)
-        except OSError as exc:
-            click.echo(f"error: cannot write {output}: {exc.strerror or exc}", err=True)
-            sys.exit(1)
+        from genaisdk.commands._output import is_report, write_output
+
+        write_output(output, html, force=force, ours=is_report, what="report")
         click.echo(f"wrote {output} ({len(html.encode()) / 1e3:,.0f} kB)", err=True)
     if the_plan.errors:
         sys.exit(1)

@@ -176,3 +176,21 @@ def test_yaml_writer_round_trips():
 def test_a_bad_language_code_is_a_usage_error():
     result = CliRunner().invoke(cli, ["card", str(TINY), "--language", "English", "-o", "-"])
     assert result.exit_code == 2 and "ISO 639-1" in result.output
+
+
+def test_a_file_the_command_did_not_write_is_never_replaced(tmp_path):
+    """`-o README.md` is the default: a project's own README is refused, a card written
+    before is replaced, and --force replaces anything."""
+    readme = tmp_path / "README.md"
+    readme.write_text("# My project\n\nHand-written.\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["card", str(TINY), "-o", str(readme)])
+    assert result.exit_code == 1
+    assert "already exists and is not a model card this command wrote" in result.output and "--force" in result.output
+    assert readme.read_text(encoding="utf-8") == "# My project\n\nHand-written.\n"
+    forced = CliRunner().invoke(cli, ["card", str(TINY), "-o", str(readme), "--force"])
+    assert forced.exit_code == 0, forced.output
+    card = readme.read_text(encoding="utf-8")
+    assert card.startswith("---")
+    again = CliRunner().invoke(cli, ["card", str(TINY), "-o", str(readme), "--language", "en"])
+    assert again.exit_code == 0, again.output
+    assert readme.read_text(encoding="utf-8") != card  # its own card is replaced without --force

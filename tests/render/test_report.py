@@ -169,3 +169,15 @@ def test_docs_describe_every_panel():
     doc = (ROOT / "docs" / "report.md").read_text(encoding="utf-8")
     for panel in PANELS:
         assert f"| {panel.title.split(' (')[0]}" in doc, panel.title
+
+
+def test_a_file_the_command_did_not_write_is_never_replaced(tmp_path):
+    page = tmp_path / "report.html"
+    page.write_text("<html>someone else's page</html>", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["report", str(SPECS[0]), "-o", str(page)])
+    assert result.exit_code == 1 and "already exists and is not a report this command wrote" in result.output
+    assert page.read_text(encoding="utf-8") == "<html>someone else's page</html>"
+    assert CliRunner().invoke(cli, ["report", str(SPECS[0]), "-o", str(page), "--force"]).exit_code in (0, 1)
+    assert '<meta name="generator" content="genaisdk' in page.read_text(encoding="utf-8")
+    again = CliRunner().invoke(cli, ["report", str(SPECS[0]), "-o", str(page)])  # its own page: replaced
+    assert f"wrote {page}" in again.output and "already exists" not in again.output

@@ -29,7 +29,9 @@ def _cells(r: SweepRow) -> list[str]:
         str(r.micro_batch),
         r.recompute,
         fmt_bytes(r.memory),
-        fmt_amount(r.days, 2),  # two significant figures keep the narrow table within 80 columns
+        # Two significant figures keep the narrow table within 80 columns; under a minute
+        # (a laptop-sized spec) the days are a power of ten, not a run of zeros.
+        fmt_amount(r.days, 2) if r.days is None or r.days >= 1e-3 else f"{r.days:.0e}",
         fmt_usd(r.usd),
         f"{r.loss:.3f}",
     ]
@@ -73,7 +75,8 @@ def render_sweep(result: SweepResult, console: Console, top: int = 10, *, narrow
         box=box.SIMPLE_HEAD,
         show_edge=not narrow,
         pad_edge=not narrow,
-        title=f"Pareto front: predicted loss vs time vs cost ({len(result.front)} configurations, {len(rows)} shown)",
+        title=f"Pareto front: predicted loss vs time vs cost ({len(result.front)} configuration"
+        f"{'' if len(result.front) == 1 else 's'}, {len(rows)} shown)",
         title_justify="left",
     )
     # The layout column only where some row splits the model (tensor, pipeline).

@@ -41,7 +41,7 @@ def _missing_extras() -> list[str]:
 
 
 @click.command("export")
-@click.argument("source", metavar="RUN_OR_CHECKPOINT", type=click.Path(exists=True))
+@click.argument("source", metavar="RUN_OR_CHECKPOINT", type=click.Path())
 @click.option("--format", "fmt", type=click.Choice(["hf"]), default="hf", show_default=True,
               help="hf: a Hugging Face checkpoint folder (config.json, model.safetensors, tokenizer).")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Folder to write.")

@@ -197,6 +197,17 @@ def test_genai_export_of_a_bad_checkpoint_is_one_line_and_exit_1(broken_checkpoi
     assert mentioned in output
 
 
+def test_genai_export_of_a_missing_folder_is_bad_input_like_generate_and_eval(tmp_path):
+    """A missing run or checkpoint folder is exit 1 (bad input), as `genai generate` and
+    `genai eval` say it, not a usage error."""
+    from genaisdk.cli import cli
+
+    result = CliRunner().invoke(cli, ["export", str(tmp_path / "no-such-run"), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1, result.output
+    assert result.output.strip() == f"error: {tmp_path / 'no-such-run'}: no such file or folder"
+    assert not (tmp_path / "out").exists()
+
+
 def test_genai_export_writes_a_loadable_folder(hf_dir, tmp_path):
     from genaisdk.cli import cli
 

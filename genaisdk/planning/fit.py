@@ -320,7 +320,24 @@ def _word(value) -> str:
 def _no_valid_layout(ctx: PlanContext, fitted: Fitted, notes: Notes) -> None:
     """Nothing in the grid can run (the spec's fixed layout, micro-batch and devices
     together, e.g. an interleaved schedule whose micro-batches are not a multiple of p)."""
-    fixed = [f"train.{k}" for k in LAYOUT_KEYS + ("micro_batch",) if _fixed(getattr(ctx.project.train, k))]
+    t = ctx.project.train
+    if _fixed(t.micro_batch):
+        # Every layout's d·b must fit in the global batch: say so at the micro-batch when it
+        # alone is what no layout can satisfy.
+        b, sequences = int(t.micro_batch), fitted.case.global_batch_sequences
+        replicas = min(n // layout.model_parallel for n in fitted.grid.devices for layout in fitted.grid.layouts
+                       if n % layout.model_parallel == 0) if fitted.grid.layouts else 1
+        if replicas * b > sequences:
+            notes.diag(
+                codes.LAYOUT_CANNOT_RUN,
+                f"train.micro_batch = {b}: {replicas} data-parallel {'replica' if replicas == 1 else 'replicas'} (the fewest any "
+                f"layout leaves) need {replicas * b} sequences per step, more than the global batch of {sequences} "
+                f"(train.batch / context {fitted.case.seq})",
+                "train.micro_batch",
+                hint=f"at most {max(1, sequences // replicas)}, or auto",
+            )
+            raise SpecError(notes.diagnostics, ctx.spec.sources)
+    fixed = [f"train.{k}" for k in LAYOUT_KEYS + ("micro_batch",) if _fixed(getattr(t, k))]
     notes.diag(
         codes.LAYOUT_CANNOT_RUN,
         f"no configuration can run with the spec's {', '.join(fixed) or 'settings'} on {fitted.grid.devices[0]} x {ctx.hardware.key}",

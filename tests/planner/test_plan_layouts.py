@@ -168,6 +168,7 @@ def test_an_encoder_decoder_keeps_t_p_1_with_a_reason():
         ("pipeline = 1\nvirtual_stages = 2", 8, "virtual_stages", "needs pipeline > 1"),
         ("tensor = 8\npipeline = 4", 48, "tensor", "does not divide the 48 devices"),
         ("pipeline = 2\nsharding = fsdp", 8, "pipeline", "runs with ddp or zero1"),
+        ("micro_batch = 100000", 8, "micro_batch", "more than the global batch"),
     ],
 )
 def test_a_fixed_layout_that_cannot_run_is_an_error_at_its_line(train, devices, key, words):
@@ -179,6 +180,15 @@ def test_a_fixed_layout_that_cannot_run_is_an_error_at_its_line(train, devices, 
     text = spec_text(model="preset = llama-7b\ncontext = 2048 tokens", data="tokens = 100B tokens", train=train,
                      budget=f"hardware = {devices} x a100-80gb")
     assert text.splitlines()[d.span.line - 1].strip().startswith(key)
+
+
+def test_a_micro_batch_from_set_larger_than_the_global_batch_is_an_error_at_the_override():
+    with pytest.raises(SpecError) as err:
+        _planned(model="preset = llama-7b\ncontext = 2048 tokens", data="tokens = 100B tokens",
+                 budget="hardware = 64 x a100-80gb", overrides=["train.micro_batch=100000"])
+    d = next(d for d in err.value.diagnostics if d.code == "GP210")
+    assert "train.micro_batch = 100000" in d.message and "global batch" in d.message
+    assert d.span.file == "--set" and "at most" in d.hint
 
 
 def test_a_spec_mfu_overrides_the_step_time_model_and_the_plan_says_so():

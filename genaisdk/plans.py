@@ -258,6 +258,8 @@ class TrainSection:
     """The dtype of the master copy of the weights the optimizer updates (fp32 under mixed
     precision), or None when the optimizer updates the working weights in place."""
     attention: str = "flash"
+    framework: str = "megatron-lm"
+    """The training software the step time is for (`genaisdk.estimate.frameworks`)."""
     adaptation: str = "pretrain"
     global_batch_tokens: float | None = attrs.field(default=None, metadata=COUNT)
     global_batch_sequences: int | None = None

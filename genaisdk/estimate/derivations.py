@@ -106,8 +106,19 @@ def step_time_terms(step: StepTime, index=()) -> list[NamedTerm]:
         NamedTerm(name="optimizer step", formula="parameters × (2·(state + master) + gradient + weight) bytes / (η·bandwidth)",
                   substituted=f"{_si(d['optimizer_bytes'], 'B')} of memory traffic", value=parts["optimizer"], unit="s",
                   source="genaisdk.estimate.efficiency"),
-        NamedTerm(name="step", formula="compute + recompute + tensor parallel + transfers + bubble + data parallel + optimizer",
-                  substituted=" + ".join(_si(parts[k], "s") for k in parts), value=seconds, unit="s"),
+    ]
+    modelled = seconds - parts.get("framework", 0.0)
+    step_formula = "compute + recompute + tensor parallel + transfers + bubble + data parallel + optimizer"
+    if parts.get("framework", 0.0) > 0.0:
+        efficiency = modelled / seconds
+        terms.append(NamedTerm(
+            name="framework", formula="(the parts above) × (1/efficiency − 1), the software's measured throughput against Megatron-LM's",
+            substituted=f"{_si(modelled, 's')} × (1/{efficiency:.2f} − 1)", value=parts["framework"], unit="s",
+            source="genaisdk.estimate.frameworks"))
+        step_formula += " + framework"
+    terms += [
+        NamedTerm(name="step", formula=step_formula,
+                  substituted=" + ".join(_si(parts[k], "s") for k in parts if k != "framework" or parts[k] > 0.0), value=seconds, unit="s"),
         NamedTerm(name="achieved FLOP/s per device", formula="model FLOPs / (step × devices)",
                   substituted=f"{model:.3e} / ({_si(seconds, 's')} × {devices:.0f})", value=achieved, unit="FLOP/s",
                   source=_SOURCES["mfu"]),

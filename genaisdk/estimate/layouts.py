@@ -132,6 +132,7 @@ def evaluate_layouts(
     master_bytes=4.0,
     accumulate_bytes=4.0,
     overlap_data_parallel=False,
+    framework_efficiency=1.0,
     **memory_options,
 ) -> LayoutResult:
     """Memory per device, fit and step time of every layout of `grid` (module docstring).
@@ -156,7 +157,7 @@ def evaluate_layouts(
     last_stage = np.broadcast_to(stage_memory(dims, recompute=codes, stage=p - 1, **common, **memory_options).total, shape)
     step = step_time(
         dims, cluster, recompute=codes, causal=causal, accumulate_bytes=accumulate_bytes,
-        overlap_data_parallel=overlap_data_parallel, **common,
+        overlap_data_parallel=overlap_data_parallel, framework_efficiency=framework_efficiency, **common,
     )
     memory = np.maximum(first_stage, last_stage)
     m = micro_batches(global_batch=global_batch, data_parallel=d, micro_batch=b)

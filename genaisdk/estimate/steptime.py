@@ -45,6 +45,11 @@ gathers behind each micro-batch's compute (prefetch), and only what is longer th
 compute is exposed. The optimizer step reads and writes the stage's weights, gradients,
 master weights and moments once (memory traffic).
 
+All of this is Megatron-LM's step. Other training software with the same layout runs at a
+measured fraction of it (`genaisdk.estimate.frameworks`: DeepSpeed's pipeline engine 0.73);
+the step then takes the sum above / that fraction, and the difference is the `framework` part
+(0 for Megatron-LM).
+
 The results: seconds per step and each part, the micro-batches, the model FLOPs per step
 (Chowdhery et al. 2022, App. B: 6·N + 12·L·H·Q·T per token) and the hardware FLOPs
 (recomputation included), the achieved FLOP/s per device and MFU = model FLOP/s per device
@@ -98,7 +103,7 @@ achieved bandwidths of the tensor, pipeline and data-parallel groups (bytes/s), 
 parameters per device, the bytes each device sends for the data-parallel reduction per step,
 and the optimizer step's memory traffic."""
 
-PARTS = ("compute", "recompute", "tensor_parallel", "pipeline_transfer", "bubble", "data_parallel", "optimizer")
+PARTS = ("compute", "recompute", "tensor_parallel", "pipeline_transfer", "bubble", "data_parallel", "optimizer", "framework")
 """The parts of a step, in the order they are reported; they sum to `StepTime.seconds`."""
 
 
@@ -280,9 +285,13 @@ def step_time(
     master_bytes=4.0,
     accumulate_bytes=4.0,
     overlap_data_parallel=False,
+    framework_efficiency=1.0,
 ) -> StepTime:
     """Seconds per training step and its parts (module docstring). `global_batch` in
-    sequences of `seq` tokens; the layout uses t·p·d devices of `cluster`."""
+    sequences of `seq` tokens; the layout uses t·p·d devices of `cluster`.
+    `framework_efficiency` is the training software's throughput as a fraction of the
+    Megatron-LM this model is calibrated on (`genaisdk.estimate.frameworks`): the step takes
+    the other parts' sum / it, the difference being the `framework` part."""
     family = _single_stack(dims, family)
     t = np.asarray(tensor_parallel, dtype=float)
     p = np.asarray(pipeline_parallel, dtype=float)
@@ -402,7 +411,9 @@ def step_time(
         "data_parallel": dp,
         "optimizer": optimizer,
     }
-    seconds = sum(parts.values())
+    modelled = sum(parts.values())
+    parts["framework"] = modelled * (1.0 / np.asarray(framework_efficiency, dtype=float) - 1.0)
+    seconds = modelled + parts["framework"]
     shape = np.shape(seconds)
     sequences = np.asarray(global_batch, dtype=float)
     step_tokens = sequences * s

@@ -15,6 +15,7 @@ import numpy as np
 from genaisdk.estimate import constants, scaling
 from genaisdk.estimate import cost as cost_math
 from genaisdk.estimate import flops as flops_math
+from genaisdk.estimate.frameworks import framework
 from genaisdk.estimate.data import epochs_over, mix_tokens, raw_tokens_needed, usable_tokens
 from genaisdk.estimate.constants import DTYPE_BYTES
 from genaisdk.estimate.inference import inference_memory
@@ -246,6 +247,7 @@ def assemble(stages: Stages, notes: Notes) -> Plan:
         optimizer_state=ctx.optimizer_state,
         master_weights="fp32" if ctx.precision.master_bytes >= 4 else (None if not ctx.precision.master_bytes else "bf16"),
         attention=p.train.attention or "flash",
+        framework=p.train.framework,
         adaptation=r.adaptation.key,
         global_batch_tokens=batch_tokens,
         global_batch_sequences=global_seq,
@@ -529,6 +531,10 @@ def assumptions(stages: Stages, plan: Plan, notes: Notes) -> None:
     )
     a("activation_bytes", prec.activation_bytes, f"precision `{prec.key}`; dropout masks 1 byte (Korthikanti et al. 2022, Sec. 4.1)")
     a("attention", plan.train.attention, "flash attention keeps no s x s scores (Dao et al. 2022)" if plan.train.attention != "materialized" else "materialized scores: 5·a·s²·b bytes per layer")
+    if plan.time.model == "step-time":
+        stack = framework(plan.train.framework)
+        a("framework_efficiency", stack.efficiency, f"{stack.description}: {stack.source}",
+          "throughput against the step-time model's Megatron-LM; the step's `framework` part")
     a("tied_embeddings", dims.tied_embeddings, "the model's dimensions", "an untied output projection adds vocab x d_model parameters")
     a("causal_halving", False, "Chowdhery et al. 2022 (PaLM), App. B", "attention FLOPs are not halved for the causal mask")
     a("runtime_bytes", constants.RUNTIME_CONTEXT_BYTES, "CUDA context and library workspaces (genaisdk.estimate.constants)")

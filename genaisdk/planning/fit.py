@@ -17,6 +17,7 @@ from genaisdk.core.numbers import fmt_bytes
 from genaisdk.diagnostics import SpecError
 from genaisdk.estimate import cost as cost_math
 from genaisdk.estimate.flops import model_flops_per_token
+from genaisdk.estimate.frameworks import framework
 from genaisdk.estimate.params import count_params
 from genaisdk.planning.defaults import (
     AUTO_VIRTUAL_STAGES,
@@ -116,6 +117,7 @@ def model_case(ctx: PlanContext, trainable: Trainable, dims: Dimensions, seq: in
         tokens=float(tokens),
         layouts=layouts,
         cluster=ctx.cluster if layouts else None,
+        framework_efficiency=framework(ctx.project.train.framework).efficiency,
         time_limit=budget.time.value if budget.time is not None else None,
     )
 

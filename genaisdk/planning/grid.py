@@ -155,6 +155,9 @@ class ModelCase:
     pipeline layouts are searched and memory is per pipeline stage."""
     cluster: Cluster | None = None
     """The hardware's figures for the step-time model; None: time at `mfu`."""
+    framework_efficiency: float = 1.0
+    """The training software's throughput against the step-time model's Megatron-LM
+    (`genaisdk.estimate.frameworks`)."""
     time_limit: float | None = None
     """The spec's time budget in seconds (a configuration beyond it ranks later)."""
 
@@ -497,7 +500,7 @@ def _evaluate_layouts(case: ModelCase, grid: Grid) -> GridResult:
     step = None
     if case.cluster is not None:
         cluster = attrs.evolve(case.cluster, peak_flops=peak)
-        step = step_time(dims, cluster, causal=case.family == "decoder", **common)
+        step = step_time(dims, cluster, causal=case.family == "decoder", framework_efficiency=case.framework_efficiency, **common)
         # The run is steps of m·d·b sequences: tokens / (m·d·b·s) steps of `step.seconds`.
         seconds = case.tokens / (m * d * b * case.seq) * step.seconds
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -565,7 +568,7 @@ def chosen_step(case: ModelCase, grid: Grid, index: tuple[int, ...]) -> StepTime
     common, _ = chosen_arguments(case, grid, index)
     peak = case.hardware.peak_flops.get(grid.precisions[index[0]].compute_dtype)
     cluster = attrs.evolve(case.cluster, peak_flops=float(peak)) if peak else case.cluster
-    return step_time(case.dims, cluster, causal=case.family == "decoder", **common)
+    return step_time(case.dims, cluster, causal=case.family == "decoder", framework_efficiency=case.framework_efficiency, **common)
 
 
 def stage_memories(case: ModelCase, grid: Grid, index: tuple[int, ...]) -> TrainingMemory:

@@ -145,6 +145,8 @@ class TrainSpec:
     """Chunks of layers per pipeline stage (the interleaved schedule, v); 1 is plain 1F1B."""
     attention: str = "flash"
     """flash | materialized."""
+    framework: str = "megatron-lm"
+    """The training software the step time is for (`genaisdk.estimate.frameworks`)."""
     mfu: float | None = None
     """Model-FLOPs utilization to assume; None = the step-time model's, derived (or the
     planner's documented default where that model does not cover the run)."""

@@ -1,0 +1,84 @@
+"""Training software, by the throughput it reaches against the step-time model.
+
+The step-time model (`genaisdk.estimate.steptime`) is calibrated on Megatron-LM: it gives
+Narayanan et al. 2021 Table 1 within 0.92-1.09 and Korthikanti et al. 2022 Table 5 within
+10% on Selene. Runs on DeepSpeed's pipeline engine, with the same layouts, the same GPUs and
+the same FLOP counting, measured a steady fraction of that:
+
+    efficiency = measured throughput / the step-time model's, for the run's own layout
+
+and the step takes `seconds / efficiency`; the difference is the step's `framework` part.
+
+`deepspeed-pipeline` is calibrated on one run and checked on two others it was not fitted to
+(tests/estimate/test_steptime.py, docs/accuracy.md):
+
+- calibration: Megatron-Turing NLG 530B, Megatron-DeepSpeed on Selene (Smith et al. 2022,
+  "Using DeepSpeed and Megatron to Train Megatron-Turing NLG 530B", arXiv:2201.11990,
+  Sec. 2.4: 60.1, 50.2 and 44.4 s per iteration on 280, 350 and 420 DGX A100 servers;
+  tensor 8, pipeline 35, batch 1,920 sequences of 2,048, micro-batch 1). The model gives
+  44.6, 36.9 and 31.7 s: ratios 0.743, 0.735 and 0.715, mean 0.73;
+- check: GPT-NeoX-20B (Black et al. 2022, arXiv:2204.06745, Sec. 3: 117 TFLOP/s per GPU
+  on 96 A100-40GB, tensor 2, pipeline 4): the model x 0.73 gives 116;
+- check: BLOOM-176B (BigScience 2022, arXiv:2211.05100: about 150 TFLOP/s per GPU on
+  Jean Zay, tensor 4, pipeline 12): the model x 0.73 gives 145.
+
+Pure Python: `genai plan` reads it without numpy.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+
+@attrs.frozen(kw_only=True)
+class Framework:
+    """One training stack: its name in `train.framework`, its throughput as a fraction of the
+    step-time model's (1.0: the model's own calibration), and the source of that fraction."""
+
+    key: str
+    description: str
+    efficiency: float
+    source: str
+
+
+_DEEPSPEED_SOURCE = (
+    "DeepSpeed's pipeline engine measured 0.73 of the step-time model on Megatron-Turing NLG 530B "
+    "(Smith et al. 2022, Sec. 2.4: 60.1/50.2/44.4 s per iteration where the model gives 44.6/36.9/31.7 s); "
+    "GPT-NeoX-20B's 117 TFLOP/s per GPU (Black et al. 2022) and BLOOM's 150 agree"
+)
+
+FRAMEWORKS: dict[str, Framework] = {
+    f.key: f
+    for f in (
+        Framework(
+            key="megatron-lm",
+            description="Megatron-LM (its own 1F1B and interleaved pipeline schedules)",
+            efficiency=1.0,
+            source="the step-time model's calibration: Narayanan et al. 2021 Table 1 and Korthikanti et al. 2022 Table 5 on Selene",
+        ),
+        Framework(
+            key="megatron-deepspeed",
+            description="Megatron-DeepSpeed (Megatron's layers on DeepSpeed's pipeline engine)",
+            efficiency=0.73,
+            source=_DEEPSPEED_SOURCE,
+        ),
+        Framework(
+            key="gpt-neox",
+            description="GPT-NeoX (Megatron's layers on DeepSpeed's pipeline engine)",
+            efficiency=0.73,
+            source=_DEEPSPEED_SOURCE,
+        ),
+    )
+}
+"""Every stack `train.framework` names; `megatron-lm` is the default."""
+
+DEFAULT_FRAMEWORK = "megatron-lm"
+
+
+def framework(key: str | None) -> Framework:
+    """The record of `key` (None: the default).
+
+    Raises:
+        KeyError: `key` is not in `FRAMEWORKS` (the spec's schema refuses it first).
+    """
+    return FRAMEWORKS[key or DEFAULT_FRAMEWORK]

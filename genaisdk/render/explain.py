@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -35,13 +36,30 @@ format_value = fmt_value
 """A term's result in its unit (`genaisdk.core.numbers.fmt_value`)."""
 
 
-def term_lines(term: Term) -> list[str]:
-    """The three-line form of one term (plain text)."""
-    lines = [f"{term.name} = {term.formula}"]
+def term_rows(term: Term, width: int | None = None) -> list[tuple[str, str]]:
+    """The three-line form of one term as (part, line) pairs, part being `formula`,
+    `substituted` or `value`. With `width`, a line longer than that wraps between words, its
+    continuation indented under the text after `= `, so the equals signs stay in one column."""
+    pad = " " * len(term.name)
+    rows = [("formula", term.name, term.formula)]
     if term.substituted and term.substituted != term.formula:
-        lines.append(f"{' ' * len(term.name)} = {term.substituted}")
-    lines.append(f"{' ' * len(term.name)} = {format_value(term.value, term.unit)}")
-    return lines
+        rows.append(("substituted", pad, term.substituted))
+    rows.append(("value", pad, format_value(term.value, term.unit)))
+    out: list[tuple[str, str]] = []
+    for part, lead, text in rows:
+        first = f"{lead} = "
+        if width is None or len(first) + len(text) <= width or width - len(first) < 20:
+            out.append((part, first + text))
+            continue
+        wrapped = textwrap.wrap(text, width=width - len(first), break_long_words=False, break_on_hyphens=False) or [""]
+        out.append((part, first + wrapped[0]))
+        out.extend((part, " " * len(first) + rest) for rest in wrapped[1:])
+    return out
+
+
+def term_lines(term: Term, width: int | None = None) -> list[str]:
+    """The three-line form of one term (plain text; `term_rows`)."""
+    return [line for _, line in term_rows(term, width)]
 
 
 def explain_text(plan: Plan, topics: Sequence[str]) -> str:
@@ -70,12 +88,10 @@ def render_explain(plan: Plan, topics: Sequence[str], console: Console) -> None:
     for topic in topics:
         console.print(Rule(TOPIC_TITLES.get(topic, topic), align="left"))
         for term in plan.derivations.get(topic, ()):
-            lines = [printable(line) for line in term_lines(term)]
-            head = Text(lines[0])
-            head.stylize("bold", 0, len(printable(term.name)))
-            console.print(head)
-            for line in lines[1:-1]:
-                console.print(Text(line, style="dim"))
-            console.print(Text(lines[-1]))
+            for i, (part, line) in enumerate(term_rows(term, console.width)):
+                text = Text(printable(line), style="dim" if part == "substituted" else "")
+                if i == 0:
+                    text.stylize("bold", 0, len(printable(term.name)))
+                console.print(text)
             if term.source:
                 console.print(Text(printable(f"    {term.source}"), style="dim italic"))

@@ -128,14 +128,26 @@ def print_fitted(
                               no_color=console.no_color, highlight=False, emoji=False)
         console.print(build_table(title, columns, rows, right=right))
         return []
+    def natural_width(names: Sequence[str]) -> int:
+        return sum(n.natural for n in needs(names, cells(names))) + GAP * (len(names) - 1)
+
+    # Drop columns until the rest fits unwrapped; where even that is too wide, keep the
+    # fewest dropped at which cells wrap rather than overflow.
     keep = list(columns)
     hidden: list[str] = []
-    for name in drop:
-        if minimum_width(keep, cells(keep)) <= console.width:
-            break
-        if name not in keep:
-            continue
+    dropped = [n for n in drop if n in keep]
+    while dropped and natural_width(keep) > console.width:
+        name = dropped.pop(0)
         keep.remove(name)
         hidden.append(name)
+    if natural_width(keep) > console.width:
+        keep, hidden = list(columns), []
+        for name in drop:
+            if minimum_width(keep, cells(keep)) <= console.width:
+                break
+            if name not in keep:
+                continue
+            keep.remove(name)
+            hidden.append(name)
     console.print(build_table(title, keep, cells(keep), right=right, width=console.width))
     return hidden

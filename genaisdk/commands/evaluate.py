@@ -82,7 +82,14 @@ def _print(result, path: Path | None) -> None:
 @click.option("--precision", metavar="P", help="Serve the weights in fp32, bf16, fp16, int8 or int4 (NF4); default: the run's compute dtype.")
 @click.option("--no-baseline", is_flag=True, help="Do not also measure the comparison precision (bf16 for int8/int4).")
 @click.option("--max-new-tokens", type=click.IntRange(min=1), metavar="N", help="Generation budget for summarization and translation (default: longest target + 16).")
-@click.option("--out", type=click.Path(dir_okay=False), help="Where to write eval.json (default: MODEL/eval.json).")
+@click.option(
+    "--adapters",
+    type=click.Path(),
+    metavar="DIR",
+    help="A PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors) merged into MODEL first; "
+    "eval.json then goes into DIR. DoRA, trained biases and modules_to_save are refused.",
+)
+@click.option("--out", type=click.Path(dir_okay=False), help="Where to write eval.json (default: MODEL/eval.json, or DIR/eval.json with --adapters).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 def command(
     model: str,
@@ -92,6 +99,7 @@ def command(
     precision: str | None,
     no_baseline: bool,
     max_new_tokens: int | None,
+    adapters: str | None,
     out: str | None,
     as_json: bool,
 ) -> None:
@@ -106,6 +114,7 @@ def command(
       genai eval runs/tiny-legal --data heldout.txt more/*.txt
       genai eval runs/t5 --data test.jsonl --task summarization --json
       genai eval runs/tiny-legal --data heldout.txt --precision int8
+      genai eval path/to/llama --adapters exports/support-adapter --data heldout.txt
     """
     from genaisdk.backend.jax.train import TrainError, require_jax
 
@@ -128,6 +137,7 @@ def command(
             precision=precision,
             baseline=not no_baseline,
             max_new_tokens=max_new_tokens,
+            adapters=adapters,
         )
     except MissingMetricError as exc:
         click.echo(f"error: {printable(str(exc))}", err=True)
@@ -135,7 +145,8 @@ def command(
     except BackendError as exc:
         click.echo(f"error: {printable(str(exc))}", err=True)
         sys.exit(1)
-    path = Path(out) if out else (Path(model) / RESULT_FILE if Path(model).is_dir() else None)
+    home = Path(adapters) if adapters else Path(model)
+    path = Path(out) if out else (home / RESULT_FILE if home.is_dir() else None)
     if path is not None:
         try:
             write_result(result, path)

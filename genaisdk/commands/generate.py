@@ -102,6 +102,13 @@ def _print_bench(result) -> None:
     type=click.Choice(["fp32", "bf16", "fp16", "fp8"]),
     help="Hold the KV cache in this type, as the plan's serve.kv_precision (default: the compute dtype); fp8 (E4M3) halves a 16-bit cache.",
 )
+@click.option(
+    "--adapters",
+    type=click.Path(),
+    metavar="DIR",
+    help="A PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors, as PEFT's save_pretrained "
+    "or `genai export --adapters` write it) merged into MODEL first; DoRA, trained biases and modules_to_save are refused.",
+)
 @click.option("--json", "as_json", is_flag=True, help='Print {"prompt_ids", "ids", "text"} (one line per prompt).')
 @click.option("--bench", is_flag=True, help="Time prefill and decode instead: tokens/s, time to first token, memory bandwidth.")
 @click.option("--batch", "bench_batch", type=click.IntRange(min=1), default=1, show_default=True, metavar="B", help="--bench: sequences decoded together.")
@@ -124,9 +131,11 @@ def command(
     bench_batch: int,
     prompt_tokens: int,
     quiet: bool,
+    adapters: str | None,
 ) -> None:
     """Continue a prompt with the model of a `genai train` run directory (its latest good
-    checkpoint), greedy by default, stopping at the tokenizer's end-of-sequence id.
+    checkpoint) or of a Hugging Face checkpoint folder, greedy by default, stopping at the
+    tokenizer's end-of-sequence id. --adapters applies a PEFT LoRA adapter to it first.
 
     \b
     Examples:
@@ -135,6 +144,7 @@ def command(
       genai generate runs/tiny-legal --batch-file prompts.txt --precision int8 --json
       genai generate runs/tiny-legal --bench --prompt-tokens 128 --max-new-tokens 128
       genai generate runs/tiny-legal --bench --precision int8 --kv-precision fp8
+      genai generate path/to/llama --adapters exports/support-adapter --prompt "Customer: hi"
     """
     from genaisdk.backend.jax.train import TrainError, require_jax
 
@@ -153,7 +163,7 @@ def command(
     from genaisdk.backend.jax.generate import bench as run_bench
 
     try:
-        generator = Generator(model, precision, kv_precision=kv_precision)
+        generator = Generator(model, precision, kv_precision=kv_precision, adapters=adapters)
         if bench:
             result = run_bench(
                 generator, prompt=prompts[0] if prompts else None, prompt_tokens=prompt_tokens, new_tokens=max_new_tokens, batch=bench_batch

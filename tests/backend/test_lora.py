@@ -99,7 +99,7 @@ def test_merged_weights_export_with_gpt2s_fused_attention_and_as_peft(hf_dir, tm
 
     from genaisdk.backend.jax.hf import export_hf
     from genaisdk.backend.jax.load import load_model
-    from genaisdk.backend.jax.lora import write_peft
+    from genaisdk.backend.jax.peft import write_peft
 
     loaded = load_model(hf_dir("gpt2"), dtype="float32")
     config = AdapterConfig(method="lora", rank=2, alpha=6, targets=("q", "v", "down"))
@@ -116,7 +116,9 @@ def test_merged_weights_export_with_gpt2s_fused_attention_and_as_peft(hf_dir, tm
 
     write_peft(tmp_path / "peft", tree, config, dims=loaded.dims, family="decoder", model_type="gpt2")
     peft = json.loads((tmp_path / "peft" / "adapter_config.json").read_text())
-    assert peft["target_modules"] == ["c_attn", "c_proj"] and peft["fan_in_fan_out"] is True
+    # "c_proj" would also select the attention's output, which has no adapter: whole paths.
+    assert peft["target_modules"] == [f"transformer.h.{i}.{m}" for i in (0, 1) for m in ("attn.c_attn", "mlp.c_proj")]
+    assert peft["fan_in_fan_out"] is True
     assert peft["rank_pattern"] == {"c_attn": 4} and peft["alpha_pattern"] == {"c_attn": 12}
     lora = load_file(str(tmp_path / "peft" / "adapter_model.safetensors"))
     base = load_file(str(hf_dir("gpt2") / "model.safetensors"))
@@ -225,6 +227,32 @@ def test_export_writes_peft_adapters_and_merged_weights(run, hf_dir, tmp_path):
     # Adapters of a run that trained every weight, or both flags, are refused in one line.
     both = runner.invoke(cli, ["export", str(result.out_dir), "--adapters", "--merge", "--out", str(tmp_path / "x")])
     assert both.exit_code == 2 and "exclude each other" in both.output
+
+
+def test_exported_adapters_read_back_onto_the_base_give_the_runs_logits(run, hf_dir, tmp_path):
+    """genai export --adapters, then the base checkpoint with those adapters (load_model's
+    `adapters=`, what genai generate/eval --adapters use): the run's own merged weights, bit
+    for bit, so its logits (max abs <= 1e-6); exported again, the same PEFT tensors."""
+    from safetensors.numpy import load_file
+
+    from genaisdk.backend.jax.export import export_model
+    from genaisdk.backend.jax.load import load_model
+    from genaisdk.cli import cli
+
+    result, _ = run
+    out = CliRunner().invoke(cli, ["export", str(result.out_dir), "--adapters", "--out", str(tmp_path / "peft")])
+    assert out.exit_code == 0, out.output
+    own = load_model(result.out_dir)
+    back = load_model(hf_dir("llama"), dtype="float32", adapters=tmp_path / "peft")
+    assert back.adapter == own.adapter
+    for x, y in zip(jax.tree.leaves(own.params), jax.tree.leaves(back.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    ids = np.array([own.tokenizer.encode("Customer: how do I change my email? Agent: open Settings")])
+    error = np.abs(_forward(own.model, back.params, ids) - _forward(own.model, own.params, ids)).max()
+    assert error <= 1e-6
+    export_model(back, tmp_path / "again", format="peft")
+    first, again = (load_file(str(tmp_path / d / "adapter_model.safetensors")) for d in ("peft", "again"))
+    assert first.keys() == again.keys() and all(np.array_equal(first[k], again[k]) for k in first)
 
 
 def test_eval_and_generate_take_the_run_folder(run):

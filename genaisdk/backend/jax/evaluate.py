@@ -265,12 +265,12 @@ def _bucket(n: int, minimum: int = 8) -> int:
 class Evaluator:
     """A loaded model's compiled loss (and scoring) at one serving precision."""
 
-    def __init__(self, model: Any, precision: str | None = None):
+    def __init__(self, model: Any, precision: str | None = None, adapters: Any = None):
         from genaisdk.backend.jax.generate import Program, resolve_format
         from genaisdk.backend.jax.quantize import prepare_params
         from genaisdk.backend.jax.runs import resolve_model
 
-        self.loaded = resolve_model(model)
+        self.loaded = resolve_model(model, adapters)
         self.format = resolve_format(self.loaded, precision)
         self.policy = self.format.policy()
         self.model = self.loaded.model
@@ -589,6 +589,7 @@ def evaluate(
     max_new_tokens: int | None = None,
     base_dir: Path | None = None,
     out: str | Path | None = None,
+    adapters: str | Path | None = None,
 ) -> EvalResult:
     """Measure a model on `data` (default: its run's held-out split); see the module docstring.
 
@@ -596,13 +597,14 @@ def evaluate(
     it). `precision`: the serving precision (default the run's compute dtype). `baseline`:
     also measure at the comparison precision (`baseline_precision`). `max_new_tokens`: the
     generation budget of summarization/translation (default the longest target + 16
-    tokens). `out`: write the result's JSON there. Raises EvaluationError, ModelLoadError or
+    tokens). `out`: write the result's JSON there. `adapters`: a PEFT LoRA adapter folder
+    merged into the model (`genaisdk.backend.jax.peft`). Raises EvaluationError, ModelLoadError or
     GenerationError for input that cannot be evaluated.
     """
     from genaisdk.registry import get_registry
 
     started = time.perf_counter()
-    evaluator = Evaluator(model, precision)
+    evaluator = Evaluator(model, precision, adapters)
     loaded = evaluator.loaded
     notes: list[str] = list(loaded.notes)
 

@@ -16,7 +16,7 @@ One entry per format in `FORMATS`, each a function `(loaded, out, options) -> Ex
   plus alpha/r·A·B at every adapted matrix (a QLoRA base dequantized first: the weights the
   adapters were trained against), a plain checkpoint of the base model's family.
 - ``peft``: a LoRA or QLoRA run's adapters alone, in PEFT's folder (adapter_config.json +
-  adapter_model.safetensors, `genaisdk.backend.jax.lora.write_peft`), the tensor names
+  adapter_model.safetensors, `genaisdk.backend.jax.peft.write_peft`), the tensor names
   those of `genaisdk.checkpoints.hf_map`; `peft.PeftModel.from_pretrained` loads them
   over the base model.
 """
@@ -70,7 +70,7 @@ def _hf(loaded: Any, out: Path, options: ExportOptions) -> ExportResult:
 
 
 def _peft(loaded: Any, out: Path, options: ExportOptions) -> ExportResult:
-    from genaisdk.backend.jax.lora import write_peft
+    from genaisdk.backend.jax.peft import write_peft
     from genaisdk.checkpoints import CheckpointFormatError
     from genaisdk.checkpoints.hf_config import hf_model_type
 

@@ -305,13 +305,21 @@ class Generator:
     UnsupportedError for a model without cached decoding (an encoder, or a plugin
     architecture without `decode`), GenerationError for a KV type the backend cannot hold.
     `params`: weights already prepared for `precision` (`quantize.prepare_params`), to
-    share them with an evaluator.
+    share them with an evaluator. `adapters`: a PEFT LoRA adapter folder merged into MODEL
+    (`genaisdk.backend.jax.peft`).
     """
 
     def __init__(
-        self, model: Any, precision: str | None = None, *, kv_precision: str | None = None, tokenizer: Any = None, params: Any = None
+        self,
+        model: Any,
+        precision: str | None = None,
+        *,
+        kv_precision: str | None = None,
+        tokenizer: Any = None,
+        params: Any = None,
+        adapters: Any = None,
     ):
-        loaded = resolve_model(model)
+        loaded = resolve_model(model, adapters)
         self.loaded = loaded
         self.model = loaded.model
         if loaded.family == "encoder" or not hasattr(self.model, "decode"):
@@ -524,19 +532,23 @@ def generate(
     precision: str | None = None,
     kv_precision: str | None = None,
     tokenizer: Any = None,
+    adapters: Any = None,
 ) -> Generation | list[Generation]:
     """Continue `prompt` (one Generation) or each of `prompts` (a list) with the model.
 
     `model`: a `genai train` run directory, a `TrainResult` or a `Generator`/`LoadedModel`.
     `temperature` 0 is greedy; `top_k` 0 and `top_p` 1 keep every token; `seed` fixes the
     draws; `precision`: fp32, bf16, fp16, int8 or int4 (NF4), default the run's compute dtype;
-    `kv_precision`: the KV cache's type (fp32, bf16, fp16, fp8), default the compute dtype.
+    `kv_precision`: the KV cache's type (fp32, bf16, fp16, fp8), default the compute dtype;
+    `adapters`: a PEFT LoRA adapter folder merged into MODEL.
     Raises ModelLoadError (a MODEL that cannot be loaded) or GenerationError (bad settings).
     """
     if (prompt is None) == (prompts is None):
         raise GenerationError("give either prompt or prompts")
     sampling = Sampling(temperature=temperature, top_k=top_k, top_p=top_p)
-    generator = model if isinstance(model, Generator) else Generator(model, precision, kv_precision=kv_precision, tokenizer=tokenizer)
+    generator = model if isinstance(model, Generator) else Generator(
+        model, precision, kv_precision=kv_precision, tokenizer=tokenizer, adapters=adapters
+    )
     batch = [prompt] if prompts is None else list(prompts)
     encoded = generator.encode_prompts(batch)
     result = generator.run(encoded, max_new_tokens=max_new_tokens, sampling=sampling, seed=seed)

@@ -80,13 +80,14 @@ class LoadedModel:
     step: int | None = None
     """The run's checkpoint step that was loaded."""
     adapter: Any = None
-    """An adapter run's `genaisdk.backend.jax.config.AdapterConfig` (LoRA, QLoRA); `params`
-    are then its frozen base merged with its adapters (W + alpha/r·A·B, in fp32 or `dtype`)."""
+    """An adapter run's `genaisdk.backend.jax.config.AdapterConfig` (LoRA, QLoRA), or that of
+    PEFT adapters loaded over the model (`adapters=`); `params` are then the frozen base
+    merged with the adapters (W + alpha/r·A·B, in fp32 or `dtype`)."""
     adapters: Any = attrs.field(default=None, repr=False)
-    """An adapter run's trained adapters ({kernel path: {'lora_a', 'lora_b'}}), for
-    `genai export --adapters`; None otherwise."""
+    """The adapters ({kernel path: {'lora_a', 'lora_b'}}) of an adapter run or of loaded
+    PEFT adapters, for `genai export --adapters`; None otherwise."""
     base_source: str | None = None
-    """The checkpoint folder an adapter run's frozen base was read from (None: a random base)."""
+    """The folder the adapters' frozen base was read from (None: a run's random base)."""
     notes: tuple[str, ...] = ()
     _forward: Any = attrs.field(default=None, init=False, repr=False, eq=False)
 
@@ -131,6 +132,7 @@ def load_model(
     dtype: Any = None,
     vocab_multiple: int | None = None,
     step: int | None = None,
+    adapters: str | Path | None = None,
 ) -> LoadedModel:
     """A model from a Hugging Face checkpoint folder or a `genai train` run (module docstring).
 
@@ -139,7 +141,10 @@ def load_model(
     rules: replicated), else the first device. `dtype`: the parameters' dtype (None: as
     stored in a Hugging Face folder; fp32 for a run). `vocab_multiple`: pad the embedding rows (and output) with zeros up to a multiple
     (for sharding the vocabulary); the padding is never exported. `step`: a run's step
-    (default: the newest that verifies).
+    (default: the newest that verifies). `adapters`: a PEFT LoRA adapter folder
+    (adapter_config.json + adapter_model.safetensors) merged into the parameters
+    (`genaisdk.backend.jax.peft`; of a checkpoint folder, checked before any weight is read);
+    the result's `adapter` and `adapters` then describe it.
 
     Raises LoadError / CheckpointFormatError (one line naming the file and tensor) and
     TokenizerError for a tokenizer that does not fit the embedding rows."""
@@ -147,11 +152,18 @@ def load_model(
     if not path.exists():
         raise LoadError(f"{path}: no such file or folder")
     if is_checkpoint_folder(path):
-        return _load_hf(path, mesh=mesh, rules=rules, shardings=shardings, dtype=dtype, vocab_multiple=vocab_multiple)
+        return _load_hf(
+            path, mesh=mesh, rules=rules, shardings=shardings, dtype=dtype, vocab_multiple=vocab_multiple, adapters=adapters
+        )
     run = _run_folder(path)
     if run is not None:
         folder, step_from_path = run
-        return _load_run(folder, mesh=mesh, rules=rules, shardings=shardings, dtype=dtype, step=step if step is not None else step_from_path)
+        loaded = _load_run(folder, mesh=mesh, rules=rules, shardings=shardings, dtype=dtype, step=step if step is not None else step_from_path)
+        if adapters is None:
+            return loaded
+        from genaisdk.backend.jax.peft import apply_peft
+
+        return apply_peft(loaded, adapters)
     raise LoadError(
         f"{path}: neither a Hugging Face checkpoint (config.json + model.safetensors) nor a genai train run (run.json + checkpoints/)"
     )
@@ -162,7 +174,9 @@ def _pad_id(tokenizer: Any) -> int:
     return -1 if pad is None else int(pad)
 
 
-def _load_hf(path: Path, *, mesh: Any, rules: Any, shardings: Any, dtype: Any, vocab_multiple: int | None) -> LoadedModel:
+def _load_hf(
+    path: Path, *, mesh: Any, rules: Any, shardings: Any, dtype: Any, vocab_multiple: int | None, adapters: Any = None
+) -> LoadedModel:
     checkpoint = read_checkpoint(path)
     notes: list[str] = []
     tokenizer = None
@@ -177,9 +191,14 @@ def _load_hf(path: Path, *, mesh: Any, rules: Any, shardings: Any, dtype: Any, v
     dims = checkpoint.dims.evolve(vocab=rows)
     model = build(dims, family=checkpoint.family, pad_id=_pad_id(tokenizer))
     specs = model.specs()
+    adapter = None
+    if adapters is not None:  # a bad adapter is refused before the base's weights are read
+        from genaisdk.backend.jax.peft import read_peft
+
+        adapter = read_peft(adapters, model, dims=checkpoint.dims, model_type=checkpoint.model_type)
     params, report = load_params(checkpoint, specs, shardings=_place(specs, mesh, rules, shardings), dtype=dtype)
     notes.extend(report.notes())
-    return LoadedModel(
+    loaded = LoadedModel(
         source=path,
         kind="hf",
         family=checkpoint.family,
@@ -194,6 +213,11 @@ def _load_hf(path: Path, *, mesh: Any, rules: Any, shardings: Any, dtype: Any, v
         model_type=checkpoint.model_type,
         notes=tuple(notes),
     )
+    if adapter is None:
+        return loaded
+    from genaisdk.backend.jax.peft import apply_peft
+
+    return apply_peft(loaded, adapter)
 
 
 def _run_folder(path: Path) -> tuple[Path, int | None] | None:

@@ -144,13 +144,14 @@ def _objective(record: Any, vocab: int, tokenizer: Any, decoder_start: int | Non
     return make(vocab_size=vocab, record=record, **({"ids": layout} if layout != TokenLayout() else {}))
 
 
-def load(path: str | Path) -> LoadedModel:
+def load(path: str | Path, adapters: str | Path | None = None) -> LoadedModel:
     """The model of a `genai train` run directory (its newest checkpoint that verifies; only
     the parameters are read) or of a Hugging Face checkpoint folder, through
     `genaisdk.backend.jax.load.load_model`, with what generation and evaluation add: the
-    run's objective, precision, task and data.
+    run's objective, precision, task and data. `adapters`: a PEFT LoRA adapter folder merged
+    into the model (`genaisdk.backend.jax.peft`).
 
-    Raises ModelLoadError for a missing folder, a folder that is neither, a run without
+    Raises ModelLoadError for a missing folder, a bad adapter folder, a folder that is neither, a run without
     checkpoints, checkpoints that do not match run.json, or a tokenizer that does not fit.
     """
     from genaisdk.backend.jax.load import load_model
@@ -169,7 +170,7 @@ def load(path: str | Path) -> LoadedModel:
             )
         _check_layout(path)
     try:
-        base = load_model(path)
+        base = load_model(path, adapters=adapters)
     except (CheckpointFormatError, TokenizerError, ValueError) as exc:
         raise ModelLoadError(str(exc)) from None
     return from_loaded(base)
@@ -321,10 +322,25 @@ def from_train_result(result: Any) -> LoadedModel:
     )
 
 
-def resolve_model(source: Any) -> LoadedModel:
+def resolve_model(source: Any, adapters: str | Path | None = None) -> LoadedModel:
     """MODEL as the commands and the Python API accept it: a run directory or a Hugging
     Face checkpoint folder (str or Path), a `TrainResult`, a `load_model` result, or a
-    `LoadedModel`. The one place a new kind of MODEL is added."""
+    `LoadedModel`. The one place a new kind of MODEL is added. `adapters`: a PEFT LoRA
+    adapter folder merged into a MODEL given as a folder or a `load_model` result."""
+    if adapters is not None:
+        if isinstance(source, (str, Path)):
+            return load(source, adapters)
+        if hasattr(source, "kind") and hasattr(source, "tokenizer") and hasattr(source, "params") and hasattr(source, "adapter"):
+            from genaisdk.backend.jax.peft import apply_peft
+            from genaisdk.checkpoints import CheckpointFormatError
+
+            try:
+                return from_loaded(apply_peft(source, adapters))
+            except CheckpointFormatError as exc:
+                raise ModelLoadError(str(exc)) from None
+        raise ModelLoadError(
+            f"adapters go over a MODEL given as a folder (a checkpoint or a run) or a load_model result, not {type(source).__name__}"
+        )
     if isinstance(source, LoadedModel):
         return source
     if hasattr(source, "out_dir") and hasattr(source, "state"):

@@ -16,6 +16,8 @@
   ``<run>/tokenizer/``, or the byte tokenizer);
 - a run's ``checkpoints/`` folder or one step folder in it.
 
+`adapters=DIR` merges a PEFT LoRA adapter folder into either (`genaisdk.backend.jax.peft`).
+
 The result, a `LoadedModel`, carries everything generation, evaluation and export need:
 the model (`Transformer`: `specs()`, `apply(...)`), the parameters, `Dimensions`, the
 family, the tokenizer, the special ids, the real vocabulary (`vocab`; rows past it are

@@ -82,3 +82,16 @@ def test_the_run_loads_and_exports_as_its_base_family(run, tmp_path):
     again = load_model(out)
     for a, b in zip(jax.tree.leaves(jax.device_get(again.params)), jax.tree.leaves(jax.device_get(loaded.params)), strict=True):
         assert np.array_equal(a, b)
+
+
+def test_peft_adapters_go_over_a_fine_tuned_run_as_over_its_checkpoint(run, hf_dir):
+    """A run that trained every weight is a base like a checkpoint folder: PEFT's LLaMA
+    adapters over it give PEFT's golden logits (the run's weights are within 1e-6 of the
+    checkpoint's)."""
+    from genaisdk.backend.jax.load import load_model
+
+    golden = np.load(hf_dir("golden") / "peft-llama.npz")
+    loaded = load_model(run.out_dir, adapters=hf_dir("peft") / "llama")
+    assert loaded.kind == "run" and loaded.adapter.rank == 4 and loaded.base_source == str(run.out_dir)
+    logits = np.asarray(loaded.logits(golden["input_ids"]))
+    assert np.abs(logits[..., : golden["logits"].shape[-1]] - golden["logits"]).max() <= 1e-4

@@ -237,6 +237,7 @@ def test_exported_adapters_read_back_onto_the_base_give_the_runs_logits(run, hf_
 
     from genaisdk.backend.jax.export import export_model
     from genaisdk.backend.jax.load import load_model
+    from genaisdk.checkpoints import CheckpointFormatError
     from genaisdk.cli import cli
 
     result, _ = run
@@ -250,6 +251,8 @@ def test_exported_adapters_read_back_onto_the_base_give_the_runs_logits(run, hf_
     ids = np.array([own.tokenizer.encode("Customer: how do I change my email? Agent: open Settings")])
     error = np.abs(_forward(own.model, back.params, ids) - _forward(own.model, own.params, ids)).max()
     assert error <= 1e-6
+    with pytest.raises(CheckpointFormatError, match="is an adapter run whose adapters are merged already"):
+        load_model(result.out_dir, adapters=tmp_path / "peft")
     export_model(back, tmp_path / "again", format="peft")
     first, again = (load_file(str(tmp_path / d / "adapter_model.safetensors")) for d in ("peft", "again"))
     assert first.keys() == again.keys() and all(np.array_equal(first[k], again[k]) for k in first)

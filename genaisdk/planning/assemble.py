@@ -162,7 +162,7 @@ def assemble(stages: Stages, notes: Notes) -> Plan:
         steps = int(math.ceil(tokens / batch_tokens))
 
     train_flops = float(flops_math.training_flops(n, tokens)) if trains else 0.0
-    per_token = float(r.architecture.flops_per_token(dims, seq))
+    per_token = stages.trainable.flops_per_token(dims, float(r.architecture.flops_per_token(dims, seq)), context=seq)
     model_flops = per_token * tokens if trains else 0.0
     hw_per_token = flops_math.hardware_flops_per_token(dims, family=family, context=seq, recompute=recompute)
     hardware_flops = model_flops + float(hw_per_token.recompute) * tokens if trains else 0.0

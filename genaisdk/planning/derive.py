@@ -71,7 +71,10 @@ def product_term(
 
 def sum_term(name: str, formula: str, parts: Sequence[tuple[float, str]], value: float, unit: str, source: str = "") -> Term:
     fmt = fmt_bytes if unit == "bytes" else num
-    text = " + ".join(f"{fmt(v)}{(' ' + label) if label else ''}" for v, label in parts)
+    text = ""
+    for i, (v, label) in enumerate(parts):
+        sign = ("− " if i == 0 else " − ") if v < 0 else ("" if i == 0 else " + ")
+        text += f"{sign}{fmt(abs(v))}{(' ' + label) if label else ''}"
     return Term(name=name, formula=formula, substituted=text, value=float(value), unit=unit, source=source, check=float(sum(v for v, _ in parts)))
 
 
@@ -189,7 +192,20 @@ def _flops(plan: Plan, stages: Stages) -> list[Term]:
                 source="Chowdhery et al. 2022 (PaLM), App. B; not halved for causal masking",
             )
         )
-    if abs(dense + attention - per_token) <= 1e-6 * per_token:
+    lora = stages.trainable.lora if stages.trainable.trains else None
+    skipped = adapters = 0.0
+    if lora is not None:
+        from genaisdk.estimate.adaptation import lora_flops_per_token
+
+        skipped, adapters = lora_flops_per_token(stages.dims, rank=lora.rank, targets=lora.targets, family=stages.trainable.family,
+                                                 context=m.context)
+    if lora is not None and abs(dense + attention - skipped + adapters - per_token) <= 1e-6 * per_token:
+        terms.append(
+            sum_term("model FLOPs per token", "6·N_matmul + attention − 2·N_matmul (the frozen base's weight gradients) + 6·N_adapters",
+                     [(dense, "dense"), (attention, "attention"), (-skipped, "frozen base"), (adapters, "adapters")], per_token, "FLOPs",
+                     source="Chowdhery et al. 2022 (PaLM), App. B; Hu et al. 2021, Sec. 4.2 (genaisdk.estimate.adaptation)")
+        )
+    elif abs(dense + attention - per_token) <= 1e-6 * per_token:
         terms.append(
             sum_term("model FLOPs per token", "6·N_matmul + attention", [(dense, "dense"), (attention, "attention")], per_token, "FLOPs",
                      source="Chowdhery et al. 2022 (PaLM), App. B")

@@ -90,7 +90,7 @@ def model_case(ctx: PlanContext, trainable: Trainable, dims: Dimensions, seq: in
     """One model at one context, with everything the memory and time estimates need."""
     arch = ctx.resolved.architecture
     count = arch.count_params(dims)
-    per_token = float(arch.flops_per_token(dims, seq))
+    per_token = trainable.flops_per_token(dims, float(arch.flops_per_token(dims, seq)), context=seq)
     params, trained = trainable.resident(dims, count)
     layouts = not layout_coverage(ctx, trainable, dims, count, seq)
     budget = ctx.project.budget

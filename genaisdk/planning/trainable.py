@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING
 import attrs
 
 from genaisdk.estimate import constants
-from genaisdk.estimate.adaptation import alignment_params, kbit_kept_params, kbit_upcast_bytes, lora_activation_bytes, lora_params
+from genaisdk.estimate.adaptation import (
+    alignment_params,
+    kbit_kept_params,
+    kbit_upcast_bytes,
+    lora_activation_bytes,
+    lora_flops_per_token,
+    lora_params,
+)
 from genaisdk.planning.notes import Notes
 from genaisdk.records import ParamCount
 
@@ -75,6 +82,15 @@ class Trainable:
             )
         )
         return parts
+
+    def flops_per_token(self, dims: Dimensions, base: float, *, context) -> float:
+        """Model FLOPs per training token given the architecture's own count `base`: with
+        LoRA adapters over a frozen base, minus the base's weight gradients and plus the
+        adapters' (`genaisdk.estimate.adaptation.lora_flops_per_token`); else `base`."""
+        if self.lora is None or not self.trains:
+            return base
+        skipped, adapters = lora_flops_per_token(dims, rank=self.lora.rank, targets=self.lora.targets, family=self.family, context=context)
+        return base - skipped + adapters
 
     def resident(self, dims: Dimensions, count: ParamCount) -> tuple[float, float]:
         """(parameters resident on the devices, parameters that train) for a model."""

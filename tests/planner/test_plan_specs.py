@@ -108,3 +108,20 @@ def test_bloomberggpt_gets_the_domain_pretraining_note(plans):
         pytest.skip("no bloomberggpt spec")
     assert any(d.code == "GP302" for d in plan.diagnostics)
     assert not any(d.code == "GP301" for d in plan.diagnostics)
+
+
+def test_a_lora_plan_counts_no_weight_gradients_for_the_frozen_base(plans):
+    """Model FLOPs per token of a QLoRA plan: the architecture's 6·N_matmul + attention, less
+    the frozen base's weight gradients (2·N_matmul), plus the adapters' 6·N_adapters (Hu et al.
+    2021, Sec. 4.2); the same spec fine-tuning every weight counts the full 6·N_matmul."""
+    import genaisdk
+    from genaisdk.estimate.flops import model_flops_per_token
+
+    plan = plans["chat-qlora.genai"]
+    full = model_flops_per_token(plan.model.dims, family=plan.model.family, context=plan.model.context)
+    expected = float(full.total) - float(full.dense) / 3 + 6 * plan.model.trainable_params
+    assert plan.compute.flops_per_token == pytest.approx(expected, rel=1e-9)
+    path = next(p for p in SPECS if p.name == "chat-qlora.genai")
+    finetune = genaisdk.plan(genaisdk.load(path, overrides=["adapt.method=finetune"]))
+    assert finetune.compute.flops_per_token == pytest.approx(float(full.total), rel=1e-9)
+    assert 0.6 < plan.compute.flops_per_token / finetune.compute.flops_per_token < 0.8

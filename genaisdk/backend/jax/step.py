@@ -249,7 +249,8 @@ class Trainer:
         attention included; PaLM appendix B) × the tokens of the step.
 
         Encoder and decoder-only models use the architecture record's `flops_per_token`
-        at `seq_len`. For an encoder-decoder the encoder and decoder see different lengths
+        at `seq_len`; an adapter run's frozen base skips its weight gradients and the
+        adapters add theirs (`genaisdk.estimate.adaptation.lora_flops_per_token`). For an encoder-decoder the encoder and decoder see different lengths
         (span corruption: the targets are about a fifth of the inputs), so the step counts
         both with their own lengths and shares (`genaisdk.estimate.flops`).
         """
@@ -268,9 +269,20 @@ class Trainer:
                 decoder_context=decoder_len,
                 decoder_fraction=decoder_len / tokens,
             ).total
-            return float(per_token) * tokens * config.global_batch
-        per_token = config.architecture.flops_per_token(config.dims, config.seq_len)
-        return float(per_token) * config.tokens_per_step
+            per_token, step_tokens = float(per_token), tokens * config.global_batch
+        else:
+            per_token = float(config.architecture.flops_per_token(config.dims, config.seq_len))
+            step_tokens = config.tokens_per_step
+        if config.adapter is not None:
+            # A frozen base computes no weight gradients; the adapters train (as the plan counts).
+            from genaisdk.estimate.adaptation import lora_flops_per_token
+
+            skipped, adapters = lora_flops_per_token(
+                config.dims, rank=config.adapter.rank, targets=config.adapter.targets,
+                family=config.architecture.family, context=config.seq_len,
+            )
+            per_token += adapters - skipped
+        return per_token * step_tokens
 
     def freeze(self, params: Any = None, seed: int | None = None) -> None:
         """Set an adapter run's frozen base (`frozen`): `params` (a checkpoint's, in

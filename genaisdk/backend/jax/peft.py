@@ -48,9 +48,11 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import jax
 import numpy as np
 
-from genaisdk.backend.jax.lora import A, B, TARGET_LEAVES, iter_pairs
+from genaisdk.backend.jax.lora import A, B, TARGET_LEAVES, Adapters, iter_pairs
+from genaisdk.backend.jax.model import is_spec
 from genaisdk.checkpoints import CheckpointFormatError
 
 PEFT_CONFIG_FILE = "adapter_config.json"
@@ -162,8 +164,6 @@ def peft_tensors(
 
     Returns ({tensor name: array (fp32)}, {'rank_pattern', 'alpha_pattern', 'fan_in_fan_out',
     'target_modules'}). Raises CheckpointFormatError when a kernel has no Hugging Face module."""
-    import jax
-
     r = config.rank
     by_path: dict[str, list[tuple[str, Slot]]] = {}
     for module, slots in peft_modules(model_type, dims).items():
@@ -404,7 +404,6 @@ def read_peft(folder: str | Path, model: Any, *, dims: Any, model_type: str) -> 
     Raises CheckpointFormatError (one line naming the file and the key or tensor) for what
     the module docstring lists."""
     from genaisdk.backend.jax.config import AdapterConfig, BackendError
-    from genaisdk.backend.jax.lora import Adapters
     from genaisdk.checkpoints.safetensors_files import FLOAT_DTYPES, TensorReader, read_header
 
     folder = Path(folder)
@@ -537,13 +536,9 @@ def read_peft(folder: str | Path, model: Any, *, dims: Any, model_type: str) -> 
         layout = Adapters(model, adapter)
     except (BackendError, TypeError, ValueError) as exc:
         raise CheckpointFormatError(f"{config_file}: {exc}") from None
-    from genaisdk.backend.jax.model import is_spec
-
-    import jax
-
     tree = jax.tree.map(lambda s: np.zeros(s.shape, np.float32), layout.specs(), is_leaf=is_spec)
     flat = {"/".join(path): pair for path, pair in iter_pairs(tree)}
-    with TensorReader({n: headers[n] for n in headers}) as reader:
+    with TensorReader(headers) as reader:
         for module, (r_m, scale_m) in plan.items():
             lora_a = np.asarray(reader.get(found[module]["A"]), np.float32)
             lora_b = np.asarray(reader.get(found[module]["B"]), np.float32)
@@ -566,10 +561,6 @@ def apply_peft(loaded: Any, adapter: PeftAdapter | str | Path) -> Any:
     result carries the adapter (`adapter`, `adapters`), so `genai export --adapters` writes
     it again. Raises CheckpointFormatError for a bad adapter, or a base that is itself an
     adapter run (its adapters are merged already)."""
-    import jax
-
-    from genaisdk.backend.jax.lora import Adapters
-
     if loaded.adapter is not None:
         raise CheckpointFormatError(
             f"{loaded.source} is an adapter run whose adapters are merged already; apply PEFT adapters to its base "

@@ -99,6 +99,13 @@ def _matrix_shapes(dims: Dimensions) -> dict[str, tuple[int, int]]:
     return shapes
 
 
+def adapter_shapes(dims: Dimensions, targets) -> tuple[tuple[int, int], ...]:
+    """(d_in, d_out) of each adapted matrix of one block, in `expand_targets` order (a target
+    the block lacks, 'gate' in a GELU FFN, is left out)."""
+    shapes = _matrix_shapes(dims)
+    return tuple(shapes[n] for n in expand_targets(targets) if n in shapes)
+
+
 def lora_params(dims: Dimensions, *, rank: int, targets=("q", "v"), family: str = "decoder") -> int:
     """Trainable LoRA parameters: Σ over adapted matrices of r·(d_in + d_out), every block
     (Hu et al. 2021, Sec. 4.1). An encoder-decoder's decoder blocks adapt their

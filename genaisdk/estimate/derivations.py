@@ -68,15 +68,21 @@ def step_time_terms(step: StepTime, index=()) -> list[NamedTerm]:
     peak = _at(step.peak_flops, index)
     model = _at(step.model_flops, index)
     achieved = model / (seconds * devices)
+    rank = d.get("lora_rank", 0.0)
     terms = [
         NamedTerm(name="micro-batches", formula="m = global batch / (d × b)",
                   substituted=f"m = {m * dp * d['micro_batch']:.0f} / ({dp:.0f} × {d['micro_batch']:.0f})",
                   value=m, source=_SOURCES["schedule"]),
-        NamedTerm(name="layer forward", formula="Σ products F/(η(F)·peak) + B/(η(B)·bandwidth) + element-wise traffic",
-                  substituted=f"one layer, {d['tokens']:.0f} tokens, tensor parallel {t:.0f}",
+        NamedTerm(name="layer forward", formula="Σ products F/(η(F)·peak) + B/(η(B)·bandwidth) + element-wise traffic"
+                  + (" + the adapters' rank-r products (+ a k-bit base's dequantization)" if rank else ""),
+                  substituted=f"one layer, {d['tokens']:.0f} tokens, tensor parallel {t:.0f}" + (f", LoRA rank {rank:.0f}" if rank else ""),
                   value=d["layer_forward"], unit="s", source=_SOURCES["products"]),
-        NamedTerm(name="layer backward", formula="2 × the forward's products and traffic (fused attention 2.5×)",
-                  substituted="2 × products + 2 × traffic", value=d["layer_backward"], unit="s", source=_SOURCES["products"]),
+        NamedTerm(name="layer backward",
+                  formula="2 × the forward's products and traffic (fused attention 2.5×)" if not rank else
+                  "the frozen products' input gradients (1 ×; no weight gradients) + 2 × traffic, attention and the adapters' products",
+                  substituted="2 × products + 2 × traffic" if not rank else "1 × frozen products + 2 × the rest",
+                  value=d["layer_backward"], unit="s",
+                  source=_SOURCES["products"] + ("; Hu et al. 2021, Sec. 4.2" if rank else "")),
         NamedTerm(name="tensor-parallel collective", formula="2·(t−1)/t × b·s·h·bytes / bandwidth(t)",
                   substituted=f"2·{t - 1:.0f}/{t:.0f} × {_si(d['collective_bytes'], 'B')} / {_si(d['tensor_bandwidth'], 'B/s')}"
                   if t > 1 else "t = 1: none",

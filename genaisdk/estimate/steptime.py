@@ -45,6 +45,16 @@ gathers behind each micro-batch's compute (prefetch), and only what is longer th
 compute is exposed. The optimizer step reads and writes the stage's weights, gradients,
 master weights and moments once (memory traffic).
 
+Adapters over a frozen base (LoRA, QLoRA; `LoraTiming`, one device or data parallelism
+only): the frozen weight products' backward computes input gradients only, one product
+where training them takes two (their weight gradients are never formed: Hu et al. 2021,
+Sec. 4.2), and so does the output layer's; the embedding has no backward. Each adapted
+matrix adds its two rank-r products (x·A, then ·B) forward and twice that backward, at the
+efficiency of their small sizes. A k-bit base (QLoRA's NF4, int8) is dequantized before
+every use of a weight, forward, backward and recomputation: its codes read and a 16-bit
+copy written (bitsandbytes' dequantize-then-matmul kernels for training batches). Gradient
+accumulation, the data-parallel reduction and the optimizer step touch the adapters alone.
+
 All of this is Megatron-LM's step. Other training software with the same layout runs at a
 measured fraction of it (`genaisdk.estimate.frameworks`: DeepSpeed's pipeline engine 0.73);
 the step then takes the sum above / that fraction, and the difference is the `framework` part
@@ -68,6 +78,7 @@ import numpy as np
 
 from genaisdk.dims import Dimensions
 from genaisdk.estimate import efficiency as eff
+from genaisdk.estimate.adaptation import adapter_shapes, lora_flops_per_token, lora_params
 from genaisdk.estimate.comm import (
     Cluster,
     all_reduce_bytes,
@@ -96,15 +107,28 @@ DETAILS = (
     "tensor", "pipeline", "data", "virtual_stages", "micro_batch", "tokens", "stage_layers", "most_loaded_stage",
     "layer_forward", "layer_backward", "layer_recompute", "collective_bytes", "collective_seconds",
     "tensor_bandwidth", "transfer_bandwidth", "data_bandwidth", "stage_params", "data_bytes", "optimizer_bytes",
+    "lora_rank",
 )
 """`StepTime.details`: the layout, the slowest stage's layers and index, one layer's forward,
 backward and recomputation seconds, one tensor-parallel collective's bytes and seconds, the
 achieved bandwidths of the tensor, pipeline and data-parallel groups (bytes/s), the stage's
-parameters per device, the bytes each device sends for the data-parallel reduction per step,
-and the optimizer step's memory traffic."""
+parameters per device (trained ones: adapters alone over a frozen base), the bytes each
+device sends for the data-parallel reduction per step, the optimizer step's memory traffic,
+and the adapters' rank (0: every weight trains)."""
 
 PARTS = ("compute", "recompute", "tensor_parallel", "pipeline_transfer", "bubble", "data_parallel", "optimizer", "framework")
 """The parts of a step, in the order they are reported; they sum to `StepTime.seconds`."""
+
+
+@attrs.frozen(kw_only=True)
+class LoraTiming:
+    """Adapters of rank `rank` on `targets` (`genaisdk.estimate.adaptation`) over a frozen
+    base stored at `frozen_weight_bytes` per parameter where it is quantized (QLoRA), or
+    None for a 16-bit base (module docstring)."""
+
+    rank: int
+    targets: tuple[str, ...] = attrs.field(converter=tuple)
+    frozen_weight_bytes: float | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -286,12 +310,17 @@ def step_time(
     accumulate_bytes=4.0,
     overlap_data_parallel=False,
     framework_efficiency=1.0,
+    lora: LoraTiming | None = None,
 ) -> StepTime:
     """Seconds per training step and its parts (module docstring). `global_batch` in
     sequences of `seq` tokens; the layout uses t·p·d devices of `cluster`.
     `framework_efficiency` is the training software's throughput as a fraction of the
     Megatron-LM this model is calibrated on (`genaisdk.estimate.frameworks`): the step takes
-    the other parts' sum / it, the difference being the `framework` part."""
+    the other parts' sum / it, the difference being the `framework` part. `lora`: adapters
+    over a frozen base (t = p = 1 only).
+
+    Raises:
+        ValueError: `lora` with tensor or pipeline parallelism (not modelled)."""
     family = _single_stack(dims, family)
     t = np.asarray(tensor_parallel, dtype=float)
     p = np.asarray(pipeline_parallel, dtype=float)
@@ -317,6 +346,21 @@ def step_time(
     collective = all_reduce_bytes(costs.collective_bytes, t) / bw_tp  # one all-reduce, or RS + AG
     layer_fwd = costs.forward
     layer_bwd = costs.backward
+    if lora is not None:
+        if np.any(t > 1) or np.any(p > 1):
+            raise ValueError("adapters over a frozen base are timed on one device or data parallelism only (t = p = 1)")
+        r = float(lora.rank)
+        adapter = sum(
+            eff.gemm_seconds(tokens, r, d_in, peak_flops=peak, memory_bandwidth=bw, bytes_per_value=pb)
+            + eff.gemm_seconds(tokens, d_out, r, peak_flops=peak, memory_bandwidth=bw, bytes_per_value=pb)
+            for d_in, d_out in adapter_shapes(dims, lora.targets)
+        )
+        dequantize = 0.0
+        if lora.frozen_weight_bytes is not None:
+            block = float(stage_params(dims, family=family).block)
+            dequantize = eff.memory_seconds(block * (float(lora.frozen_weight_bytes) + pb), memory_bandwidth=bw)
+        layer_fwd = layer_fwd + adapter + dequantize
+        layer_bwd = layer_bwd - costs.matmul + 2.0 * adapter + dequantize
     layer_recompute = np.where(
         full_rc,
         layer_fwd + 2.0 * collective,
@@ -329,19 +373,23 @@ def step_time(
     rep = np.where(sp, t, 1.0)
     mask = MASK_BYTES if dropout else 0.0
     embed_fwd = eff.memory_seconds((3.0 * pb + mask) * h * tokens / rep, memory_bandwidth=bw)
-    embed_bwd = 2.0 * embed_fwd
+    embed_bwd = 2.0 * embed_fwd if lora is None else 0.0 * embed_fwd
     # Last stage: final norm, the output layer's product (vocabulary split over t), the loss.
     logits = eff.gemm_seconds(tokens, vocab / t, h, peak_flops=peak, memory_bandwidth=bw, bytes_per_value=pb)
     loss = eff.memory_seconds((pb + LOGITS_FP32_BYTES) * vocab / t * tokens, memory_bandwidth=bw)
     final_norm = eff.memory_seconds(2.0 * pb * h * tokens / rep, memory_bandwidth=bw)
     head_fwd = final_norm + logits + loss
-    head_bwd = 2.0 * head_fwd
+    head_bwd = 2.0 * head_fwd if lora is None else 2.0 * head_fwd - logits
 
     single = p == 1
     last_layers = stage_layers(dims.layers, pipeline_parallel=p, virtual_stages=v, stage=p - 1)
     params = stage_params(dims, family=family, tensor_parallel=t, pipeline_parallel=p)
     first_params = params.block * layers + params.first_extra + np.where(single, params.last_extra, 0.0)
     last_params = params.block * last_layers + params.last_extra
+    if lora is not None:  # only the adapters have gradients and optimizer state
+        first_params = last_params = 0.0 * first_params + float(
+            lora_params(dims, rank=lora.rank, targets=lora.targets, family=family)
+        )
     # Each micro-batch's weight gradients are added into the step's gradient accumulator:
     # one read and one write of it per parameter (Megatron-LM accumulates into fp32
     # `main_grad` buffers).
@@ -417,12 +465,17 @@ def step_time(
     shape = np.shape(seconds)
     sequences = np.asarray(global_batch, dtype=float)
     step_tokens = sequences * s
-    model = model_flops_per_token(dims, family=family, context=s).total * step_tokens
-    hardware = np.select(
+    per_token = model_flops_per_token(dims, family=family, context=s).total
+    recomputed = np.select(
         [full_rc, selective_rc],
-        [hardware_flops_per_token(dims, family=family, context=s, recompute=kind).total for kind in ("full", "selective")],
-        model_flops_per_token(dims, family=family, context=s).total,
-    ) * step_tokens
+        [hardware_flops_per_token(dims, family=family, context=s, recompute=kind).recompute for kind in ("full", "selective")],
+        0.0,
+    )
+    if lora is not None:
+        skipped, adapters = lora_flops_per_token(dims, rank=lora.rank, targets=lora.targets, family=family, context=s)
+        per_token = per_token - skipped + adapters
+    model = per_token * step_tokens
+    hardware = (per_token + recomputed) * step_tokens
 
     def full(x):
         return np.broadcast_to(np.asarray(x, dtype=float), shape)
@@ -435,6 +488,7 @@ def step_time(
         "collective_bytes": costs.collective_bytes, "collective_seconds": collective,
         "tensor_bandwidth": bw_tp, "transfer_bandwidth": p2p_bandwidth, "data_bandwidth": bw_dp,
         "stage_params": stage_param_count, "data_bytes": dp_volume, "optimizer_bytes": optimizer_traffic,
+        "lora_rank": 0.0 if lora is None else float(lora.rank),
     }
     return StepTime(
         seconds=seconds,

@@ -19,6 +19,7 @@ from genaisdk.estimate import cost as cost_math
 from genaisdk.estimate.flops import model_flops_per_token
 from genaisdk.estimate.frameworks import framework
 from genaisdk.estimate.params import count_params
+from genaisdk.estimate.steptime import LoraTiming
 from genaisdk.planning.defaults import (
     AUTO_VIRTUAL_STAGES,
     MAX_AUTO_CONTEXT,
@@ -93,6 +94,12 @@ def model_case(ctx: PlanContext, trainable: Trainable, dims: Dimensions, seq: in
     per_token = trainable.flops_per_token(dims, float(arch.flops_per_token(dims, seq)), context=seq)
     params, trained = trainable.resident(dims, count)
     layouts = not layout_coverage(ctx, trainable, dims, count, seq)
+    lora = None
+    if trainable.lora is not None and trainable.trains and not layout_coverage(ctx, attrs.evolve(trainable, lora=None), dims, count, seq):
+        # The step-time model times adapters over a frozen base on one device or data
+        # parallelism (t = p = 1), the layouts this case searches.
+        lora = LoraTiming(rank=trainable.lora.rank, targets=trainable.lora.targets,
+                          frozen_weight_bytes=trainable.frozen_weight_bytes if trainable.kbit else None)
     budget = ctx.project.budget
     return ModelCase(
         dims=dims,
@@ -116,7 +123,8 @@ def model_case(ctx: PlanContext, trainable: Trainable, dims: Dimensions, seq: in
         largest_layer=float(count.largest_layer),
         tokens=float(tokens),
         layouts=layouts,
-        cluster=ctx.cluster if layouts else None,
+        cluster=ctx.cluster if (layouts or lora is not None) else None,
+        lora=lora,
         framework_efficiency=framework(ctx.project.train.framework).efficiency,
         time_limit=budget.time.value if budget.time is not None else None,
     )

@@ -42,7 +42,7 @@ from genaisdk.estimate.comm import Cluster
 from genaisdk.estimate.layouts import layout_valid
 from genaisdk.estimate.memory import TrainingMemory, optimizer_state_bytes, optimizer_state_dtype, training_memory, update_buffer_bytes
 from genaisdk.estimate.parallel import RECOMPUTE_CODES, micro_batches, stage_memory
-from genaisdk.estimate.steptime import StepTime, step_time
+from genaisdk.estimate.steptime import LoraTiming, StepTime, step_time
 from genaisdk.records import Architecture, Hardware, Optimizer, ParamCount, Precision, Strategy
 
 RECOMPUTE_ORDER = ("none", "selective", "full")
@@ -158,6 +158,9 @@ class ModelCase:
     framework_efficiency: float = 1.0
     """The training software's throughput against the step-time model's Megatron-LM
     (`genaisdk.estimate.frameworks`)."""
+    lora: LoraTiming | None = None
+    """Adapters over a frozen base for the step-time model (t = p = 1; None: every weight
+    trains, or the step-time model does not time this case)."""
     time_limit: float | None = None
     """The spec's time budget in seconds (a configuration beyond it ranks later)."""
 
@@ -384,7 +387,21 @@ def evaluate(case: ModelCase, grid: Grid) -> GridResult:
     host_ok = host <= case.host_capacity if case.host_capacity is not None else np.ones(shape, dtype=bool)
     per_device_batch = np.maximum(1, np.ceil(case.global_batch_sequences / dp))
     valid = np.broadcast_to(prec["trainable"] & prec["supported"] & (mb <= per_device_batch), shape)
-    seconds = np.broadcast_to(_mfu_seconds(case, prec, dp), shape)
+    step = None
+    if case.cluster is not None and case.lora is not None:
+        # Adapters: memory as above, time by the step-time model over data parallelism.
+        common, _ = estimator_arguments(case, grid)
+        peak = np.where(np.isfinite(prec["peak"]), prec["peak"], np.inf)
+        step = step_time(case.dims, attrs.evolve(case.cluster, peak_flops=peak), causal=case.family == "decoder",
+                         framework_efficiency=case.framework_efficiency, lora=case.lora, **common)
+        m = micro_batches(global_batch=common["global_batch"], data_parallel=common["data_parallel"], micro_batch=common["micro_batch"])
+        seconds = case.tokens / (m * common["data_parallel"] * common["micro_batch"] * case.seq) * step.seconds
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mfu = np.broadcast_to(case.model_flops / (seconds * dp * peak), shape)
+        seconds = np.broadcast_to(np.where(prec["supported"] & ~np.isfinite(prec["peak"]), np.nan, seconds), shape)
+    else:
+        seconds = np.broadcast_to(_mfu_seconds(case, prec, dp), shape)
+        mfu = np.broadcast_to(np.asarray(case.mfu, dtype=float), shape)
     ones = np.ones(shape)
     return GridResult(
         grid=grid,
@@ -403,7 +420,8 @@ def evaluate(case: ModelCase, grid: Grid) -> GridResult:
         seconds=seconds,
         data_parallel=np.broadcast_to(dp, shape),
         micro_batches=np.broadcast_to(np.maximum(1.0, np.ceil(case.global_batch_sequences / (dp * mb))), shape),
-        mfu=np.broadcast_to(np.asarray(case.mfu, dtype=float), shape),
+        mfu=mfu,
+        step=step,
         first_stage=total,
         last_stage=total,
         most_loaded_stage=0.0 * ones,
@@ -563,12 +581,13 @@ def chosen_arguments(case: ModelCase, grid: Grid, index: tuple[int, ...]) -> tup
 def chosen_step(case: ModelCase, grid: Grid, index: tuple[int, ...]) -> StepTime | None:
     """The step-time model of the configuration at `index`, scalars (None without it):
     `step_time` with the grid's own arguments, so its numbers are the grid's."""
-    if case.cluster is None or not case.layouts:
+    if case.cluster is None or not (case.layouts or case.lora is not None):
         return None
     common, _ = chosen_arguments(case, grid, index)
     peak = case.hardware.peak_flops.get(grid.precisions[index[0]].compute_dtype)
     cluster = attrs.evolve(case.cluster, peak_flops=float(peak)) if peak else case.cluster
-    return step_time(case.dims, cluster, causal=case.family == "decoder", framework_efficiency=case.framework_efficiency, **common)
+    return step_time(case.dims, cluster, causal=case.family == "decoder", framework_efficiency=case.framework_efficiency,
+                     lora=case.lora, **common)
 
 
 def stage_memories(case: ModelCase, grid: Grid, index: tuple[int, ...]) -> TrainingMemory:

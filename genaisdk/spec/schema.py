@@ -255,9 +255,10 @@ BLOCKS: dict[str, BlockSchema] = {
                    auto=True, positive=True),
             Key(name="attention", kind="choice", words=("flash", "materialized"),
                 doc="Attention kernel: flash (no score matrix kept) or materialized."),
-            Key(name="framework", kind="choice", words=("megatron-lm", "megatron-deepspeed", "gpt-neox"),
-                doc="Training software the step time is for: megatron-lm (default), megatron-deepspeed or gpt-neox "
-                "(DeepSpeed's pipeline engine, measured at 0.73 of Megatron-LM's throughput)."),
+            Key(name="framework", kind="choice", words=("megatron-lm", "hf-trainer", "megatron-deepspeed", "gpt-neox"),
+                doc="Training software the step time is for: megatron-lm (default), hf-trainer (Hugging Face Trainer, "
+                "measured at 0.72 of Megatron-LM's throughput), megatron-deepspeed or gpt-neox (DeepSpeed's pipeline "
+                "engine, 0.73)."),
             Key(example="40%", name="mfu", kind="quantity", dimension="fraction", minimum=0, maximum=1, positive=True,
                 doc="Model-FLOPs utilization to assume instead of the step-time model's, e.g. 40%."),
             Key(example="3e-4", name="learning_rate", kind="quantity", dimension="count", positive=True, doc="Peak learning rate, e.g. 3e-4."),

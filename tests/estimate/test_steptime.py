@@ -375,3 +375,49 @@ def test_the_spec_offers_exactly_the_frameworks_table():
 
     key = BLOCKS["train"].keys["framework"]
     assert set(key.words) == set(FRAMEWORKS)
+
+
+# ------------------------------------------------------------------------------------------
+# Adapters over a frozen base
+
+
+def _lora_steps():
+    from genaisdk.estimate.steptime import LoraTiming
+
+    dims = Dimensions(layers=32, d_model=4096, heads=32, kv_heads=8, d_ff=14336, vocab=32000, context=4096, ffn="gated",
+                      positions="rotary", tied_embeddings=False)
+    kw = dict(seq=4096, global_batch=8, micro_batch=4, data_parallel=2, recompute="full", flash=True)
+    full = step_time(dims, SELENE, **kw)
+    lora = step_time(dims, SELENE, lora=LoraTiming(rank=16, targets=("q", "k", "v", "o")), **kw)
+    qlora = step_time(dims, SELENE, lora=LoraTiming(rank=16, targets=("q", "k", "v", "o"), frozen_weight_bytes=0.53), **kw)
+    return dims, full, lora, qlora
+
+
+def test_a_lora_step_skips_the_frozen_weight_gradients_and_reduces_only_the_adapters():
+    from genaisdk.estimate.adaptation import lora_flops_per_token, lora_params
+
+    dims, full, lora, qlora = _lora_steps()
+    # Backward of the frozen products: one product (input gradients) where training takes two.
+    saved = float(full.details["layer_backward"]) - float(lora.details["layer_backward"])
+    assert 0 < saved < float(full.details["layer_forward"])
+    assert 0.70 < float(lora.seconds) / float(full.seconds) < 0.85
+    # Gradients, their reduction and the optimizer: the adapters' parameters alone.
+    adapters = lora_params(dims, rank=16, targets=("q", "k", "v", "o"))
+    assert float(lora.details["stage_params"]) == adapters
+    assert float(lora.parts["data_parallel"]) < 0.01 * float(full.parts["data_parallel"])
+    assert float(lora.parts["optimizer"]) < 0.01 * float(full.parts["optimizer"])
+    # Model FLOPs: the plan's rule (genaisdk.estimate.adaptation.lora_flops_per_token).
+    skipped, added = lora_flops_per_token(dims, rank=16, targets=("q", "k", "v", "o"), context=4096)
+    per_token = float(full.model_flops) / (8 * 4096)
+    assert float(lora.model_flops) / (8 * 4096) == pytest.approx(per_token - skipped + added, rel=1e-12)
+    # A k-bit base: dequantized before each use, a little slower; never faster.
+    assert float(lora.seconds) < float(qlora.seconds) < 1.05 * float(lora.seconds)
+
+
+def test_lora_timing_refuses_tensor_and_pipeline_parallelism():
+    from genaisdk.estimate.steptime import LoraTiming
+
+    dims, *_ = _lora_steps()
+    with pytest.raises(ValueError, match="t = p = 1"):
+        step_time(dims, SELENE, seq=4096, global_batch=8, micro_batch=1, tensor_parallel=2,
+                  lora=LoraTiming(rank=8, targets=("q", "v")))

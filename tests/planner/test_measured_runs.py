@@ -190,3 +190,44 @@ def test_fp32_on_tpu_v4_answers_memory_and_times_with_a_stand_in(tmp_path):
     result = CliRunner().invoke(cli, ["plan", str(path)])
     assert result.exit_code == 1
     assert "GP202" in result.output and "GS306" in result.output
+
+
+# ------------------------------------------------------------------------------------------
+# Throughput: the step-time model with `train.framework = hf-trainer`
+
+THROUGHPUT = FIXTURE["fms_acceleration_throughput"]["runs"]
+
+
+def _tokens_per_second(run, framework: str | None = None) -> float:
+    text = mistral_spec(run["method"], run["micro_batch"])
+    if framework:
+        text = text.replace("    recompute = full\n", f"    recompute = full\n    framework = {framework}\n")
+    plan = genaisdk.plan(text)
+    assert plan.time.model == "step-time"
+    return run["micro_batch"] * 4096 / plan.time.step.seconds
+
+
+def test_hf_trainer_efficiency_is_the_full_fine_tunes_measured_over_modelled_throughput():
+    """Calibration: `hf-trainer`'s efficiency is the mean of measured / modelled tokens per
+    second of the two full fine-tuning rows (genaisdk.estimate.frameworks)."""
+    from genaisdk.estimate.frameworks import FRAMEWORKS
+
+    rows = [r for r in THROUGHPUT if r["method"] == "finetune"]
+    ratios = [r["tokens_per_second"] / _tokens_per_second(r) for r in rows]
+    assert FRAMEWORKS["hf-trainer"].efficiency == pytest.approx(sum(ratios) / len(ratios), abs=0.01)
+
+
+@pytest.mark.parametrize("run", [r for r in THROUGHPUT if r["method"] == "lora"], ids=lambda r: f"mb{r['micro_batch']}")
+def test_lora_throughput_within_5_percent_with_hf_trainer(run):
+    """A check the efficiency was not fitted to: LoRA's frozen base (no weight gradients) and
+    its adapters' products, timed by the step-time model."""
+    assert _tokens_per_second(run, "hf-trainer") == pytest.approx(run["tokens_per_second"], rel=0.05)
+
+
+@pytest.mark.parametrize("run", [r for r in THROUGHPUT if r["method"] == "qlora"], ids=lambda r: f"mb{r['micro_batch']}")
+def test_qlora_throughput_documented_gap(run):
+    """bitsandbytes' NF4 training path runs 26-31% slower than LoRA where the model's
+    dequantization traffic adds 1-2%: the plan is 1.2-1.35x too fast (docs/accuracy.md).
+    Pinned so a change that moves it is seen."""
+    ratio = _tokens_per_second(run, "hf-trainer") / run["tokens_per_second"]
+    assert 1.15 <= ratio <= 1.35

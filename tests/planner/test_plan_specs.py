@@ -125,3 +125,6 @@ def test_a_lora_plan_counts_no_weight_gradients_for_the_frozen_base(plans):
     finetune = genaisdk.plan(genaisdk.load(path, overrides=["adapt.method=finetune"]))
     assert finetune.compute.flops_per_token == pytest.approx(float(full.total), rel=1e-9)
     assert 0.6 < plan.compute.flops_per_token / finetune.compute.flops_per_token < 0.8
+    # Timed by the step-time model (one device), not an assumed MFU.
+    assert plan.time.model == "step-time" and plan.time.step is not None
+    assert plan.train.mfu == pytest.approx(plan.time.step.mfu, rel=1e-9)

@@ -76,7 +76,8 @@ def layout_coverage(ctx: PlanContext, trainable: Trainable, dims: Dimensions, co
     if family not in ("decoder", "encoder"):
         return "the layout estimators split one stack of layers into pipeline stages; an encoder-decoder's two stacks have no stage assignment there"
     if trainable.lora is not None:
-        return f"{trainable.method} trains adapters on a frozen base; the layout estimators model every weight trained"
+        return (f"{trainable.method} trains adapters on a frozen base, which the step-time model times on one device or data "
+                "parallelism; the tensor and pipeline layout estimators model every weight trained")
     if trainable.alignment:
         return f"{trainable.method} keeps several models resident; the layout estimators model one"
     arch = ctx.resolved.architecture

@@ -25,7 +25,9 @@ def train(spec: Any, options: Any = None, /, **fields: Any) -> Any:
     `device_memory`, `allow_data_outside`, `quiet`, `progress`, `stream`, ...).
 
     Returns a `TrainResult`. Raises `TrainingDiverged` / `TrainingFailed` (with `.result`)
-    when the run stopped without finishing, `TrainError` for settings that cannot run,
+    when the run stopped without finishing, `NothingTrains` (a `TrainError` with exit status
+    0) for a plan that trains nothing (`adapt.method = prompt`; nothing is written, the
+    message says how to use the model), `TrainError` for settings that cannot run,
     `genaisdk.SpecError` for an invalid spec; see `genaisdk.backend.jax.train.train`.
     """
     from genaisdk.backend.jax import train as backend

@@ -2,7 +2,9 @@
 planned it; `--dry-run` prints that run (the plan JSON's names) without starting JAX, and
 `--dry-run --compile` also compiles its step ahead of time and shows its memory.
 
-Exit status: 0 trained (or, with --dry-run, the run can start); 1 the spec or its plan has
+Exit status: 0 trained (or, with --dry-run, the run can start), or the plan trains
+nothing (`adapt.method = prompt`: the message says how to use the model; nothing is
+written); 1 the spec or its plan has
 errors, the JAX backend cannot run the plan, the compiled step does not fit the device, the
 data cannot be read, another run holds the output folder, the output cannot be written (the
 last good checkpoint is named), or training diverged (NaN/inf; the last good checkpoint is
@@ -40,7 +42,7 @@ def _dry_run(spec, options, *, as_json: bool) -> None:
     without starting JAX."""
     from genaisdk.backend.jax.config import BackendError, RunConfig
     from genaisdk.core.safe import printable
-    from genaisdk.planning.run_settings import RunSettingsError, run_settings
+    from genaisdk.planning.run_settings import NothingToTrain, RunSettingsError, run_settings
 
     the_plan = _plan_or_exit(spec)
     processes = options.num_processes or 1
@@ -57,6 +59,9 @@ def _dry_run(spec, options, *, as_json: bool) -> None:
             adaptation=options.adaptation,
             devices_why=f"--devices {devices}" + (f" x {processes} processes" if processes > 1 else "") if devices else None,
         )
+    except NothingToTrain as exc:
+        _nothing_trains(str(exc), the_plan, as_json=as_json, quiet=options.quiet)
+        return
     except RunSettingsError as exc:
         click.echo(printable(f"error: {exc}"), err=True)
         sys.exit(1)
@@ -81,10 +86,29 @@ def _dry_run_compiled(spec, options, *, as_json: bool) -> None:
     except TrainError as exc:
         from genaisdk.core.safe import printable
 
+        if exc.exit_code == 0:  # NothingTrains
+            _nothing_trains(str(exc), None, as_json=as_json, quiet=options.quiet)
+            return
         click.echo(printable(f"error: {exc}"), err=True)
         sys.exit(exc.exit_code)
     problems = [refusal(check)] if check.fits is False else []
     _print_run(settings, problems, check, as_json=as_json)
+
+
+def _nothing_trains(message: str, plan, *, as_json: bool, quiet: bool) -> None:
+    """A plan that trains nothing (`adapt.method = prompt`) is not a failure: say so, and
+    how the model is used instead; exit status 0, nothing written (with or without --dry-run)."""
+    from genaisdk.core.safe import printable
+
+    if as_json:
+        import json
+
+        data = {"trains": False, "message": message}
+        if plan is not None:
+            data = {"project": plan.project.name, "adaptation": plan.train.adaptation, **data}
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    elif not quiet:
+        click.echo(printable(message))
 
 
 def _print_run(settings, problems: list[str], check, *, as_json: bool) -> None:
@@ -295,6 +319,9 @@ def command(
         print_diagnostics(exc.diagnostics, exc.source or spec.source)
         sys.exit(1)
     except TrainError as exc:
+        if exc.exit_code == 0:  # NothingTrains: a plan that trains nothing, by design
+            _nothing_trains(str(exc), None, as_json=False, quiet=quiet)
+            return
         click.echo(printable(f"error: {exc}"), err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:

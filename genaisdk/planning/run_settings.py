@@ -58,20 +58,27 @@ class RunSettingsError(ValueError):
 
 
 class NothingToTrain(RunSettingsError):
-    """The adaptation method trains nothing (`prompt`): there is no run, by design. The
-    message says what to do instead (`genai generate`, `genai eval`)."""
+    """The adaptation method trains nothing (`prompt`): a valid plan with no run, by design.
+    The message says so and what to do instead (`genai generate`, `genai eval`);
+    `genai train` prints it and exits 0, writing nothing."""
+
+
+def trains_nothing(plan: Any) -> bool:
+    """Whether `plan` trains nothing (prompting: no micro-batch, no strategy)."""
+    return plan.train.micro_batch < 1 or plan.train.strategy == "none"
 
 
 def nothing_to_train(method: str, spec: Any = None) -> NothingToTrain:
     """The message for a method that trains nothing: the model is prompted as it is, and
-    `genai generate` is how to use it."""
+    `genai generate` and `genai eval` are how to use it."""
     model = getattr(getattr(getattr(spec, "project", None), "model", None), "checkpoint", None)
     target = f'the checkpoint folder model.from = "{model}"' if model else "a checkpoint folder or a run folder"
     return NothingToTrain(
-        f"adapt.method = {method} trains nothing: the model is used as it is, with the task shown in the prompt "
-        f"(in-context). `genai generate MODEL --prompt \"...\"` continues a prompt with {target} "
-        "(KV-cache decoding, at --precision bf16, int8 or int4), and `genai eval MODEL --data FILE` measures it; "
-        "to train, choose adapt.method = finetune, lora or qlora"
+        f"adapt.method = {method}: nothing is trained and nothing is written; the model is used as it is, "
+        f"with the task shown in the prompt (in-context). `genai generate MODEL --prompt \"...\"` continues a "
+        f"prompt with {target} (KV-cache decoding, at --precision bf16, int8 or int4), and "
+        "`genai eval MODEL --data FILE` measures it (loss, perplexity, the task's metric); to train, choose "
+        "adapt.method = finetune, lora or qlora"
     )
 
 
@@ -178,10 +185,11 @@ def run_settings(
     (`finetune` trains every weight of a LoRA plan; `lora` trains adapters, with the
     record's defaults, on a fine-tuning plan). `devices_why`
     words the devices deviation when the option came from elsewhere (a multi-host runtime).
-    Raises RunSettingsError for a plan that trains nothing or has no step count.
+    Raises NothingToTrain (a RunSettingsError) for a plan that trains nothing, RunSettingsError
+    for one with no step count.
     """
     t, m = plan.train, plan.model
-    if t.micro_batch < 1 or t.strategy == "none":
+    if trains_nothing(plan):
         raise nothing_to_train(t.adaptation, spec)
     if m.dims is None or m.architecture is None:
         raise RunSettingsError("this plan does not carry the model's dimensions (made by another genaisdk?)")

@@ -98,6 +98,27 @@ def test_spec_mistakes_in_overrides_are_diagnostics(tmp_path):
     assert "--set:1:1" in result.output and "did you mean `sharding`" in result.output
 
 
+def test_a_prompting_plan_trains_nothing_writes_nothing_and_succeeds(tmp_path):
+    """adapt.method = prompt is a valid plan in which nothing trains: `genai train` says so
+    and what to use instead, exits 0, and neither starts a run nor writes its folder; the
+    Python API raises NothingTrains (a TrainError whose exit status is 0)."""
+    pytest.importorskip("orbax.checkpoint")
+    import genaisdk
+    from genaisdk.backend.jax.errors import NothingTrains
+
+    spec = tmp_path / "tiny.genai"
+    spec.write_text(SPEC.replace("SOURCE", "synthetic").replace("  train {", "  adapt {\n    method = prompt\n  }\n  train {"))
+    out = tmp_path / "run"
+    result = _invoke(str(spec), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("adapt.method = prompt: nothing is trained and nothing is written")
+    assert "`genai generate MODEL" in result.output and "`genai eval MODEL" in result.output
+    assert not out.exists()
+    with pytest.raises(NothingTrains) as raised:
+        genaisdk.train(str(spec), out=out, quiet=True)
+    assert raised.value.exit_code == 0 and not out.exists()
+
+
 def test_missing_data_is_a_one_line_error(tmp_path):
     pytest.importorskip("orbax.checkpoint")
     result = _invoke(_spec(tmp_path, source="corpus/*.txt"), "--out", str(tmp_path / "x"), "--devices", "2")

@@ -117,9 +117,15 @@ def test_bert_base_has_one_parameter_count_in_plan_and_run(model):
     assert (dims.position_table, dims.token_types, dims.pooler, dims.final_norm) == (512, 2, True, False)
 
 
-def test_a_plan_that_trains_nothing_has_no_run():
-    result = _cli("train", str(ROOT / "specs" / "bert-sentiment.genai"), "--dry-run", "--set", "adapt.method=prompt")
-    assert result.exit_code == 1 and "trains nothing" in result.output
+def test_a_plan_that_trains_nothing_has_no_run_and_that_is_not_a_failure():
+    """Prompting is a valid plan: the dry run says nothing is trained and how the model is
+    used instead (genai generate, genai eval), exit status 0, as --adapt prompt does."""
+    spec = str(ROOT / "specs" / "bert-sentiment.genai")
+    result = _cli("train", spec, "--dry-run", "--set", "adapt.method=prompt")
+    assert result.exit_code == 0 and "nothing is trained" in result.output
+    assert "genai generate" in result.output and "genai eval" in result.output and "error" not in result.output
+    printed = json.loads(_cli("train", spec, "--dry-run", "--json", "--adapt", "prompt").stdout)
+    assert printed["trains"] is False and printed["adaptation"] == "finetune" and "nothing is trained" in printed["message"]
 
 
 def test_a_plan_that_does_not_fit_is_not_a_run(tmp_path):

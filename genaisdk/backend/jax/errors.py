@@ -19,6 +19,15 @@ class TrainError(Exception):
         self.exit_code = exit_code
 
 
+class NothingTrains(TrainError):
+    """A valid plan that trains nothing (`adapt.method = prompt`): nothing is started or
+    written; the message says how the model is used instead (`genai generate`, `genai
+    eval`). `exit_code` is 0: `genai train` prints the message and succeeds."""
+
+    def __init__(self, message: str):
+        super().__init__(message, exit_code=0)
+
+
 class MissingExtraError(TrainError):
     def __init__(self, missing: str):
         super().__init__(f"{MISSING_JAX} ({missing} is not installed)", exit_code=2)

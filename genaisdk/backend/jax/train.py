@@ -50,6 +50,7 @@ import attrs
 from genaisdk.backend.jax.errors import (  # noqa: F401 (the errors a caller catches live here too)
     MISSING_JAX,
     MissingExtraError,
+    NothingTrains,
     TrainError,
     TrainingDiverged,
     TrainingFailed,
@@ -173,14 +174,26 @@ def spec_folder(spec: Any) -> Path:
     return path.parent.absolute() if path.name and path.exists() else Path.cwd()
 
 
-def plan_of(spec: Any) -> Any:
-    """The spec's plan; TrainError when it has errors (nothing to run)."""
+def plan_of(spec: Any, adaptation: str | None = None) -> Any:
+    """The spec's plan; TrainError when it has errors (nothing to run), NothingTrains
+    (exit status 0) when it is valid and trains nothing (`adapt.method = prompt`, or
+    `adaptation`, the --adapt option, names such a method), before any device is started
+    or any file written."""
     from genaisdk.planning.pipeline import plan as make_plan
+    from genaisdk.planning.run_settings import nothing_to_train, trains_nothing
 
     plan = make_plan(spec)
     if plan.errors:
         problems = "; ".join(f"{d.code}: {d.message}" for d in plan.errors)
         raise TrainError(f"the plan has errors, so there is nothing to run ({problems}); `genai plan` shows them")
+    if trains_nothing(plan):
+        raise NothingTrains(str(nothing_to_train(plan.train.adaptation, spec)))
+    if adaptation is not None:
+        from genaisdk.registry import get_registry
+
+        record = get_registry().get("adaptations", adaptation)
+        if record is not None and not record.trains:
+            raise NothingTrains(str(nothing_to_train(record.key, spec)))
     return plan
 
 
@@ -276,7 +289,7 @@ def _devices_per_process(plan: Any, options: TrainOptions) -> int | None:
 def settings_for(plan: Any, spec: Any, runtime: Any, options: TrainOptions) -> Any:
     """The run of `plan` on `runtime`'s devices (`genaisdk.planning.run_settings`), with the
     named options applied and each deviation worded."""
-    from genaisdk.planning.run_settings import RunSettingsError, run_settings
+    from genaisdk.planning.run_settings import NothingToTrain, RunSettingsError, run_settings
 
     why = None
     if options.devices is not None:
@@ -295,6 +308,8 @@ def settings_for(plan: Any, spec: Any, runtime: Any, options: TrainOptions) -> A
             adaptation=options.adaptation,
             devices_why=why,
         )
+    except NothingToTrain as exc:  # --adapt prompt
+        raise NothingTrains(str(exc)) from None
     except RunSettingsError as exc:
         raise TrainError(str(exc)) from None
 
@@ -425,7 +440,7 @@ def compile_dry_run(spec: Any, options: TrainOptions | None = None) -> tuple[Any
     options = options or TrainOptions()
     require_jax()
     spec = load_spec(spec, options.overrides)
-    plan = plan_of(spec)
+    plan = plan_of(spec, options.adaptation)
     try:
         runtime = start_runtime(plan, options)
         settings = settings_for(plan, spec, runtime, options)
@@ -448,14 +463,16 @@ def train(spec: Any, options: TrainOptions | None = None) -> TrainResult:
 
     Returns a TrainResult (status 'completed' or 'interrupted'); raises TrainingDiverged
     when the loss becomes NaN or infinite, TrainingFailed when the disk refuses a
-    checkpoint or a metrics line, TrainError for settings that cannot run (among them a
+    checkpoint or a metrics line, NothingTrains (a TrainError whose exit status is 0) for a
+    plan that trains nothing (`adapt.method = prompt`: nothing is started or written),
+    TrainError for settings that cannot run (among them a
     compiled step larger than the device), `genaisdk.SpecError` for an invalid spec. Prints
     progress, never the summary (`genaisdk.train` and `genai train` print that).
     """
     options = options or TrainOptions()
     require_jax()
     spec = load_spec(spec, options.overrides)
-    plan = plan_of(spec)
+    plan = plan_of(spec, options.adaptation)
     _devices_per_process(plan, options)
     folder = None
     try:

@@ -39,6 +39,9 @@ def _print(result, path: Path | None) -> None:
             f"  {names[row['source']]:<{width}}  {_number(row['loss']):>8}  {_number(row['perplexity'], 3):>10}  "
             f"{_number(row['bits_per_byte']):>9}  {row['tokens']:>9,}"
         )
+    for row in rows:
+        if row.get("scored", "all tokens") != "all tokens":
+            click.echo(f"  {names[row['source']]}: loss, perplexity and bits/byte over the {row['scored']} only (the prompt is context)")
     if result.baseline is not None:
         base = result.baseline
         change = (base["perplexity_ratio"] - 1.0) * 100
@@ -106,13 +109,17 @@ def command(
     """Evaluate the model of a `genai train` run directory: mean loss per token (nats),
     perplexity and bits per byte for each data source, and the task's metric (ROUGE for
     summarization, BLEU and chrF for translation, accuracy and F1 for classification) on
-    JSON-lines records {"input": ..., "target": ...}.
+    JSON-lines records {"input": ..., "target": ...}. Instruction and chat lines
+    ({"prompt", "response"} or {"messages": [...]}, as `genai train` reads them) are
+    scored on their response tokens only, and a task's metric compares the model's answer
+    to each prompt with its response.
 
     \b
     Examples:
       genai eval runs/tiny-legal                       the run's own held-out split
       genai eval runs/tiny-legal --data heldout.txt more/*.txt
       genai eval runs/t5 --data test.jsonl --task summarization --json
+      genai eval runs/support-lora --data specs/data/support.jsonl --task summarization
       genai eval runs/tiny-legal --data heldout.txt --precision int8
       genai eval path/to/llama --adapters exports/support-adapter --data heldout.txt
     """

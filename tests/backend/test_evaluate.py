@@ -116,3 +116,81 @@ def test_bad_evaluation_input(trained_run, trained_model, tmp_path):
     assert result.exit_code == 1 and "broken.jsonl:1" in result.output and "Traceback" not in result.output
     result = _eval(tmp_path / "nowhere")
     assert result.exit_code == 1 and "no such run directory" in result.output
+
+
+CHATS = (
+    ("May I copy it?", "The licensee may copy it."),
+    ("Keep notices?", "Keep every notice."),
+    ("Any fee?", "It is without fee."),
+)
+"""Short enough that each example fits the trained model's 64-token (byte) rows whole."""
+
+
+def _chat_file(tmp_path):
+    path = tmp_path / "chat.jsonl"
+    lines = [json.dumps({"prompt": p, "response": r}) for p, r in CHATS[:2]]
+    lines.append(json.dumps({"messages": [{"role": "user", "content": CHATS[2][0]}, {"role": "assistant", "content": CHATS[2][1]}]}))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_chat_lines_are_scored_on_their_response_tokens_as_training_weighs_them(trained_model, tmp_path):
+    """Prompt/response and messages lines, read by the training data's reader: the loss,
+    perplexity and bits per byte are over the response tokens (and EOS) alone. Counting the
+    prompt's tokens would change the token count, the bytes and the loss below."""
+    import jax
+
+    from genaisdk.backend.jax.data import chat_examples
+    from genaisdk.backend.jax.evaluate import chat_task_example
+    from genaisdk.backend.jax.sources import read_sources
+
+    path = _chat_file(tmp_path)
+    result = evaluate(trained_model, [str(path)], baseline=False, task="summarization", max_new_tokens=12)
+    (row,) = result.sources
+    assert row["scored"] == result.scored == result.to_json()["scored"] == "response tokens"
+
+    # By hand, as training builds a chat batch: one example a row, the response mask.
+    loaded = trained_model
+    documents, _ = read_sources([path])
+    rows, mask, cut = chat_examples(documents, loaded.tokenizer, 64)
+    assert cut == 0
+    batch = loaded.objective.make_batch(rows, loss_mask=mask)
+    total, count = jax.jit(lambda p, b: loaded.objective.loss_sum(loaded.model.apply, p, b, _policy()))(loaded.params, batch)
+    responses = sum(len(loaded.tokenizer.encode(" " + r, bos=False, eos=False)) + 1 for _, r in CHATS)  # + EOS
+    assert row["tokens"] == int(count) == int(mask[:, 1:].sum()) == responses
+    assert row["bytes"] == sum(len((" " + r).encode()) for _, r in CHATS)  # the prompts' bytes are not counted
+    assert row["loss"] == pytest.approx(float(total) / float(count), rel=1e-5)
+    prompts_too = loaded.objective.make_batch(rows, loss_mask=(rows != rows[0, -1]).astype(np.uint8))
+    assert int(np.sum(prompts_too["weights"])) > 2 * row["tokens"]
+
+    # The task metric: the answer generated after "User: ...\nAssistant:" against the response.
+    assert chat_task_example(documents[0]) == (f"User: {CHATS[0][0]}\nAssistant:", CHATS[0][1])
+    task = result.task
+    assert task["examples"] == 3 and len(task["predictions"]) == 3
+    scored = M.rouge(task["predictions"], [r for _, r in CHATS])
+    assert {k: task[k] for k in M.ROUGE_TYPES} == {k: scored[k] for k in M.ROUGE_TYPES}
+
+    printed = _eval(
+        trained_model.run_dir, "--data", path, "--no-baseline", "--task", "none", "--out", tmp_path / "eval.json"
+    )
+    assert printed.exit_code == 0, printed.output
+    assert "chat.jsonl: loss, perplexity and bits/byte over the response tokens only" in printed.output
+    assert json.loads((tmp_path / "eval.json").read_text())["sources"][0]["scored"] == "response tokens"
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"prompt": "Is there a fee?"}', "lacks 'response'"),
+        ('{"prompt": "Is there a fee?", "response": " "}', "the \"response\" is empty"),
+        ('{"messages": [{"role": "user"}]}', 'message 0 needs a string "role" and a string "content"'),
+        ('{"question": "Is there a fee?"}', "'prompt' and 'response' fields, a 'messages' list"),
+        ("not json", "not a JSON object"),
+    ],
+)
+def test_bad_chat_lines_name_the_file_and_line(trained_run, tmp_path, line, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps({"prompt": "Hello", "response": "Hi."}) + "\n" + line + "\n")
+    result = _eval(trained_run.out_dir, "--data", path, "--no-baseline", "--out", tmp_path / "eval.json")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"{path}:2: " in result.output and message in result.output, result.output

@@ -15,6 +15,12 @@ means over a whole source however it is batched:
 - With data, each entry (a file, glob or folder; text, or JSON lines with a ``text``
   field, or task records) on its own: documents are tokenized, each followed by EOS, packed
   into rows of the run's sequence length like training data, and every row counted once.
+- Instruction / chat JSON lines (``{"prompt", "response"}`` or ``{"messages": [...]}``)
+  are read by the training data's own reader (`genaisdk.backend.jax.sources.record_document`,
+  `genaisdk.backend.jax.data.chat_examples`): one example a row, the loss, perplexity and
+  bits per byte over the response tokens (and their EOS) alone, the prompt being context,
+  exactly as training's loss mask weighs them; each source row says which tokens it
+  scored (``scored``: "response tokens" or "all tokens").
 
 Task metrics (`genaisdk.evaluation.metrics.TASK_METRICS`: ROUGE for summarization, BLEU and
 chrF for translation, accuracy and F1 for classification) read JSON-lines records
@@ -23,7 +29,8 @@ model produces with the target:
 
 - summarization, translation: greedy generation (`genaisdk.backend.jax.generate`) from the
   input; a decoder reads ``input + "\\n"`` and continues it, an encoder-decoder encodes the
-  input and decodes;
+  input and decodes; a chat example is answered from its rendered prompt (up to the
+  template's ``"Assistant:"``) and scored against its last response;
 - classification: each label seen in the data is scored by the log-likelihood of its tokens
   as the answer (lm-evaluation-harness's multiple-choice ``acc``): a decoder after
   ``input + "\\n"``, an encoder-decoder as the decoder's output, an encoder at MASK
@@ -59,6 +66,9 @@ EVAL_ROWS = 8
 """Sequences per evaluated batch of a data source."""
 RESULT_FILE = "eval.json"
 TASK_SEPARATOR = "\n"
+RESPONSE_TOKENS = "response tokens"
+ALL_TOKENS = "all tokens"
+"""What a source's loss, perplexity and bits per byte are over (`SourceData.scored`)."""
 
 
 class EvaluationError(BackendError):
@@ -165,18 +175,49 @@ def held_out_batches(pipeline: Any, make_batch: Callable, *, seed: int, limit: i
 
 @attrs.frozen(kw_only=True)
 class SourceData:
-    """One data entry: its documents (text) and task records (input, target)."""
+    """One data entry: its documents (text), task records (input, target) and chat
+    examples (`genaisdk.backend.jax.sources.Document`s with their prompt/response
+    segments, read by the training data's own reader)."""
 
     name: str
     documents: tuple[str, ...]
     examples: tuple[tuple[str, str], ...] = ()
+    chats: tuple[Any, ...] = ()
+
+    @property
+    def scored(self) -> str:
+        """Which tokens the source's loss is over: 'response tokens' (chat examples, as
+        training's loss mask), 'all tokens' (text), or both named."""
+        if self.chats and self.documents:
+            return "response tokens of chat examples, all tokens of text"
+        return RESPONSE_TOKENS if self.chats else ALL_TOKENS
+
+
+def chat_task_example(document: Any) -> tuple[str, str]:
+    """(prompt, reference) of a chat example for a task metric: the rendered conversation
+    up to its last response (it ends with the template's ``"Assistant:"``, where a trained
+    model answers), and that response's text."""
+    segments = list(document.segments)
+    last = max(i for i, (_, response) in enumerate(segments) if response)
+    return "".join(text for text, _ in segments[:last]), segments[last][0].strip()
 
 
 def read_source(entry: str, base_dir: Path | None = None) -> SourceData:
-    """The documents and task records of one data entry (file, glob or folder). A JSON-lines
-    record gives a document from its ``text``, or a task record from ``input`` and
-    ``target`` (or ``label``), whose document is input + newline + target."""
-    from genaisdk.backend.jax.sources import DataError, is_json_lines, is_synthetic, read_documents, resolve_files
+    """The documents, task records and chat examples of one data entry (file, glob or
+    folder). A JSON-lines record is read as training reads it
+    (`genaisdk.backend.jax.sources.record_document`: a ``text`` document, or a
+    ``prompt``/``response`` or ``messages`` chat example), or is a task record from
+    ``input`` and ``target`` (or ``label``), whose document is input + newline + target.
+    Raises EvaluationError naming the file and line of a record that is none of these."""
+    from genaisdk.backend.jax.sources import (
+        DataError,
+        is_document_record,
+        is_json_lines,
+        is_synthetic,
+        read_documents,
+        record_document,
+        resolve_files,
+    )
 
     if is_synthetic(entry):
         raise EvaluationError(f"data source {entry!r}: synthetic data has no held-out text to evaluate; name files")
@@ -186,6 +227,7 @@ def read_source(entry: str, base_dir: Path | None = None) -> SourceData:
         raise EvaluationError(str(exc)) from None
     documents: list[str] = []
     examples: list[tuple[str, str]] = []
+    chats: list[Any] = []
     for path in files:
         if not is_json_lines(path):
             try:
@@ -193,39 +235,50 @@ def read_source(entry: str, base_dir: Path | None = None) -> SourceData:
             except DataError as exc:
                 raise EvaluationError(str(exc)) from None
             continue
-        for number, record in _json_records(path):
-            if isinstance(record.get("text"), str):
-                documents.append(record["text"])
+        for where, record in _json_records(path):
+            if "input" not in record and is_document_record(record):
+                try:
+                    document = record_document(where, record)
+                except DataError as exc:
+                    raise EvaluationError(str(exc)) from None
+                if document.segments is None:
+                    documents.append(document.data.decode("utf-8"))
+                else:
+                    chats.append(document)
                 continue
             source = record.get("input")
             target = record.get("target", record.get("label"))
             if not isinstance(source, str) or not isinstance(target, (str, int)):
                 raise EvaluationError(
-                    f"{path}:{number}: a JSON-lines record needs a 'text' field, or 'input' and 'target' "
-                    "(or 'label') fields"
+                    f"{where}: a JSON-lines record needs a 'text' field, 'prompt' and 'response' fields, a "
+                    "'messages' list of {'role', 'content'} objects, or 'input' and 'target' (or 'label') fields"
                 )
             examples.append((source, str(target)))
             documents.append(source + TASK_SEPARATOR + str(target))
-    return SourceData(name=entry, documents=tuple(documents), examples=tuple(examples))
+    return SourceData(name=entry, documents=tuple(documents), examples=tuple(examples), chats=tuple(chats))
 
 
-def _json_records(path: Path) -> Iterator[tuple[int, dict]]:
+def _json_records(path: Path) -> Iterator[tuple[str, dict]]:
+    """(``file:line``, record) of a JSON-lines file, by the training data's reader."""
     import gzip
+
+    from genaisdk.backend.jax.sources import DataError, json_records
 
     try:
         raw = gzip.open(path, "rb").read() if path.suffix == ".gz" else path.read_bytes()
     except (OSError, EOFError) as exc:
         raise EvaluationError(f"cannot read data file {path}: {exc}") from None
-    for number, line in enumerate(raw.splitlines(), start=1):
-        if not line.strip():
-            continue
+    records = json_records(path, raw)
+    while True:
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise EvaluationError(f"{path}:{number}: not a JSON object ({exc.msg})") from None
+            where, record = next(records)
+        except StopIteration:
+            return
+        except DataError as exc:
+            raise EvaluationError(str(exc)) from None
         if not isinstance(record, dict):
-            raise EvaluationError(f"{path}:{number}: not a JSON object")
-        yield number, record
+            raise EvaluationError(f"{where}: not a JSON object")
+        yield where, record
 
 
 def pack_rows(stream: np.ndarray, width: int, *, keep_tail: bool) -> np.ndarray:
@@ -243,14 +296,22 @@ def pack_rows(stream: np.ndarray, width: int, *, keep_tail: bool) -> np.ndarray:
     return rows.astype(np.int32)
 
 
-def row_batches(rows: np.ndarray, make_batch: Callable, *, seed: int, batch_rows: int = EVAL_ROWS) -> list[dict]:
-    """Host batches of `batch_rows` rows; the last one filled with zero-weight copies."""
+def row_batches(
+    rows: np.ndarray, make_batch: Callable, *, seed: int, batch_rows: int = EVAL_ROWS, loss_mask: np.ndarray | None = None
+) -> list[dict]:
+    """Host batches of `batch_rows` rows; the last one filled with zero-weight copies.
+    `loss_mask` ([rows, width], chat examples' `chat_examples` mask) narrows each row's
+    loss to its response tokens, as training's batches do."""
     out = []
     for index, start in enumerate(range(0, len(rows), batch_rows)):
         chunk = rows[start : start + batch_rows]
         valid = np.arange(batch_rows) < len(chunk)
-        chunk = np.concatenate([chunk, np.repeat(chunk[:1], batch_rows - len(chunk), axis=0)])
-        batch = make_batch(chunk, np.random.default_rng([seed, EVAL_RNG_STREAM, index]))
+        fill = lambda a: np.concatenate([a, np.repeat(a[:1], batch_rows - len(a), axis=0)])  # noqa: E731
+        rng = np.random.default_rng([seed, EVAL_RNG_STREAM, index])
+        if loss_mask is None:
+            batch = make_batch(fill(chunk), rng)
+        else:
+            batch = make_batch(fill(chunk), rng, loss_mask=fill(loss_mask[start : start + batch_rows]))
         out.append(batch if valid.all() else _mask_rows(batch, valid))
     return out
 
@@ -278,6 +339,8 @@ class Evaluator:
         self.program = Program(self.model, self.policy, self.loaded.family)
         self.lengths = token_bytes(self.loaded.tokenizer)
         self._generator = None
+        self.held_out_scored = ALL_TOKENS
+        """What `held_out` scored: 'response tokens' for a run trained on chat examples."""
 
     def loss_fn(self, batch: dict[str, np.ndarray]) -> tuple[Any, Any]:
         return _compiled("loss")(self.program, self.loaded.objective, self.params, batch)
@@ -307,6 +370,7 @@ class Evaluator:
             )
         except DataError as exc:
             raise EvaluationError(f"the run's own data cannot be read again ({exc}); name the data with --data") from None
+        self.held_out_scored = RESPONSE_TOKENS if getattr(pipeline, "has_loss_mask", False) else ALL_TOKENS
         batches = held_out_batches(pipeline, loaded.objective.make_batch, seed=int(config.get("seed", 0)), limit=limit)
         if not batches:
             raise EvaluationError(f"{loaded.name} kept no held-out data (data.held_out = 0): name the data with --data")
@@ -327,6 +391,24 @@ class Evaluator:
         seed = int(loaded.config.get("seed", 0))
         return lm_totals(self.loss_fn, row_batches(rows, objective.make_batch, seed=seed), self.lengths)
 
+    def chats(self, documents: Sequence[Any], name: str = "data") -> tuple[LossTotals, int]:
+        """Chat examples as training reads them (`genaisdk.backend.jax.data.chat_examples`):
+        one example a row of the run's sequence length, the loss on the response tokens
+        (and their EOS) alone. Returns (totals, examples cut to the row)."""
+        from genaisdk.backend.jax.data import chat_examples
+        from genaisdk.backend.jax.objectives import ObjectiveError
+        from genaisdk.backend.jax.sources import DataError
+
+        loaded = self.loaded
+        objective = loaded.objective
+        width = objective.row_length(loaded.seq_len)
+        try:
+            rows, mask, cut = chat_examples(documents, loaded.tokenizer, width)
+            batches = row_batches(rows, objective.make_batch, seed=int(loaded.config.get("seed", 0)), loss_mask=mask)
+        except (DataError, ObjectiveError) as exc:
+            raise EvaluationError(f"data source {name!r}: {exc}") from None
+        return lm_totals(self.loss_fn, batches, self.lengths), cut
+
     # -- task predictions -------------------------------------------------------------------
 
     def generator(self) -> Any:
@@ -336,12 +418,16 @@ class Evaluator:
             self._generator = Generator(self.loaded, self.format.precision, params=self.params)
         return self._generator
 
-    def generate(self, inputs: Sequence[str], *, max_new_tokens: int, batch: int = EVAL_ROWS) -> list[str]:
-        """Greedy continuations of each input (a decoder reads input + newline), `batch` at
-        a time (the last batch filled with copies, so that every batch has one shape)."""
+    def generate(
+        self, inputs: Sequence[str], *, max_new_tokens: int, batch: int = EVAL_ROWS, suffix: str | None = None
+    ) -> list[str]:
+        """Greedy continuations of each input (a decoder reads input + `suffix`, default a
+        newline; a chat prompt is already rendered, suffix ""), `batch` at a time (the last
+        batch filled with copies, so that every batch has one shape)."""
         generator = self.generator()
         texts = []
-        suffix = "" if generator.encoder_decoder else TASK_SEPARATOR
+        if suffix is None:
+            suffix = "" if generator.encoder_decoder else TASK_SEPARATOR
         limit = self._prompt_limit(max_new_tokens)
         for start in range(0, len(inputs), batch):
             chunk = [self._truncate(text + suffix, limit) for text in inputs[start : start + batch]]
@@ -365,13 +451,18 @@ class Evaluator:
         ids = np.asarray(self.loaded.tokenizer.encode(text), np.int32)
         return ids[-limit:].tolist() if len(ids) > limit else ids.tolist()
 
-    def choose(self, inputs: Sequence[str], choices: Sequence[str]) -> list[str]:
-        """The choice with the highest log-likelihood as the answer to each input."""
-        scores = np.stack([self.loglikelihood(inputs, [c] * len(inputs)) for c in choices], axis=1)
+    def choose(self, inputs: Sequence[str], choices: Sequence[str], *, chat: bool = False) -> list[str]:
+        """The choice with the highest log-likelihood as the answer to each input (`chat`:
+        inputs are rendered chat prompts, answered as the template answers, " " + choice)."""
+        answers = [f" {c}" for c in choices] if chat else list(choices)
+        scores = np.stack(
+            [self.loglikelihood(inputs, [a] * len(inputs), separator="" if chat else None) for a in answers], axis=1
+        )
         return [choices[i] for i in np.argmax(scores, axis=1)]
 
-    def loglikelihood(self, contexts: Sequence[str], answers: Sequence[str]) -> np.ndarray:
-        """log p(answer | context) per pair, summed over the answer's tokens (and EOS)."""
+    def loglikelihood(self, contexts: Sequence[str], answers: Sequence[str], *, separator: str | None = None) -> np.ndarray:
+        """log p(answer | context) per pair, summed over the answer's tokens (and EOS); a
+        decoder's context is followed by `separator` (default a newline)."""
         import jax
         import jax.numpy as jnp
 
@@ -382,7 +473,8 @@ class Evaluator:
         for context, answer in zip(contexts, answers, strict=True):
             target = np.asarray(tokenizer.encode(answer, bos=False, eos=family != "encoder")).tolist()
             room = max(1, limit - len(target) - (1 if family == "encoder_decoder" else 0))
-            prompt = np.asarray(tokenizer.encode(context + ("" if family == "encoder_decoder" else TASK_SEPARATOR))).tolist()
+            suffix = "" if family == "encoder_decoder" else (TASK_SEPARATOR if separator is None else separator)
+            prompt = np.asarray(tokenizer.encode(context + suffix)).tolist()
             pairs.append((prompt[-room:], target))
         scores = []
         for start in range(0, len(pairs), EVAL_ROWS):
@@ -497,6 +589,10 @@ class EvalResult:
     memory: dict[str, Any]
     seconds: float
     notes: tuple[str, ...] = ()
+    scored: str = ALL_TOKENS
+    """Which tokens the loss, perplexity and bits per byte are over: 'all tokens' (text),
+    'response tokens' (chat examples: the prompt is context, as training's loss mask), or
+    'per source' (each source row's `scored` says)."""
 
     @property
     def loss(self) -> float:
@@ -521,6 +617,7 @@ class EvalResult:
             "weights": self.weights,
             "compute": self.compute,
             **{k: self.overall[k] for k in ("loss", "perplexity", "bits_per_byte", "tokens", "bytes")},
+            "scored": self.scored,
             "sources": list(self.sources),
         }
         if self.task is not None:
@@ -617,37 +714,43 @@ def evaluate(
         task_name = record.name
     metric = M.task_metric(task_name)
 
+    cuts: list[str] = []
     if data:
         sources = [read_source(entry, base_dir) for entry in data]
-        measure = lambda ev: [(s.name, ev.documents(s.documents, s.name)) for s in sources]  # noqa: E731
+        measure = lambda ev: [(s.name, _source_totals(ev, s, cuts), s.scored) for s in sources]  # noqa: E731
     else:
         sources = []
-        measure = lambda ev: [("held-out split", ev.held_out())]  # noqa: E731
+        measure = lambda ev: [("held-out split", ev.held_out(), ev.held_out_scored)]  # noqa: E731
 
     measured = measure(evaluator)
-    rows = [{"source": name, **totals.metrics(), "batches": totals.batches} for name, totals in measured]
-    overall = sum((t for _, t in measured), LossTotals()).metrics()
+    notes.extend(cuts)
+    rows = [{"source": name, **totals.metrics(), "batches": totals.batches, "scored": scored} for name, totals, scored in measured]
+    overall = sum((t for _, t, _ in measured), LossTotals()).metrics()
+    kinds = {scored for _, _, scored in measured}
+    scored = kinds.pop() if len(kinds) == 1 else "per source"
 
     compare = baseline_precision(evaluator) if baseline else None
     baseline_figures = None
     if compare is not None:
         other = Evaluator(loaded, compare)
-        totals = sum((t for _, t in measure(other)), LossTotals())
+        totals = sum((t for _, t, _ in measure(other)), LossTotals())
         baseline_figures = {"precision": other.format.precision, **totals.metrics()}
         baseline_figures["perplexity_ratio"] = overall["perplexity"] / baseline_figures["perplexity"]
 
     task_figures = None
     if metric is not None:
         examples = [e for s in sources for e in s.examples]
-        if not examples:
+        chats = [chat_task_example(d) for s in sources for d in s.chats]
+        if not examples and not chats:
             if task is not None and task != "none":
                 raise EvaluationError(
                     f"task {task_name} is scored on JSON-lines records with 'input' and "
-                    f"'{'label' if metric == 'accuracy' else 'target'}' fields; the data holds none"
+                    f"'{'label' if metric == 'accuracy' else 'target'}' fields, or prompt/response (messages) "
+                    "chat examples; the data holds none"
                 )
             notes.append(f"no task records in the data: {task_name}'s {metric} not computed")
         else:
-            task_figures = _task_figures(evaluator, task_name, metric, examples, max_new_tokens)
+            task_figures = _task_figures(evaluator, task_name, metric, examples, max_new_tokens, chats=chats)
 
     result = EvalResult(
         model=loaded.name,
@@ -662,31 +765,60 @@ def evaluate(
         memory=memory_figures(evaluator),
         seconds=time.perf_counter() - started,
         notes=tuple(notes),
+        scored=scored,
     )
     if out is not None:
         write_result(result, out)
     return result
 
 
+def _source_totals(evaluator: Evaluator, source: SourceData, cuts: list[str]) -> LossTotals:
+    """A data entry's summed loss: its text packed as `Evaluator.documents` packs it, and
+    its chat examples scored on their response tokens (`Evaluator.chats`). Examples cut to
+    the context are counted into `cuts` (notes)."""
+    if not source.chats:
+        return evaluator.documents(source.documents, source.name)
+    totals, cut = evaluator.chats(source.chats, source.name)
+    if cut:
+        width = evaluator.loaded.objective.row_length(evaluator.loaded.seq_len)
+        cuts.append(f"{source.name}: {cut} chat example(s) longer than the context were cut to {width} tokens")
+    if source.documents:
+        totals = totals + evaluator.documents(source.documents, source.name)
+    return totals
+
+
 def _task_figures(
-    evaluator: Evaluator, task: str, metric: str, examples: list[tuple[str, str]], max_new_tokens: int | None
+    evaluator: Evaluator,
+    task: str,
+    metric: str,
+    examples: list[tuple[str, str]],
+    max_new_tokens: int | None,
+    *,
+    chats: Sequence[tuple[str, str]] = (),
 ) -> dict[str, Any]:
+    """The task's metric over task records (input, target) and chat examples (rendered
+    prompt, reference response; `chat_task_example`): the model's answer to each is
+    generated (or, for classification, chosen) and scored against the reference."""
     inputs = [i for i, _ in examples]
-    targets = [t for _, t in examples]
+    prompts = [p for p, _ in chats]
+    targets = [t for _, t in examples] + [r for _, r in chats]
     if metric == "accuracy":
         choices = sorted(set(targets))
         if len(choices) < 2:
             raise EvaluationError(f"classification needs at least two labels in the data; found {choices}")
-        predictions = evaluator.choose(inputs, choices)
+        predictions = evaluator.choose(inputs, choices) if inputs else []
+        predictions += evaluator.choose(prompts, choices, chat=True) if prompts else []
     else:
         if evaluator.loaded.family == "encoder":
             raise EvaluationError(f"{task} needs a model that generates; an encoder cannot (train a decoder or encoder-decoder)")
         if max_new_tokens is None:
             longest = max(len(evaluator.loaded.tokenizer.encode(t)) for t in targets)
             max_new_tokens = longest + 16
-        predictions = evaluator.generate(inputs, max_new_tokens=max_new_tokens)
+        predictions = evaluator.generate(inputs, max_new_tokens=max_new_tokens) if inputs else []
+        if prompts:  # rendered up to "Assistant:", where the trained model answers
+            predictions += evaluator.generate(prompts, max_new_tokens=max_new_tokens, suffix="")
     figures = M.score(metric, predictions, targets)
-    return {"name": task, "metric": metric, "examples": len(examples), **figures, "predictions": predictions}
+    return {"name": task, "metric": metric, "examples": len(targets), **figures, "predictions": predictions}
 
 
 def write_result(result: EvalResult, path: str | Path) -> Path:

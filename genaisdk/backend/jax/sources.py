@@ -42,6 +42,7 @@ import os
 import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -363,27 +364,45 @@ def _chat_messages(where: str, record: dict) -> list[tuple[str, str]]:
     return [("user", record["prompt"]), (RESPONSE_ROLE, record["response"])]
 
 
-def _json_lines(path: Path, raw: bytes) -> Iterator[Document]:
+def is_document_record(record: dict) -> bool:
+    """Whether a JSON-lines record is one `record_document` reads: a ``text`` document or
+    a prompt/response or messages example."""
+    return any(key in record for key in (TEXT_FIELD, "messages", "prompt", "response"))
+
+
+def record_document(where: str, record: Any) -> Document:
+    """The `Document` of one JSON-lines record (the module docstring's forms): a ``text``
+    document, or a chat example with its `chat_segments`. `where` (``file:line``) names
+    the record in the DataError raised for anything else."""
+    if not isinstance(record, dict):
+        raise DataError(f"{where}: {_RECORD_FORMS}")
+    if TEXT_FIELD in record:
+        text = record[TEXT_FIELD]
+        if not isinstance(text, str):
+            raise DataError(f"{where}: the {TEXT_FIELD!r} field must be a string")
+        return Document(origin=where, data=text.encode("utf-8"))
+    if not is_document_record(record):
+        raise DataError(f"{where}: {_RECORD_FORMS}")
+    segments = chat_segments(_chat_messages(where, record))
+    return Document(origin=where, data="".join(t for t, _ in segments).encode("utf-8"), segments=segments)
+
+
+def json_records(path: Path, raw: bytes) -> Iterator[tuple[str, Any]]:
+    """(``file:line``, the parsed record) of each non-blank line; DataError naming the
+    file and line for one that is not JSON."""
     for number, line in enumerate(raw.splitlines(), start=1):
         if not line.strip():
             continue
         where = f"{path}:{number}"
         try:
-            record = json.loads(line)
+            yield where, json.loads(line)
         except json.JSONDecodeError as exc:
             raise DataError(f"{where}: not a JSON object ({exc.msg})") from None
-        if not isinstance(record, dict):
-            raise DataError(f"{where}: {_RECORD_FORMS}")
-        if TEXT_FIELD in record:
-            text = record[TEXT_FIELD]
-            if not isinstance(text, str):
-                raise DataError(f"{where}: the {TEXT_FIELD!r} field must be a string")
-            yield Document(origin=where, data=text.encode("utf-8"))
-            continue
-        if "messages" not in record and "prompt" not in record and "response" not in record:
-            raise DataError(f"{where}: {_RECORD_FORMS}")
-        segments = chat_segments(_chat_messages(where, record))
-        yield Document(origin=where, data="".join(t for t, _ in segments).encode("utf-8"), segments=segments)
+
+
+def _json_lines(path: Path, raw: bytes) -> Iterator[Document]:
+    for where, record in json_records(path, raw):
+        yield record_document(where, record)
 
 
 def is_json_lines(path: Path) -> bool:

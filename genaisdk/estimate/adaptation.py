@@ -26,7 +26,9 @@ parameters" (4·N over 6·N would be 33% fewer FLOPs).
 
 Memory is then `genaisdk.estimate.memory.training_memory` with `params` = everything
 resident, `trainable_params` = what trains and `frozen_weight_bytes` = the frozen models'
-precision, and `kept_params` = the frozen parameters a k-bit base does not quantize.
+precision, and `kept_params` = the frozen parameters a k-bit base does not quantize; for
+LoRA and QLoRA `adapters=True` counts the adapters at their own precision
+(`adapter_state_bytes`).
 
 A k-bit base (QLoRA's 4-bit, LLM.int8()'s 8-bit) as 4-bit libraries build it, term by term:
 
@@ -74,6 +76,40 @@ TARGET_NAMES = ALL_TARGETS + tuple(TARGET_GROUPS)
 FROZEN_PRECISIONS = ("int4", "int8")
 """The precisions `adapt.frozen_precision` quantizes a frozen base to: 4-bit NormalFloat
 (int4, QLoRA's NF4) or per-channel int8."""
+
+
+ADAPTER_PRECISION_SOURCE = (
+    "fp32 adapters under mixed precision, themselves the master copy: PEFT's autocast_adapter_dtype "
+    "(default since 0.12) and genaisdk's backend"
+)
+
+
+def adapter_state_bytes(weight_bytes, gradient_bytes, master_bytes):
+    """(weight, gradient, master) bytes per adapter parameter (LoRA's A and B) under a
+    precision with these bytes per trained weight (arrays broadcast).
+
+    Under mixed precision (`master_bytes` > 0) the adapters are stored in the master dtype
+    (fp32) and are themselves the master copy: each product casts them to the compute dtype
+    on the fly, so their gradients are fp32 too and no 16-bit working copy or second copy is
+    kept: (master, master, 0), 4 + 4 bytes and the optimizer's state. PEFT does the same over
+    a 16-bit base (`get_peft_model(..., autocast_adapter_dtype=True)`, the default since PEFT
+    0.12: "upcast the adapter weights to float32" when the base is fp16 or bf16), and so does
+    genaisdk's backend (`genaisdk.backend.jax.precision.policy_from_record`: trained weights
+    in fp32 when the record has a master copy; `genaisdk.backend.jax.lora` creates the
+    adapters in that dtype). A full fine-tune is counted as Megatron-LM keeps it instead
+    (16-bit weights and gradients, fp32 master; ZeRO, Rajbhandari et al. 2020, Sec. 3.1);
+    per trained parameter both come to 16 bytes with Adam, but 12 of the adapters' are
+    persistent where 14 of the 16-bit weights' are.
+
+    Without a master copy (fp32, pure bf16) the adapters are kept like any trained weight:
+    (weight_bytes, gradient_bytes, 0)."""
+    master = np.asarray(master_bytes, dtype=float)
+    mixed = master > 0
+    return (
+        np.where(mixed, master, np.asarray(weight_bytes, dtype=float)),
+        np.where(mixed, master, np.asarray(gradient_bytes, dtype=float)),
+        np.zeros_like(master),
+    )
 
 
 def expand_targets(targets) -> tuple[str, ...]:

@@ -57,6 +57,7 @@ from collections.abc import Mapping
 import attrs
 import numpy as np
 
+from genaisdk.estimate.adaptation import adapter_state_bytes
 from genaisdk.estimate.constants import ALLOCATOR_FRAGMENTATION, DTYPE_BYTES, FSDP_GATHER_LAYERS, RUNTIME_CONTEXT_BYTES
 
 FP32_BYTES = 4.0
@@ -156,6 +157,7 @@ def model_state(
     shards_weights=False,
     offload_optimizer=False,
     offload_weights=False,
+    adapters=False,
 ) -> ModelState:
     """Per-device weights, gradients and optimizer state (Rajbhandari et al. 2020, Sec. 5).
 
@@ -169,7 +171,10 @@ def model_state(
 
     `dp` is the data-parallel degree N_d, never the world size: with tensor or pipeline
     parallelism the caller passes world / (tp·pp) and the per-stage parameter count.
-    Offloaded state is reported in the host fields and is 0 on the device.
+    Offloaded state is reported in the host fields and is 0 on the device. `adapters`: the
+    trainable parameters are LoRA adapters, whose weight, gradient and master bytes are
+    `genaisdk.estimate.adaptation.adapter_state_bytes` of the precision's (fp32 under mixed
+    precision, no separate master copy).
     """
     dp = np.asarray(dp, dtype=float)
     if np.any(dp < 1):
@@ -180,9 +185,12 @@ def model_state(
     frozen = params - trainable - kept
     frozen_bytes = weight_bytes if frozen_weight_bytes is None else frozen_weight_bytes
 
-    weights = _shard((trainable + kept) * weight_bytes + frozen * frozen_bytes, shards_weights, dp)
-    gradients = _shard(trainable * gradient_bytes, shards_gradients, dp)
-    optimizer = _shard(trainable * (np.asarray(optimizer_bytes, dtype=float) + master_bytes), shards_optimizer, dp)
+    trained_weight, trained_gradient, trained_master = (
+        adapter_state_bytes(weight_bytes, gradient_bytes, master_bytes) if adapters else (weight_bytes, gradient_bytes, master_bytes)
+    )
+    weights = _shard(trainable * trained_weight + kept * weight_bytes + frozen * frozen_bytes, shards_weights, dp)
+    gradients = _shard(trainable * trained_gradient, shards_gradients, dp)
+    optimizer = _shard(trainable * (np.asarray(optimizer_bytes, dtype=float) + trained_master), shards_optimizer, dp)
 
     offload_optimizer = np.asarray(offload_optimizer, dtype=bool)
     offload_weights = np.asarray(offload_weights, dtype=bool)
@@ -225,6 +233,7 @@ def training_memory(
     runtime_bytes=RUNTIME_CONTEXT_BYTES,
     fragmentation=ALLOCATOR_FRAGMENTATION,
     gather_layers=FSDP_GATHER_LAYERS,
+    adapters=False,
 ) -> TrainingMemory:
     """Peak training memory per device, itemized (module docstring for the accounting).
 
@@ -255,6 +264,7 @@ def training_memory(
         shards_weights=shards_weights,
         offload_optimizer=offload_optimizer,
         offload_weights=offload_weights,
+        adapters=adapters,
     )
     dp = np.asarray(dp, dtype=float)
     params = np.asarray(params, dtype=float)
@@ -274,7 +284,10 @@ def training_memory(
     bucket = np.where(reduces, largest * gradient_bytes, 0.0)
     # Optimizer step on fp32 master weights reads an fp32 copy of the 16-bit gradient
     # partition (Micikevicius et al. 2018, Sec. 3.1). Runs on the host when offloaded.
-    upcast = (np.asarray(master_bytes, dtype=float) > 0) & (np.asarray(gradient_bytes, dtype=float) < FP32_BYTES)
+    trained_gradient, trained_master = gradient_bytes, master_bytes
+    if adapters:  # fp32 adapters under mixed precision: their fp32 gradients need no copy
+        _, trained_gradient, trained_master = adapter_state_bytes(weight_bytes, gradient_bytes, master_bytes)
+    upcast = (np.asarray(trained_master, dtype=float) > 0) & (np.asarray(trained_gradient, dtype=float) < FP32_BYTES)
     step_buffers = np.where(
         upcast & ~np.asarray(offload_optimizer, dtype=bool),
         _shard(trainable * FP32_BYTES, shards_optimizer, dp),

@@ -22,6 +22,8 @@ from genaisdk.estimate import activations as act
 from genaisdk.estimate import flops as flops_math
 from genaisdk.estimate import params as params_math
 from genaisdk.estimate import quantization as quant
+from genaisdk.estimate.adaptation import ADAPTER_PRECISION_SOURCE as ADAPTER_SOURCE
+from genaisdk.estimate.adaptation import adapter_state_bytes
 from genaisdk.estimate.constants import PF_DAY, SECONDS_PER_DAY, SECONDS_PER_HOUR
 from genaisdk.estimate.constants import DTYPE_BYTES
 from genaisdk.estimate.inference import KV_FACTOR, LOGIT_BYTES, widest_values
@@ -276,6 +278,13 @@ def _memory(plan: Plan, stages: Stages) -> list[Term]:
     resident, trainable, dp, over = _resident(f)
     kept = f.case.kept_params
     frozen = resident - trainable - kept
+    # What a trained parameter costs: the precision's bytes, or LoRA adapters' own (fp32
+    # under mixed precision, no separate master: `adapter_state_bytes`).
+    tw, tg, tm = (float(x) for x in (
+        adapter_state_bytes(p.weight_bytes, p.gradient_bytes, p.master_bytes)
+        if f.case.adapters else (p.weight_bytes, p.gradient_bytes, p.master_bytes)
+    ))
+    trained = "adapters" if f.case.adapters else "trainable"
     terms = []
     if f.case.layouts and c.layout.model_parallel > 1:
         lay = c.layout
@@ -292,15 +301,20 @@ def _memory(plan: Plan, stages: Stages) -> list[Term]:
         terms.append(
             Term(
                 name="weights",
-                formula="trainable × bytes + frozen × frozen bytes"
+                formula=f"{trained} × bytes + frozen × frozen bytes"
                 + (" + unquantized (embeddings, norms, output) × bytes" if kept else "")
                 + (" / devices" if s.shards_weights else ""),
-                substituted=f"({num(trainable)} × {num(p.weight_bytes)} B + {num(frozen)} × {num(fb)} B{kept_text})"
+                substituted=f"({num(trainable)} × {num(tw)} B + {num(frozen)} × {num(fb)} B{kept_text})"
                 + (f" / {dp}" if s.shards_weights else ""),
                 value=b.weights,
                 unit="bytes",
-                check=((trainable + kept) * p.weight_bytes + frozen * fb) / (dp if s.shards_weights else 1) * (0 if s.offload_weights else 1),
-                source="bitsandbytes quantizes linear layers only (transformers `replace_with_bnb_linear`)" if kept else "",
+                check=(trainable * tw + kept * p.weight_bytes + frozen * fb) / (dp if s.shards_weights else 1) * (0 if s.offload_weights else 1),
+                source="; ".join(
+                    x for x in (
+                        "bitsandbytes quantizes linear layers only (transformers `replace_with_bnb_linear`)" if kept else "",
+                        ADAPTER_SOURCE if f.case.adapters and tw != p.weight_bytes else "",
+                    ) if x
+                ),
             )
         )
     else:
@@ -320,7 +334,8 @@ def _memory(plan: Plan, stages: Stages) -> list[Term]:
         product_term(
             "gradients",
             "trainable params × gradient bytes" + (" / devices" if s.shards_gradients else ""),
-            [(trainable, "params"), (p.gradient_bytes, f"B ({p.key} gradients)")] + ([(0, "(offloaded to host)")] if offload_grads else []),
+            [(trainable, "params"), (tg, f"B ({'fp32 adapter' if tg != p.gradient_bytes else p.key} gradients)")]
+            + ([(0, "(offloaded to host)")] if offload_grads else []),
             b.gradients,
             "bytes",
             divisors=[(dp, f"{over} (sharded)")] if s.shards_gradients else [],
@@ -334,23 +349,25 @@ def _memory(plan: Plan, stages: Stages) -> list[Term]:
         product_term(
             "optimizer",
             "trainable params × (optimizer state + master copy) bytes" + (" / devices" if s.shards_optimizer else ""),
-            [(trainable, "params"), (state_bytes + p.master_bytes, f"B ({opt.key} {num(state_bytes)} in {state_dtype} + master {num(p.master_bytes)})")]
+            [(trainable, "params"), (state_bytes + tm, f"B ({opt.key} {num(state_bytes)} in {state_dtype} + master {num(tm)})")]
             + ([(0, "(offloaded to host)")] if s.offload_optimizer else []),
             b.optimizer,
             "bytes",
             divisors=[(dp, f"{over} (sharded)")] if s.shards_optimizer else [],
-            source="ZeRO's K (12 for mixed-precision Adam), Sec. 3.1" + ("; stage 1 shards it" if s.shards_optimizer else ""),
+            source=("the optimizer's state alone: the fp32 adapters are their own master copy" if f.case.adapters and tm != p.master_bytes
+                    else "ZeRO's K (12 for mixed-precision Adam), Sec. 3.1") + ("; stage 1 shards it" if s.shards_optimizer else ""),
         )
     )
-    per_param = float(p.weight_bytes + p.gradient_bytes + state_bytes + p.master_bytes)
+    per_param = float(tw + tg + state_bytes + tm)
     terms.append(
         sum_term(
-            "model state per parameter",
+            "model state per parameter" if not f.case.adapters else "model state per adapter parameter",
             "weight + gradient + optimizer state + master bytes (unsharded)",
-            [(p.weight_bytes, "weight"), (p.gradient_bytes, "gradient"), (state_bytes, f"optimizer state ({state_dtype})"), (p.master_bytes, "master")],
+            [(tw, "weight"), (tg, "gradient"), (state_bytes, f"optimizer state ({state_dtype})"), (tm, "master")],
             per_param,
             "B/param",
-            source="fp32 Adam: 4 + 4 + 8 = 16; mixed-precision Adam: 2 + 2 + 12 = 16 (ZeRO, Sec. 3.1)",
+            source="fp32 Adam: 4 + 4 + 8 = 16; mixed-precision Adam: 2 + 2 + 12 = 16 (ZeRO, Sec. 3.1)"
+            + ("; fp32 adapters under mixed precision: 4 + 4 + 8 (estimate.adaptation.adapter_state_bytes)" if f.case.adapters else ""),
         )
     )
     terms.append(

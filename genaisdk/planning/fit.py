@@ -115,6 +115,7 @@ def model_case(ctx: PlanContext, trainable: Trainable, dims: Dimensions, seq: in
         optimizer=ctx.resolved.optimizer,
         optimizer_state=ctx.project.train.optimizer_state,
         extra_activations=trainable.activation_parts if trainable.lora is not None else None,
+        adapters=trainable.lora is not None,
         hardware=ctx.hardware,
         seq=int(seq),
         global_batch_sequences=max(1, int(round(batch_tokens / seq))),

@@ -163,6 +163,9 @@ class ModelCase:
     trains, or the step-time model does not time this case)."""
     time_limit: float | None = None
     """The spec's time budget in seconds (a configuration beyond it ranks later)."""
+    adapters: bool = False
+    """The trainable parameters are LoRA adapters, kept at their own precision
+    (`genaisdk.estimate.adaptation.adapter_state_bytes`)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -298,6 +301,7 @@ def memory_for(
         trainable_params=case.trainable,
         frozen_weight_bytes=case.frozen_weight_bytes,
         kept_params=case.kept_params,
+        adapters=case.adapters,
         largest_layer=case.largest_layer,
         dp=dp,
         shards_optimizer=strategy_arrays["shards_optimizer"],

@@ -26,7 +26,10 @@ OVERRIDES = {
     "lora": [],
     "qlora": ["adapt.method=qlora"],
     "qlora-int8": ["adapt.method=qlora", "adapt.frozen_precision=int8"],
+    "lora-bf16-pure": ["train.precision=bf16-pure"],
+    "lora-fp32": ["train.precision=fp32"],
 }
+"""The spec trains in bf16 with an fp32 master copy; pure bf16 has none, fp32 needs none."""
 
 
 def _run(method: str, devices: int = 1):
@@ -48,6 +51,26 @@ def test_plan_and_run_agree_on_adaptation_memory(method):
     assert ran["optimizer_bytes"] == planned["optimizer_bytes"] > 0
 
 
+@pytest.mark.parametrize("method", list(OVERRIDES))
+def test_plan_and_run_keep_the_adapters_in_one_precision(method):
+    """The adapters' bytes, their gradients' and the absence of a second master copy follow
+    one rule on both sides (`genaisdk.estimate.adaptation.adapter_state_bytes`): under
+    mixed precision the run keeps them in fp32 and the plan counts 4 bytes each (not a
+    bf16 working copy plus an fp32 master); in pure bf16, 2 bytes; in fp32, 4."""
+    import jax.numpy as jnp
+
+    plan, trainer, planned = _run(method)
+    ran = run_adaptation(trainer)
+    assert ran["adapter_bytes"] == planned["adapter_bytes"] > 0
+    itemsize = {jnp.dtype(leaf.dtype).itemsize for leaf in jax.tree.leaves(trainer.abstract_state().params)}
+    assert itemsize == {2 if method == "lora-bf16-pure" else 4}
+    # Gradients have their leaves' dtype; the plan counts them at the same bytes.
+    assert float(plan.memory.per_device.gradients) == plan.model.trainable_params * itemsize.pop()
+    # Adam's two moments and nothing else: no master copy beside fp32 adapters.
+    state = planned["optimizer_bytes"] / plan.model.trainable_params
+    assert float(plan.memory.per_device.optimizer) / plan.model.trainable_params == state == 8
+
+
 def test_qlora_base_bytes_on_device_match_the_plan():
     """The frozen NF4 base placed on the devices (its arrays' shards on device 0, codes and
     constants) holds exactly the plan's frozen-weight bytes, below a 16-bit base's."""
@@ -65,7 +88,7 @@ def test_measure_shows_the_adaptation_rows():
     plan's, each at a ratio of 1."""
     spec = genaisdk.load(SPEC, overrides=OVERRIDES["qlora"])
     measured = measure(spec, devices=1, fit_flops=False)
-    for name in ("trainable parameters", "frozen-weight bytes", "optimizer-state bytes"):
+    for name in ("trainable parameters", "adapter bytes", "frozen-weight bytes", "optimizer-state bytes"):
         assert measured.row(name).ratio == pytest.approx(1.0, rel=1e-9), name
 
 

@@ -98,8 +98,8 @@ def test_chat_qlora_fits_one_24gb_gpu(plans):
     assert plan.memory.fits
     assert plan.memory.device_capacity < 26e9
     assert plan.model.trainable_params < 0.05 * plan.model.params
-    # The 4-bit base holds about half a byte per parameter.
-    assert plan.memory.per_device.weights < 0.6 * plan.model.params + plan.model.trainable_params * 2
+    # The 4-bit base holds about half a byte per parameter, the adapters 4 bytes (fp32).
+    assert plan.memory.per_device.weights < 0.6 * plan.model.params + plan.model.trainable_params * 4
 
 
 def test_bloomberggpt_gets_the_domain_pretraining_note(plans):

@@ -29,7 +29,11 @@ int8 instead. Both are `genaisdk.backend.jax.quantize`'s formats and are dequant
 one place (`layers.dense`), one layer at a time inside the step. As bitsandbytes does for
 QLoRA, only the blocks' linear layers are quantized: the embeddings, the output head, the
 norms and biases stay in the compute dtype. The frozen base of any adapter run is kept in
-the compute dtype (bf16 under mixed precision): it needs no fp32 master copy.
+the compute dtype (bf16 under mixed precision): it needs no fp32 master copy. The adapters
+are created in the policy's `param_dtype`: fp32 under mixed precision, where they are
+their own master copy (cast to the compute dtype inside each product, so their gradients
+are fp32 too), the precision's dtype otherwise; the plan counts them by the same rule
+(`genaisdk.estimate.adaptation.adapter_state_bytes`), and `genai measure` compares the two.
 
 Sharding: an adapter follows its kernel's logical axes (A takes the kernel's input axes, B
 its output axes; the rank axis is replicated), so a rule that shards the kernel shards its

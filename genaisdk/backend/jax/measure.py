@@ -18,9 +18,11 @@ measured on a laptop. The compiled executable reports
   points, evaluated at the real depth and micro-steps, is XLA's count for the real step.
 
 An adapter run (LoRA, QLoRA) adds the plan's adaptation memory beside the run's own
-arrays, per device: the trainable parameters (the adapter leaves), the frozen base's bytes
-as the step receives it (NF4 codes and constants, or the compute dtype) and the optimizer
-state's bytes (the moments of the adapters; the scalar step counter is not counted).
+arrays, per device: the trainable parameters (the adapter leaves), the adapters' bytes
+(fp32 under mixed precision, by the one rule both sides follow:
+`genaisdk.estimate.adaptation.adapter_state_bytes`), the frozen base's bytes as the step
+receives it (NF4 codes and constants, or the compute dtype) and the optimizer state's
+bytes (the moments of the adapters; the scalar step counter is not counted).
 
 The plan is made for the same configuration (devices, strategy, precision, micro-batch,
 accumulation) with `train.attention = materialized`, since this backend computes the
@@ -240,6 +242,7 @@ def run_adaptation(trainer: Any) -> dict[str, float]:
     moments = [leaf for leaf in jax.tree.leaves(state.opt_state) if len(leaf.shape) > 0]
     return {
         "trainable": float(sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(state.params))),
+        "adapter_bytes": float(device_bytes(state.params)),
         "frozen_bytes": float(device_bytes(trainer.abstract_frozen())),
         "optimizer_bytes": float(device_bytes(moments)),
     }
@@ -248,10 +251,13 @@ def run_adaptation(trainer: Any) -> dict[str, float]:
 def planned_adaptation(plan: Any, registry: Any) -> dict[str, float]:
     """The plan's adaptation memory, per device, split out of its weights and optimizer
     figures by the records it was made with (`genaisdk.planning.derive` writes the same
-    terms): `trainable` parameters; `frozen_bytes` = weights - trainable x bytes per weight
-    (the frozen base, a k-bit base's constants and unquantized tensors included);
-    `optimizer_bytes` = the optimizer figure's state share, state / (state + master). Empty
-    when every weight trains."""
+    terms): `trainable` parameters; `adapter_bytes` = trainable x the adapters' bytes per
+    weight (`genaisdk.estimate.adaptation.adapter_state_bytes`: fp32 under mixed
+    precision); `frozen_bytes` = weights - adapter_bytes (the frozen base, a k-bit base's
+    constants and unquantized tensors included); `optimizer_bytes` = the optimizer
+    figure's state share, state / (state + the adapters' master bytes, 0 under mixed
+    precision). Empty when every weight trains."""
+    from genaisdk.estimate.adaptation import adapter_state_bytes
     from genaisdk.estimate.memory import optimizer_state_bytes
 
     trainable = float(plan.model.trainable_params)
@@ -262,11 +268,13 @@ def planned_adaptation(plan: Any, registry: Any) -> dict[str, float]:
     strategy = registry.get("strategies", plan.train.strategy)
     devices = float(plan.train.devices)
     per_device = plan.memory.per_device
-    adapters = trainable * float(precision.weight_bytes) / (devices if strategy.shards_weights else 1.0)
+    weight, _, master = (float(x) for x in adapter_state_bytes(precision.weight_bytes, precision.gradient_bytes, precision.master_bytes))
+    adapters = trainable * weight / (devices if strategy.shards_weights else 1.0)
     state = float(optimizer_state_bytes(optimizer.state_bytes, optimizer.state_dtype, plan.train.optimizer_state))
-    share = state / (state + float(precision.master_bytes)) if state else 0.0
+    share = state / (state + master) if state else 0.0
     return {
         "trainable": trainable,
+        "adapter_bytes": adapters,
         "frozen_bytes": float(per_device.weights) - adapters,
         "optimizer_bytes": float(per_device.optimizer) * share,
     }
@@ -384,6 +392,13 @@ def measure_config(
                 note="run: the adapter leaves",
             ),
             Row(
+                name="adapter bytes",
+                plan=planned.get("adapt_adapter_bytes"),
+                xla=ran["adapter_bytes"],
+                unit="bytes",
+                note="run: the adapter leaves in their dtype (fp32 under mixed precision, the master copy itself)",
+            ),
+            Row(
                 name="frozen-weight bytes",
                 plan=planned.get("adapt_frozen_bytes"),
                 xla=ran["frozen_bytes"],
@@ -395,7 +410,7 @@ def measure_config(
                 plan=planned.get("adapt_optimizer_bytes"),
                 xla=ran["optimizer_bytes"],
                 unit="bytes",
-                note="run: the adapters' optimizer moments; plan: without the master copy",
+                note="run: the adapters' optimizer moments",
             ),
         ]
     summary = {

@@ -318,6 +318,10 @@ class MemoryOption:
     per_device: MemoryBreakdown
     fits: bool
     chosen: bool = False
+    why_not: str = ""
+    """Why it does not fit, when it does not: `over capacity`, `host memory` (what it
+    offloads does not fit the host) or `not runnable` (the combination cannot run with
+    the layout, e.g. ZeRO-2/3 or FSDP with a pipeline); empty when it fits."""
 
 
 @attrs.frozen(kw_only=True)

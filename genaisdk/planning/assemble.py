@@ -443,9 +443,19 @@ def _options(ctx: PlanContext, f: Fitted) -> tuple[MemoryOption, ...]:
                     per_device=breakdown(result, idx),
                     fits=bool(result.fits[idx]),
                     chosen=chosen,
+                    why_not=_why_not(result, idx),
                 )
             )
     return tuple(rows)
+
+
+def _why_not(result, idx) -> str:
+    """`MemoryOption.why_not` of one grid cell."""
+    if result.fits[idx]:
+        return ""
+    if not result.valid[idx]:
+        return "not runnable"
+    return "over capacity" if result.total[idx] > result.capacity else "host memory"
 
 
 def _prompt_memory(ctx: PlanContext, dims: Dimensions, count: ParamCount, devices: int, seq: int) -> MemorySection:

@@ -177,7 +177,7 @@ def _options_table(plan: Plan) -> object | None:
         table.add_column(f"{p} total", justify="right", no_wrap=True)
 
     def total(o, *, micro: bool = False) -> Text:
-        label = fmt_bytes(o.per_device.total) + (f" (mb {o.micro_batch})" if micro else "") + (" ok" if o.fits else " no")
+        label = fmt_bytes(o.per_device.total) + (f" (mb {o.micro_batch})" if micro else "") + (" ok" if o.fits else f" {_fit_word(o)}")
         return Text(label, style="green" if o.fits else "red")
 
     for name in strategies:
@@ -197,6 +197,27 @@ def _options_table(plan: Plan) -> object | None:
         cells += [total(by[(name, p)], micro=True) if (name, p) in by else "-" for p in others]
         _add(table, *cells)
     return table
+
+
+_VERDICTS = {"not runnable": "n/a", "host memory": "host"}
+"""The short form of `MemoryOption.why_not` in the tables; `options_note` explains them."""
+
+
+def _fit_word(option) -> str:
+    return _VERDICTS.get(option.why_not, "no")
+
+
+def options_note(plan: Plan) -> str:
+    """One line under the strategy tables saying what their short verdicts mean ('' when
+    every row that does not fit is simply over capacity)."""
+    shown = {o.why_not for o in plan.memory.options if not o.fits}
+    parts = []
+    if "not runnable" in shown:
+        parts.append("n/a: cannot run with this layout (ZeRO-2/3 and FSDP partition the gradients a pipeline accumulates; "
+                     "a pipeline runs with ddp or zero1)")
+    if "host memory" in shown:
+        parts.append("host: what it offloads does not fit the host's memory (budget.host_memory)")
+    return "; ".join(parts)
 
 
 def _options_tables(plan: Plan) -> list[object]:
@@ -230,7 +251,7 @@ def _options_tables(plan: Plan) -> list[object]:
             b = o.per_device
             table.add_row(
                 Text(o.strategy + (" *" if o.chosen else ""), style="bold" if o.chosen else ""),
-                Text("yes" if o.fits else "no", style="green" if o.fits else "red"),
+                Text("yes" if o.fits else _fit_word(o), style="green" if o.fits else "red"),
                 fmt_bytes(b.total),
                 str(o.micro_batch),
                 fmt_bytes(b.weights),
@@ -374,6 +395,7 @@ def render_text(plan: Plan, console: Console, *, layout: str | None = None) -> N
     """Print the plan to a rich Console. `layout`: 'wide', 'narrow', or None for the one the
     console's width suits (wide from WIDE_COLUMNS on)."""
     from rich.rule import Rule
+    from rich.text import Text
 
     if layout is None:
         layout = "wide" if console.width >= WIDE_COLUMNS else "narrow"
@@ -397,6 +419,9 @@ def render_text(plan: Plan, console: Console, *, layout: str | None = None) -> N
     else:
         for table in _options_tables(plan):
             console.print(table)
+    note = options_note(plan)
+    if note:
+        console.print(Text(note, style="dim"))
     console.print(Rule("Cost", align="left"))
     console.print(_cost(plan))
     console.print(Rule("Serve", align="left"))

@@ -5,6 +5,7 @@ not model, what cannot run)."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -332,3 +333,16 @@ def test_time_times_devices_is_never_below_the_compute_only_bound(grid_of, model
     hardware = np.broadcast_to(result.step.hardware_flops, grid.shape) / (np.broadcast_to(result.step.seconds, grid.shape) * devices * peak)
     assert np.all(np.where(result.valid, hardware, 0.0) <= 1.0)
     assert math.isfinite(float(np.min(seconds)))
+
+
+def test_the_strategy_table_says_why_a_row_does_not_fit():
+    """BLOOM's published layout has 12 pipeline stages: ZeRO-2/3 and FSDP cannot run with it
+    ('not runnable', shown n/a with a note), DDP runs but is over the device's memory."""
+    from genaisdk.render.text import options_note
+
+    plan = genaisdk.plan(genaisdk.load(Path(__file__).resolve().parents[2] / "specs" / "bloom-176b.genai"))
+    why = {(o.strategy, o.precision): o.why_not for o in plan.memory.options}
+    assert why["zero1", "bf16"] == ""
+    assert why["zero2", "bf16"] == why["fsdp", "bf16"] == "not runnable"
+    assert why["ddp", "bf16"] == "over capacity"
+    assert "a pipeline runs with ddp or zero1" in options_note(plan)

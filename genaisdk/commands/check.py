@@ -93,7 +93,13 @@ def command(files: tuple[str, ...], as_json: bool, overrides: tuple[str, ...]) -
         except SpecError as exc:
             diagnostics, source = list(exc.diagnostics), None
         else:
-            _, diagnostics, source = diagnose(text, filename, overrides=list(overrides) or None)
+            spec, diagnostics, source = diagnose(text, filename, overrides=list(overrides) or None)
+            if spec is not None and not any(d.is_error for d in diagnostics):
+                # What `genai plan` reads before it searches: the checkpoint `model.from` names.
+                from genaisdk.diagnostics import sort_diagnostics
+                from genaisdk.spec.validate import files as file_checks
+
+                diagnostics = sort_diagnostics([*diagnostics, *file_checks(spec)])
         errors = sum(1 for d in diagnostics if d.is_error)
         warnings = sum(1 for d in diagnostics if d.severity == "warning")
         failed = failed or errors > 0

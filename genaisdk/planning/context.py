@@ -179,7 +179,7 @@ def _precision(spec: Spec, resolved: Resolved, notes: Notes) -> Precision:
         precision, why = auto_precision(hardware, resolved.precisions)
         if precision is None:
             notes.diag(codes.NO_TRAINING_FORMAT, why, "budget.hardware")
-            raise SpecError(notes.diagnostics, spec.source)
+            raise SpecError(notes.diagnostics, spec.sources)
         notes.reason("train.precision", precision.key, why)
     if resolved.adaptation.trains and not hardware.peak_for(precision.compute_dtype)[1]:
         # No quoted format stands in (`Hardware.peak_for`): memory is answered, time is not.

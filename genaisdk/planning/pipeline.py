@@ -85,10 +85,10 @@ def plan_stages(spec: Spec | str | os.PathLike, *, registry: Registry | None = N
         registry = get_registry()
     notes = Notes(spec, validate(spec, registry))
     if notes.has_errors:
-        raise SpecError(notes.diagnostics, spec.source)
+        raise SpecError(notes.diagnostics, spec.sources)
     resolved = resolve(spec, registry, notes)
     if resolved is None:
-        raise SpecError(notes.diagnostics, spec.source)
+        raise SpecError(notes.diagnostics, spec.sources)
     try:
         return _run(spec, registry, resolved, notes)
     except SpecError:
@@ -105,7 +105,7 @@ def plan_stages(spec: Spec | str | os.PathLike, *, registry: Registry | None = N
             hint="check the values this architecture's plugin expects (`genai catalog architectures`);"
             " GENAISDK_STRICT_PLUGINS=1 shows the traceback",
         )
-        raise SpecError(notes.diagnostics, spec.source) from exc
+        raise SpecError(notes.diagnostics, spec.sources) from exc
 
 
 def _run(spec: Spec, registry: Registry, resolved: Resolved, notes: Notes) -> Planned:

@@ -212,7 +212,7 @@ def choose_size(ctx: PlanContext, notes: Notes) -> SizeChoice:
     if r.checkpoint is not None:
         dims = from_checkpoint(r, notes, context=ctx.context)
         if notes.has_errors:
-            raise SpecError(notes.diagnostics, ctx.spec.source)
+            raise SpecError(notes.diagnostics, ctx.spec.sources)
         return SizeChoice(dims=dims, sized_by="checkpoint")
     if r.preset is not None:
         return SizeChoice(dims=from_preset(m, r, notes, context=ctx.context, vocab=ctx.vocab), sized_by="preset")
@@ -279,7 +279,7 @@ def _size_for_budget(ctx: PlanContext, notes: Notes) -> SizeChoice:
             "model.size",
             hint="give `size = 7B`, a `preset`, or a budget",
         )
-        raise SpecError(notes.diagnostics, ctx.spec.source)
+        raise SpecError(notes.diagnostics, ctx.spec.sources)
     what, budget_model_flops, how = min(limits, key=lambda t: t[1])
     # Fixed point: N_opt(C6) with C6 = budget x 6·N / (model FLOPs per token at N).
     # The ratio moves slowly with N; two or three rounds settle it within 2%.

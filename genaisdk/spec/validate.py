@@ -14,6 +14,7 @@ what `size = auto` can size from, and settings a method or family ignores.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from genaisdk.core import codes
@@ -281,6 +282,31 @@ def _data(c: _Checks) -> None:
             codes.OUT_OF_RANGE, f"`held_out` must be at least 0% and less than 100%, not {data.held_out * 100:g}%",
             "data.held_out", "hold out a share of the data for evaluation, e.g. `held_out = 5%`",
         )
+
+
+CHECKPOINT_HINT = "point `from` at a Hugging Face checkpoint folder (config.json + model.safetensors)"
+
+
+def files(spec: Spec) -> list[Diagnostic]:
+    """The checks that read the disk, which `validate` (and so `genaisdk.loads`) leaves out
+    and `genai check` adds: `model.from` names a checkpoint the planner can read (its
+    config.json and weight headers; no weights are loaded), reported as the GP009 `genai
+    plan` gives. A relative path is read from the spec's folder."""
+    c = _Checks(spec, None)
+    value = spec.project.model.checkpoint
+    if not value:
+        return c.found
+    from genaisdk.checkpoints import CheckpointFormatError
+    from genaisdk.checkpoints.hf_config import read_checkpoint, spec_folder
+
+    folder = spec_folder(spec, value)
+    try:
+        read_checkpoint(folder, weights=any(folder.glob("*.safetensors*")))
+    except CheckpointFormatError as exc:
+        base = spec_folder(spec, ".")
+        relative = "" if os.path.isabs(os.path.expanduser(value)) else f"; a relative path is read from the spec's folder, {base}"
+        c.add(codes.CHECKPOINT, str(exc), "model.from", CHECKPOINT_HINT + relative)
+    return c.found
 
 
 def _sizing(c: _Checks) -> None:

@@ -155,3 +155,17 @@ def test_check_runs_as_a_real_process():
     )
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.strip().endswith("ok")
+
+
+def test_check_reports_an_unreadable_checkpoint_as_plan_does(tmp_path):
+    """`genai check` reads what `genai plan` reads before it searches: a `model.from` folder
+    that is missing is the same GP009 at the same place, exit 1; the committed fixture is ok."""
+    spec = SPECS / "support-lora.genai"
+    ok = CliRunner().invoke(cli, ["check", str(spec)])
+    assert ok.exit_code == 0, ok.output
+    bad = CliRunner().invoke(cli, ["check", str(spec), "--set", 'model.from="no/such/folder"'])
+    assert bad.exit_code == 1
+    assert "GP009" in bad.output and "no such checkpoint folder" in bad.output
+    assert "relative path is read from the spec's folder" in bad.output
+    planned = CliRunner().invoke(cli, ["plan", str(spec), "--set", 'model.from="no/such/folder"'])
+    assert planned.exit_code == 1 and "GP009" in planned.output

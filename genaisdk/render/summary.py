@@ -26,6 +26,11 @@ class Row:
     status: str = ""
     """'ok', 'over' or '' (no judgement)."""
 
+    @property
+    def why_short(self) -> str:
+        """The reason's first clause (`first_clause`)."""
+        return first_clause(self.why)
+
 
 @attrs.frozen(kw_only=True)
 class Section:
@@ -61,6 +66,20 @@ def serve_weights_why(plan: Plan) -> str:
     if i.memory.weight_constants:
         text += f", incl. {fmt_bytes(i.memory.weight_constants)} quantization constants"
     return text
+
+def first_clause(text: str) -> str:
+    """`text` up to its first '; ' outside parentheses (a clause cut inside a parenthesis
+    would leave it open)."""
+    depth = 0
+    for i, ch in enumerate(text):
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth = max(0, depth - 1)
+        elif ch == ";" and depth == 0 and text[i + 1 : i + 2] == " ":
+            return text[:i]
+    return text
+
 
 def why(plan: Plan, field: str) -> str:
     reason = plan.reason(field)

@@ -18,7 +18,7 @@ import math
 from typing import IO, TYPE_CHECKING
 
 from genaisdk.core.safe import printable
-from genaisdk.render.summary import serve_weights_why
+from genaisdk.render.summary import first_clause, serve_weights_why
 from genaisdk.core.numbers import (
     fmt_amount,
     fmt_bytes,
@@ -71,7 +71,7 @@ def _kv_table():
 def _why(plan: Plan, field: str) -> str:
     """The reason's first clause; the full text (with sources) is in the Why section."""
     reason = plan.reason(field)
-    return reason.reason.split("; ")[0] if reason else ""
+    return first_clause(reason.reason) if reason else ""
 
 
 def _select(plan: Plan) -> object:

@@ -107,3 +107,11 @@ def test_fit_widths_never_go_below_a_columns_longest_word():
         widths = fit_widths(found, width)
         assert all(w >= n.least and w <= n.natural for w, n in zip(widths, found))
         assert sum(widths) + GAP * 3 == max(width, 30 + GAP * 3) or sum(widths) == sum(n.natural for n in found)
+
+
+def test_a_reason_is_cut_at_its_first_clause_outside_parentheses():
+    from genaisdk.render.summary import first_clause
+
+    assert first_clause("fastest (fsdp-offload 8% slower; zero2 as fast); more") == "fastest (fsdp-offload 8% slower; zero2 as fast)"
+    assert first_clause("a; b") == "a"
+    assert first_clause("no clause") == "no clause"

@@ -165,3 +165,13 @@ def fmt_value(value: float | None, unit: str) -> str:
     if unit == "":
         return f"{value:.4g}"
     return f"{value:,.4g} {unit}"
+
+
+def fmt_items(n: int, noun: str, plural: str | None = None) -> str:
+    """'1 device', '8 devices' (`plural`: the plural where adding 's' is wrong)."""
+    return f"{n:,} {noun if n == 1 else (plural or noun + 's')}"
+
+
+def fmt_recompute(kind: str) -> str:
+    """'no recomputation', 'selective recomputation', 'full recomputation'."""
+    return "no recomputation" if kind == "none" else f"{kind} recomputation"

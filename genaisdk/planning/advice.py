@@ -19,7 +19,7 @@ import attrs
 import numpy as np
 
 from genaisdk.core import codes
-from genaisdk.core.numbers import fmt_amount, fmt_bytes, fmt_count, fmt_fraction, fmt_seconds, fmt_usd
+from genaisdk.core.numbers import fmt_amount, fmt_bytes, fmt_count, fmt_fraction, fmt_recompute, fmt_seconds, fmt_usd
 from genaisdk.estimate.constants import CHINCHILLA_TOKENS_PER_PARAM
 from genaisdk.planning.defaults import (
     BUDGET_UNDERUSED,
@@ -250,7 +250,7 @@ def _relaxed_fit(r: Resolved, fitted: Fitted, ctx: PlanContext) -> str | None:
     if not c.fits:
         return None
     layout = "" if c.layout.model_parallel == 1 else f" on {c.layout.describe(c.data_parallel)}"
-    return f"{c.strategy.key} with micro-batch {c.micro_batch} and {c.recompute} recomputation{layout}"
+    return f"{c.strategy.key} with micro-batch {c.micro_batch} and {fmt_recompute(c.recompute)}{layout}"
 
 
 def _what_would_fit(plan: Plan, r: Resolved, ctx: PlanContext, fitted: Fitted) -> str:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import attrs
 import numpy as np
 
-from genaisdk.core.numbers import fmt_bytes, fmt_num
+from genaisdk.core.numbers import fmt_bytes, fmt_num, fmt_recompute
 from genaisdk.estimate import activations as act
 from genaisdk.estimate import flops as flops_math
 from genaisdk.estimate import params as params_math
@@ -373,7 +373,7 @@ def _memory(plan: Plan, stages: Stages) -> list[Term]:
     terms.append(
         sum_term(
             "activations",
-            f"stored for backward + the larger of the loss buffers and the rebuilt layer (micro-batch {c.micro_batch}, {c.recompute} recomputation)",
+            f"stored for backward + the larger of the loss buffers and the rebuilt layer (micro-batch {c.micro_batch}, {fmt_recompute(c.recompute)})",
             [(float(act_part), name) for name, act_part in _activation_groups(f).items()],
             b.activations,
             "bytes",
@@ -467,7 +467,7 @@ def _stage_activations(plan: Plan, f: Fitted) -> list[Term]:
     )
     layer, layers, flight = float(held.layer), float(held.layers), float(held.in_flight)
     first, last = stage == 0, stage == lay.pipeline - 1
-    setting = f"micro-batch {c.micro_batch}, {c.recompute} recomputation, tensor parallel {lay.tensor}" + (
+    setting = f"micro-batch {c.micro_batch}, {fmt_recompute(c.recompute)}, tensor parallel {lay.tensor}" + (
         ", sequence parallel" if lay.sequence_parallel else "")
     terms = [
         value_term("one layer, one micro-batch", f"Korthikanti et al. 2022 per-layer accounting ({setting})", layer, "bytes",
@@ -543,6 +543,10 @@ _PART_FORMULA = {
     "logits": "s·b·V at the activation precision",
     "logits_fp32": "s·b·V fp32 log-probabilities the cross-entropy saves",
     "loss_gradients": "s·b·V·8: fp32 gradients w.r.t. the log-probabilities and the logits",
+    "lora_inputs": "per layer and adapted matrix s·b·(d_in·(p + mask) + r·p): the adapter's input copy, its dropout mask and A's output",
+    "lora_inputs_rebuilt": "full recomputation: the adapters' inputs of the one layer rebuilt, s·b·Σ(d_in·(p + mask) + r·p)",
+    "kbit_upcast": "a k-bit-prepared model's fp32 residual stream and norm outputs: 2 more bytes per value (PEFT prepare_model_for_kbit_training)",
+    "kbit_upcast_rebuilt": "the same for the one layer rebuilt under full recomputation",
 }
 
 

@@ -13,7 +13,7 @@ import attrs
 import numpy as np
 
 from genaisdk.core import codes
-from genaisdk.core.numbers import fmt_bytes
+from genaisdk.core.numbers import fmt_bytes, fmt_recompute
 from genaisdk.diagnostics import SpecError
 from genaisdk.estimate import cost as cost_math
 from genaisdk.estimate.flops import model_flops_per_token
@@ -494,7 +494,7 @@ def _fit_reasons(ctx: PlanContext, f: Fitted, notes: Notes) -> None:
         }.get(c.recompute, "")
         if c.fits and timed:
             others = compare_text(res, c, 4, lambda j: g.recomputes[j], limit=2)
-            why = f"{c.recompute} recomputation is the fastest that fits" + (f" ({others})" if others else "")
+            why = f"{fmt_recompute(c.recompute)} is the fastest that fits" + (f" ({others})" if others else "")
         notes.reason("train.recompute", c.recompute, why)
     _layout_reasons(ctx, f, notes)
     if ctx.devices_fixed is None:

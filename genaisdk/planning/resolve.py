@@ -118,7 +118,8 @@ def resolve(spec: Spec, registry: Registry, notes: Notes) -> Resolved | None:
             notes.reason(
                 "model.family",
                 architecture.key,
-                f"task `{task.key}` is served by an {architecture.key} model{examples}; {task.source or 'task record'}",
+                f"task `{task.key}` is served by {'an' if architecture.key[:1] in 'aeiou' else 'a'} {architecture.key} model{examples}; "
+                f"{task.source or 'task record'}",
             )
     else:
         architecture = _get(registry, "architectures", "decoder", notes, "model.family", "model family")
@@ -132,7 +133,7 @@ def resolve(spec: Spec, registry: Registry, notes: Notes) -> Resolved | None:
         else:
             candidates = []
             if task is not None:
-                candidates.append((task.objective, f"task `{task.key}` pretrains with it"))
+                candidates.append((task.objective, f"the objective of task `{task.key}`"))
             candidates.append((FAMILY_OBJECTIVE.get(architecture.family, "causal-lm"), f"the standard objective of {architecture.family} models"))
             for name, why in candidates:
                 record = registry.get("objectives", name)

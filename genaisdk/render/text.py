@@ -24,7 +24,9 @@ from genaisdk.core.numbers import (
     fmt_bytes,
     fmt_count,
     fmt_fraction,
+    fmt_items,
     fmt_ratio,
+    fmt_recompute,
     fmt_sci,
     fmt_seconds,
     fmt_usd,
@@ -165,8 +167,8 @@ def _options_table(plan: Plan) -> object | None:
     table = Table(
         box=box.SIMPLE_HEAD,
         title=_text(
-            f"memory per device by strategy and precision ({plan.train.devices} devices, {plan.train.layout}, "
-            f"{plan.train.recompute} recomputation)"
+            f"memory per device by strategy and precision ({fmt_items(plan.train.devices, 'device')}, {plan.train.layout}, "
+            f"{fmt_recompute(plan.train.recompute)})"
         ),
         title_justify="left",
     )
@@ -240,7 +242,7 @@ def _options_tables(plan: Plan) -> list[object]:
             box=box.SIMPLE_HEAD,
             show_edge=False,
             pad_edge=False,
-            title=_text(f"{precision}: memory per device by strategy ({plan.train.devices} devices, {plan.train.recompute} recomputation)"),
+            title=_text(f"{precision}: memory per device by strategy ({fmt_items(plan.train.devices, 'device')}, {fmt_recompute(plan.train.recompute)})"),
             title_justify="left",
         )
         table.add_column("strategy", no_wrap=True)

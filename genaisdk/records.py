@@ -319,7 +319,9 @@ class Hardware(Record):
       serves one device: the node's NIC line rate divided by its devices;
     - `devices_per_node`: devices sharing one host and its intra-node link;
     - `host_memory_bytes`: the host's CPU memory divided by `devices_per_node`, the room an
-      offloading strategy has per device.
+      offloading strategy has per device;
+    - `host_link_bytes_per_s`: the device's own link to its host's memory (PCIe x16, or
+      NVLink-C2C), one direction: what an offloading strategy's transfers cross.
 
     Any of them is None where no source gives it; `note` says which and why.
 
@@ -350,6 +352,8 @@ class Hardware(Record):
     devices_per_node: int | None = attrs.field(default=None, validator=POSITIVE)
     host_memory_bytes: int | None = attrs.field(default=None, validator=POSITIVE)
     """Host (CPU) memory per device in bytes: the reference system's memory / devices_per_node."""
+    host_link_bytes_per_s: float | None = attrs.field(default=None, validator=POSITIVE)
+    """The device's link to host memory, one direction, bytes/s (PCIe Gen4 x16: 32e9)."""
     system: str = ""
     """The reference system the node figures describe, with its source."""
     price_per_hour: float | None = attrs.field(default=None, validator=NON_NEGATIVE)

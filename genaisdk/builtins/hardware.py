@@ -36,6 +36,7 @@ CONVERTED = {
     "bandwidth_gb_s": ("bandwidth_bytes_per_s", lambda gb_s: gb_s * GB_PER_S),
     "intra_node_gb_s": ("intra_node_bytes_per_s", lambda gb_s: gb_s * GB_PER_S),
     "inter_node_gb_s": ("inter_node_bytes_per_s", lambda gb_s: gb_s * GB_PER_S),
+    "host_link_gb_s": ("host_link_bytes_per_s", lambda gb_s: gb_s * GB_PER_S),
     "host_memory_gib": ("host_memory_bytes", lambda gib: int(round(gib * GIB))),
     "host_memory_gb": ("host_memory_bytes", lambda gb: int(round(gb * 1e9))),
 }

@@ -60,7 +60,9 @@ class Cluster:
       same node (NVLink, or PCIe where there is none);
     - `inter_node_bandwidth`: per device, one direction, bytes/s, to another node (the
       network adapters of a node divided by its devices);
-    - `devices_per_node`.
+    - `devices_per_node`;
+    - `host_bandwidth`: per device, one direction, bytes/s, to its host's memory (PCIe x16
+      or NVLink-C2C), or None where unknown: what offloading strategies move crosses it.
 
     Every field may be a numpy array (a grid over hardware); the efficiencies default to the
     module's constants.
@@ -72,6 +74,7 @@ class Cluster:
     intra_node_bandwidth: float = attrs.field(validator=_positive)
     inter_node_bandwidth: float = attrs.field(validator=_positive)
     devices_per_node: int = attrs.field(validator=_positive)
+    host_bandwidth: float | None = None
     intra_node_efficiency: float = attrs.field(default=INTRA_NODE_EFFICIENCY, validator=_positive)
     inter_node_efficiency: float = attrs.field(default=INTER_NODE_EFFICIENCY, validator=_positive)
 

@@ -113,8 +113,16 @@ def step_time_terms(step: StepTime, index=()) -> list[NamedTerm]:
                   substituted=f"{_si(d['optimizer_bytes'], 'B')} of memory traffic", value=parts["optimizer"], unit="s",
                   source="genaisdk.estimate.efficiency"),
     ]
+    if d.get("host_bytes", 0.0) > 0:
+        terms.append(NamedTerm(
+            name="offload", formula="bytes over the host link per step / its bandwidth, none hidden (the host's own optimizer step is not timed)",
+            substituted=f"{_si(d['host_bytes'], 'B')} / {_si(d['host_bandwidth'], 'B/s')}" if d.get("host_bandwidth") else
+            f"{_si(d['host_bytes'], 'B')}; the device's host link is unknown: not timed",
+            value=parts.get("offload", 0.0), unit="s", source="Ren et al. 2021 (ZeRO-Offload), Sec. 4.1"))
     modelled = seconds - parts.get("framework", 0.0)
     step_formula = "compute + recompute + tensor parallel + transfers + bubble + data parallel + optimizer"
+    if parts.get("offload", 0.0) > 0.0:
+        step_formula += " + offload"
     if parts.get("framework", 0.0) > 0.0:
         efficiency = modelled / seconds
         terms.append(NamedTerm(
@@ -124,7 +132,8 @@ def step_time_terms(step: StepTime, index=()) -> list[NamedTerm]:
         step_formula += " + framework"
     terms += [
         NamedTerm(name="step", formula=step_formula,
-                  substituted=" + ".join(_si(parts[k], "s") for k in parts if k != "framework" or parts[k] > 0.0), value=seconds, unit="s"),
+                  substituted=" + ".join(_si(parts[k], "s") for k in parts if k not in ("framework", "offload") or parts[k] > 0.0),
+                  value=seconds, unit="s"),
         NamedTerm(name="achieved FLOP/s per device", formula="model FLOPs / (step × devices)",
                   substituted=f"{model:.3e} / ({_si(seconds, 's')} × {devices:.0f})", value=achieved, unit="FLOP/s",
                   source=_SOURCES["mfu"]),

@@ -157,7 +157,9 @@ def evaluate_layouts(
     last_stage = np.broadcast_to(stage_memory(dims, recompute=codes, stage=p - 1, **common, **memory_options).total, shape)
     step = step_time(
         dims, cluster, recompute=codes, causal=causal, accumulate_bytes=accumulate_bytes,
-        overlap_data_parallel=overlap_data_parallel, framework_efficiency=framework_efficiency, **common,
+        overlap_data_parallel=overlap_data_parallel, framework_efficiency=framework_efficiency,
+        offload_optimizer=memory_options.get("offload_optimizer", False), offload_weights=memory_options.get("offload_weights", False),
+        **common,
     )
     memory = np.maximum(first_stage, last_stage)
     m = micro_batches(global_batch=global_batch, data_parallel=d, micro_batch=b)

@@ -55,6 +55,13 @@ every use of a weight, forward, backward and recomputation: its codes read and a
 copy written (bitsandbytes' dequantize-then-matmul kernels for training batches). Gradient
 accumulation, the data-parallel reduction and the optimizer step touch the adapters alone.
 
+An offloading strategy adds the `offload` part: its bytes over the device's host link
+(PCIe, NVLink-C2C) each step, none hidden: the gradients down and the updated weights up
+once per step when the optimizer steps on the host (ZeRO-Offload, Ren et al. 2021, Sec.
+4.1), and the weights up for each micro-batch's forward and backward pass and its gradients
+down when the weights live there. The host CPU's own optimizer step is not timed, so an
+offloading step is a lower bound.
+
 All of this is Megatron-LM's step. Other training software with the same layout runs at a
 measured fraction of it (`genaisdk.estimate.frameworks`: DeepSpeed's pipeline engine 0.73);
 the step then takes the sum above / that fraction, and the difference is the `framework` part
@@ -107,16 +114,18 @@ DETAILS = (
     "tensor", "pipeline", "data", "virtual_stages", "micro_batch", "tokens", "stage_layers", "most_loaded_stage",
     "layer_forward", "layer_backward", "layer_recompute", "collective_bytes", "collective_seconds",
     "tensor_bandwidth", "transfer_bandwidth", "data_bandwidth", "stage_params", "data_bytes", "optimizer_bytes",
-    "lora_rank",
+    "lora_rank", "host_bytes", "host_bandwidth",
 )
 """`StepTime.details`: the layout, the slowest stage's layers and index, one layer's forward,
 backward and recomputation seconds, one tensor-parallel collective's bytes and seconds, the
 achieved bandwidths of the tensor, pipeline and data-parallel groups (bytes/s), the stage's
 parameters per device (trained ones: adapters alone over a frozen base), the bytes each
 device sends for the data-parallel reduction per step, the optimizer step's memory traffic,
-and the adapters' rank (0: every weight trains)."""
+the adapters' rank (0: every weight trains), and the bytes an offloading strategy moves over
+the host link per step and that link's bandwidth (0 where unknown)."""
 
-PARTS = ("compute", "recompute", "tensor_parallel", "pipeline_transfer", "bubble", "data_parallel", "optimizer", "framework")
+PARTS = ("compute", "recompute", "tensor_parallel", "pipeline_transfer", "bubble", "data_parallel", "optimizer", "offload",
+         "framework")
 """The parts of a step, in the order they are reported; they sum to `StepTime.seconds`."""
 
 
@@ -311,13 +320,17 @@ def step_time(
     overlap_data_parallel=False,
     framework_efficiency=1.0,
     lora: LoraTiming | None = None,
+    offload_optimizer=False,
+    offload_weights=False,
 ) -> StepTime:
     """Seconds per training step and its parts (module docstring). `global_batch` in
     sequences of `seq` tokens; the layout uses t·p·d devices of `cluster`.
     `framework_efficiency` is the training software's throughput as a fraction of the
     Megatron-LM this model is calibrated on (`genaisdk.estimate.frameworks`): the step takes
     the other parts' sum / it, the difference being the `framework` part. `lora`: adapters
-    over a frozen base (t = p = 1 only).
+    over a frozen base (t = p = 1 only). `offload_optimizer` / `offload_weights`: the
+    strategy keeps the optimizer step / the weights in host memory (the `offload` part; 0
+    where `cluster.host_bandwidth` is None).
 
     Raises:
         ValueError: `lora` with tensor or pipeline parallelism (not modelled)."""
@@ -449,6 +462,19 @@ def step_time(
     optimizer_traffic = optimizer_params * (2.0 * state + np.asarray(gradient_bytes, dtype=float) + np.asarray(weight_bytes, dtype=float))
     optimizer = eff.memory_seconds(optimizer_traffic, memory_bandwidth=bw)
 
+    # Offload (ZeRO-Offload, Ren et al. 2021, Sec. 4.1: each step the 16-bit gradients go to
+    # the host, where the optimizer steps, and the updated 16-bit weights come back; the
+    # weights of a weight-offloading strategy come up for each micro-batch's forward and
+    # backward pass and its gradients go down): bytes over the host link, none of it hidden.
+    # The host CPU's own optimizer step is not timed.
+    host = cluster.host_bandwidth
+    shard = stage_param_count / np.where(zero >= 1, d, 1.0)
+    optimizer_host = shard * (np.asarray(gradient_bytes, dtype=float) + np.asarray(weight_bytes, dtype=float))
+    weights_host = m * shard * (2.0 * np.asarray(weight_bytes, dtype=float) + np.asarray(gradient_bytes, dtype=float))
+    host_bytes = (np.where(np.asarray(offload_optimizer, dtype=bool), optimizer_host, 0.0)
+                  + np.where(np.asarray(offload_weights, dtype=bool), weights_host, 0.0))
+    offload = host_bytes / host if host else 0.0 * host_bytes
+
     bubble = (p - 1.0) / v * stage_seconds
     parts = {
         "compute": m * compute,
@@ -458,6 +484,7 @@ def step_time(
         "bubble": bubble,
         "data_parallel": dp,
         "optimizer": optimizer,
+        "offload": offload,
     }
     modelled = sum(parts.values())
     parts["framework"] = modelled * (1.0 / np.asarray(framework_efficiency, dtype=float) - 1.0)
@@ -489,6 +516,7 @@ def step_time(
         "tensor_bandwidth": bw_tp, "transfer_bandwidth": p2p_bandwidth, "data_bandwidth": bw_dp,
         "stage_params": stage_param_count, "data_bytes": dp_volume, "optimizer_bytes": optimizer_traffic,
         "lora_rank": 0.0 if lora is None else float(lora.rank),
+        "host_bytes": host_bytes, "host_bandwidth": float(host) if host else 0.0,
     }
     return StepTime(
         seconds=seconds,

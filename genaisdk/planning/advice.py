@@ -173,10 +173,13 @@ def _fit(plan: Plan, spec: Spec, r: Resolved, notes: Notes, fitted: Fitted | Non
     if plan.memory.fits:
         if offloads:
             room = f" of {fmt_bytes(plan.memory.host_capacity)}" if plan.memory.host_capacity is not None else ""
+            link = r.hardware.host_link_bytes_per_s
+            timed = (f"the step time counts their transfers over the {fmt_amount(link / 1e9)} GB/s host link but not the host's "
+                     "own optimizer step, so it is a lower bound" if link else
+                     f"{r.hardware.key}'s record gives no host link bandwidth, so the step time leaves their transfers out")
             notes.diag(
                 codes.OFFLOAD_ONLY,
-                f"it fits only with `{strategy.key}`: {fmt_bytes(host)} per device{room} live in host memory "
-                "and cross PCIe every step, often several times slower",
+                f"it fits only with `{strategy.key}`: {fmt_bytes(host)} per device{room} live in host memory; {timed}",
                 "train.sharding",
                 hint=_what_would_fit(plan, r, ctx, fitted),
             )

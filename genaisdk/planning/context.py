@@ -143,6 +143,7 @@ def hardware_cluster(hardware: Hardware, peak: float, devices: int | None) -> tu
             intra_node_bandwidth=float(intra) if intra is not None else unused,
             inter_node_bandwidth=float(inter) if inter is not None else unused,
             devices_per_node=int(per_node) if per_node is not None else max(1, devices or 1),
+            host_bandwidth=float(hardware.host_link_bytes_per_s) if hardware.host_link_bytes_per_s else None,
         ),
         (),
     )

@@ -394,10 +394,10 @@ def evaluate(case: ModelCase, grid: Grid) -> GridResult:
     step = None
     if case.cluster is not None and case.lora is not None:
         # Adapters: memory as above, time by the step-time model over data parallelism.
-        common, _ = estimator_arguments(case, grid)
+        common, memory = estimator_arguments(case, grid)
         peak = np.where(np.isfinite(prec["peak"]), prec["peak"], np.inf)
         step = step_time(case.dims, attrs.evolve(case.cluster, peak_flops=peak), causal=case.family == "decoder",
-                         framework_efficiency=case.framework_efficiency, lora=case.lora, **common)
+                         framework_efficiency=case.framework_efficiency, lora=case.lora, **offload_arguments(memory), **common)
         m = micro_batches(global_batch=common["global_batch"], data_parallel=common["data_parallel"], micro_batch=common["micro_batch"])
         seconds = case.tokens / (m * common["data_parallel"] * common["micro_batch"] * case.seq) * step.seconds
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -491,6 +491,11 @@ def estimator_arguments(case: ModelCase, grid: Grid) -> tuple[dict, dict]:
     return common, memory
 
 
+def offload_arguments(memory: dict) -> dict:
+    """The offload flags of `estimator_arguments`' memory-only arguments, for `step_time`."""
+    return {k: memory[k] for k in ("offload_optimizer", "offload_weights")}
+
+
 def _evaluate_layouts(case: ModelCase, grid: Grid) -> GridResult:
     dims = case.dims
     shape = grid.shape
@@ -522,7 +527,8 @@ def _evaluate_layouts(case: ModelCase, grid: Grid) -> GridResult:
     step = None
     if case.cluster is not None:
         cluster = attrs.evolve(case.cluster, peak_flops=peak)
-        step = step_time(dims, cluster, causal=case.family == "decoder", framework_efficiency=case.framework_efficiency, **common)
+        step = step_time(dims, cluster, causal=case.family == "decoder", framework_efficiency=case.framework_efficiency,
+                         **offload_arguments(memory_options), **common)
         # The run is steps of m·d·b sequences: tokens / (m·d·b·s) steps of `step.seconds`.
         seconds = case.tokens / (m * d * b * case.seq) * step.seconds
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -587,11 +593,11 @@ def chosen_step(case: ModelCase, grid: Grid, index: tuple[int, ...]) -> StepTime
     `step_time` with the grid's own arguments, so its numbers are the grid's."""
     if case.cluster is None or not (case.layouts or case.lora is not None):
         return None
-    common, _ = chosen_arguments(case, grid, index)
+    common, memory = chosen_arguments(case, grid, index)
     peak = case.hardware.peak_flops.get(grid.precisions[index[0]].compute_dtype)
     cluster = attrs.evolve(case.cluster, peak_flops=float(peak)) if peak else case.cluster
     return step_time(case.dims, cluster, causal=case.family == "decoder", framework_efficiency=case.framework_efficiency,
-                     lora=case.lora, **common)
+                     lora=case.lora, **offload_arguments(memory), **common)
 
 
 def stage_memories(case: ModelCase, grid: Grid, index: tuple[int, ...]) -> TrainingMemory:

@@ -421,3 +421,30 @@ def test_lora_timing_refuses_tensor_and_pipeline_parallelism():
     with pytest.raises(ValueError, match="t = p = 1"):
         step_time(dims, SELENE, seq=4096, global_batch=8, micro_batch=1, tensor_parallel=2,
                   lora=LoraTiming(rank=8, targets=("q", "v")))
+
+
+# ------------------------------------------------------------------------------------------
+# Offloading strategies: their transfers over the host link
+
+
+def test_offload_moves_the_shards_over_the_host_link_and_none_of_it_hides():
+    """ZeRO-Offload (Ren et al. 2021, Sec. 4.1): per step each device's gradient shard goes
+    down and its updated weight shard comes up (2 + 2 bytes per parameter / d); weights kept
+    on the host come up for each micro-batch's forward and backward pass, gradients down.
+    Without a host-link figure the part is 0 (the plan says so)."""
+    import attrs
+
+    dims = _megatron_gpt(64, 8192, 8)
+    host = attrs.evolve(SELENE, host_bandwidth=32e9)
+    kw = dict(seq=2048, global_batch=64, micro_batch=1, data_parallel=8, zero_stage=1, recompute="full", flash=True)
+    plain = step_time(dims, host, **kw)
+    optimizer = step_time(dims, host, offload_optimizer=True, **kw)
+    weights = step_time(dims, host, offload_optimizer=True, offload_weights=True, **{**kw, "zero_stage": 3})
+    shard = float(plain.details["stage_params"]) / 8
+    assert float(plain.parts["offload"]) == 0.0
+    assert float(optimizer.parts["offload"]) == pytest.approx(shard * (2 + 2) / 32e9, rel=1e-12)
+    m = 64 / 8
+    assert float(weights.parts["offload"]) == pytest.approx((shard * 4 + m * shard * (2 * 2 + 2)) / 32e9, rel=1e-12)
+    assert float(optimizer.seconds) - float(plain.seconds) == pytest.approx(float(optimizer.parts["offload"]), rel=1e-9)
+    unknown = step_time(dims, SELENE, offload_optimizer=True, **kw)
+    assert float(unknown.parts["offload"]) == 0.0

@@ -17,7 +17,7 @@ from genaisdk.diagnostics import SpecError
 from genaisdk.estimate.parallel import stage_memory
 from genaisdk.estimate.steptime import step_time
 from genaisdk.planning import plan_stages
-from genaisdk.planning.grid import Grid, Layout, chosen_arguments, evaluate
+from genaisdk.planning.grid import Grid, Layout, chosen_arguments, evaluate, offload_arguments
 
 from .conftest import spec_text
 
@@ -95,8 +95,12 @@ def test_every_stage_is_the_estimators_stage(llama3_offload):
         direct = stage_memory(f.case.dims, stage=s.stage, **common, **memory)
         assert s.total == pytest.approx(float(direct.total), rel=1e-12)
         assert s.weights == pytest.approx(float(direct.weights), rel=1e-12)
-    step = step_time(f.case.dims, f.case.cluster, causal=True, **common)
+    step = step_time(f.case.dims, f.case.cluster, causal=True, **offload_arguments(memory), **common)
     assert llama3_offload.plan.time.step.seconds == pytest.approx(float(step.seconds), rel=1e-12)
+    # ZeRO-Offload's transfers: each device's gradient shard down and weight shard up per step.
+    assert llama3_offload.plan.time.step.parts["offload"] == pytest.approx(
+        float(step.details["host_bytes"]) / f.case.cluster.host_bandwidth, rel=1e-12)
+    assert llama3_offload.plan.time.step.parts["offload"] > 0
 
 
 def test_a_grid_cell_is_the_direct_estimate():

@@ -94,9 +94,15 @@ def command(spec_file: str, devices: int | None, as_json: bool, overrides: tuple
     from genaisdk.backend.jax.config import BackendError
     from genaisdk.backend.jax.measure import measure
     from genaisdk.diagnostics import SpecError
+    from genaisdk.planning.run_settings import NothingToTrain
 
     try:
         measurement = measure(spec, devices=devices, fit_flops=not no_flops)
+    except NothingToTrain as exc:
+        from genaisdk.core.safe import printable
+
+        click.echo(printable(f"nothing to measure: no training step to compile. {exc}"))
+        sys.exit(0)
     except SpecError as exc:
         from genaisdk.commands._spec_input import print_diagnostics
 

@@ -120,3 +120,15 @@ def test_lora_flops_per_layer_saving_equals_xlas_count():
     rule_saving = (rule[1][0] - rule[0][0]) - (rule[1][1] - rule[0][1])
     assert backend_saving == pytest.approx(rule_saving, rel=1e-9)
     assert xla_saving == pytest.approx(rule_saving, rel=0.02)
+
+
+def test_measure_of_a_prompting_plan_says_there_is_nothing_to_compile():
+    """A prompting plan is valid and trains nothing: `genai measure` says so and exits 0, as
+    `genai train` does."""
+    from click.testing import CliRunner
+
+    from genaisdk.cli import cli
+
+    result = CliRunner().invoke(cli, ["measure", str(SPEC), "--set", "adapt.method=prompt", "--no-flops"])
+    assert result.exit_code == 0, result.output
+    assert "nothing to measure" in result.output and "genai generate" in result.output

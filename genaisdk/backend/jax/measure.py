@@ -120,10 +120,12 @@ def config_for_plan(spec: Any, plan: Any, *, registry: Any) -> RunConfig:
     """The run the plan describes, through the one bridge (`genaisdk.planning.run_settings`):
     its family, objective, precision, strategy, micro-batch, accumulation and devices, with
     the model's exact dimensions. A plan without a step count compiles one step."""
-    from genaisdk.planning.run_settings import RunSettingsError, run_settings
+    from genaisdk.planning.run_settings import NothingToTrain, RunSettingsError, run_settings
 
     try:
         settings = run_settings(plan, spec, steps=None if plan.train.steps else 1, registry=registry)
+    except NothingToTrain:
+        raise  # a valid plan with no step to compile: `genai measure` says so and succeeds
     except RunSettingsError as exc:
         raise BackendError(str(exc)) from None
     return RunConfig.from_settings(settings, registry=registry)

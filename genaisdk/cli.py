@@ -8,6 +8,7 @@ Exit codes: 0 success, 1 the spec (or plan) has errors, 2 bad usage.
 from __future__ import annotations
 
 import importlib
+import sys
 
 import click
 
@@ -75,7 +76,17 @@ def cli(no_plugins: bool) -> None:
 
 
 def main() -> None:
-    cli(prog_name="genai")
+    try:
+        cli(prog_name="genai")
+    except SystemExit as exc:
+        # click answers a closed pipe (EPIPE) with exit status 1 after wrapping stdout in
+        # its flush-pacifying wrapper; rich's consoles exit `PIPE_CLOSED` themselves
+        # (`genaisdk.render.text.make_console`).
+        if exc.code == 1 and type(sys.stdout).__name__ == "_PacifyFlushWrapper":
+            from genaisdk.core.safe import PIPE_CLOSED
+
+            raise SystemExit(PIPE_CLOSED) from None
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -41,3 +41,9 @@ def printable(text: str, *, keep_newlines: bool = False) -> str:
 def is_printable(text: str) -> bool:
     """Whether `printable(text)` is `text` itself."""
     return _UNSAFE.search(text) is None
+
+
+PIPE_CLOSED = 141
+"""Exit status when the reader of the output went away (`genai plan ... | head`): 128 +
+SIGPIPE, what a shell reports for a program a closed pipe stopped, rather than 1, which
+means the spec or plan has errors."""

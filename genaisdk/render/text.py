@@ -437,9 +437,22 @@ def render_text(plan: Plan, console: Console, *, layout: str | None = None) -> N
 
 
 def make_console(file: IO[str] | None = None, *, width: int | None = None, color: bool | None = None) -> Console:
+    """A rich Console for the commands' output: no markup guessing, no emoji, and a closed
+    pipe (`genai plan ... | head`) ends the command quietly with `PIPE_CLOSED`."""
     from rich.console import Console
 
-    return Console(file=file, width=width, force_terminal=color, no_color=color is False, highlight=False, emoji=False, soft_wrap=False)
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            import os
+            import sys
+
+            from genaisdk.core.safe import PIPE_CLOSED
+
+            self.quiet = True
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise SystemExit(PIPE_CLOSED)
+
+    return _Console(file=file, width=width, force_terminal=color, no_color=color is False, highlight=False, emoji=False, soft_wrap=False)
 
 
 def to_text(plan: Plan, *, width: int = 120, color: bool = False, layout: str | None = None) -> str:

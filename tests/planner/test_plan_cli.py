@@ -152,3 +152,14 @@ def test_plan_accepts_a_spec_a_path_or_text():
     assert from_text.to_json()["memory"] == from_spec.to_json()["memory"] == from_path.to_json()["memory"]
     with_override = genaisdk.plan(LEGAL, overrides={"train.precision": "fp32"})
     assert with_override.train.precision == "fp32"
+
+
+def test_a_closed_pipe_ends_genai_plan_quietly_with_its_own_status():
+    """`genai plan SPEC | head`: the reader goes away; no traceback, and exit status 141
+    (128 + SIGPIPE), not 1, which means the plan has errors."""
+    spec = ROOT / "specs" / "legal.genai"
+    proc = subprocess.Popen([sys.executable, "-m", "genaisdk", "plan", str(spec)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # before it writes anything
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 141, err.decode()
+    assert b"Traceback" not in err

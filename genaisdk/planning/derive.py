@@ -554,6 +554,13 @@ def _scaling(plan: Plan) -> list[Term]:
     s, m, d, c = plan.scaling, plan.model, plan.data, plan.compute
     n = m.active_params
     terms = []
+    if plan.train.adaptation != "pretrain":
+        # Compute-optimal sizes are for training from scratch; the plan JSON still carries
+        # the numbers (the contract), but explaining them for an adaptation would mislead.
+        return [value_term(
+            "compute-optimal size", f"not applicable: `{plan.train.adaptation}` adapts a trained model, and Chinchilla's "
+            "compute-optimal N and D are for pretraining from scratch (Hoffmann et al. 2022)", math.nan, "",
+            substituted="see `genai explain SPEC flops` and `time` for what this run costs")]
     if c.flops:
         terms.append(
             Term(

@@ -194,3 +194,41 @@ def test_bad_chat_lines_name_the_file_and_line(trained_run, tmp_path, line, mess
     result = _eval(trained_run.out_dir, "--data", path, "--no-baseline", "--out", tmp_path / "eval.json")
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert f"{path}:2: " in result.output and message in result.output, result.output
+
+
+SHORT_DOCUMENT = "How do I reset my password? The café charges 5€ — 東京 too."
+"""One short line, with multi-byte characters: far shorter than a row of any context below."""
+
+
+@pytest.mark.parametrize("checkpoint", ["llama", "qwen2"])
+def test_a_short_document_counts_its_own_tokens_and_bytes_not_the_rows_padding(checkpoint, tmp_path):
+    """A document shorter than the context is one padded row; only its real tokens carry
+    loss, whatever the padding id (LLaMA's tokenizer has no PAD, Qwen2's PAD is its EOS),
+    so its token count is its tokenized length and the same document padded to two
+    context lengths has the same loss. Bits per byte are over the text's own UTF-8 bytes."""
+    from pathlib import Path
+
+    import attrs
+
+    from genaisdk.backend.jax.runs import resolve_model
+
+    path = tmp_path / "held.txt"
+    path.write_text(SHORT_DOCUMENT)
+    loaded = resolve_model(Path(__file__).resolve().parents[1] / "fixtures" / "hf" / checkpoint)
+    stream = loaded.tokenizer.encode_documents([SHORT_DOCUMENT])
+    figures = []
+    for context in (64, 256):
+        at = attrs.evolve(loaded, config={**loaded.config, "seq_len": context})
+        # In fp32: a bf16 forward pass rounds differently for rows of another shape.
+        (row,) = evaluate(at, [str(path)], baseline=False, task="none", precision="fp32").sources
+        figures.append(row)
+    short, long = figures
+    # Every token but the first is a target: BOS (LLaMA) or the text's first token (Qwen2 has no BOS).
+    assert short["tokens"] == long["tokens"] == len(stream) - 1
+    assert short["loss"] == pytest.approx(long["loss"], rel=1e-5)
+    first = loaded.tokenizer.decode(stream[:1]).encode()
+    assert short["bytes"] == len(SHORT_DOCUMENT.encode()) - len(first)
+    assert short["bits_per_byte"] == pytest.approx(short["loss"] * short["tokens"] / (math.log(2) * short["bytes"]))
+    # An untrained tiny model is near uniform over its vocabulary: at most ~log2(vocab) bits a token.
+    vocab = loaded.tokenizer.vocab_size
+    assert short["bits_per_byte"] < 1.5 * math.log2(vocab) * short["tokens"] / short["bytes"]

@@ -54,3 +54,25 @@ def test_too_small_vocabulary_is_a_clear_error():
         ByteTokenizer(vocab_size=256)
     with pytest.raises(ValueError, match="has 0 sentinels"):
         ByteTokenizer(vocab_size=259).sentinel(0)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "over"),
+    [
+        ("gpt2", "The café costs 5€ — 東京.", 0),  # byte-level BPE: exact, multi-byte pieces included
+        ("llama", "The café costs 5€ — 東京.", 0),
+        ("t5", "the licensee may copy the program.", 1),  # SentencePiece: the prefixed space
+        ("bert", "the licensee may copy the program.", 1),  # WordPiece: the first word's space
+    ],
+)
+def test_token_bytes_spell_the_texts_utf8_bytes(name, text, over):
+    """The bits-per-byte denominator: the bytes a text's tokens spell are the text's UTF-8
+    bytes (decoding a piece of a multi-byte character alone would count U+FFFD, 3 bytes)."""
+    from pathlib import Path
+
+    from genaisdk.backend.jax.evaluate import token_bytes
+    from genaisdk.backend.jax.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(Path(__file__).resolve().parents[1] / "fixtures" / "hf" / name)
+    ids = tokenizer.encode_documents([text])
+    assert int(token_bytes(tokenizer)[ids].sum()) == len(text.encode("utf-8")) + over

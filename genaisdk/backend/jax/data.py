@@ -286,6 +286,15 @@ class DataPipeline:
         return position
 
 
+def padding_id(tokenizer: Any) -> int:
+    """The id that fills a row past its real tokens: the tokenizer's PAD, else its EOS, else
+    0. Which positions are padding is always said by a mask beside the row (a loss mask, or
+    `evaluate.pack_rows`'s), never read back from this id: a tokenizer without PAD, or whose
+    PAD is its EOS (Qwen2's), has real tokens equal to it."""
+    pad = getattr(tokenizer, "pad_id", None)
+    return int(pad) if pad is not None else int(getattr(tokenizer, "eos_id", None) or 0)
+
+
 def chat_examples(documents: Sequence[Document], tokenizer: Any, seq_len: int) -> tuple[np.ndarray, np.ndarray, int]:
     """Chat examples as rows of `seq_len` token ids and their loss masks, one example a row.
 
@@ -300,7 +309,7 @@ def chat_examples(documents: Sequence[Document], tokenizer: Any, seq_len: int) -
 
     Returns (ids [examples, seq_len], mask [examples, seq_len] uint8, examples cut).
     """
-    pad = tokenizer.pad_id if getattr(tokenizer, "pad_id", None) is not None else (tokenizer.eos_id or 0)
+    pad = padding_id(tokenizer)
     eos = getattr(tokenizer, "eos_id", None)
     ids = np.full((len(documents), seq_len), pad, TOKEN_DTYPE)
     mask = np.zeros((len(documents), seq_len), np.uint8)

@@ -14,7 +14,12 @@ means over a whole source however it is batched:
   `train.eval_every` steps, so the two losses agree.
 - With data, each entry (a file, glob or folder; text, or JSON lines with a ``text``
   field, or task records) on its own: documents are tokenized, each followed by EOS, packed
-  into rows of the run's sequence length like training data, and every row counted once.
+  into rows of the run's sequence length like training data, and every row counted once;
+  the last row's padding carries no loss (`pack_rows`), so a short document counts its own
+  tokens, not a row's.
+- Bits per byte divide the summed loss (in bits) by the UTF-8 bytes the scored target
+  tokens spell (the tokenizer's `token_bytes` table), the definition of Gao et al. 2020
+  ("The Pile", Sec. 3.1, as `genaisdk.evaluation.metrics` cites it).
 - Instruction / chat JSON lines (``{"prompt", "response"}`` or ``{"messages": [...]}``)
   are read by the training data's own reader (`genaisdk.backend.jax.sources.record_document`,
   `genaisdk.backend.jax.data.chat_examples`): one example a row, the loss, perplexity and
@@ -281,27 +286,42 @@ def _json_records(path: Path) -> Iterator[tuple[str, dict]]:
         yield where, record
 
 
-def pack_rows(stream: np.ndarray, width: int, *, keep_tail: bool) -> np.ndarray:
-    """Rows of `width` tokens from a token stream; a shorter tail is padded with PAD when
-    `keep_tail` (PAD carries no loss), else dropped."""
-    from genaisdk.backend.jax.tokenizer import PAD_ID
+def pack_rows(stream: np.ndarray, width: int, *, keep_tail: bool, pad: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of `width` tokens from a token stream, and which of their tokens are real.
 
+    A shorter tail is padded with `pad` when `keep_tail`, else dropped. Returns (rows
+    [n, width] int32, real [n, width] uint8: 1 on the stream's tokens, 0 on padding); the
+    objective's `mask_padding` takes `real` so that padding carries no loss whatever its id.
+    """
     full = len(stream) // width
     rows = stream[: full * width].reshape(full, width)
+    real = np.ones(rows.shape, np.uint8)
     tail = stream[full * width :]
     if keep_tail and len(tail):
-        last = np.full((1, width), PAD_ID, stream.dtype)
+        last = np.full((1, width), pad, stream.dtype)
         last[0, : len(tail)] = tail
         rows = np.concatenate([rows, last])
-    return rows.astype(np.int32)
+        flags = np.zeros((1, width), np.uint8)
+        flags[0, : len(tail)] = 1
+        real = np.concatenate([real, flags])
+    return rows.astype(np.int32), real
 
 
 def row_batches(
-    rows: np.ndarray, make_batch: Callable, *, seed: int, batch_rows: int = EVAL_ROWS, loss_mask: np.ndarray | None = None
+    rows: np.ndarray,
+    make_batch: Callable,
+    *,
+    seed: int,
+    batch_rows: int = EVAL_ROWS,
+    loss_mask: np.ndarray | None = None,
+    real: np.ndarray | None = None,
+    mask_padding: Callable | None = None,
 ) -> list[dict]:
     """Host batches of `batch_rows` rows; the last one filled with zero-weight copies.
     `loss_mask` ([rows, width], chat examples' `chat_examples` mask) narrows each row's
-    loss to its response tokens, as training's batches do."""
+    loss to its response tokens, as training's batches do; `real` ([rows, width],
+    `pack_rows`) marks the real tokens of padded rows, whose padding `mask_padding` (the
+    objective's) takes out of the loss."""
     out = []
     for index, start in enumerate(range(0, len(rows), batch_rows)):
         chunk = rows[start : start + batch_rows]
@@ -312,6 +332,10 @@ def row_batches(
             batch = make_batch(fill(chunk), rng)
         else:
             batch = make_batch(fill(chunk), rng, loss_mask=fill(loss_mask[start : start + batch_rows]))
+        if real is not None:
+            present = real[start : start + batch_rows]
+            if not present.all():
+                batch = mask_padding(batch, fill(present))
         out.append(batch if valid.all() else _mask_rows(batch, valid))
     return out
 
@@ -377,19 +401,27 @@ class Evaluator:
         return lm_totals(self.loss_fn, batches, self.lengths)
 
     def documents(self, documents: Sequence[str], name: str = "data") -> LossTotals:
-        """The documents packed into rows of the run's sequence length, each row once."""
+        """The documents packed into rows of the run's sequence length, each row once; the
+        loss over their real tokens only (a short document is not a row of padding)."""
+        from genaisdk.backend.jax.data import padding_id
+
         loaded = self.loaded
         objective = loaded.objective
         width = objective.row_length(loaded.seq_len)
         stream = loaded.tokenizer.encode_documents(documents)
-        # A span-corruption row must be whole; the other objectives ignore PAD positions.
-        rows = pack_rows(stream, width, keep_tail=not hasattr(objective, "target_length"))
+        # A span-corruption row must be whole; the other objectives pad the tail and take the
+        # padding out of the loss by the `real` mask (never by its id: the tokenizer may
+        # have no PAD, or use its EOS as PAD).
+        rows, real = pack_rows(
+            stream, width, keep_tail=not hasattr(objective, "target_length"), pad=padding_id(loaded.tokenizer)
+        )
         if len(rows) == 0:
             raise EvaluationError(
                 f"data source {name!r} holds {len(stream)} tokens, fewer than one sequence of {width}"
             )
         seed = int(loaded.config.get("seed", 0))
-        return lm_totals(self.loss_fn, row_batches(rows, objective.make_batch, seed=seed), self.lengths)
+        batches = row_batches(rows, objective.make_batch, seed=seed, real=real, mask_padding=objective.mask_padding)
+        return lm_totals(self.loss_fn, batches, self.lengths)
 
     def chats(self, documents: Sequence[Any], name: str = "data") -> tuple[LossTotals, int]:
         """Chat examples as training reads them (`genaisdk.backend.jax.data.chat_examples`):

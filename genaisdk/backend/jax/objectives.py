@@ -18,7 +18,11 @@ an objective object with:
   cross-entropy (fp32) and the number of loss-carrying tokens; the train step divides by
   the global token count so that micro-batches and devices weigh every token equally;
 - `loss(model_apply, params, batch, policy) -> (loss, aux)`: the mean, with
-  aux = {'loss_sum', 'tokens'}.
+  aux = {'loss_sum', 'tokens'};
+- `mask_padding(batch, real) -> batch`: the batch of `make_batch(tokens)` with no loss on
+  any position whose target is padding, `real` ([rows, width], 1 on the real tokens of
+  `tokens`) saying which are, whatever id fills them (a tokenizer may have no PAD, or use
+  its EOS as PAD, as Qwen2's does); span corruption reads whole rows only and refuses.
 
 Token ids follow a `TokenLayout` (`genaisdk.backend.jax.tokenizer`), by default the byte
 tokenizer's: PAD 0 carries no loss and is never corrupted; MASK 2; span sentinels count
@@ -100,6 +104,11 @@ class _Base:
     def batch_shapes(self, rows: int, seq_len: int) -> dict[str, tuple[int, ...]]:
         return {key: (rows, seq_len) for key in ("inputs", "targets", "weights")}
 
+    def mask_padding(self, batch: Batch, real: np.ndarray) -> Batch:
+        """`batch` with zero weight where the target is padding (`real` 0): here the target
+        of position i is token i (masked LM predicts tokens where they stand)."""
+        return {**batch, "weights": batch["weights"] * (np.asarray(real) != 0).astype(batch["weights"].dtype)}
+
 
 @attrs.frozen(kw_only=True)
 class CausalLM(_Base):
@@ -136,6 +145,14 @@ class CausalLM(_Base):
         elif pad is not None and pad != self.ids.eos:
             weights &= (targets != pad).astype(np.int32)
         return {"inputs": tokens, "targets": targets, "weights": weights}
+
+    def mask_padding(self, batch: Batch, real: np.ndarray) -> Batch:
+        """`batch` with zero weight where the target is padding (`real` 0): the target of
+        position i is token i + 1, so a row's last real token predicts nothing either."""
+        weights = np.array(batch["weights"], copy=True)
+        weights[:, :-1] *= (np.asarray(real)[:, 1:] != 0).astype(weights.dtype)
+        weights[:, -1] = 0
+        return {**batch, "weights": weights}
 
 
 @attrs.frozen(kw_only=True)
@@ -243,6 +260,10 @@ class SpanCorruption(_Base):
                 f"range; a vocabulary of {self.vocab_size} has {max(0, self.vocab_size - BYTE_VOCAB)}: "
                 "raise model.vocab or shorten the context"
             )
+
+    def mask_padding(self, batch: Batch, real: np.ndarray) -> Batch:
+        """Span corruption reads whole rows of real tokens: padding would be corrupted as text."""
+        raise ObjectiveError("span corruption reads whole rows of text; a padded row cannot be corrupted")
 
     def target_length(self, seq_len: int) -> int:
         return self._input_target_lengths(self.row_length(seq_len))[1]

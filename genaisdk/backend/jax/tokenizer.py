@@ -44,6 +44,7 @@ the ids above 258 are the sentinels the span-corruption objective draws on.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -210,6 +211,18 @@ def _token_text(value: Any) -> str | None:
     return None
 
 
+_BYTE_PIECE = re.compile(r"<0x[0-9A-Fa-f]{2}>")
+
+
+def _piece_bytes(piece: str) -> int:
+    """Bytes a SentencePiece piece spells: ``<0xNN>`` (byte fallback) one, else its UTF-8
+    with each U+2581 as the space it stands for (Kudo & Richardson 2018, Sec. 3.1). The
+    space a tokenizer prefixes to a text is counted too, one byte per text at most."""
+    if _BYTE_PIECE.fullmatch(piece):
+        return 1
+    return len(piece.replace("\u2581", " ").encode("utf-8"))
+
+
 def _dedup_bos(ids: np.ndarray, bos: int | None) -> np.ndarray:
     """Drop a BOS doubled by text that already starts with one (a chat template's)."""
     if bos is not None and len(ids) >= 2 and ids[0] == bos and ids[1] == bos:
@@ -337,6 +350,42 @@ class HFTokenizer(_FileTokenizer):
     def decode(self, ids: Iterable[int] | np.ndarray) -> str:
         return self._tok.decode([int(i) for i in np.asarray(ids).reshape(-1)], skip_special_tokens=True)
 
+    def token_bytes(self) -> np.ndarray:
+        """UTF-8 bytes each id spells, [vocab_size] int (the denominator of bits per byte).
+
+        A byte-level BPE (GPT-2's, Radford et al. 2019, Sec. 2.2; LLaMA 3's, Qwen2's) maps
+        every byte to one character of its vocabulary, so a token spells as many bytes as
+        it has characters; decoding a token alone would turn a piece of a multi-byte
+        character into U+FFFD (3 bytes). Special tokens spell none. SentencePiece pieces
+        count by `_piece_bytes`; WordPiece counts a ``##`` piece without its prefix and a
+        word with the space before it (its normalizer may have changed the text's bytes:
+        lower case, accents stripped); anything else is the token decoded alone."""
+        lengths = np.zeros(self.vocab_size, np.int64)
+        added = self._tok.get_added_tokens_decoder()
+        byte_level = type(self._tok.decoder).__name__ == "ByteLevel"
+        word_piece = type(self._tok.decoder).__name__ == "WordPiece"
+        prefix = getattr(self._tok.decoder, "prefix", "##")
+        for index in range(self.vocab_size):
+            token = added.get(index)
+            if token is not None:
+                lengths[index] = 0 if token.special else len(token.content.encode("utf-8"))
+                continue
+            piece = self._tok.id_to_token(index)
+            if piece is None:
+                continue
+            if byte_level:
+                lengths[index] = len(piece)
+            elif "\u2581" in piece or _BYTE_PIECE.fullmatch(piece):
+                lengths[index] = _piece_bytes(piece)
+            elif word_piece:
+                # WordPiece (BERT): "##" continues a word; a word starts after a space,
+                # punctuation needs none (the text's first word is counted one byte over).
+                rest = piece[len(prefix):] if piece.startswith(prefix) else None
+                lengths[index] = len(rest.encode("utf-8")) if rest is not None else len(piece.encode("utf-8")) + piece[:1].isalnum()
+            else:
+                lengths[index] = len(self.decode([index]).encode("utf-8"))
+        return lengths
+
     def sentinel_ids(self, count: int) -> np.ndarray:
         """`<extra_id_i>` tokens where the file has them (T5's fast tokenizer)."""
         if count > self.extra_ids:
@@ -390,6 +439,17 @@ class SentencePieceTokenizer(_FileTokenizer):
         array = [int(i) for i in np.asarray(ids).reshape(-1)]
         specials = {self.pad_id, self.eos_id, self.bos_id}
         return self._sp.decode([i for i in array if 0 <= i < self.pieces and i not in specials])
+
+    def token_bytes(self) -> np.ndarray:
+        """UTF-8 bytes each id spells, [vocab_size] int (the denominator of bits per byte):
+        a piece by `_piece_bytes`, a byte-fallback piece one, control and unknown pieces and
+        the sentinels none."""
+        lengths = np.zeros(self.vocab_size, np.int64)
+        for index in range(self.pieces):
+            if self._sp.is_control(index) or self._sp.is_unknown(index) or self._sp.is_unused(index):
+                continue
+            lengths[index] = 1 if self._sp.is_byte(index) else _piece_bytes(self._sp.id_to_piece(index))
+        return lengths
 
     def sentinel_ids(self, count: int) -> np.ndarray:
         """T5's `<extra_id_i>` = vocab_size - 1 - i."""

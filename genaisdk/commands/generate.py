@@ -47,17 +47,16 @@ def _batch_prompts(path: str) -> list[str]:
     text = _read(path)
     if not path.endswith((".jsonl", ".ndjson")):
         return [line for line in text.splitlines() if line.strip()]
+    from genaisdk.core.jsonlines import JSONLineError, json_lines
+
     prompts = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            _fail(f"{path}:{number}: not a JSON object ({exc.msg})")
-        if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
-            _fail(f"{path}:{number}: a batch record needs a string 'prompt' field")
-        prompts.append(record["prompt"])
+    try:
+        for number, record in json_lines(text, path):
+            if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
+                _fail(f"{path}:{number}: a batch record needs a string 'prompt' field")
+            prompts.append(record["prompt"])
+    except JSONLineError as exc:
+        _fail(str(exc))
     if not prompts:
         _fail(f"{path} holds no prompt")
     return prompts

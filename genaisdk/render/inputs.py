@@ -31,6 +31,8 @@ from typing import Any
 
 import attrs
 
+from genaisdk.core.jsonlines import JSONLineError, parse_line
+
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.jsonl"
 RESULT_FILE = "result.json"
@@ -249,9 +251,9 @@ def read_run(path: str | Path) -> Run:
         if not line.endswith("\n"):
             break  # a torn last line, left by a kill mid-write
         try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{metrics_path}:{number}: not valid JSON: {exc.msg}") from None
+            entry = parse_line(line, str(metrics_path), number)
+        except JSONLineError as exc:
+            raise InputError(str(exc)) from None
         if not isinstance(entry, Mapping) or not isinstance(entry.get("step"), int):
             continue
         (evals if entry.get("kind") == "eval" else train).append(entry)

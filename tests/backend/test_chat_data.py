@@ -98,7 +98,7 @@ def test_text_and_chat_sources_mix_and_only_chat_rows_are_masked(tmp_path):
 @pytest.mark.parametrize(
     "line, message",
     [
-        ("{not json", r"chat.jsonl:2: not a JSON object"),
+        ("{not json", r"chat.jsonl:2: not valid JSON: Expecting property name enclosed in double quotes: line 2 column 2$"),
         ('{"prompt": "Q?"}', r"chat.jsonl:2: .*lacks 'response'"),
         ('{"prompt": "Q?", "response": "  "}', r"chat.jsonl:2: the \"response\" is empty"),
         ('{"messages": [{"role": "user", "content": "Q?"}]}', r"chat.jsonl:2: .*no non-empty \"assistant\""),

@@ -158,3 +158,34 @@ def test_bad_usage_exits_2(tmp_path, args, message):
     assert message in result.output and "Traceback" not in result.output
     assert time.perf_counter() - started < 10
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (
+            b'{"prompt": "Where is it?", "response": "unterminated}',
+            "chat.jsonl:7: not valid JSON: Unterminated string starting at: line 7 column 40",
+        ),
+        (b'{"prompt": "Caf\xe9?", "response": "yes"}', "chat.jsonl:7: not valid UTF-8: byte 0xe9 at column 16"),
+    ],
+)
+def test_a_broken_json_line_is_named_by_its_line_and_the_decoders_reason(tmp_path, line, message):
+    """`genai train` and `genai eval --data` read JSON lines alike: a broken line 7 is
+    reported at line 7 (the decoder parses one line and would say "line 1"), with the
+    decoder's whole reason and column, exit 1, no traceback."""
+    pytest.importorskip("orbax.checkpoint")
+    lines = [json.dumps({"prompt": f"Question {i}?", "response": f"Answer {i}."}).encode() for i in range(9)]
+    lines[6] = line
+    (tmp_path / "chat.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    result = _invoke(_spec(tmp_path, source="chat.jsonl"), "--out", str(tmp_path / "x"))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert message in result.output and result.output.count("\n") == 1, result.output
+
+    # genai eval reads the file with the same reader (a checkpoint folder is a model too).
+    model = Path(__file__).resolve().parents[1] / "fixtures" / "hf" / "llama"
+    result = CliRunner().invoke(
+        cli, ["eval", str(model), "--data", str(tmp_path / "chat.jsonl"), "--no-baseline", "--out", str(tmp_path / "e.json")]
+    )
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert message in result.output and result.output.count("\n") == 1, result.output

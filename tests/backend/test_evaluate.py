@@ -185,7 +185,7 @@ def test_chat_lines_are_scored_on_their_response_tokens_as_training_weighs_them(
         ('{"prompt": "Is there a fee?", "response": " "}', "the \"response\" is empty"),
         ('{"messages": [{"role": "user"}]}', 'message 0 needs a string "role" and a string "content"'),
         ('{"question": "Is there a fee?"}', "'prompt' and 'response' fields, a 'messages' list"),
-        ("not json", "not a JSON object"),
+        ("not json", "not valid JSON: Expecting value: line 2 column 1"),
     ],
 )
 def test_bad_chat_lines_name_the_file_and_line(trained_run, tmp_path, line, message):

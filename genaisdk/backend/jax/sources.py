@@ -37,7 +37,6 @@ import glob
 import gzip
 import hashlib
 import io
-import json
 import os
 import stat
 from collections.abc import Iterator, Sequence
@@ -45,6 +44,8 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+
+from genaisdk.core.jsonlines import JSONLineError, json_lines
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")
 TEXT_FIELD = "text"
@@ -389,15 +390,17 @@ def record_document(where: str, record: Any) -> Document:
 
 def json_records(path: Path, raw: bytes) -> Iterator[tuple[str, Any]]:
     """(``file:line``, the parsed record) of each non-blank line; DataError naming the
-    file and line for one that is not JSON."""
-    for number, line in enumerate(raw.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
+    file, line and column, with the decoder's reason, for one that is not UTF-8 JSON
+    (`genaisdk.core.jsonlines`)."""
+    records = json_lines(raw, str(path))
+    while True:
         try:
-            yield where, json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{where}: not a JSON object ({exc.msg})") from None
+            number, record = next(records)
+        except StopIteration:
+            return
+        except JSONLineError as exc:
+            raise DataError(str(exc)) from None
+        yield f"{path}:{number}", record
 
 
 def _json_lines(path: Path, raw: bytes) -> Iterator[Document]:

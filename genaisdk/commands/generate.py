@@ -22,7 +22,7 @@ def _fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
-def _read_prompts(prompt: str | None, prompt_file: str | None, batch_file: str | None) -> list[str]:
+def _read_prompts(prompt: str | None, prompt_file: str | None, batch_file: str | None, chat: bool = False) -> list:
     given = [name for name, value in (("--prompt", prompt), ("--prompt-file", prompt_file), ("--batch-file", batch_file)) if value is not None]
     if len(given) > 1:
         raise click.UsageError(f"give one of --prompt, --prompt-file and --batch-file, not {' and '.join(given)}")
@@ -31,7 +31,7 @@ def _read_prompts(prompt: str | None, prompt_file: str | None, batch_file: str |
     if prompt_file is not None:
         return [_read(prompt_file)]
     if batch_file is not None:
-        return _batch_prompts(batch_file)
+        return _batch_prompts(batch_file, chat)
     return []
 
 
@@ -42,20 +42,26 @@ def _read(path: str) -> str:
         _fail(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}")
 
 
-def _batch_prompts(path: str) -> list[str]:
-    """One prompt per line; a JSON-lines file (.jsonl) gives each record's 'prompt' field."""
+def _batch_prompts(path: str, chat: bool = False) -> list:
+    """One prompt per line; a JSON-lines file (.jsonl) gives each record's 'prompt' field,
+    or with `chat` its turns: {"prompt"} is a user turn, {"messages": [...]} a conversation
+    (`genaisdk.backend.jax.sources.chat_messages`)."""
     text = _read(path)
     if not path.endswith((".jsonl", ".ndjson")):
         return [line for line in text.splitlines() if line.strip()]
+    from genaisdk.backend.jax.sources import DataError, chat_messages
     from genaisdk.core.jsonlines import JSONLineError, json_lines
 
-    prompts = []
+    prompts: list = []
     try:
         for number, record in json_lines(text, path):
+            if chat and isinstance(record, dict):
+                prompts.append(chat_messages(f"{path}:{number}", record, response=False))
+                continue
             if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
                 _fail(f"{path}:{number}: a batch record needs a string 'prompt' field")
             prompts.append(record["prompt"])
-    except JSONLineError as exc:
+    except (JSONLineError, DataError) as exc:
         _fail(str(exc))
     if not prompts:
         _fail(f"{path} holds no prompt")
@@ -108,6 +114,13 @@ def _print_bench(result) -> None:
     help="A PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors, as PEFT's save_pretrained "
     "or `genai export --adapters` write it) merged into MODEL first; DoRA, trained biases and modules_to_save are refused.",
 )
+@click.option(
+    "--chat",
+    is_flag=True,
+    help="Render each prompt as a user turn of the training chat template (\"User: TEXT\\nAssistant:\", tokenized as "
+    "genai train tokenized chat examples) and generate the answer, which ends at EOS; .jsonl batch records may "
+    'give {"messages": [...]}. For models trained on prompt/response or messages JSON lines.',
+)
 @click.option("--json", "as_json", is_flag=True, help='Print {"prompt_ids", "ids", "text"} (one line per prompt).')
 @click.option("--bench", is_flag=True, help="Time prefill and decode instead: tokens/s, time to first token, memory bandwidth.")
 @click.option("--batch", "bench_batch", type=click.IntRange(min=1), default=1, show_default=True, metavar="B", help="--bench: sequences decoded together.")
@@ -131,10 +144,13 @@ def command(
     prompt_tokens: int,
     quiet: bool,
     adapters: str | None,
+    chat: bool,
 ) -> None:
     """Continue a prompt with the model of a `genai train` run directory (its latest good
     checkpoint) or of a Hugging Face checkpoint folder, greedy by default, stopping at the
     tokenizer's end-of-sequence id. --adapters applies a PEFT LoRA adapter to it first.
+    --chat asks a model trained on chat examples: the prompt is rendered as training
+    rendered a user turn, and the answer is what follows "Assistant:".
 
     \b
     Examples:
@@ -143,7 +159,8 @@ def command(
       genai generate runs/tiny-legal --batch-file prompts.txt --precision int8 --json
       genai generate runs/tiny-legal --bench --prompt-tokens 128 --max-new-tokens 128
       genai generate runs/tiny-legal --bench --precision int8 --kv-precision fp8
-      genai generate path/to/llama --adapters exports/support-adapter --prompt "Customer: hi"
+      genai generate runs/support-lora --chat --prompt "How do I reset my password?"
+      genai generate path/to/llama --adapters exports/support-adapter --chat --prompt "How do I reset my password?"
     """
     from genaisdk.backend.jax.train import TrainError, require_jax
 
@@ -153,7 +170,9 @@ def command(
         _fail(str(exc), exc.exit_code)
     if not 0.0 < top_p <= 1.0:
         raise click.BadParameter("must be in (0, 1]", param_hint="--top-p")
-    prompts = _read_prompts(prompt, prompt_file, batch_file)
+    if chat and bench:
+        raise click.UsageError("--chat renders prompts to answer; --bench times prompts of --prompt-tokens tokens: give one")
+    prompts = _read_prompts(prompt, prompt_file, batch_file, chat)
     if not prompts and not bench:
         raise click.UsageError("give a prompt: --prompt TEXT, --prompt-file FILE or --batch-file FILE")
 
@@ -170,11 +189,12 @@ def command(
             click.echo(json.dumps(result.to_json(), indent=2)) if as_json else _print_bench(result)
             return
         sampling = Sampling(temperature=temperature, top_k=top_k, top_p=top_p)
-        encoded = generator.encode_prompts(prompts)
+        encoded = generator.chat_prompts(prompts) if chat else generator.encode_prompts(prompts)
         run = generator.run(encoded, max_new_tokens=max_new_tokens, sampling=sampling, seed=seed)
     except BackendError as exc:
         _fail(str(exc))
-    generations = generator.generations(prompts, encoded, run["tokens"])
+    texts = [p if isinstance(p, str) else None for p in prompts]
+    generations = generator.generations(texts, encoded, run["tokens"])
     for index, generation in enumerate(generations):
         if as_json:
             click.echo(json.dumps(generation.to_json(), ensure_ascii=False))

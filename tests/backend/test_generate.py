@@ -319,3 +319,51 @@ def test_a_kv_cache_type_the_backend_cannot_hold_is_refused(trained_run, trained
         Generator(trained_model, "int8", kv_precision="int8")
     result = _generate(trained_run.out_dir, "--prompt", "x", "--kv-precision", "int8")
     assert result.exit_code == 2 and "--kv-precision" in result.output
+
+
+# ----------------------------------------------------------------------------- the chat template
+
+
+def test_chat_prompts_are_rendered_and_tokenized_as_training_rendered_the_user_turn(tmp_path):
+    """`--chat`: a prompt is a user turn of the training template, tokenized as `genai
+    train` tokenized the same turn of a chat example (BOS policy, piece by piece), up to the
+    point where training learned the response; the answer ends at EOS, the token training
+    put after every response and a stop id here. A conversation ({"messages"}) likewise."""
+    from pathlib import Path
+
+    from genaisdk.backend.jax.data import chat_examples
+    from genaisdk.backend.jax.sources import chat_prompt, chat_segments, record_document
+
+    folder = Path(__file__).resolve().parents[1] / "fixtures" / "hf" / "llama"
+    generator = Generator(str(folder))
+    tokenizer = generator.tokenizer
+    question, system = "How do I reset my password?", ("system", "Answer briefly.")
+    conversation = [system, ("user", question)]
+    records = [
+        {"prompt": question, "response": "Open Settings."},
+        {"messages": [{"role": r, "content": c} for r, c in conversation] + [{"role": "assistant", "content": "Open Settings."}]},
+    ]
+    rows, mask, _ = chat_examples([record_document("x:1", r) for r in records], tokenizer, 128)
+    trained = [row[: int(np.argmax(learn))] for row, learn in zip(rows, mask)]  # up to the first response token
+    assert chat_prompt([("user", question)]) == (chat_segments([("user", question), ("assistant", "r")])[0],)
+    assert chat_prompt([("user", question)])[0][0] == f"User: {question}\nAssistant:"
+    rendered = generator.chat_prompts([question, conversation])
+    for ids, expected in zip(rendered, trained):
+        np.testing.assert_array_equal(ids, expected)
+    assert tokenizer.eos_id in generator.stop_ids and rows[0][int(mask[0].nonzero()[0][-1])] == tokenizer.eos_id
+
+    # The command line: --chat with --prompt and with a .jsonl --batch-file.
+    batch = tmp_path / "asks.jsonl"
+    batch.write_text(json.dumps({"prompt": question}) + "\n" + json.dumps({"messages": records[1]["messages"][:2]}) + "\n")
+    result = _generate(folder, "--chat", "--batch-file", batch, "--json", "--max-new-tokens", "2")
+    assert result.exit_code == 0, result.output
+    printed = [json.loads(line) for line in result.output.splitlines()]
+    assert [p["prompt_ids"] for p in printed] == [e.tolist() for e in trained]
+    single = _generate(folder, "--chat", "--prompt", question, "--json", "--max-new-tokens", "2")
+    assert json.loads(single.output)["prompt_ids"] == trained[0].tolist()
+    assert json.loads(single.output)["ids"] == printed[0]["ids"]  # greedy: the same answer
+
+    t5 = _generate(folder.parent / "t5", "--chat", "--prompt", question)
+    assert t5.exit_code == 1 and "the chat template is for decoders" in t5.output and "Traceback" not in t5.output
+    empty = _generate(folder, "--chat", "--prompt", " ")
+    assert empty.exit_code == 1 and "the prompt is empty" in empty.output

@@ -310,20 +310,11 @@ def chat_examples(documents: Sequence[Document], tokenizer: Any, seq_len: int) -
     Returns (ids [examples, seq_len], mask [examples, seq_len] uint8, examples cut).
     """
     pad = padding_id(tokenizer)
-    eos = getattr(tokenizer, "eos_id", None)
     ids = np.full((len(documents), seq_len), pad, TOKEN_DTYPE)
     mask = np.zeros((len(documents), seq_len), np.uint8)
     cut = 0
     for row, document in enumerate(documents):
-        pieces: list[np.ndarray] = []
-        flags: list[np.ndarray] = []
-        for index, (text, response) in enumerate(document.segments or ()):
-            piece = tokenizer.encode(text, bos=None if index == 0 else False, eos=False)
-            if response and eos is not None:
-                piece = np.append(piece, TOKEN_DTYPE(eos))
-            pieces.append(piece)
-            flags.append(np.full(len(piece), int(response), np.uint8))
-        tokens, learn = np.concatenate(pieces), np.concatenate(flags)
+        tokens, learn = segment_ids(document.segments or (), tokenizer)
         if len(tokens) > seq_len:
             cut += 1
             tokens, learn = tokens[:seq_len], learn[:seq_len]
@@ -335,6 +326,33 @@ def chat_examples(documents: Sequence[Document], tokenizer: Any, seq_len: int) -
         ids[row, : len(tokens)] = tokens
         mask[row, : len(tokens)] = learn
     return ids, mask, cut
+
+
+def segment_ids(segments: Sequence[tuple[str, bool]], tokenizer: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids of a chat template's pieces (`genaisdk.backend.jax.sources.chat_segments`)
+    and which are response, as training tokenizes them: each piece on its own, the first
+    with the tokenizer's BOS policy and the others with none, every response piece followed
+    by the tokenizer's EOS (the template's end of a response). Returns (ids, is_response
+    uint8), each [tokens]."""
+    eos = getattr(tokenizer, "eos_id", None)
+    pieces: list[np.ndarray] = [np.zeros((0,), TOKEN_DTYPE)]
+    flags: list[np.ndarray] = [np.zeros((0,), np.uint8)]
+    for index, (text, response) in enumerate(segments):
+        piece = np.asarray(tokenizer.encode(text, bos=None if index == 0 else False, eos=False), TOKEN_DTYPE)
+        if response and eos is not None:
+            piece = np.append(piece, TOKEN_DTYPE(eos))
+        pieces.append(piece)
+        flags.append(np.full(len(piece), int(response), np.uint8))
+    return np.concatenate(pieces), np.concatenate(flags)
+
+
+def chat_prompt_ids(messages: Sequence[tuple[str, str]], tokenizer: Any) -> np.ndarray:
+    """Token ids of a conversation rendered as training renders it, up to where the
+    assistant answers (`sources.chat_prompt`, tokenized by `segment_ids`): what a model
+    trained on chat examples continues with its response and then EOS. [tokens] int32."""
+    from genaisdk.backend.jax.sources import chat_prompt
+
+    return segment_ids(chat_prompt(messages), tokenizer)[0]
 
 
 def mix_groups(entries: Sequence[str], mix: dict[str, float]) -> dict[str, list[str]]:

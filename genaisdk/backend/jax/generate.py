@@ -385,6 +385,29 @@ class Generator:
             raise GenerationError("no prompt given")
         return out
 
+    def chat_prompts(self, prompts: Sequence[str | Sequence[tuple[str, str]]]) -> list[np.ndarray]:
+        """Token ids of each prompt rendered with the training chat template, as a user turn
+        (a string) or a conversation ((role, content) pairs), up to the assistant's label:
+        the ids `genai train` gave the same turns (`genaisdk.backend.jax.data.chat_prompt_ids`),
+        which a model trained on chat examples answers and ends with EOS, a stop id. Only a
+        decoder trains on chat examples; GenerationError for another family or an empty
+        prompt."""
+        from genaisdk.backend.jax.data import chat_prompt_ids
+
+        if self.loaded.family != "decoder":
+            raise GenerationError(
+                f"the chat template is for decoders trained on chat examples; this model is an {self.loaded.family.replace('_', '-')}"
+                ": give the prompt as plain text (without --chat)"
+            )
+        out = []
+        for i, prompt in enumerate(prompts):
+            messages = [("user", prompt)] if isinstance(prompt, str) else list(prompt)
+            if not any(content.strip() for _, content in messages):
+                which = "the prompt" if len(prompts) == 1 else f"prompt {i + 1}"
+                raise GenerationError(f"{which} is empty: give the user's message")
+            out.append(chat_prompt_ids(messages, self.tokenizer).astype(np.int32))
+        return self.encode_prompts(out)
+
     def _shapes(self, prompts: list[np.ndarray], max_new_tokens: int) -> tuple[int, int]:
         """(padded prompt length, cache length), checked against a learned position table."""
         if max_new_tokens < 1:
@@ -533,6 +556,7 @@ def generate(
     kv_precision: str | None = None,
     tokenizer: Any = None,
     adapters: Any = None,
+    chat: bool = False,
 ) -> Generation | list[Generation]:
     """Continue `prompt` (one Generation) or each of `prompts` (a list) with the model.
 
@@ -540,7 +564,9 @@ def generate(
     `temperature` 0 is greedy; `top_k` 0 and `top_p` 1 keep every token; `seed` fixes the
     draws; `precision`: fp32, bf16, fp16, int8 or int4 (NF4), default the run's compute dtype;
     `kv_precision`: the KV cache's type (fp32, bf16, fp16, fp8), default the compute dtype;
-    `adapters`: a PEFT LoRA adapter folder merged into MODEL.
+    `adapters`: a PEFT LoRA adapter folder merged into MODEL; `chat`: each prompt is a user
+    turn (or a list of (role, content) turns) rendered with the training chat template up
+    to "Assistant:" (`Generator.chat_prompts`), and the generation is the answer.
     Raises ModelLoadError (a MODEL that cannot be loaded) or GenerationError (bad settings).
     """
     if (prompt is None) == (prompts is None):
@@ -550,7 +576,7 @@ def generate(
         model, precision, kv_precision=kv_precision, tokenizer=tokenizer, adapters=adapters
     )
     batch = [prompt] if prompts is None else list(prompts)
-    encoded = generator.encode_prompts(batch)
+    encoded = generator.chat_prompts(batch) if chat else generator.encode_prompts(batch)
     result = generator.run(encoded, max_new_tokens=max_new_tokens, sampling=sampling, seed=seed)
     texts = [p if isinstance(p, str) else None for p in batch]
     out = generator.generations(texts, encoded, result["tokens"])

@@ -104,6 +104,15 @@ def chat_segments(messages: Sequence[tuple[str, str]]) -> tuple[tuple[str, bool]
     return tuple(pieces)
 
 
+def chat_prompt(messages: Sequence[tuple[str, str]]) -> tuple[tuple[str, bool], ...]:
+    """The template's pieces of a conversation up to where the assistant answers, as
+    `chat_segments` renders them in training: `messages` (earlier assistant turns keep
+    their response pieces) followed by the assistant's label, so the last piece ends with
+    ``"Assistant:"``. ``[("user", p)]`` gives ``(("User: p\nAssistant:", False),)``, the
+    prompt piece of the training example ``{"prompt": p, "response": ...}``."""
+    return chat_segments([*messages, (RESPONSE_ROLE, "")])[:-1]  # without the empty response
+
+
 @attrs.frozen(kw_only=True)
 class SourceFile:
     """A file a run read: its path as found, its size in bytes and the SHA-256 of its bytes
@@ -340,9 +349,11 @@ _RECORD_FORMS = (
 )
 
 
-def _chat_messages(where: str, record: dict) -> list[tuple[str, str]]:
+def chat_messages(where: str, record: dict, *, response: bool = True) -> list[tuple[str, str]]:
     """The (role, content) turns of a prompt/response or messages record; DataError names
-    `where` (file:line) when the record is not one, or has no non-empty response."""
+    `where` (file:line) when the record is not one, or has no non-empty response (with
+    `response` False: a prompt to be answered, ``{"prompt"}`` or ``{"messages"}`` with no
+    response needed)."""
     if "messages" in record:
         turns = record["messages"]
         if not isinstance(turns, list) or not turns:
@@ -352,9 +363,13 @@ def _chat_messages(where: str, record: dict) -> list[tuple[str, str]]:
             if not isinstance(turn, dict) or not isinstance(turn.get("role"), str) or not isinstance(turn.get("content"), str):
                 raise DataError(f'{where}: message {index} needs a string "role" and a string "content"')
             messages.append((turn["role"], turn["content"]))
-        if not any(role == RESPONSE_ROLE and content.strip() for role, content in messages):
+        if response and not any(role == RESPONSE_ROLE and content.strip() for role, content in messages):
             raise DataError(f'{where}: the conversation has no non-empty "{RESPONSE_ROLE}" message, so nothing to learn')
         return messages
+    if not response:
+        if not isinstance(record.get("prompt"), str):
+            raise DataError(f"{where}: a prompt record needs a string 'prompt' field or a 'messages' list")
+        return [("user", record["prompt"])]
     for key in ("prompt", "response"):
         if key not in record:
             raise DataError(f"{where}: {_RECORD_FORMS}; this one lacks {key!r}")
@@ -384,7 +399,7 @@ def record_document(where: str, record: Any) -> Document:
         return Document(origin=where, data=text.encode("utf-8"))
     if not is_document_record(record):
         raise DataError(f"{where}: {_RECORD_FORMS}")
-    segments = chat_segments(_chat_messages(where, record))
+    segments = chat_segments(chat_messages(where, record))
     return Document(origin=where, data="".join(t for t, _ in segments).encode("utf-8"), segments=segments)
 
 

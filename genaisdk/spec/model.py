@@ -187,7 +187,13 @@ class DeviceSpec:
     bandwidth: float | None = None
     link: float | None = None
     """Intra-node link per device, one direction."""
+    network: float | None = None
+    """Network between nodes per device, one direction."""
+    node: int | None = None
+    """Devices per node."""
     host_memory: float | None = None
+    host_link: float | None = None
+    """The device's link to host memory, one direction."""
     price_per_hour: float | None = None
 
     @property
@@ -214,7 +220,10 @@ class DeviceSpec:
             peak_flops=self.peak_flops,
             bandwidth_bytes_per_s=self.bandwidth,
             intra_node_bytes_per_s=self.link,
+            inter_node_bytes_per_s=self.network,
+            devices_per_node=int(self.node) if self.node is not None else None,
             host_memory_bytes=int(round(self.host_memory)) if self.host_memory is not None else None,
+            host_link_bytes_per_s=self.host_link,
             price_per_hour=self.price_per_hour,
             price_source="the spec's inline device" if self.price_per_hour is not None else "",
             price_note="" if self.price_per_hour is not None else "the inline device gives no price_per_hour",

@@ -113,3 +113,21 @@ def test_the_plan_names_the_source_and_date_of_its_price(make_plan):
     own = make_plan(model="preset = llama-7b", data="tokens = 10M tokens", adapt="method = finetune",
                     budget="hardware = 8 x tpu-v6e\nprice_per_hour = $1.35")
     assert own.cost.price_source == "the spec's budget.price_per_hour" and own.cost.price_date is None
+
+
+def test_a_described_cluster_is_timed_by_the_step_time_model_across_nodes(make_plan):
+    """With its link, network and node size an inline device spans nodes: the step-time model
+    times it (no default MFU), and a slower network makes the same layout slower."""
+    def described(network: str):
+        return make_plan(
+            model="preset = llama-7b\ncontext = 2048 tokens",
+            data="tokens = 1B tokens",
+            train="precision = bf16\nsharding = zero1\nmicro_batch = 1\nrecompute = full\ntensor = 1\npipeline = 1\nbatch = 1M tokens",
+            budget=f"hardware = 16 x {{ memory = 80 GiB, bf16 = 312 TFLOP/s, bandwidth = 2039 GB/s, link = 300 GB/s, "
+            f"network = {network}, node = 8, host_link = 32 GB/s }}",
+        )
+
+    fast, slow = described("25 GB/s"), described("6.25 GB/s")
+    assert fast.time.model == slow.time.model == "step-time"
+    assert slow.time.step.parts["data_parallel"] > fast.time.step.parts["data_parallel"] > 0
+    assert slow.time.seconds > fast.time.seconds

@@ -137,6 +137,13 @@ def read_config(folder: str | Path) -> dict[str, Any]:
         raise CheckpointFormatError(f"{folder}: no such checkpoint folder")
     if not path.is_file():
         raise CheckpointFormatError(f"{path}: missing; a Hugging Face checkpoint folder holds config.json and model.safetensors")
+    return read_json_object(path)
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in `path` (a checkpoint's or an adapter's configuration);
+    CheckpointFormatError naming the file when it cannot be read, is not JSON or holds
+    something other than an object."""
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -54,6 +54,7 @@ import numpy as np
 from genaisdk.backend.jax.lora import A, B, TARGET_LEAVES, Adapters, iter_pairs
 from genaisdk.backend.jax.model import is_spec
 from genaisdk.checkpoints import CheckpointFormatError
+from genaisdk.checkpoints.hf_config import read_json_object
 
 PEFT_CONFIG_FILE = "adapter_config.json"
 PEFT_WEIGHTS_FILE = "adapter_model.safetensors"
@@ -412,12 +413,7 @@ def read_peft(folder: str | Path, model: Any, *, dims: Any, model_type: str) -> 
     config_file, weights = folder / PEFT_CONFIG_FILE, folder / PEFT_WEIGHTS_FILE
     if not config_file.is_file():
         raise CheckpointFormatError(f"{folder}: holds no {PEFT_CONFIG_FILE}, so it is not a PEFT adapter folder")
-    try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointFormatError(f"{config_file}: cannot be read as JSON ({exc})") from None
-    if not isinstance(config, dict):
-        raise CheckpointFormatError(f"{config_file}: is not a JSON object")
+    config = read_json_object(config_file)
     _check_config(config, config_file)
     if not weights.is_file():
         if (folder / PEFT_PICKLE_FILE).is_file():

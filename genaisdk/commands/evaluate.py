@@ -75,6 +75,9 @@ def _print(result, path: Path | None) -> None:
         click.echo(f"note: {printable(note)}")
     if path is not None:
         click.echo(f"  wrote {printable(str(path))}")
+    else:
+        click.echo("  eval.json not written: MODEL is not a run folder, and genai eval writes nothing into a checkpoint or "
+                   "adapter folder it did not make; --out FILE writes it")
 
 
 @click.command("eval")
@@ -90,9 +93,9 @@ def _print(result, path: Path | None) -> None:
     type=click.Path(),
     metavar="DIR",
     help="A PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors) merged into MODEL first; "
-    "eval.json then goes into DIR. DoRA, trained biases and modules_to_save are refused.",
+    "DoRA, trained biases and modules_to_save are refused.",
 )
-@click.option("--out", type=click.Path(dir_okay=False), help="Where to write eval.json (default: MODEL/eval.json, or DIR/eval.json with --adapters).")
+@click.option("--out", type=click.Path(dir_okay=False), help="Where to write eval.json (default: RUN/eval.json for a run folder; nothing for a checkpoint folder).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 def command(
     model: str,
@@ -152,8 +155,12 @@ def command(
     except BackendError as exc:
         click.echo(f"error: {printable(str(exc))}", err=True)
         sys.exit(1)
-    home = Path(adapters) if adapters else Path(model)
-    path = Path(out) if out else (home / RESULT_FILE if home.is_dir() else None)
+    # Written by default only into a run folder this tool made (never into a downloaded
+    # checkpoint or adapter folder).
+    from genaisdk.backend.jax.run_folder import is_run_folder
+
+    home = Path(model)
+    path = Path(out) if out else (home / RESULT_FILE if not adapters and is_run_folder(home) else None)
     if path is not None:
         try:
             write_result(result, path)

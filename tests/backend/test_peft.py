@@ -199,4 +199,7 @@ def test_generate_and_eval_take_adapters_from_the_cli(hf_dir, tmp_path):
     (tmp_path / "held.txt").write_text("The court held that the clause was void because it limited liability. " * 6)
     out = runner.invoke(cli, ["eval", str(hf_dir("llama")), "--adapters", str(folder), "--data", str(tmp_path / "held.txt"), "--no-baseline"])
     assert out.exit_code == 0, out.output
-    assert "PEFT adapters" in out.output and (folder / "eval.json").is_file()
+    assert "PEFT adapters" in out.output
+    # Nothing is written into a checkpoint or adapter folder the tool did not make.
+    assert not (folder / "eval.json").exists() and not (hf_dir("llama") / "eval.json").exists()
+    assert "eval.json not written" in out.output

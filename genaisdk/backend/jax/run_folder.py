@@ -104,6 +104,11 @@ def _is_own_run_file(path: Path) -> bool:
     return isinstance(versions, Mapping) and "genaisdk" in versions and "config" in data
 
 
+def is_run_folder(folder: Path) -> bool:
+    """Whether `folder` is a run folder this tool wrote (its run.json says so)."""
+    return _is_own_run_file(Path(folder) / RUN_FILE)
+
+
 def checkpoint_steps(folder: Path) -> list[int]:
     """Finalized checkpoint steps in `folder`/checkpoints (orbax names a finalized step by
     its number; a save in progress has a temporary name)."""

@@ -142,6 +142,7 @@ _META_TYPES: dict[str, tuple[type, ...]] = {
     "seed": (int,),
     "data": (dict,),
     "config_digest": (str,),
+    "config": (dict,),
     "layout": (str,),
     "total_steps": (int,),
     "project": (str,),

@@ -35,6 +35,7 @@ run folder again as a model, and `genai export` writes it as a Hugging Face chec
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import os
 import stat
@@ -498,24 +499,32 @@ def _run(spec: Any, plan: Any, settings: Any, runtime: Any, folder: RunFolder, o
     from genaisdk.backend.jax.compile import refusal
     from genaisdk.backend.jax.loop import DEFAULT_EVAL_BATCHES, DIVERGED, FAILED, LoopSettings, TrainingLoop
     from genaisdk.backend.jax.metrics import MetricsLog
-    from genaisdk.backend.jax.resume import config_digest, config_record, start_state
+    from genaisdk.backend.jax.run_folder import checkpoint_steps
+    from genaisdk.backend.jax.resume import check_resumable, config_digest, config_record, start_state, tokenizer_identity
     from genaisdk.registry import get_registry
 
     registry = get_registry()
     built = build(spec, settings, runtime, options, registry)
     config, trainer = built.config, built.trainer
-    pipeline = read_data(spec, built, options)
-    compiled, check = compile_and_check(built, plan=plan, settings=settings, options=options, registry=registry)
-    if check.fits is False:
-        raise TrainError(refusal(check))
-    trainer.use_compiled(compiled.executable)
-
     record = config_record(config)
-    digest = config_digest(record)
-    layout = layout_digest(trainer.abstract_state())
-    checkpointer = Checkpointer(folder.checkpoints)
+    record["tokenizer"] = tokenizer_identity(built.tokenizer, config.dims.vocab)
+    # Opened early only to check a resumed run's checkpoints (opening creates checkpoints/,
+    # which a run refused before step 0 must not leave behind).
+    checkpointer = Checkpointer(folder.checkpoints) if options.resume and checkpoint_steps(folder.path) else None
     metrics = None
     try:
+        if checkpointer is not None:  # before reading data and compiling: a refusal costs nothing
+            check_resumable(checkpointer, record, _saved_config(folder))
+        pipeline = read_data(spec, built, options)
+        compiled, check = compile_and_check(built, plan=plan, settings=settings, options=options, registry=registry)
+        if check.fits is False:
+            raise TrainError(refusal(check))
+        trainer.use_compiled(compiled.executable)
+
+        digest = config_digest(record)
+        layout = layout_digest(trainer.abstract_state())
+        if checkpointer is None:
+            checkpointer = Checkpointer(folder.checkpoints)
         start = start_state(
             trainer=trainer,
             checkpointer=checkpointer,
@@ -523,6 +532,8 @@ def _run(spec: Any, plan: Any, settings: Any, runtime: Any, folder: RunFolder, o
             digest=digest,
             layout=layout,
             data_fingerprint=pipeline.fingerprint,
+            record=record,
+            saved_record=_saved_config(folder),
             pretrained=built.pretrained,
             primary=runtime.is_primary,
         )
@@ -535,7 +546,7 @@ def _run(spec: Any, plan: Any, settings: Any, runtime: Any, folder: RunFolder, o
         deviations = tuple(
             f"the run differs from the plan: {d.field} {d.plan} -> {d.run} ({d.why})" for d in settings.deviations
         )
-        notes = deviations + built.notes + tuple(folder.notes) + extra_notes + start.notes
+        notes = deviations + built.notes + tuple(folder.notes) + extra_notes + start.notes + _repeat_notes(pipeline, config)
         for note in notes:
             display.note(f"note: {note}")
         display.note(_headline(spec, config, runtime, start.state))
@@ -561,6 +572,7 @@ def _run(spec: Any, plan: Any, settings: Any, runtime: Any, folder: RunFolder, o
                 "seed": config.seed,
                 "data": pipeline.position(step),
                 "config_digest": digest,
+                "config": record,
                 "layout": layout,
                 "total_steps": config.total_steps,
                 "project": spec.project.name,
@@ -579,7 +591,8 @@ def _run(spec: Any, plan: Any, settings: Any, runtime: Any, folder: RunFolder, o
     finally:
         if metrics is not None:
             metrics.close()
-        _close_quietly(checkpointer)
+        if checkpointer is not None:
+            _close_quietly(checkpointer)
 
     result = _result(
         spec, plan, config, runtime, folder, outcome, start.step, check, loop_settings.peak_flops, notes, record,
@@ -592,6 +605,47 @@ def _run(spec: Any, plan: Any, settings: Any, runtime: Any, folder: RunFolder, o
     if outcome.status == FAILED:
         raise TrainingFailed(result)
     return result
+
+
+def _repeat_notes(pipeline: Any, config: Any) -> tuple[str, ...]:
+    """One note when the run reads its training data more than once (epochs > 1): how many
+    sequences it draws from how many, so that a repeated corpus is never a surprise."""
+    from genaisdk.backend.jax.data import epochs
+
+    drawn = config.total_steps * config.global_batch
+    repeats = {name: e for name, e in epochs(pipeline, config.total_steps).items() if e > 1.0}
+    if not repeats:
+        return ()
+    if "" in repeats:
+        n = pipeline.num_train_sequences
+        return (
+            f"the run repeats its training data: {drawn:,} sequences drawn from {n:,} training sequences, "
+            f"{repeats['']:.1f} epochs (each sequence about {repeats['']:.1f} times); more data or fewer steps "
+            "would not repeat it",
+        )
+    groups = ", ".join(f"{name} {e:.1f}" for name, e in repeats.items())
+    return (f"the run repeats its training data: of the {drawn:,} sequences drawn, the data.mix groups {groups} epochs (expected)",)
+
+
+def _epochs_record(pipeline: Any, record: Mapping[str, Any]) -> Any:
+    """run.json's data.epochs: the times the run reads its training split (a number, or
+    one per data.mix group; None for an endless synthetic stream)."""
+    from genaisdk.backend.jax.data import epochs
+
+    found = epochs(pipeline, int(record["total_steps"]))
+    if not found:
+        return None
+    return round(found[""], 4) if "" in found else {name: round(e, 4) for name, e in found.items()}
+
+
+def _saved_config(folder: RunFolder) -> dict[str, Any] | None:
+    """The configuration record in the run folder's run.json (what checkpoints written
+    before their metadata carried it were saved with), or None."""
+    try:
+        config = json.loads((folder.path / RUN_FILE).read_text(encoding="utf-8")).get("config")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return config if isinstance(config, dict) else None
 
 
 def _close_quietly(checkpointer: Any) -> None:
@@ -663,6 +717,7 @@ def _write_run_record(
             "held_out": pipeline.settings.held_out,
             "mix": dict(spec.project.data.mix) or None,
             "description": pipeline.description,
+            "epochs": _epochs_record(pipeline, record),
             "fingerprint": pipeline.fingerprint,
             "files": [f.to_json() for f in pipeline.files],
         },

@@ -123,12 +123,15 @@ def _read_cache(cache: Path, key: str) -> dict[str, Any] | None:
 def _write_cache(cache: Path, key: str, table: dict[str, Any]) -> None:
     import tempfile
 
+    from genaisdk.core.files import honour_umask
+
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=cache.parent, prefix=cache.name, suffix=".tmp")
         try:
             with os.fdopen(handle, "w", encoding="utf-8") as out:
                 json.dump({"key": key, "table": table}, out, separators=(",", ":"), allow_nan=False)
+            honour_umask(temporary)  # mkstemp makes it 0600
             os.replace(temporary, cache)
         except BaseException:
             os.unlink(temporary)

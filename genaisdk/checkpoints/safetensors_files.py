@@ -10,7 +10,8 @@ listed by ``model.safetensors.index.json`` (``{"metadata": {"total_size"}, "weig
 This module parses headers itself (no `safetensors` import, no JAX) so that the planner can
 count a checkpoint's parameters from its shapes, and so that a damaged file gets an error
 naming it instead of a library's panic. Reading tensor data is `open_tensors`' job, through
-`safetensors.safe_open` (lazily, one tensor at a time).
+`safetensors.safe_open` (lazily, one tensor at a time); writing is `save_tensors`', the
+one place genaisdk writes a safetensors file.
 """
 
 from __future__ import annotations
@@ -33,6 +34,21 @@ MAX_HEADER_BYTES = 100 * 2**20
 DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 FLOAT_DTYPES = ("F32", "F16", "BF16")
 """Weight dtypes a checkpoint may store (F64 and integer tensors are refused as weights)."""
+
+
+def save_tensors(tensors: Mapping[str, Any], path: str | Path, *, metadata: Mapping[str, str] | None = None) -> Path:
+    """Writes NumPy arrays `tensors` to the safetensors file `path` with `metadata` (the
+    ``__metadata__`` header; Hugging Face loaders want ``{"format": "pt"}``), with the
+    permissions of any new file (`genaisdk.core.files.honour_umask`: the library itself
+    creates it 0600). Returns `path`."""
+    from safetensors.numpy import save_file
+
+    from genaisdk.core.files import honour_umask
+
+    path = Path(path)
+    save_file(dict(tensors), str(path), metadata=dict(metadata) if metadata is not None else None)
+    honour_umask(path)
+    return path
 
 
 @attrs.frozen(kw_only=True)
@@ -136,6 +152,20 @@ def _weight_map(index: Path) -> dict[str, str]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
         raise CheckpointFormatError(f"{index}: not a safetensors index (expected JSON with a 'weight_map' object)") from None
     return {str(k): str(v) for k, v in weight_map.items()}
+
+
+def stored_dtype(folder: str | Path) -> str | None:
+    """The dtype a checkpoint folder stores its weights in, as NumPy names it ('bfloat16',
+    'float16', 'float32'): the floating dtype that holds the most bytes (a checkpoint may
+    keep a few tensors, e.g. norms, wider). None when it stores no floating tensor.
+    CheckpointFormatError as `read_tensors`."""
+    totals: dict[str, int] = {}
+    for info in read_tensors(folder).values():
+        if info.dtype in FLOAT_DTYPES:
+            totals[info.dtype] = totals.get(info.dtype, 0) + info.nbytes
+    if not totals:
+        return None
+    return {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}[max(totals, key=totals.__getitem__)]
 
 
 def read_tensors(folder: str | Path) -> dict[str, TensorInfo]:

@@ -45,7 +45,7 @@ def _missing_extras() -> list[str]:
 @click.option("--format", "fmt", type=click.Choice(["hf"]), default="hf", show_default=True,
               help="hf: a Hugging Face checkpoint folder (config.json, model.safetensors, tokenizer).")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Folder to write.")
-@click.option("--dtype", type=click.Choice(sorted(DTYPES)), help="Weights' dtype on disk (default: as trained or stored).")
+@click.option("--dtype", type=click.Choice(sorted(DTYPES)), help="Weights' dtype on disk (default: as trained or stored; --merge: as the base checkpoint stores its weights, e.g. bf16).")
 @click.option("--max-shard-size", callback=_size, metavar="SIZE",
               help="Split the weights into shards of at most SIZE (default 5GB), with an index.")
 @click.option("--step", type=int, help="The run's checkpoint step (default: the newest that verifies).")
@@ -53,7 +53,7 @@ def _missing_extras() -> list[str]:
               help="Of a LoRA or QLoRA run: its adapters alone, as PEFT's adapter_config.json + adapter_model.safetensors.")
 @click.option("--merge", is_flag=True,
               help="Of a LoRA or QLoRA run: the base weights with the adapters merged in (W + alpha/r·B·A), a plain "
-              "checkpoint (what --format hf writes of such a run).")
+              "checkpoint (what --format hf writes of such a run), in the base checkpoint's dtype unless --dtype says.")
 def command(
     source: str, fmt: str, out: str, dtype: str | None, max_shard_size: int | None, step: int | None, adapters: bool, merge: bool
 ) -> None:

@@ -5,6 +5,7 @@ merged weights, and the merged model is the adapted one."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -212,7 +213,7 @@ def test_export_writes_peft_adapters_and_merged_weights(run, hf_dir, tmp_path):
     lora = load_file(str(tmp_path / "peft" / "adapter_model.safetensors"))
     base = load_file(str(hf_dir("llama") / "model.safetensors"))
     assert len(lora) == 2 * 4 * 2  # two layers, four matrices, A and B
-    out = runner.invoke(cli, ["export", str(result.out_dir), "--merge", "--out", str(tmp_path / "merged")])
+    out = runner.invoke(cli, ["export", str(result.out_dir), "--merge", "--dtype", "fp32", "--out", str(tmp_path / "merged")])
     assert out.exit_code == 0, out.output
     merged = load_file(str(tmp_path / "merged" / "model.safetensors"))
     for module in ("model.layers.1.self_attn.q_proj", "model.layers.0.self_attn.o_proj", "model.layers.1.mlp.down_proj"):
@@ -227,6 +228,55 @@ def test_export_writes_peft_adapters_and_merged_weights(run, hf_dir, tmp_path):
     # Adapters of a run that trained every weight, or both flags, are refused in one line.
     both = runner.invoke(cli, ["export", str(result.out_dir), "--adapters", "--merge", "--out", str(tmp_path / "x")])
     assert both.exit_code == 2 and "exclude each other" in both.output
+
+
+def test_merged_export_defaults_to_the_base_dtype_and_every_file_honours_the_umask(run, hf_dir, tmp_path):
+    from safetensors.numpy import load_file
+
+    from genaisdk.cli import cli
+
+    result, _ = run
+    runner = CliRunner()
+    previous = os.umask(0o027)
+    try:
+        merged = runner.invoke(cli, ["export", str(result.out_dir), "--merge", "--out", str(tmp_path / "merged")])
+        peft = runner.invoke(cli, ["export", str(result.out_dir), "--adapters", "--out", str(tmp_path / "peft")])
+    finally:
+        os.umask(previous)
+    assert merged.exit_code == 0 and peft.exit_code == 0, merged.output + peft.output
+    assert "merged weights written in bfloat16, as the base checkpoint stores them" in merged.output
+    base = load_file(str(hf_dir("llama") / "model.safetensors"))
+    weights = load_file(str(tmp_path / "merged" / "model.safetensors"))
+    assert {str(w.dtype) for w in base.values()} == {str(w.dtype) for w in weights.values()} == {"bfloat16"}
+    assert json.loads((tmp_path / "merged" / "config.json").read_text())["dtype"] == "bfloat16"
+    size = (tmp_path / "merged" / "model.safetensors").stat().st_size
+    assert abs(size - (hf_dir("llama") / "model.safetensors").stat().st_size) < 4096  # not twice the download
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert {p.name for p in files} >= {"model.safetensors", "adapter_model.safetensors", "config.json", "adapter_config.json"}
+    assert {p.name: p.stat().st_mode & 0o777 for p in files} == {p.name: 0o640 for p in files}
+
+
+def test_a_lora_run_cannot_be_resumed_as_qlora_but_may_change_its_dropout(run, tmp_path):
+    import shutil
+
+    from genaisdk.cli import cli
+
+    result, spec = run
+    copy = tmp_path / "copy"
+    shutil.copytree(result.out_dir, copy)
+    before = (copy / "run.json").read_text()
+    refused = CliRunner().invoke(
+        cli, ["train", str(spec), "--set", "adapt.method=qlora", "--out", str(copy), "--resume", "--steps", "5", "--devices", "2"]
+    )
+    assert refused.exit_code == 1, refused.output
+    lines = [line for line in refused.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in refused.output
+    assert "(adapt.method lora -> qlora; adapt.frozen_precision none -> nf4)" in lines[0]
+    assert "resume with the settings they were saved with, or --out a new folder" in lines[0]
+    assert (copy / "run.json").read_text() == before  # nothing written
+    more = genaisdk.train(str(spec), out=copy, devices=2, steps=4, resume=True, quiet=True, overrides=["adapt.dropout=0.05"])
+    assert (more.start_step, more.steps) == (3, 4)
+    assert any(n.startswith("resuming with changed settings (adapt.dropout 0 -> 0.05)") for n in more.notes)
 
 
 def test_exported_adapters_read_back_onto_the_base_give_the_runs_logits(run, hf_dir, tmp_path):

@@ -14,7 +14,9 @@ One entry per format in `FORMATS`, each a function `(loaded, out, options) -> Ex
 
   Of a LoRA or QLoRA run (`LoadedModel.adapter`), the merged weights: the frozen base
   plus alpha/r·A·B at every adapted matrix (a QLoRA base dequantized first: the weights the
-  adapters were trained against), a plain checkpoint of the base model's family.
+  adapters were trained against), a plain checkpoint of the base model's family, written
+  by default in the dtype the base checkpoint stores (`LoadedModel.base_dtype`: a bf16
+  download gives a bf16 merged model of the same size, not an fp32 one of twice it).
 - ``peft``: a LoRA or QLoRA run's adapters alone, in PEFT's folder (adapter_config.json +
   adapter_model.safetensors, `genaisdk.backend.jax.peft.write_peft`), the tensor names
   those of `genaisdk.checkpoints.hf_map`; `peft.PeftModel.from_pretrained` loads them
@@ -33,7 +35,8 @@ import attrs
 @attrs.frozen(kw_only=True)
 class ExportOptions:
     dtype: Any = None
-    """Weights' dtype on disk (None: as the parameters are)."""
+    """Weights' dtype on disk (None: as the parameters are; merged adapters: as their base
+    checkpoint stores its weights)."""
     max_shard_bytes: int | None = None
     """Largest safetensors file before the weights are split into shards (None: 5 GB)."""
 
@@ -54,6 +57,10 @@ def _hf(loaded: Any, out: Path, options: ExportOptions) -> ExportResult:
         notes.append("the model uses genaisdk's byte tokenizer, which has no Hugging Face tokenizer file: none written")
     if loaded.dims.vocab != loaded.vocab:
         notes.append(f"{loaded.dims.vocab - loaded.vocab} padded vocabulary rows left out")
+    dtype = options.dtype
+    if dtype is None and loaded.adapter is not None and getattr(loaded, "base_dtype", None):
+        dtype = loaded.base_dtype
+        notes.append(f"merged weights written in {dtype}, as the base checkpoint stores them (--dtype to choose)")
     files = export_hf(
         out,
         params=loaded.params,
@@ -63,7 +70,7 @@ def _hf(loaded: Any, out: Path, options: ExportOptions) -> ExportResult:
         ids=loaded.ids,
         base_config=loaded.hf_config,
         vocab=loaded.vocab,
-        dtype=options.dtype,
+        dtype=dtype,
         max_shard_bytes=options.max_shard_bytes or DEFAULT_MAX_SHARD_BYTES,
     )
     return ExportResult(out=out, files=tuple(files), notes=tuple(notes))

@@ -284,7 +284,7 @@ def export_hf(
     `vocab`: the vocabulary to write (default dims.vocab; rows past it are padding and are
     not exported). `base_config`: the config.json the model was loaded from (its other keys
     are kept). Raises CheckpointFormatError when no Hugging Face family runs the model."""
-    from safetensors.numpy import save_file
+    from genaisdk.checkpoints.safetensors_files import save_tensors
 
     vocab = dims.vocab if vocab is None else vocab
     real = dims.evolve(vocab=vocab)
@@ -307,7 +307,7 @@ def export_hf(
         if not shard:
             return
         path = out / f"model-{len(temp_names) + 1:05d}.partial.safetensors"
-        save_file(shard, str(path), metadata={"format": "pt"})
+        save_tensors(shard, path, metadata={"format": "pt"})
         temp_names.append(path)
         for name in shard:
             weight_map[name] = path.name

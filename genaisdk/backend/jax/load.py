@@ -90,6 +90,9 @@ class LoadedModel:
     PEFT adapters, for `genai export --adapters`; None otherwise."""
     base_source: str | None = None
     """The folder the adapters' frozen base was read from (None: a run's random base)."""
+    base_dtype: str | None = None
+    """The dtype that base folder stores its weights in ('bfloat16', ...; None: no such
+    folder): what the user downloaded, and what `genai export --merge` writes by default."""
     notes: tuple[str, ...] = ()
     _forward: Any = attrs.field(default=None, init=False, repr=False, eq=False)
 
@@ -367,5 +370,8 @@ def _load_adapted(
     dtype = jax.tree.leaves(abstract)[0].dtype
     merged = adapters.merge(adapters.freeze(base), restored.state, dtype=dtype)
     merged = jax.tree.map(lambda x, a: jax.device_put(x, a.sharding), merged, abstract)
-    fields = {"adapter": adapter, "adapters": restored.state, "base_source": source}
+    from genaisdk.checkpoints.safetensors_files import stored_dtype
+
+    fields = {"adapter": adapter, "adapters": restored.state, "base_source": source,
+              "base_dtype": stored_dtype(source) if source else None}
     return restored, merged, fields

@@ -227,7 +227,7 @@ def write_peft(
     run's config says nothing of quantization: PEFT's adapters are the same over a 16-bit
     or a 4-bit base (bitsandbytes' quantization is chosen when the base is loaded).
     `base`: the base model's folder, recorded as `base_model_name_or_path`. Returns the files."""
-    from safetensors.numpy import save_file
+    from genaisdk.checkpoints.safetensors_files import save_tensors
 
     tensors, settings = peft_tensors(adapters, config, dims, model_type)
     if dtype is not None:
@@ -258,7 +258,7 @@ def write_peft(
         "revision": None,
     }
     weights = out / PEFT_WEIGHTS_FILE
-    save_file(tensors, str(weights), metadata={"format": "pt"})
+    save_tensors(tensors, weights, metadata={"format": "pt"})
     config_file = out / PEFT_CONFIG_FILE
     config_file.write_text(json.dumps(peft_config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return [config_file, weights]

@@ -275,6 +275,7 @@ def run_settings(
         run_steps = int(steps)
     if run_steps is None:
         raise RunSettingsError("the plan has no step count (no data.tokens and no train.steps): give one of them, or --steps N")
+    _tokens_deviation(spec, run_steps, global_seq, int(m.context), steps, deviate)
 
     schedule = _schedule(spec, registry, t.optimizer, run_steps)
     return RunSettings(
@@ -313,6 +314,30 @@ def run_settings(
             **schedule,
         ),
         deviations=tuple(deviations),
+    )
+
+
+def _tokens_deviation(spec: Any, run_steps: int, global_seq: int, context: int, option: int | None, deviate: Any) -> None:
+    """The spec's `data.tokens` against what the run trains (steps x global batch x
+    context) when a step count decides the length instead (`train.steps`, or `--steps`):
+    a deviation whenever they differ by a step's batch or more, so that a run of 20.5k
+    tokens under `data.tokens = 100k` says so rather than replacing it silently."""
+    from genaisdk.core.numbers import fmt_count
+
+    wanted = getattr(getattr(spec.project, "data", None), "tokens", None)
+    if not wanted:
+        return
+    batch = global_seq * context
+    trained = run_steps * batch
+    if abs(trained - wanted) < batch:
+        return
+    source = f"--steps {option}" if option is not None else f"train.steps = {run_steps}"
+    deviate(
+        "tokens",
+        int(wanted),
+        int(trained),
+        f"{source}: {run_steps} steps x {global_seq} sequences x {context} tokens; data.tokens = "
+        f"{fmt_count(wanted)} would take {math.ceil(wanted / batch)} steps",
     )
 
 

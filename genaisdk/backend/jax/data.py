@@ -155,11 +155,13 @@ class DataPipeline:
         packed = stream[: packed_rows * self.seq_len].reshape(packed_rows, self.seq_len).astype(storage)
         mask = None
         self.truncated_examples = 0
+        chat_tokens = 0
         if chat:
-            chat_rows, chat_mask, self.truncated_examples = chat_examples(chat, tokenizer, self.seq_len)
+            rows, chat_mask, lengths, self.truncated_examples = chat_rows(chat, tokenizer, self.seq_len)
+            chat_tokens = int(lengths.sum())
             # Packed text learns every token; each chat example is a row of its own.
             mask = np.concatenate([np.ones(packed.shape, np.uint8), chat_mask])
-            packed = np.concatenate([packed, chat_rows.astype(storage)])
+            packed = np.concatenate([packed, rows.astype(storage)])
         n = len(packed)
         if n < 2:
             raise DataError(
@@ -183,7 +185,7 @@ class DataPipeline:
         what = f"{len(text)} document(s)" if not chat else f"{len(text)} document(s), {len(chat)} chat example(s)"
         cut = f", {self.truncated_examples} example(s) cut to the context" if self.truncated_examples else ""
         self.description = (
-            f"{len(stream):,} tokens{named} from {len(files)} file(s), {what}{cut}: "
+            f"{len(stream) + chat_tokens:,} tokens{named} from {len(files)} file(s), {what}{cut}: "
             f"{len(self._train):,} training and {len(self._held):,} held-out sequences of {self.seq_len}"
         )
 
@@ -296,7 +298,14 @@ def padding_id(tokenizer: Any) -> int:
 
 
 def chat_examples(documents: Sequence[Document], tokenizer: Any, seq_len: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """Chat examples as rows of `seq_len` token ids and their loss masks, one example a row.
+    """`chat_rows` without the rows' lengths: (ids, mask, examples cut)."""
+    ids, mask, _, cut = chat_rows(documents, tokenizer, seq_len)
+    return ids, mask, cut
+
+
+def chat_rows(documents: Sequence[Document], tokenizer: Any, seq_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Chat examples as rows of `seq_len` token ids and their loss masks, one example a row,
+    with each row's count of real tokens (int64 [examples]; the rest is padding).
 
     Each piece of the example's template (`genaisdk.backend.jax.sources.chat_segments`) is
     tokenized on its own, so the mask is exact at the prompt/response boundary: the first
@@ -313,6 +322,7 @@ def chat_examples(documents: Sequence[Document], tokenizer: Any, seq_len: int) -
     ids = np.full((len(documents), seq_len), pad, TOKEN_DTYPE)
     mask = np.zeros((len(documents), seq_len), np.uint8)
     cut = 0
+    lengths = np.zeros(len(documents), np.int64)
     for row, document in enumerate(documents):
         tokens, learn = segment_ids(document.segments or (), tokenizer)
         if len(tokens) > seq_len:
@@ -325,7 +335,8 @@ def chat_examples(documents: Sequence[Document], tokenizer: Any, seq_len: int) -
             )
         ids[row, : len(tokens)] = tokens
         mask[row, : len(tokens)] = learn
-    return ids, mask, cut
+        lengths[row] = len(tokens)
+    return ids, mask, lengths, cut
 
 
 def segment_ids(segments: Sequence[tuple[str, bool]], tokenizer: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -495,3 +506,16 @@ def build_pipeline(
         )
     )
     return MixedPipeline(settings, dict(mix)) if mix else DataPipeline(settings)
+
+
+def epochs(pipeline: Any, steps: int) -> dict[str, float]:
+    """How many times `steps` optimizer steps read each training split (sequences drawn /
+    training sequences): {'': e} for one corpus, {group: expected e} for a `data.mix`
+    (draws by weight, `mix_draws`), {} for an endless synthetic stream. Above 1 the run
+    repeats its data, which `genai train` says."""
+    drawn = steps * pipeline.rows
+    if isinstance(pipeline, MixedPipeline):
+        shares = pipeline.weights / pipeline.weights.sum()
+        return {name: drawn * float(share) / len(group._train) for (name, group), share in zip(pipeline.groups.items(), shares)}
+    n = pipeline.num_train_sequences
+    return {"": drawn / n} if n else {}

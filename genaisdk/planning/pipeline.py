@@ -24,12 +24,14 @@ Each `auto` gets a `Reason`, each problem a `Diagnostic`.
 from __future__ import annotations
 
 import functools
+import math
 import os
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from genaisdk.core import codes
+from genaisdk.core.numbers import fmt_count
 from genaisdk.diagnostics import SpecError
 from genaisdk.planning import advice
 from genaisdk.planning.assemble import assemble, assumptions, batch
@@ -132,6 +134,15 @@ def _run(spec: Spec, registry: Registry, resolved: Resolved, notes: Notes) -> Pl
             global_seq, _ = batch(requested, fitted.case.seq, c.micro_batch, c.data_parallel)
             tokens = float(steps * global_seq * fitted.case.seq)
             notes.reason("data.tokens", tokens, f"train.steps = {steps} steps x {global_seq} sequences x {fitted.case.seq} tokens")
+            given = spec.project.data.tokens
+            if given and abs(given - tokens) > 0.01 * tokens:
+                notes.diag(
+                    codes.ADJUSTED_VALUE,
+                    f"train.steps = {steps} trains {fmt_count(tokens, 'tokens')}, not the {fmt_count(given, 'tokens')} of data.tokens "
+                    f"(which would take {math.ceil(given / (global_seq * fitted.case.seq)):,} steps): the steps decide",
+                    "train.steps",
+                    hint="drop one of the two, or make them agree",
+                )
     else:
         notes.diag(
             codes.PROMPT_ONLY,

@@ -64,6 +64,8 @@ def training_tokens(ctx: PlanContext, count: ParamCount, budget_tokens: float | 
         if notes is not None:
             notes.reason("data.tokens", tokens, "not given: 20 tokens per parameter, compute-optimal (Hoffmann et al. 2022)")
         return tokens
+    if ctx.project.train.steps:
+        return 0.0  # the steps decide the tokens (planning.pipeline), with their reason
     if notes is not None:
         notes.diag(
             codes.NO_DATA,

@@ -86,8 +86,12 @@ def test_the_schedule_batch_and_dropout_may_change_with_a_note_and_the_layout_si
 
 
 def test_a_spec_whose_train_steps_override_its_data_tokens_states_the_deviation():
-    spec = genaisdk.load(ROOT / "specs" / "support-lora.genai")
-    settings = run_settings(genaisdk.plan(spec), spec)
+    spec = genaisdk.load(ROOT / "specs" / "support-lora.genai", overrides=["data.tokens=100k tokens"])
+    plan = genaisdk.plan(spec)
+    # The plan says so too (GP007 at train.steps), before any run.
+    (warning,) = [d for d in plan.diagnostics if d.code == "GP007"]
+    assert "the steps decide" in warning.message and "98 steps" in warning.message
+    settings = run_settings(plan, spec)
     (tokens,) = [d for d in settings.deviations if d.field == "tokens"]
     assert (tokens.plan, tokens.run) == (100_000, 20 * 4 * 256)
     assert tokens.why.startswith("train.steps = 20: 20 steps x 4 sequences x 256 tokens; data.tokens = 100k would take 98 steps")

@@ -101,6 +101,7 @@ SERVING_DOES_NOT_FIT = "GP204"
 OFFLOAD_ONLY = "GP205"
 HOST_UNCHECKED = "GP206"
 LAYOUT_CANNOT_RUN = "GP210"
+FRAMEWORK_LAYOUT = "GP211"
 FINETUNE_WOULD_DO = "GP301"
 DOMAIN_PRETRAINING_PAYS = "GP302"
 PROMPT_ONLY = "GP303"
@@ -194,6 +195,7 @@ CODES: dict[str, tuple[str, str]] = {
     "GP205": ("info", "the plan fits only with host offload, which is slow"),
     "GP206": ("warning", "an offload strategy's host memory is not known: its fit on the host is unchecked"),
     "GP210": ("error", "the spec's tensor / pipeline settings cannot run this model on these devices"),
+    "GP211": ("warning", "the plan's layout splits layers over devices, which train.framework cannot do"),
     "GP301": ("warning", "pretraining from scratch where fine-tuning a pretrained model would do"),
     "GP302": ("info", "domain pretraining pays: a large in-domain share of the data (BloombergGPT)"),
     "GP303": ("info", "prompting only: nothing trains, the plan is the serving footprint"),

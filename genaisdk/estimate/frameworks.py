@@ -52,6 +52,9 @@ class Framework:
     description: str
     efficiency: float
     source: str
+    model_parallel: bool = True
+    """Whether the software splits layers over devices (Megatron-style tensor and pipeline
+    parallelism); the Hugging Face Trainer shards data only (DDP, FSDP, DeepSpeed ZeRO)."""
 
 
 _DEEPSPEED_SOURCE = (
@@ -75,6 +78,7 @@ FRAMEWORKS: dict[str, Framework] = {
             efficiency=0.72,
             source="fms-acceleration's A100-80GB benchmark (scripts/benchmarks/refs/a100_80gb.csv): Mistral-7B full "
             "fine-tuning measured 0.690 and 0.748 of the step-time model at micro-batches 4 and 8; its LoRA rows agree within 1.5%",
+            model_parallel=False,
         ),
         Framework(
             key="megatron-deepspeed",

@@ -78,6 +78,24 @@ def review(plan: Plan, stages: Stages, notes: Notes) -> None:
     _budget(plan, spec, notes)
     _adaptation(plan, spec, resolved, notes)
     _serving(plan, stages, notes)
+    _framework(plan, notes)
+
+
+def _framework(plan: Plan, notes: Notes) -> None:
+    """A layout the named training software cannot run (GP211)."""
+    from genaisdk.estimate.frameworks import framework
+
+    t = plan.train
+    stack = framework(t.framework)
+    if stack.model_parallel or (t.tensor_parallel <= 1 and t.pipeline_parallel <= 1):
+        return
+    notes.diag(
+        codes.FRAMEWORK_LAYOUT,
+        f"train.framework = {stack.key} shards data only, but the plan splits layers over devices (tensor "
+        f"{t.tensor_parallel} x pipeline {t.pipeline_parallel}): its time is for software that can run that layout",
+        "train.framework",
+        hint="set train.tensor = 1 and train.pipeline = 1, or choose megatron-lm or megatron-deepspeed",
+    )
 
 
 def _scaling(plan: Plan, spec: Spec, r: Resolved, notes: Notes) -> None:

@@ -211,14 +211,14 @@ def _checkpoint(spec: Any, notes: Notes) -> Any:
     after a GP009 error (unreadable, or contradicted by another `model` key)."""
     from genaisdk.checkpoints import CheckpointFormatError
     from genaisdk.checkpoints.hf_config import read_checkpoint, spec_folder
-    from genaisdk.spec.validate import CHECKPOINT_HINT
+    from genaisdk.spec.validate import checkpoint_hint
 
     model = spec.project.model
     folder = spec_folder(spec, model.checkpoint)
     try:
         checkpoint = read_checkpoint(folder, weights=any(folder.glob("*.safetensors*")))
     except CheckpointFormatError as exc:
-        notes.diag(codes.CHECKPOINT, str(exc), "model.from", hint=CHECKPOINT_HINT)
+        notes.diag(codes.CHECKPOINT, str(exc), "model.from", hint=checkpoint_hint(spec))
         return None
     fixed = [key for key in CHECKPOINT_FIXED if getattr(model, key) is not None and not is_auto(getattr(model, key))]
     for key in fixed:

@@ -287,6 +287,17 @@ def _data(c: _Checks) -> None:
 CHECKPOINT_HINT = "point `from` at a Hugging Face checkpoint folder (config.json + model.safetensors)"
 
 
+def checkpoint_hint(spec: Spec) -> str:
+    """The fix for an unreadable `model.from`, saying where a relative path is read from
+    (`genai check` and `genai plan` give the same)."""
+    from genaisdk.checkpoints.hf_config import spec_folder
+
+    value = spec.project.model.checkpoint or ""
+    if os.path.isabs(os.path.expanduser(value)):
+        return CHECKPOINT_HINT
+    return f"{CHECKPOINT_HINT}; a relative path is read from the spec's folder, {spec_folder(spec, '.')}"
+
+
 def files(spec: Spec) -> list[Diagnostic]:
     """The checks that read the disk, which `validate` (and so `genaisdk.loads`) leaves out
     and `genai check` adds: `model.from` names a checkpoint the planner can read (its
@@ -303,9 +314,7 @@ def files(spec: Spec) -> list[Diagnostic]:
     try:
         read_checkpoint(folder, weights=any(folder.glob("*.safetensors*")))
     except CheckpointFormatError as exc:
-        base = spec_folder(spec, ".")
-        relative = "" if os.path.isabs(os.path.expanduser(value)) else f"; a relative path is read from the spec's folder, {base}"
-        c.add(codes.CHECKPOINT, str(exc), "model.from", CHECKPOINT_HINT + relative)
+        c.add(codes.CHECKPOINT, str(exc), "model.from", checkpoint_hint(spec))
     return c.found
 
 

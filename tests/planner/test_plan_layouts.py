@@ -350,3 +350,14 @@ def test_the_strategy_table_says_why_a_row_does_not_fit():
     assert why["zero2", "bf16"] == why["fsdp", "bf16"] == "not runnable"
     assert why["ddp", "bf16"] == "over capacity"
     assert "a pipeline runs with ddp or zero1" in options_note(plan)
+
+
+def test_a_framework_without_model_parallelism_warns_on_a_split_layout():
+    """The Hugging Face Trainer shards data only: BLOOM's tensor 4 x pipeline 12 with
+    `framework = hf-trainer` is a GP211 warning at train.framework; a data-parallel plan is not."""
+    spec = Path(__file__).resolve().parents[2] / "specs" / "bloom-176b.genai"
+    split = genaisdk.plan(genaisdk.load(spec, overrides=["train.framework=hf-trainer"]))
+    (warning,) = [d for d in split.diagnostics if d.code == "GP211"]
+    assert "tensor 4 x pipeline 12" in warning.message
+    megatron = genaisdk.plan(genaisdk.load(spec))
+    assert not [d for d in megatron.diagnostics if d.code == "GP211"]
